@@ -1,0 +1,25 @@
+"""`robustok train-tokenizer CONFIG [key=value ...] [--resume]`: stage 1, main training with latent perturbation."""
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-tokenizer", help="main-train an image tokenizer (optionally with latent perturbation)",
+                       description=__doc__)
+    p.add_argument("config", help="YAML config, e.g. configs/tokenizer/fmnist-robust.yaml")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.steps=2000 run.dir=runs/tok")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in run.dir")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from robustok.config import load_config
+    from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
+    from robustok.train.loop import train
+
+    cfg = load_config(TokenizerTrainConfig, args.config, args.overrides)
+    task = TokenizerTask(cfg)
+    out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=args.resume)
+    print(f"tokenizer saved to {out}")
+    return 0

@@ -1,0 +1,51 @@
+"""Data loading used by every stage: one spec string -> dataset -> deterministic, per-rank batches."""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import torch
+from torch.utils.data import DataLoader, IterableDataset
+
+from robustok.data.datasets import (FashionMNIST, GlobalBatchSampler, ImageFolder, WebDatasetShards,
+                                    build_dataset, open_image)
+from robustok.data.transforms import from_uint8, to_uint8
+
+__all__ = ["build_dataset", "train_batches", "eval_batches", "FashionMNIST", "ImageFolder", "WebDatasetShards",
+           "GlobalBatchSampler", "open_image", "to_uint8", "from_uint8"]
+
+
+def train_batches(dataset, global_batch: int, seed: int, rank: int = 0, world: int = 1, start_step: int = 0,
+                  num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Endless `(images, labels)` training batches for this rank, resumable at `start_step`."""
+    if isinstance(dataset, IterableDataset):
+        dataset.seed = seed * 1_000_003 + start_step
+        loader = DataLoader(dataset, batch_size=global_batch // world, num_workers=num_workers, drop_last=True)
+    else:
+        sampler = GlobalBatchSampler(len(dataset), global_batch, seed, rank, world, start_step)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers,
+                            persistent_workers=num_workers > 0)
+    return iter(loader)
+
+
+def eval_batches(spec_or_dataset, batch_size: int = 100, num_images: Optional[int] = None, resolution: int = 32,
+                 channels: int = 1, root: Optional[str] = None, rank: int = 0, world: int = 1,
+                 num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Un-augmented `(images [-1,1], labels)` batches of the first `num_images` images (all if None).
+
+    Under distributed evaluation each rank gets a disjoint, strided share.
+    """
+    ds = (build_dataset(spec_or_dataset, resolution, channels, train=False, root=root)
+          if isinstance(spec_or_dataset, str) else spec_or_dataset)
+    if isinstance(ds, IterableDataset):
+        ds.repeat = False
+        count = 0
+        for x, y in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
+            if num_images is not None and count >= num_images:
+                return
+            take = x.shape[0] if num_images is None else min(x.shape[0], num_images - count)
+            count += take
+            yield x[:take], y[:take]
+        return
+    n = len(ds) if num_images is None else min(num_images, len(ds))
+    subset = torch.utils.data.Subset(ds, list(range(rank, n, world)))
+    yield from DataLoader(subset, batch_size=batch_size, num_workers=num_workers)

@@ -1,0 +1,219 @@
+"""Datasets behind one spec string: `fashion-mnist:train|test`, an image folder, or `wds:<shard pattern>`.
+
+Map-style datasets take `(index, seed)` pairs from `GlobalBatchSampler`, so augmentation is a pure function
+of (run seed, epoch, index): deterministic for any number of workers or ranks, and exactly resumable.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset, IterableDataset
+
+from robustok.data.fashion_mnist import load_fashion_mnist
+from robustok.data.transforms import center_crop, random_crop, to_mode, to_tensor
+from robustok.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".JPEG"}
+
+
+def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
+    """Open and fully decode an image, raising `DataError` naming the file if it is empty, corrupt or truncated."""
+    try:
+        if data is None:
+            if Path(path).stat().st_size == 0:
+                raise DataError(f"{path}: empty (zero-byte) image file")
+            img = Image.open(path)
+        else:
+            img = Image.open(io.BytesIO(data))
+        img.load()
+        return img
+    except DataError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path}: not a readable image ({err})") from None
+
+
+class ImageDataset(Dataset):
+    """Base: subclasses provide `__len__`, `load(i) -> PIL image` and `labels`; this applies the transforms."""
+
+    labels: np.ndarray
+    num_classes: int
+
+    def __init__(self, resolution: int, channels: int, train: bool):
+        if channels not in (1, 3):
+            raise DataError(f"channels must be 1 or 3, got {channels}")
+        self.resolution, self.channels, self.train = resolution, channels, train
+
+    def load(self, i: int) -> Image.Image:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, item) -> tuple[torch.Tensor, int]:
+        i, seed = item if isinstance(item, tuple) else (item, None)
+        img = to_mode(self.load(int(i)), self.channels)
+        if self.train and seed is not None:
+            img = random_crop(img, self.resolution, np.random.default_rng(seed))
+        elif img.size != (self.resolution, self.resolution):
+            img = center_crop(img, self.resolution)
+        return to_tensor(img), int(self.labels[int(i)])
+
+
+class FashionMNIST(ImageDataset):
+    """Fashion-MNIST, 28x28 gray, zero-padded to 32x32 (then resized if `resolution` != 32)."""
+
+    def __init__(self, split: str, resolution: int = 32, channels: int = 1, train: bool = False,
+                 root: str | None = None):
+        super().__init__(resolution, channels, train)
+        images, self.labels = load_fashion_mnist(split, root)
+        self.images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+        self.num_classes = 10
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def load(self, i: int) -> Image.Image:
+        return Image.fromarray(self.images[i], "L")
+
+
+class ImageFolder(ImageDataset):
+    """Images under a folder: class subfolders -> labels by sorted name; a flat folder -> unlabeled (label -1)."""
+
+    def __init__(self, root: str | Path, resolution: int, channels: int, train: bool = False):
+        super().__init__(resolution, channels, train)
+        root = Path(root)
+        if not root.is_dir():
+            raise DataError(f"{root}: data folder not found")
+        subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        files: list[Path] = []
+        labels: list[int] = []
+        if subdirs:
+            self.classes = [p.name for p in subdirs]
+            for label, d in enumerate(subdirs):
+                found = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+                if not found:
+                    raise DataError(f"{d}: class folder contains no images")
+                files += found
+                labels += [label] * len(found)
+        else:
+            self.classes = []
+            files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            labels = [-1] * len(files)
+        if not files:
+            raise DataError(f"{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
+        self.files, self.labels = files, np.asarray(labels, dtype=np.int64)
+        self.num_classes = len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def load(self, i: int) -> Image.Image:
+        return open_image(self.files[i])
+
+
+class WebDatasetShards(IterableDataset):
+    """WebDataset tar shards with `.png`/`.jpg`/`.jpeg` images and optional `.cls` labels, split by rank and worker.
+
+    An endless, shuffled stream (the shuffle seed depends on the run seed and the step it starts from).
+    """
+
+    def __init__(self, pattern: str, resolution: int, channels: int, train: bool = False, seed: int = 0,
+                 num_classes: int = 0, repeat: bool = True):
+        import webdataset as wds
+
+        self.pattern, self.resolution, self.channels, self.train = pattern, resolution, channels, train
+        self.seed, self.num_classes, self.repeat = seed, num_classes, repeat
+        self.urls = list(wds.shardlists.expand_urls(pattern))
+        missing = [u for u in self.urls if "://" not in u and not Path(u).is_file()]
+        if not self.urls or missing:
+            raise DataError(f"wds:{pattern}: shard(s) not found: {missing[:3] or pattern}")
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        import webdataset as wds
+
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info else 0
+        rng = np.random.default_rng([self.seed, worker, _rank()])
+        ds = wds.WebDataset(self.urls, shardshuffle=1000 if self.train else False, seed=self.seed,
+                            nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, empty_check=False)
+        if self.train:
+            ds = ds.shuffle(1000, rng=_PyRandom(rng))
+        while True:
+            for sample in ds:
+                key = sample.get("__key__", "?")
+                raw = next((sample[k] for k in ("png", "jpg", "jpeg", "webp") if k in sample), None)
+                if raw is None:
+                    raise DataError(f"{sample.get('__url__', self.pattern)}:{key}: sample has no .png/.jpg image")
+                img = to_mode(open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw), self.channels)
+                if self.train:
+                    img = random_crop(img, self.resolution, rng)
+                else:
+                    img = center_crop(img, self.resolution)
+                label = int(sample["cls"].decode().strip()) if "cls" in sample else -1
+                yield to_tensor(img), label
+            if not self.repeat:
+                return
+
+
+class _PyRandom:
+    """Adapter giving webdataset's shuffle a seeded `random.Random`-like object."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def randint(self, a: int, b: int) -> int:
+        return int(self.rng.integers(a, b + 1))
+
+    def random(self) -> float:
+        return float(self.rng.random())
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+
+
+def build_dataset(spec: str, resolution: int = 32, channels: int = 1, train: bool = False,
+                  root: Optional[str] = None, seed: int = 0):
+    """The dataset named by `spec`: `fashion-mnist:train|test`, a folder path, or `wds:<pattern>`."""
+    if spec.startswith("fashion-mnist"):
+        split = spec.split(":", 1)[1] if ":" in spec else "train"
+        return FashionMNIST(split, resolution, channels, train, root)
+    if spec.startswith("wds:"):
+        return WebDatasetShards(spec[4:], resolution, channels, train, seed)
+    return ImageFolder(spec, resolution, channels, train)
+
+
+class GlobalBatchSampler(torch.utils.data.Sampler):
+    """Endless batches of `(index, seed)` for this rank, starting at global step `start_step`.
+
+    Each epoch is a permutation seeded by (seed, epoch); global batch b is positions [b*B, (b+1)*B) of it and
+    rank r takes its r-th slice, so the global data order does not depend on the number of ranks.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int = 0, rank: int = 0, world: int = 1,
+                 start_step: int = 0, shuffle: bool = True):
+        if global_batch % world:
+            raise DataError(f"global batch {global_batch} is not divisible by the {world} ranks")
+        if n < global_batch:
+            raise DataError(f"data set has {n} images, fewer than one global batch of {global_batch}")
+        self.n, self.B, self.seed, self.rank, self.world = n, global_batch, seed, rank, world
+        self.start_step, self.shuffle = start_step, shuffle
+        self.per_epoch = n // global_batch
+        self.local = global_batch // world
+
+    def __iter__(self):
+        step = self.start_step
+        while True:
+            epoch, b = divmod(step, self.per_epoch)
+            order = (np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle
+                     else np.arange(self.n))
+            lo = b * self.B + self.rank * self.local
+            idx = order[lo: lo + self.local]
+            yield [(int(i), [self.seed, epoch, int(i)]) for i in idx]
+            step += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs a number
+        return 2**62

@@ -1,0 +1,17 @@
+"""Errors that the CLI reports as one clear line (no traceback)."""
+
+
+class RobustokError(Exception):
+    """A user-facing problem: bad input, a missing file, an incompatible checkpoint."""
+
+
+class ConfigError(RobustokError, ValueError):
+    """An unknown config key, a wrong type or an invalid value; the message names the key."""
+
+
+class DataError(RobustokError, ValueError):
+    """Unreadable or unusable data; the message names the file."""
+
+
+class CheckpointError(RobustokError, ValueError):
+    """A checkpoint or model directory that cannot be loaded into the requested model."""

@@ -1,0 +1,137 @@
+"""`save_pretrained` / `from_pretrained`: a model directory is `config.json` + `model.safetensors`.
+
+Models subclass `Pretrained`, set `config_class` (a dataclass) and take the config as their only constructor
+argument. Loading checks the class name and every tensor's name and shape, and reports the file on mismatch.
+Writes are atomic (temp file + rename), so an interrupted save never leaves a half-written model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from robustok.config import from_dict
+from robustok.errors import CheckpointError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+M = TypeVar("M", bound="Pretrained")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` via a temp file in the same folder and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Atomically write a safetensors file (tensors made contiguous and moved to CPU)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, naming the file if it is missing or corrupt."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """`load_state_dict(strict=True)` with an error that names the source and the first mismatches."""
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+             for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
+        if wrong:
+            parts.append(f"shape mismatch {wrong[:3]}")
+        raise CheckpointError(f"{source}: weights do not fit {type(module).__name__} ({'; '.join(parts)}): "
+                              "is it a checkpoint of another architecture or config?")
+    module.load_state_dict(state, strict=True)
+
+
+class Pretrained(torch.nn.Module):
+    """Base for models saved as a directory with `config.json` + `model.safetensors`."""
+
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any):
+        super().__init__()
+        self.config = config
+
+    def config_dict(self) -> dict:
+        return dataclasses.asdict(self.config)
+
+    def save_pretrained(self, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write `config.json` and `model.safetensors` (of `state`, default this model's weights)."""
+        directory = Path(directory)
+        meta = {"class": type(self).__name__, "config": self.config_dict(), "format": "robustok/1"}
+        save_tensors(state if state is not None else self.state_dict(), directory / WEIGHTS_NAME)
+        atomic_write_bytes(directory / CONFIG_NAME, json.dumps(meta, indent=2).encode())
+        return directory
+
+    @classmethod
+    def read_config(cls, directory: str | Path) -> Any:
+        path = Path(directory) / CONFIG_NAME
+        if not path.is_file():
+            raise CheckpointError(f"{path}: not found; is {directory} a robustok {cls.__name__} directory?")
+        try:
+            meta = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{path}: invalid JSON ({err})") from None
+        if not isinstance(meta, dict) or meta.get("class") != cls.__name__ or "config" not in meta:
+            found = meta.get("class") if isinstance(meta, dict) else None
+            raise CheckpointError(f"{path}: holds a {found!r}, not a robustok {cls.__name__}")
+        return from_dict(cls.config_class, meta["config"])
+
+    @classmethod
+    def from_pretrained(cls: type[M], directory: str | Path, map_location: str | torch.device = "cpu") -> M:
+        """Build the model from `directory/config.json` and load `directory/model.safetensors`."""
+        model = cls(cls.read_config(directory))
+        path = Path(directory) / WEIGHTS_NAME
+        load_state_checked(model, load_tensors(path), str(path))
+        return model.to(map_location).eval()
+
+    def fingerprint(self) -> str:
+        """A short content hash of config + weights: identifies the exact model that produced data."""
+        h = hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode())
+        for k, v in sorted(self.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Training losses: perceptual, discriminator and GAN terms."""

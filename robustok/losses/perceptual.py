@@ -1,0 +1,35 @@
+"""Perceptual loss: LPIPS-VGG when the user has its weight files; otherwise none (documented choice).
+
+Offline, the embedded default trains without a perceptual term: no pretrained network can be downloaded, and
+using the FID feature network (Inception, or the project's Fashion-MNIST classifier) as a training loss would
+bias exactly the FID it is judged by. With `loss.perceptual=lpips`, give `loss.lpips_vgg` (torchvision VGG16
+weights) and `loss.lpips_lin` (the LPIPS linear heads, e.g. `vgg.pth` from the `lpips` package).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+from torch import Tensor, nn
+
+from robustok.errors import ConfigError
+
+
+def build_perceptual(kind: str, vgg_path: Optional[str] = None, lin_path: Optional[str] = None) -> Optional[nn.Module]:
+    """Return a module `f(x, y) -> per-image distance` (float [-1,1] images), or None for `kind="none"`."""
+    if kind == "none":
+        return None
+    if kind == "lpips":
+        from robustok.metrics.lpips import load_lpips
+
+        net = load_lpips(vgg_path, lin_path)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        return net.eval()
+    raise ConfigError(f"loss.perceptual must be 'none' or 'lpips', got {kind!r}")
+
+
+def perceptual_distance(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+    """Mean LPIPS over the batch; gray images are repeated to 3 channels."""
+    if x.shape[1] == 1:
+        x, y = x.repeat(1, 3, 1, 1), y.repeat(1, 3, 1, 1)
+    return net(x, y).mean()

@@ -1,0 +1,92 @@
+"""Vector quantizer with l2-normalised low-dimensional codes, straight-through gradients and dead-code restart."""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+def _dist_ready() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-neighbour VQ over a K x d codebook (squared L2, == cosine when `l2_norm`).
+
+    Losses (computed on the clean assignment): `vq` = mean((z_q - sg z)^2) trains the codebook, `commit` =
+    commit_weight * mean((sg z_q - z)^2) trains the encoder. Dead codes (usage EMA below `dead_threshold`
+    counts per step) are re-initialised from current encoder outputs at the start of a training forward;
+    under torch.distributed usage is summed over ranks and new codes come from rank 0.
+    """
+
+    def __init__(self, codebook_size: int, dim: int, l2_norm: bool = True, commit_weight: float = 0.25,
+                 dead_threshold: float = 0.01, usage_decay: float = 0.99):
+        super().__init__()
+        self.codebook_size, self.dim, self.l2_norm = codebook_size, dim, l2_norm
+        self.commit_weight, self.dead_threshold, self.usage_decay = commit_weight, dead_threshold, usage_decay
+        self.embedding = nn.Embedding(codebook_size, dim)
+        nn.init.normal_(self.embedding.weight)
+        self.register_buffer("usage", torch.ones(codebook_size))
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        """The (K, d) code vectors as used for lookup (l2-normalised if configured)."""
+        w = self.embedding.weight
+        return F.normalize(w, dim=1) if self.l2_norm else w
+
+    def normalize(self, z: torch.Tensor) -> torch.Tensor:
+        return F.normalize(z, dim=1) if self.l2_norm else z
+
+    def nearest(self, z_flat: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for each row of `z_flat` (N, d)."""
+        e = self.codebook.float()
+        z_flat = z_flat.float()
+        d = z_flat.pow(2).sum(1, keepdim=True) - 2 * z_flat @ e.t() + e.pow(2).sum(1)[None]
+        return d.argmin(1)
+
+    def lookup(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code vectors for ids (B, h, w) -> (B, d, h, w)."""
+        if ids.dtype not in (torch.int64, torch.int32):
+            ids = ids.long()
+        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
+            raise ValueError(f"token ids must lie in [0, {self.codebook_size}); got range "
+                             f"[{int(ids.min())}, {int(ids.max())}]")
+        return F.embedding(ids, self.codebook).permute(0, 3, 1, 2).contiguous()
+
+    @torch.no_grad()
+    def _restart_dead_codes(self, z_flat: torch.Tensor) -> int:
+        dead = (self.usage < self.dead_threshold).nonzero().flatten()
+        if dead.numel() == 0:
+            return 0
+        pick = torch.randint(0, z_flat.shape[0], (dead.numel(),), device=z_flat.device)
+        new = z_flat[pick].to(self.embedding.weight.dtype)
+        if _dist_ready():
+            dist.broadcast(new, src=0)
+        self.embedding.weight.data[dead] = new
+        self.usage[dead] = 1.0
+        return int(dead.numel())
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """z (B, d, h, w) -> (straight-through z_q, ids (B, h, w), losses and stats)."""
+        z = self.normalize(z.float())
+        b, d, h, w = z.shape
+        z_flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        restarted = 0
+        if self.training and self.dead_threshold > 0:
+            restarted = self._restart_dead_codes(z_flat.detach())
+        ids_flat = self.nearest(z_flat.detach())
+        z_q = self.codebook[ids_flat].view(b, h, w, d).permute(0, 3, 1, 2)
+        losses = {"vq": F.mse_loss(z_q, z.detach()), "commit": self.commit_weight * F.mse_loss(z, z_q.detach())}
+        counts = torch.bincount(ids_flat, minlength=self.codebook_size).float()
+        if self.training:
+            with torch.no_grad():
+                if _dist_ready():
+                    dist.all_reduce(counts)
+                self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
+        probs = counts / counts.sum().clamp_min(1)
+        stats = {"perplexity": torch.exp(-(probs * probs.clamp_min(1e-10).log()).sum()),
+                 "batch_usage": (counts > 0).float().mean(),
+                 "restarted": torch.tensor(float(restarted))}
+        z_q_st = z + (z_q - z).detach()
+        return z_q_st, ids_flat.view(b, h, w), {**losses, **stats}

@@ -1,0 +1,210 @@
+"""The one training loop. A stage supplies a `Task`; the loop owns everything else.
+
+A task provides:
+- `kind` ("tokenizer", "generator", ...): the final model is exported to `<run.dir>/<kind>/`;
+- `model`: a `robustok.hub.Pretrained` module (DDP-wrapped, EMA'd, optimised with AdamW);
+- `dataset`: what `robustok.data.train_batches` reads (or override `batches(...)`);
+- `step(model, batch, step) -> dict[str, Tensor]` with `"loss"` (and `"disc_loss"` if it has a discriminator);
+  every other entry is logged as a scalar;
+- optional: `disc` (a module trained by `disc_loss` with its own AdamW: `disc_lr`, `disc_weight_decay`),
+  `preview(model, batch) -> images` for sample grids, `export(directory, model)` to save extra files,
+  `trainable_parameters()` to train a subset of `model`'s parameters.
+
+The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
+bf16 autocast on CUDA, gradient clipping, warm-up + cosine schedule, EMA, per-step seeding (so `--resume` gives
+the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
+from robustok.data import train_batches
+from robustok.errors import RobustokError
+from robustok.train import dist as rdist
+from robustok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robustok.train.logging import MetricsLogger, save_grid
+
+
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    """Linear warm-up to 1, then cosine decay to `min_ratio` at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The RNG seed of one step on one rank: resuming at step s replays exactly the same randomness."""
+    return (seed * 1_000_003 + step * 4099 + rank * 7919) % (2**63 - 1)
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p.detach(), 1 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
+    if cfg.amp not in ("auto", "bf16", "off"):
+        raise RobustokError(f"train.amp must be auto, bf16 or off, got {cfg.amp!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(
+        np.frombuffer(np.random.get_state()[1].tobytes(), dtype=np.uint8).copy())}
+
+
+def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
+          resume: bool = False) -> Path:
+    """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
+    info = rdist.setup()
+    device = info.device
+    run_dir = Path(run.dir)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if full_config is not None:
+            save_config(full_config, run_dir / "config.yaml")
+    model: nn.Module = task.model.to(device)
+    disc: Optional[nn.Module] = getattr(task, "disc", None)
+    if disc is not None:
+        disc.to(device)
+    params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else \
+        [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, min_ratio))
+    disc_opt = disc_sched = None
+    if disc is not None:
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=getattr(task, "disc_lr", cfg.lr), betas=tuple(cfg.betas),
+                                     weight_decay=getattr(task, "disc_weight_decay", 0.0))
+        disc_sched = torch.optim.lr_scheduler.LambdaLR(
+            disc_opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, min_ratio))
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+
+    start = 0
+    if not resume and latest_checkpoint(run_dir) is not None:
+        raise RobustokError(f"{run_dir} already holds checkpoints ({latest_checkpoint(run_dir).name}); pass --resume "
+                            "to continue that run, or choose a new run.dir (nothing was overwritten)")
+    modules = {"model": model, **({"ema": ema} if ema is not None else {}), **({"disc": disc} if disc else {})}
+    if resume:
+        ckpt = latest_checkpoint(run_dir)
+        if ckpt is None:
+            if info.is_main:
+                print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
+        else:
+            state = load_checkpoint(ckpt, modules)
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            if disc_opt is not None and "disc_opt" in state:
+                disc_opt.load_state_dict(state["disc_opt"])
+                disc_sched.load_state_dict(state["disc_sched"])
+            start = int(state["step"])
+            if info.is_main:
+                print(f"resumed from {ckpt} (step {start})")
+    if start >= cfg.steps:
+        if info.is_main:
+            print(f"nothing to do: already at step {start} of {cfg.steps}")
+        return _export(task, model, ema, run_dir, info)
+
+    wrapped: nn.Module = model
+    if info.world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                      else None)
+    forward_model = torch.compile(wrapped) if cfg.compile else wrapped
+    batches = (task.batches(data.batch_size, run.seed, info.rank, info.world, start)
+               if hasattr(task, "batches") else
+               train_batches(task.dataset, data.batch_size, run.seed, info.rank, info.world, start,
+                             data.num_workers))
+    logger = MetricsLogger(run_dir, enabled=info.is_main)
+    bar = tqdm(total=cfg.steps, initial=start, disable=not (info.is_main and run.progress), dynamic_ncols=True,
+               desc=f"train {task.kind}")
+    acc: dict[str, float] = {}
+    n_acc, t0, images = 0, time.time(), 0
+    model.train()
+    for step in range(start, cfg.steps):
+        torch.manual_seed(step_seed(run.seed, step, info.rank))
+        batch = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b for b in next(batches)]
+        with _autocast(cfg, device):
+            out = task.step(forward_model, batch, step)
+        loss = out["loss"]
+        if not torch.isfinite(loss.detach()).all():
+            last = latest_checkpoint(run_dir)
+            raise RobustokError(f"non-finite loss at step {step} ({ {k: float(v) for k, v in out.items()} }); "
+                                f"nothing was saved for this step; last good checkpoint: {last}. "
+                                "Lower train.lr or check the data.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        opt.step()
+        sched.step()
+        if disc is not None and "disc_loss" in out:
+            disc_opt.zero_grad(set_to_none=True)
+            if out["disc_loss"].requires_grad:
+                out["disc_loss"].backward()
+                rdist.average_gradients(disc.parameters())
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
+                disc_opt.step()
+        if disc_sched is not None:
+            disc_sched.step()
+        if ema is not None:
+            update_ema(ema, model, cfg.ema_decay)
+        images += batch[0].shape[0] * info.world
+        for k, v in out.items():
+            acc[k] = acc.get(k, 0.0) + (float(v.detach().float().mean()) if torch.is_tensor(v) else float(v))
+        acc["grad_norm"] = acc.get("grad_norm", 0.0) + float(grad_norm)
+        n_acc += 1
+        bar.update(1)
+        done = step + 1
+        if done % run.log_every == 0 or done == cfg.steps:
+            values = rdist.mean_over_ranks({k: v / n_acc for k, v in acc.items()}, device)
+            dt = time.time() - t0
+            values.update(lr=sched.get_last_lr()[0], images_per_s=images / max(dt, 1e-9))
+            logger.log(done, values)
+            bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_s']:.0f}")
+            acc, n_acc, t0, images = {}, 0, time.time(), 0
+        if info.is_main and run.sample_every > 0 and (done % run.sample_every == 0 or done == cfg.steps) \
+                and hasattr(task, "preview"):
+            with torch.no_grad():
+                grid = task.preview(ema if ema is not None else model, batch)
+            if grid is not None:
+                save_grid(grid, run_dir / "samples" / f"step-{done:07d}.png", nrow=getattr(task, "preview_nrow", None),
+                          scale=2 if grid.shape[-1] <= 64 else 1)
+        if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
+            rdist.barrier()
+            if info.is_main:
+                state = {"step": done, "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": _rng_state()}
+                if disc_opt is not None:
+                    state.update(disc_opt=disc_opt.state_dict(), disc_sched=disc_sched.state_dict())
+                save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
+            rdist.barrier()
+    bar.close()
+    logger.close()
+    return _export(task, model, ema, run_dir, info)
+
+
+def _export(task: Any, model: nn.Module, ema: Optional[nn.Module], run_dir: Path, info: rdist.DistInfo) -> Path:
+    """Save the final (EMA if enabled) weights to `<run_dir>/<kind>/` and any task extras."""
+    out = run_dir / task.kind
+    final = ema if ema is not None else model
+    if info.is_main:
+        final.save_pretrained(out)
+        if hasattr(task, "export"):
+            task.export(out, final)
+    rdist.barrier()
+    return out
