@@ -19,17 +19,12 @@ def build_perceptual(kind: str, vgg_path: Optional[str] = None, lin_path: Option
     if kind == "none":
         return None
     if kind == "lpips":
-        from robustok.metrics.lpips import load_lpips
+        from robustok.metrics.lpips import LPIPS
 
-        net = load_lpips(vgg_path, lin_path)
-        for p in net.parameters():
-            p.requires_grad_(False)
-        return net.eval()
+        return LPIPS(vgg_path, lin_path)  # frozen, eval mode, differentiable w.r.t. its inputs
     raise ConfigError(f"loss.perceptual must be 'none' or 'lpips', got {kind!r}")
 
 
 def perceptual_distance(net: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Mean LPIPS over the batch; gray images are repeated to 3 channels."""
-    if x.shape[1] == 1:
-        x, y = x.repeat(1, 3, 1, 1), y.repeat(1, 3, 1, 1)
+    """Mean perceptual distance over the batch (gray images are handled by the network)."""
     return net(x, y).mean()

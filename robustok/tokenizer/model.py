@@ -185,8 +185,11 @@ class Tokenizer(Pretrained):
                 generator: Optional[torch.Generator] = None) -> TokenizerOutput:
         """Training forward. `perturb`: None or {beta, alpha, delta, noise_std, neighbours} for latent perturbation.
 
-        The VQ/commit (or KL) losses use the clean latents; only the decoder input is perturbed.
+        The VQ/commit (or KL) losses use the clean latents; only the decoder input is perturbed. In eval mode
+        the perturbation is never applied (pFID perturbs ids explicitly with `perturb_ids`).
         """
+        if not self.training:
+            perturb = None
         from robustok.tokenizer.perturbation import perturb_codes_st, perturb_continuous
 
         self._check_images(x)

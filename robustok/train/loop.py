@@ -11,7 +11,7 @@ A task provides:
   `trainable_parameters()` to train a subset of `model`'s parameters.
 
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
-bf16 autocast on CUDA, gradient clipping, warm-up + cosine schedule, EMA, per-step seeding (so `--resume` gives
+bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step seeding (so `--resume` gives
 the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids.
 """
 from __future__ import annotations
@@ -87,13 +87,11 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, min_ratio))
-    disc_opt = disc_sched = None
+    disc_opt = None
     if disc is not None:
         disc_opt = torch.optim.AdamW(disc.parameters(), lr=getattr(task, "disc_lr", cfg.lr), betas=tuple(cfg.betas),
                                      weight_decay=getattr(task, "disc_weight_decay", 0.0))
-        disc_sched = torch.optim.lr_scheduler.LambdaLR(
-            disc_opt, lambda s: lr_factor(s, cfg.warmup_steps, cfg.steps, min_ratio))
+    base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
 
     start = 0
@@ -109,10 +107,8 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         else:
             state = load_checkpoint(ckpt, modules)
             opt.load_state_dict(state["opt"])
-            sched.load_state_dict(state["sched"])
             if disc_opt is not None and "disc_opt" in state:
                 disc_opt.load_state_dict(state["disc_opt"])
-                disc_sched.load_state_dict(state["disc_sched"])
             start = int(state["step"])
             if info.is_main:
                 print(f"resumed from {ckpt} (step {start})")
@@ -138,20 +134,23 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
     model.train()
     for step in range(start, cfg.steps):
         torch.manual_seed(step_seed(run.seed, step, info.rank))
+        factor = lr_factor(step, cfg.warmup_steps, cfg.steps, min_ratio)
+        for o, base in base_lrs:
+            for group in o.param_groups:
+                group["lr"] = base * factor
         batch = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b for b in next(batches)]
         with _autocast(cfg, device):
             out = task.step(forward_model, batch, step)
         loss = out["loss"]
         if not torch.isfinite(loss.detach()).all():
             last = latest_checkpoint(run_dir)
-            raise RobustokError(f"non-finite loss at step {step} ({ {k: float(v) for k, v in out.items()} }); "
+            raise RobustokError(f"non-finite loss at step {step} ({ {k: float(v.detach()) if torch.is_tensor(v) else v for k, v in out.items()} }); "
                                 f"nothing was saved for this step; last good checkpoint: {last}. "
                                 "Lower train.lr or check the data.")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         opt.step()
-        sched.step()
         if disc is not None and "disc_loss" in out:
             disc_opt.zero_grad(set_to_none=True)
             if out["disc_loss"].requires_grad:
@@ -160,8 +159,6 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
                 disc_opt.step()
-        if disc_sched is not None:
-            disc_sched.step()
         if ema is not None:
             update_ema(ema, model, cfg.ema_decay)
         images += batch[0].shape[0] * info.world
@@ -174,7 +171,7 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         if done % run.log_every == 0 or done == cfg.steps:
             values = rdist.mean_over_ranks({k: v / n_acc for k, v in acc.items()}, device)
             dt = time.time() - t0
-            values.update(lr=sched.get_last_lr()[0], images_per_s=images / max(dt, 1e-9))
+            values.update(lr=opt.param_groups[0]["lr"], images_per_s=images / max(dt, 1e-9))
             logger.log(done, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_s']:.0f}")
             acc, n_acc, t0, images = {}, 0, time.time(), 0
@@ -188,9 +185,9 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
             rdist.barrier()
             if info.is_main:
-                state = {"step": done, "opt": opt.state_dict(), "sched": sched.state_dict(), "rng": _rng_state()}
+                state = {"step": done, "opt": opt.state_dict(), "rng": _rng_state()}
                 if disc_opt is not None:
-                    state.update(disc_opt=disc_opt.state_dict(), disc_sched=disc_sched.state_dict())
+                    state["disc_opt"] = disc_opt.state_dict()
                 save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
             rdist.barrier()
     bar.close()
