@@ -1,0 +1,109 @@
+"""`robustok eval-tokenizer DIR --data SPEC --metrics psnr,ssim,rfid,pfid,usage --json OUT`.
+
+rFID: reconstructions vs the same input images. pFID (RobusTok): mean FID over the (alpha, delta) grid of
+reconstructions decoded from perturbed token ids vs the inputs; see docs/metrics.md for every choice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval-tokenizer", help="PSNR, SSIM, LPIPS, rFID, pFID and codebook usage of a tokenizer",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("tokenizer", help="tokenizer directory (config.json + model.safetensors)")
+    p.add_argument("--data", default="fashion-mnist:test", help="evaluation images (default fashion-mnist:test)")
+    p.add_argument("--metrics", default="psnr,ssim,rfid,pfid,usage",
+                   help="comma list of psnr, ssim, lpips, rfid, pfid, usage")
+    p.add_argument("--num-images", type=int, default=10_000)
+    p.add_argument("--features", default="fmnist", help="FID features: inception | fmnist | random")
+    p.add_argument("--inception-weights", default=None)
+    p.add_argument("--lpips-vgg", default=None, help="torchvision VGG16 weights file (for lpips)")
+    p.add_argument("--lpips-heads", default=None, help="lpips package vgg.pth linear heads (for lpips)")
+    p.add_argument("--pfid-alphas", default=None, help="comma list (default 0.9,0.8,0.7,0.6,0.5)")
+    p.add_argument("--pfid-deltas", default=None, help="comma list (default: scaled with codebook size)")
+    p.add_argument("--pfid-neighbours", default="code", choices=["code", "latent"],
+                   help="perturb to codes nearest e_k (code, the paper) or nearest z (latent, authors' training)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.set_defaults(func=run)
+
+
+def _floats(text: str | None, what: str, cast):
+    from robustok.errors import ConfigError
+    if text is None:
+        return None
+    try:
+        return tuple(cast(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"{what}: expected a comma list of numbers, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from robustok.data import eval_batches
+    from robustok.errors import ConfigError
+    from robustok.metrics.distributed import rank_world
+    from robustok.metrics.features import describe, get_feature_net
+    from robustok.metrics.pfid import DEFAULT_ALPHAS, PFIDConfig
+    from robustok.metrics.tokenizer_eval import evaluate_tokenizer, parse_metrics
+    from robustok.tokenizer import Tokenizer
+
+    metrics = parse_metrics(args.metrics)
+    if args.num_images is not None and args.num_images < 2:
+        raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tok = Tokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
+    log = (lambda m: print(m, file=sys.stderr))
+    net = None
+    if "rfid" in metrics or "pfid" in metrics:
+        net = get_feature_net(args.features, device, args.inception_weights, args.data_root, log=log)
+        log(describe(net))
+    lp = None
+    if "lpips" in metrics:
+        from robustok.metrics.lpips import LPIPS
+        lp = LPIPS(args.lpips_vgg, args.lpips_heads).to(device)
+    try:
+        pcfg = PFIDConfig(alphas=_floats(args.pfid_alphas, "--pfid-alphas", float) or DEFAULT_ALPHAS,
+                          deltas=_floats(args.pfid_deltas, "--pfid-deltas", int), neighbours=args.pfid_neighbours,
+                          seed=args.seed)
+        if "pfid" in metrics and tok.is_discrete:
+            pcfg.cells(tok.codebook_size)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    rank, world = rank_world()
+    batches = eval_batches(args.data, args.batch_size, args.num_images, tok.config.image_size, tok.config.channels,
+                           root=args.data_root, rank=rank, world=world)
+    res = evaluate_tokenizer(tok, batches, metrics, net, pcfg, lp, log=None)
+    res["tokenizer"] = str(args.tokenizer)
+    res["data"] = args.data
+    if rank == 0:
+        print_table(res)
+        if args.json:
+            from robustok.hub import atomic_write_bytes
+            atomic_write_bytes(args.json, (json.dumps(res, indent=2) + "\n").encode())
+    return 0
+
+
+def print_table(res: dict) -> None:
+    feat = res.get("features", "")
+    rows = [("images", f"{res['num_images']}")]
+    for key, label, fmt in (("psnr", "PSNR (dB)", "{:.3f}"), ("ssim", "SSIM", "{:.4f}"), ("lpips", "LPIPS", "{:.4f}"),
+                            ("rfid", f"rFID-{feat}", "{:.4f}"), ("pfid", f"pFID-{feat}", "{:.4f}"),
+                            ("codebook_usage", "codebook usage", "{:.4f}"), ("perplexity", "perplexity", "{:.1f}")):
+        if key in res:
+            rows.append((label, fmt.format(res[key])))
+    width = max(len(r[0]) for r in rows)
+    for label, value in rows:
+        print(f"{label:<{width}}  {value}")
+    if "pfid_grid" in res:
+        print(f"pFID grid ({feat} features, neighbours={res['pfid_neighbours']}, seed={res['pfid_seed']}):")
+        print("  alpha  delta  FID")
+        for cell in res["pfid_grid"]:
+            print(f"  {cell['alpha']:<5}  {cell['delta']:<5}  {cell['fid']:.4f}")

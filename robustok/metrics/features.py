@@ -1,0 +1,73 @@
+"""Feature networks behind one interface, chosen by name.
+
+A feature network has `name`, `dim`, `has_logits`, `__call__(uint8 (B, C, H, W)) -> float (B, dim)` and, when
+`has_logits`, `logits(images)`. Gray images are replicated to RGB (Inception) or used as is (fmnist).
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from robustok.errors import ConfigError
+
+NAMES = ("inception", "fmnist", "random")
+
+
+class FeatureNet(Protocol):
+    name: str
+    dim: int
+    has_logits: bool
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+
+
+class RandomFeatures:
+    """A fixed random conv net (seeded); for smoke tests and plumbing only: its FIDs mean little."""
+
+    name = "random"
+    has_logits = True
+
+    def __init__(self, dim: int = 64, seed: int = 0, device: str | torch.device = "cpu"):
+        g = torch.Generator().manual_seed(seed)
+        self.dim = dim
+        self.device = torch.device(device)
+        self.w1 = (torch.randn(16, 3, 3, 3, generator=g) / 5).to(self.device)
+        self.w2 = (torch.randn(dim, 16, 3, 3, generator=g) / 12).to(self.device)
+        self.head = (torch.randn(10, dim, generator=g) / dim ** 0.5).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to(self.device).float() / 127.5 - 1
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        x = F.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False, antialias=True)
+        x = F.relu(F.conv2d(x, self.w1, stride=2, padding=1))
+        x = F.relu(F.conv2d(x, self.w2, stride=2, padding=1))
+        return x.mean((2, 3)).cpu()
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self(images) @ self.head.T.cpu()
+
+
+def get_feature_net(name: str, device: str | torch.device = "cpu", inception_path: str | None = None,
+                    data_root: str | None = None, log=print) -> FeatureNet:
+    """Build the feature network `name` (inception | fmnist | random)."""
+    if name == "inception":
+        from robustok.metrics.inception import InceptionFeatures
+        return InceptionFeatures(inception_path, device=device)
+    if name == "fmnist":
+        from robustok.metrics.domain import FmnistFeatures
+        net = FmnistFeatures(device=device, root=data_root, log=log)
+        return net
+    if name == "random":
+        return RandomFeatures(device=device)
+    raise ConfigError(f"--features: unknown feature network {name!r}; choose one of {', '.join(NAMES)}")
+
+
+def describe(net: FeatureNet) -> str:
+    """One line naming the features (and the domain net's accuracy)."""
+    extra = f", test accuracy {net.accuracy:.4f}" if hasattr(net, "accuracy") else ""
+    source = f" ({net.source}{extra})" if hasattr(net, "source") else ""
+    return f"features: {net.name}{source}"

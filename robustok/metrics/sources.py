@@ -1,0 +1,120 @@
+"""Image sets for FID: folders of images, ADM-style sample `.npz` files (`arr_0`, uint8 NHWC), data specs.
+
+Every source yields uint8 batches (B, C, H, W); statistics `.npz` files (`mu`, `sigma`) are handled by the caller.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from robustok.errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def write_samples_npz(path: str | Path, images) -> None:
+    """Write uint8 images as an ADM sample file: `arr_0` (N, H, W, C) uint8. Accepts NCHW tensors or NHWC arrays."""
+    if isinstance(images, torch.Tensor):
+        images = images.detach().cpu()
+        if images.dtype != torch.uint8:
+            raise DataError(f"{path}: samples must be uint8, got {images.dtype}")
+        images = images.permute(0, 2, 3, 1).numpy()
+    arr = np.asarray(images)
+    if arr.dtype != np.uint8 or arr.ndim != 4:
+        raise DataError(f"{path}: samples must be uint8 (N, H, W, C), got {arr.dtype} {arr.shape}")
+    np.savez(path, arr_0=arr)
+
+
+def read_samples_npz(path: str | Path) -> np.ndarray:
+    """Read `arr_0` (N, H, W, C) uint8 from an ADM sample file."""
+    try:
+        with np.load(path) as data:
+            if "arr_0" not in data.files:
+                raise DataError(f"{path}: sample file needs key 'arr_0' (or 'mu'/'sigma' for statistics), "
+                                f"found {sorted(data.files)}")
+            arr = data["arr_0"]
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.dtype != np.uint8:
+        raise DataError(f"{path}: 'arr_0' must be uint8 (N, H, W, C) with C in (1, 3), got {arr.dtype} {arr.shape}")
+    return arr
+
+
+def is_stats_file(path: str | Path) -> bool:
+    """True for an `.npz` holding `mu` and `sigma` (ADM reference batches hold both those and `arr_0`)."""
+    p = Path(path)
+    if p.suffix != ".npz" or not p.is_file():
+        return False
+    try:
+        with np.load(p) as data:
+            return "mu" in data.files and "sigma" in data.files
+    except (OSError, ValueError) as err:
+        raise DataError(f"{p}: not a readable .npz file ({err})") from None
+
+
+@dataclass
+class ImageSource:
+    """A named image set that yields uint8 batches; `image_size` is (H, W) once known."""
+
+    spec: str
+    num_images: int | None = None
+    data_root: str | None = None
+    resolution: int = 32
+    image_size: tuple[int, int] | None = None
+
+    def batches(self, batch_size: int = 100, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
+        p = Path(self.spec)
+        if p.suffix == ".npz":
+            if not p.is_file():
+                raise DataError(f"{p}: file not found")
+            yield from self._array_batches(read_samples_npz(p), batch_size, rank, world)
+        elif p.is_dir():
+            yield from self._folder_batches(p, batch_size, rank, world)
+        elif self.spec.startswith(("fashion-mnist", "wds:")):
+            yield from self._spec_batches(batch_size, rank, world)
+        else:
+            raise DataError(f"{self.spec}: not a folder, an .npz file or a data spec (fashion-mnist:test, wds:...)")
+
+    def _check_size(self, size: tuple[int, int], where: str) -> None:
+        if self.image_size is None:
+            self.image_size = size
+        elif self.image_size != size:
+            raise DataError(f"{where}: image size {size[0]}x{size[1]} differs from the set's "
+                            f"{self.image_size[0]}x{self.image_size[1]}; all images must have one size")
+
+    def _array_batches(self, arr: np.ndarray, batch_size: int, rank: int, world: int):
+        n = len(arr) if self.num_images is None else min(self.num_images, len(arr))
+        self._check_size(tuple(arr.shape[1:3]), self.spec)
+        idx = np.arange(rank, n, world)
+        for i in range(0, len(idx), batch_size):
+            yield torch.from_numpy(np.ascontiguousarray(arr[idx[i:i + batch_size]])).permute(0, 3, 1, 2)
+
+    def _folder_batches(self, root: Path, batch_size: int, rank: int, world: int):
+        from robustok.data import open_image
+        from robustok.data.transforms import to_mode
+        files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        if not files:
+            raise DataError(f"{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
+        if self.num_images is not None:
+            files = files[:self.num_images]
+        first = open_image(files[0])
+        self._check_size((first.size[1], first.size[0]), str(files[0]))
+        mine = files[rank::world]
+        for i in range(0, len(mine), batch_size):
+            out = []
+            for f in mine[i:i + batch_size]:
+                img = to_mode(open_image(f), 3)
+                self._check_size((img.size[1], img.size[0]), str(f))
+                out.append(np.asarray(img, dtype=np.uint8))
+            yield torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+
+    def _spec_batches(self, batch_size: int, rank: int, world: int):
+        from robustok.data import eval_batches, to_uint8
+        for x, _ in eval_batches(self.spec, batch_size, self.num_images, resolution=self.resolution, channels=1,
+                                 root=self.data_root, rank=rank, world=world):
+            self._check_size(tuple(x.shape[-2:]), self.spec)
+            yield to_uint8(x)
