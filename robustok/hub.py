@@ -129,9 +129,17 @@ class Pretrained(torch.nn.Module):
         return model.to(map_location).eval()
 
     def fingerprint(self) -> str:
-        """A short content hash of config + weights: identifies the exact model that produced data."""
+        """A short content hash of config + weights: identifies the model that produced data.
+
+        Models that define `frozen_part_names()` (tokenizers) hash only those parts (encoder, projection,
+        codebook): they decide the tokens, so a decoder post-trained on them keeps the fingerprint and stays
+        compatible with generators and token stores made before.
+        """
+        prefixes = tuple(self.frozen_part_names()) if hasattr(self, "frozen_part_names") else ("",)
         h = hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode())
         for k, v in sorted(self.state_dict().items()):
+            if not k.startswith(prefixes):
+                continue
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
         return h.hexdigest()[:16]

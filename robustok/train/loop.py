@@ -8,7 +8,8 @@ A task provides:
   every other entry is logged as a scalar;
 - optional: `disc` (a module trained by `disc_loss` with its own AdamW: `disc_lr`, `disc_weight_decay`),
   `preview(model, batch) -> images` for sample grids, `export(directory, model)` to save extra files,
-  `trainable_parameters()` to train a subset of `model`'s parameters.
+  `trainable_parameters()` to train a subset of `model`'s parameters, `eval_every` + `evaluate(model, step)
+  -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model).
 
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
 bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step seeding (so `--resume` gives
@@ -182,6 +183,10 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
             if grid is not None:
                 save_grid(grid, run_dir / "samples" / f"step-{done:07d}.png", nrow=getattr(task, "preview_nrow", None),
                           scale=2 if grid.shape[-1] <= 64 else 1)
+        eval_every = getattr(task, "eval_every", 0)
+        if eval_every and (done % eval_every == 0 or done == cfg.steps):
+            values = task.evaluate(ema if ema is not None else model, done)  # every rank: its shard
+            logger.log(done, values)
         if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
             rdist.barrier()
             if info.is_main:

@@ -1,0 +1,198 @@
+"""Paired data for post-training: generated tokens (or latents) stored with the index of their real image.
+
+AR generators: teacher forcing with preservation ratio sigma. For each real image, its tokens from the
+main-trained tokenizer are kept i.i.d. per position with probability sigma during raster sampling, otherwise the
+generator samples; the chosen token is fed back. Diffusion generators: SDEdit, noising the real latent to
+t = 1 - sigma and denoising it. Token ids are stored directly (no decode -> PNG -> re-encode round trip).
+
+A store is a folder: `manifest.json`, `generated.npy` (uint16 ids (N, h*w) or float16 latents (N, C, h, w)),
+`index.npy` (int64 real-image index), `labels.npy`, and `eval_generated.npy`: free samples (sigma = 0) of the
+same generator, held out for the gFID proxy.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.generator.ar import ARGenerator
+from robustok.generator.sampling import SamplingOptions, check_pair
+from robustok.hub import atomic_write_bytes
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class PairsSpec:
+    sigma: float
+    num_pairs: int
+    num_eval: int = 1000          # free samples kept for the gFID proxy
+    data: str = "fashion-mnist:train"
+    resolution: int = 32
+    channels: int = 1
+    seed: int = 0
+    batch_size: int = 100
+
+
+def _generator_kind(gen: Any) -> str:
+    return "ar" if isinstance(gen, ARGenerator) else "diffusion"
+
+
+@torch.no_grad()
+def generate_batch(gen: Any, tok: Any, images: torch.Tensor, labels: torch.Tensor, sigma: float,
+                   opts: SamplingOptions, sample_rng: torch.Generator, mask_rng: torch.Generator) -> torch.Tensor:
+    """Generated tokens (B, h, w) or latents (B, C, h, w) paired with `images` at preservation ratio sigma.
+
+    The keep-mask draws use `mask_rng`, sampling uses `sample_rng`, so sigma = 0 gives exactly the free samples
+    of the same `sample_rng` state and sigma = 1 gives exactly the real tokens.
+    """
+    if not 0.0 <= sigma <= 1.0:
+        raise ConfigError(f"sigma must lie in [0, 1], got {sigma}")
+    if _generator_kind(gen) == "ar":
+        real = tok.encode(images)
+        keep = torch.rand(real.flatten(1).shape, generator=mask_rng, device=real.device) < sigma
+        return gen.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+                          generator=sample_rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
+                          cfg_power=opts.cfg_power)
+    z = tok.encode_latents(images)
+    if sigma >= 1.0:
+        return z
+    return gen.denoise_from(z, 1.0 - sigma, labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler,
+                            generator=sample_rng)
+
+
+@torch.no_grad()
+def free_samples(gen: Any, labels: torch.Tensor, opts: SamplingOptions, rng: torch.Generator) -> torch.Tensor:
+    if _generator_kind(gen) == "ar":
+        return gen.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+                          generator=rng, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power)
+    return gen.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=rng)
+
+
+def _as_stored(x: torch.Tensor, kind: str) -> np.ndarray:
+    if kind == "ar":
+        return x.flatten(1).cpu().numpy().astype(np.uint16 if int(x.max()) < 65536 else np.int32)
+    return x.cpu().numpy().astype(np.float16)
+
+
+def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Path,
+               opts: Optional[SamplingOptions] = None, progress: bool = True) -> Path:
+    """Generate `spec.num_pairs` pairs (+ `spec.num_eval` held-out free samples) into the folder `out`."""
+    opts = opts or SamplingOptions()
+    check_pair(gen, tok)
+    if not 0.0 <= spec.sigma <= 1.0:
+        raise ConfigError(f"--sigma must lie in [0, 1], got {spec.sigma}")
+    n = len(dataset)
+    if spec.num_pairs < 1 or spec.num_pairs > n:
+        raise ConfigError(f"--num-pairs must be between 1 and the data set size {n}, got {spec.num_pairs}")
+    kind = _generator_kind(gen)
+    device = next(gen.parameters()).device
+    order = np.random.default_rng(spec.seed).permutation(n)[: spec.num_pairs]
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    chunks, labels_all = [], []
+    bar = tqdm(total=spec.num_pairs + spec.num_eval, disable=not progress, desc=f"pairs sigma={spec.sigma}")
+    for b, lo in enumerate(range(0, spec.num_pairs, spec.batch_size)):
+        idx = order[lo: lo + spec.batch_size]
+        items = [dataset[int(i)] for i in idx]
+        images = torch.stack([it[0] for it in items]).to(device)
+        labels = torch.tensor([it[1] for it in items], device=device)
+        if (labels < 0).any() and gen.config.num_classes > 0:
+            raise DataError(f"{spec.data}: unlabeled images cannot condition a class-conditional generator")
+        labels = labels.clamp_min(0) if gen.config.num_classes > 0 else torch.full_like(labels, gen.config.num_classes)
+        sample_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b)
+        mask_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b + 500_000_009)
+        chunks.append(_as_stored(generate_batch(gen, tok, images, labels, spec.sigma, opts, sample_rng, mask_rng),
+                                 kind))
+        labels_all.append(labels.cpu().numpy())
+        bar.update(len(idx))
+    eval_chunks = []
+    n_cls = gen.config.num_classes
+    for b, lo in enumerate(range(0, spec.num_eval, spec.batch_size)):
+        m = min(spec.batch_size, spec.num_eval - lo)
+        lab = (torch.arange(lo, lo + m) % n_cls if n_cls > 0 else torch.full((m,), gen.config.num_classes)).to(device)
+        rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + 900_000_011 + b)
+        eval_chunks.append(_as_stored(free_samples(gen, lab, opts, rng), kind))
+        bar.update(m)
+    bar.close()
+    np.save(tmp / "generated.npy", np.concatenate(chunks))
+    np.save(tmp / "index.npy", order.astype(np.int64))
+    np.save(tmp / "labels.npy", np.concatenate(labels_all).astype(np.int64))
+    if eval_chunks:
+        np.save(tmp / "eval_generated.npy", np.concatenate(eval_chunks))
+        np.save(tmp / "eval_labels.npy", (np.arange(spec.num_eval) % max(n_cls, 1)).astype(np.int64))
+    manifest = {"kind": kind, **asdict(spec), "sampling": asdict(opts),
+                "tokenizer_fingerprint": tok.fingerprint(), "generator_fingerprint": gen.fingerprint(),
+                "grid": list(gen.config.grid) if hasattr(gen.config, "grid") else None,
+                "codebook_size": int(tok.codebook_size)}
+    atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return out
+
+
+class PairStore:
+    """A folder written by `make_pairs`; checks that it belongs to the given tokenizer."""
+
+    def __init__(self, directory: str | Path, tokenizer: Any = None):
+        self.dir = Path(directory)
+        path = self.dir / MANIFEST
+        if not path.is_file():
+            raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data`?")
+        self.manifest = json.loads(path.read_text())
+        if tokenizer is not None and self.manifest["tokenizer_fingerprint"] != tokenizer.fingerprint():
+            raise CheckpointError(f"{path}: pairs were made with tokenizer {self.manifest['tokenizer_fingerprint']}, "
+                                  f"not with this tokenizer ({tokenizer.fingerprint()})")
+        try:
+            self.generated = np.load(self.dir / "generated.npy", mmap_mode="r")
+            self.index = np.load(self.dir / "index.npy")
+            self.labels = np.load(self.dir / "labels.npy")
+        except (OSError, ValueError) as err:
+            raise DataError(f"{self.dir}: unreadable pairs arrays ({err})") from None
+        if not len(self.generated) == len(self.index) == len(self.labels):
+            raise DataError(f"{self.dir}: generated/index/labels lengths differ")
+        eval_path = self.dir / "eval_generated.npy"
+        self.eval_generated = np.load(eval_path) if eval_path.is_file() else None
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def sigma(self) -> float:
+        return float(self.manifest["sigma"])
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def tensor(self, arr: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(arr).astype(np.int64 if self.kind == "ar" else np.float32))
+
+
+class PairDataset(torch.utils.data.Dataset):
+    """(generated tokens/latents, real image, label) items; accepts the loop's `(index, seed)` keys."""
+
+    def __init__(self, store: PairStore, images: Any):
+        self.store, self.images = store, images
+        top = int(store.index.max()) if len(store) else -1
+        if top >= len(images):
+            raise DataError(f"{store.dir}: pairs refer to real image {top}, but {store.manifest['data']} has only "
+                            f"{len(images)} images")
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def __getitem__(self, item):
+        i = int(item[0] if isinstance(item, tuple) else item)
+        x, _ = self.images[int(self.store.index[i])]
+        return self.store.tensor(self.store.generated[i]), x, int(self.store.labels[i])

@@ -1,0 +1,235 @@
+"""Decoder post-training: fine-tune the decoder side of a tokenizer on (generated tokens -> real image) pairs.
+
+Encoder, pre-quant projection and codebook are frozen (they define the tokens; `frozen_part_names()`), so
+generators and token stores made with the tokenizer stay valid. Losses are those of main training
+(reconstruction + optional perceptual + GAN with the main-training discriminator when one was saved).
+`control=True` runs the same fine-tuning on clean pairs (the real image's own tokens, sigma = 1): the
+equal-compute control without which no gain can be attributed to the generated tokens.
+Every `eval_every` steps a gFID proxy is computed: the held-out free samples of the same generator decoded by
+the current decoder, against reference statistics of the real data; the best decoder is kept.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from robustok.config import DataConfig, RunConfig, TrainConfig
+from robustok.data import build_dataset, to_uint8
+from robustok.errors import CheckpointError, ConfigError
+from robustok.hub import load_state_checked, load_tensors
+from robustok.losses.gan import adaptive_weight, hinge_d_loss, hinge_g_loss
+from robustok.losses.perceptual import build_perceptual, perceptual_distance
+from robustok.posttrain.pairs import PairDataset, PairStore
+from robustok.tokenizer.train import Discriminator, LossConfig
+
+
+@dataclass
+class PostTrainConfig:
+    tokenizer: str = ""                 # tokenizer directory (main-trained, or an adapter's directory)
+    pairs: str = ""                     # pairs folder from `robustok post-train-data`
+    control: bool = False               # train on the real tokens instead (sigma = 1 control)
+    clean_fraction: float = 0.0         # share of each batch trained on clean pairs (protects rFID)
+    reuse_discriminator: bool = True    # load <tokenizer>/discriminator.safetensors if present
+    eval_every: int = 0                 # steps between gFID-proxy evaluations (0: only at the end)
+    eval_features: str = "fmnist"       # feature network of the proxy FID
+    eval_reference: str = ""            # data spec of the proxy's reference set (default: the pairs' data)
+    eval_num_reference: int = 5000
+    run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/post", ckpt_every=0, sample_every=0))
+    data: DataConfig = field(default_factory=lambda: DataConfig(batch_size=64, augment=False))
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, min_lr=5e-5, warmup_steps=20,
+                                                                    ema_decay=0.0))
+
+
+def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:
+    """Freeze every parameter under `tok.frozen_part_names()`; return the trainable (decoder-side) ones."""
+    prefixes = tuple(tok.frozen_part_names())
+    trainable = []
+    for name, p in tok.named_parameters():
+        if name.startswith(prefixes):
+            p.requires_grad_(False)
+        else:
+            trainable.append(p)
+    if not trainable:
+        raise ConfigError("this tokenizer has no decoder parameters to post-train")
+    return trainable
+
+
+class PostTrainTask:
+    kind = "tokenizer"
+    preview_nrow = 8
+
+    def __init__(self, cfg: PostTrainConfig, tokenizer: Optional[nn.Module] = None,
+                 store: Optional[PairStore] = None, reference_stats: Any = None):
+        if not 0 <= cfg.clean_fraction <= 1:
+            raise ConfigError(f"clean_fraction must lie in [0, 1], got {cfg.clean_fraction}")
+        self.cfg = cfg
+        if tokenizer is None:
+            from robustok.adapters import load_tokenizer  # any tokenizer directory (ours or an adapter's)
+            tokenizer = load_tokenizer(cfg.tokenizer)
+        self.model = tokenizer
+        self.model.train()
+        self.params = freeze_encoder_side(self.model)
+        self.store = store if store is not None else PairStore(cfg.pairs, self.model)
+        m = self.store.manifest
+        images = build_dataset(m["data"], m["resolution"], m["channels"], train=False, root=cfg.data.root)
+        self.dataset = PairDataset(self.store, images)
+        lc = cfg.loss
+        self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin)
+        self.disc = None
+        if lc.disc_weight > 0:
+            self.disc = self._discriminator(m["channels"])
+        self.disc_lr, self.disc_weight_decay = lc.disc_lr, lc.disc_weight_decay
+        self.eval_every = cfg.eval_every or cfg.train.steps
+        self._reference = reference_stats
+        self._features = None
+        self.best: Optional[float] = None
+        self.curve: list[dict] = []
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return self.params
+
+    def _discriminator(self, channels: int) -> Discriminator:
+        lc = self.cfg.loss
+        d = Path(self.cfg.tokenizer) if self.cfg.tokenizer else None
+        if self.cfg.reuse_discriminator and d and (d / "discriminator.safetensors").is_file():
+            meta = json.loads((d / "discriminator.json").read_text())
+            disc = Discriminator(meta["channels"], meta["width"], meta["layers"])
+            load_state_checked(disc, load_tensors(d / "discriminator.safetensors"), str(d / "discriminator.safetensors"))
+            self.reused_discriminator = True
+            return disc
+        self.reused_discriminator = False
+        return Discriminator(channels, lc.disc_width, lc.disc_layers)
+
+    def decode(self, model: nn.Module, generated: Tensor) -> Tensor:
+        if self.store.kind == "ar":
+            return model.decode_codes(model.lookup(generated))
+        return model.decode_latents(generated)
+
+    def step(self, model: nn.Module, batch, step: int) -> dict[str, Tensor]:
+        generated, x, _ = batch
+        inner = self.model
+        if self.cfg.control or self.cfg.clean_fraction > 0:
+            with torch.no_grad():
+                clean = inner.encode(x).flatten(1) if self.store.kind == "ar" else inner.encode_latents(x)
+            if self.cfg.control:
+                generated = clean
+            else:
+                n_clean = int(round(self.cfg.clean_fraction * x.shape[0]))
+                generated = torch.cat([clean[:n_clean], generated[n_clean:]])
+        recon = self.decode(model, generated).float()
+        lc = self.cfg.loss
+        rec = lc.l1_weight * (recon - x).abs().mean() + lc.l2_weight * F.mse_loss(recon, x)
+        logs: dict[str, Tensor] = {"rec": rec.detach()}
+        if self.perceptual is not None and lc.perceptual_weight > 0:
+            self.perceptual.to(x.device)
+            perc = lc.perceptual_weight * perceptual_distance(self.perceptual, recon, x)
+            rec = rec + perc
+            logs["perceptual"] = perc.detach()
+        loss = rec
+        out: dict[str, Tensor] = {}
+        if self.disc is not None and step >= lc.disc_start:
+            self.disc.requires_grad_(False)
+            g_adv = hinge_g_loss(self.disc(recon))
+            self.disc.requires_grad_(True)
+            w = adaptive_weight(rec, g_adv, inner.last_layer) if lc.adaptive_weight else torch.ones(())
+            loss = loss + lc.disc_weight * w * g_adv
+            real, fake = self.disc(x), self.disc(recon.detach())
+            out["disc_loss"] = lc.disc_weight * (hinge_d_loss(real, fake) + lc.lecam_weight * self.disc.lecam(real, fake))
+            logs.update(g_adv=g_adv.detach(), adaptive_w=w)
+        out.update(loss=loss, **logs)
+        return out
+
+    def preview(self, model: nn.Module, batch) -> Tensor:
+        generated, x, _ = batch
+        with torch.no_grad():
+            return torch.cat([x[:8], self.decode(model, generated[:8]).clamp(-1, 1)])
+
+    # --- gFID proxy -------------------------------------------------------------------------------------
+    def _proxy_setup(self, device: torch.device):
+        from robustok.metrics.features import get_feature_net
+        from robustok.metrics.fid import source_stats
+
+        if self._features is None:
+            self._features = get_feature_net(self.cfg.eval_features, device)
+        if self._reference is None:
+            m = self.store.manifest
+            spec = self.cfg.eval_reference or m["data"]
+            self._reference = source_stats(spec, self._features, num_images=self.cfg.eval_num_reference,
+                                           resolution=m["resolution"])
+        return self._features, self._reference
+
+    @torch.no_grad()
+    def proxy_fid(self, model: nn.Module) -> float:
+        """FID of the held-out free samples decoded by `model` against the real reference set."""
+        from robustok.metrics.fid import extract, fid_between
+
+        if self.store.eval_generated is None:
+            raise ConfigError(f"{self.store.dir}: no held-out samples (eval_generated.npy) for the gFID proxy")
+        device = next(model.parameters()).device
+        feats, ref = self._proxy_setup(device)
+        was = model.training
+        model.eval()
+        from robustok.metrics.distributed import rank_world
+
+        rank, world = rank_world()
+        gen = self.store.tensor(self.store.eval_generated)[rank::world]  # stats are gathered over ranks
+
+        def batches():
+            for lo in range(0, len(gen), 200):
+                yield to_uint8(self.decode(model, gen[lo: lo + 200].to(device)).clamp(-1, 1)).cpu()
+
+        stats = extract(batches(), feats, "decoded samples")
+        model.train(was)
+        return fid_between(stats, ref)
+
+    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+        fid = self.proxy_fid(model)
+        self.curve.append({"step": step, "gfid_proxy": fid})
+        if self.best is None or fid < self.best:
+            self.best = fid
+            from robustok.metrics.distributed import rank_world
+            if rank_world()[0] == 0:
+                model.save_pretrained(Path(self.cfg.run.dir) / "tokenizer-best")
+        return {"gfid_proxy": fid, "gfid_proxy_best": self.best}
+
+
+def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = False, log=print) -> dict:
+    """Post-train (and, with `with_control`, run the sigma = 1 control in `<run.dir>/control`); return a summary.
+
+    The summary holds the gFID proxy of the untouched decoder, after post-training (final and best), and of
+    the control, all on the same held-out generated tokens, with the features used.
+    """
+    import copy
+
+    from robustok.config import to_dict
+    from robustok.hub import atomic_write_bytes
+    from robustok.train.loop import train
+
+    task = PostTrainTask(cfg)
+    before = task.proxy_fid(task.model)
+    log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
+    out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
+    summary = {"features": cfg.eval_features, "sigma": task.store.sigma, "steps": cfg.train.steps,
+               "gfid_proxy_before": before, "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
+               "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),
+               "reused_discriminator": getattr(task, "reused_discriminator", None),
+               "num_eval_samples": int(len(task.store.eval_generated))}
+    if with_control and not cfg.control:
+        ccfg = copy.deepcopy(cfg)
+        ccfg.control = True
+        ccfg.run.dir = str(Path(cfg.run.dir) / "control")
+        ctask = PostTrainTask(ccfg, reference_stats=task._reference)
+        train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume)
+        summary.update(gfid_proxy_control=ctask.curve[-1]["gfid_proxy"], gfid_proxy_control_best=ctask.best,
+                       control_curve=ctask.curve, control_tokenizer=str(Path(ccfg.run.dir) / "tokenizer"))
+    summary["config"] = to_dict(cfg)
+    atomic_write_bytes(Path(cfg.run.dir) / "posttrain.json", json.dumps(summary, indent=2).encode())
+    return summary
