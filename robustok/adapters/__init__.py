@@ -1,0 +1,105 @@
+"""Off-the-shelf tokenizers in robustok's tokenizer interface, and the loader for any tokenizer directory.
+
+- `load_external(kind, path, **config_overrides)` reads an ORIGINAL weight file (LlamaGen `vq_ds16_c2i.pt`,
+  MaskGIT `maskgit-vqgan-imagenet-f16-256.bin`, RobusTok `main-train.pt`/`post-train.pt`, diffusers
+  `diffusion_pytorch_model.safetensors`), maps it strictly onto the adapter and returns it in eval mode.
+  Convert once with `load_external(...).save_pretrained(dir)`; afterwards the directory loads like any
+  robustok model.
+- `load_tokenizer(dir)` loads any robustok tokenizer directory (robustok's own `Tokenizer` or an adapter),
+  dispatched on the "class" field of `config.json`.
+
+Loading is safe: safetensors, or `torch.load(weights_only=True)` (plus `argparse.Namespace`, which the
+LlamaGen/RobusTok training scripts store next to the weights). See docs/adapters.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from robustok.adapters.base import ExternalTokenizer, check_kind, read_checkpoint
+from robustok.adapters.llamagen import LlamaGenVQ, LlamaGenVQConfig
+from robustok.adapters.maskgit import MaskGITVQGAN, MaskGITVQGANConfig
+from robustok.adapters.robustok_release import RobusTokRelease, RobusTokReleaseConfig
+from robustok.adapters.sd_vae import SDVAE, SDVAEConfig
+from robustok.errors import CheckpointError, ConfigError
+from robustok.hub import CONFIG_NAME, Pretrained
+
+__all__ = ["ADAPTERS", "ENTRIES", "load_external", "load_tokenizer", "tokenizer_classes", "ExternalTokenizer",
+           "LlamaGenVQ", "LlamaGenVQConfig", "MaskGITVQGAN", "MaskGITVQGANConfig", "RobusTokRelease",
+           "RobusTokReleaseConfig", "SDVAE", "SDVAEConfig"]
+
+ADAPTERS: dict[str, type[ExternalTokenizer]] = {
+    "llamagen-vq16": LlamaGenVQ,
+    "maskgit-vqgan": MaskGITVQGAN,
+    "robustok-release": RobusTokRelease,
+    "sd-vae": SDVAE,
+}
+
+# which entry of a checkpoint dict holds the weights, in order of preference (raw state dicts need none)
+ENTRIES: dict[str, tuple[str, ...]] = {
+    "llamagen-vq16": ("model", "ema", "state_dict"),
+    "maskgit-vqgan": ("model", "state_dict"),
+    "robustok-release": ("ema", "model"),
+    "sd-vae": ("state_dict",),
+}
+
+
+def load_external(kind: str, path: str | Path, weights: Optional[str] = None,
+                  map_location: str | torch.device = "cpu", **config_overrides: Any) -> ExternalTokenizer:
+    """Load an original weight file of family `kind` (a key of `ADAPTERS`) into its adapter, in eval mode.
+
+    `weights` picks the state dict inside a training checkpoint ("ema" or "model"; default: "ema" for the
+    RobusTok release, "model" for LlamaGen). Config fields are read off the tensor shapes where possible;
+    `config_overrides` (fields of the adapter's config dataclass, e.g. `image_size=512`) take precedence.
+    Raises `CheckpointError` naming the file for wrong kinds, missing/unexpected keys, wrong shapes and
+    files that would need full unpickling.
+    """
+    if kind not in ADAPTERS:
+        raise ConfigError(f"unknown tokenizer kind {kind!r}; choose one of {sorted(ADAPTERS)}")
+    cls = ADAPTERS[kind]
+    state, source = read_checkpoint(path, weights, ENTRIES[kind])
+    check_kind(state, source, cls.family, cls.signature)
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    unknown = sorted(set(config_overrides) - fields)
+    if unknown:
+        raise ConfigError(f"{kind}: unknown config field(s) {unknown}; fields are {sorted(fields)}")
+    cfg = {**cls.infer_config(state), **config_overrides}
+    try:
+        config = cls.config_class(**cfg)
+    except TypeError as err:
+        raise ConfigError(f"{kind}: invalid config {cfg}: {err}") from None
+    model = cls(config)
+    model.load_original(state, source)
+    return model.to(map_location).eval()
+
+
+def tokenizer_classes() -> dict[str, type[Pretrained]]:
+    """Class name (as written to config.json) -> class, for every tokenizer `load_tokenizer` accepts."""
+    from robustok.tokenizer.model import Tokenizer
+
+    return {Tokenizer.__name__: Tokenizer, **{c.__name__: c for c in ADAPTERS.values()}}
+
+
+def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -> Pretrained:
+    """Load any robustok tokenizer directory (ours or an adapter's), in eval mode."""
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
+                              "model.safetensors (convert original weight files with "
+                              "robustok.adapters.load_external(kind, file).save_pretrained(dir))")
+    cfg_path = path / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise CheckpointError(f"{cfg_path}: not found; is {path} a robustok tokenizer directory?")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from None
+    name = meta.get("class") if isinstance(meta, dict) else None
+    classes = tokenizer_classes()
+    if name not in classes:
+        raise CheckpointError(f"{cfg_path}: holds a {name!r}, not a tokenizer (known: {sorted(classes)})")
+    return classes[name].from_pretrained(path, map_location=map_location).eval()
