@@ -1,0 +1,243 @@
+"""The demo's stages, each a call of the library functions the CLI commands use, cached by its configuration."""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from robustok.config import load_config
+from robustok.demo.profiles import DemoProfile
+from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors
+from robustok.tokenizer.model import Tokenizer
+from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
+from robustok.train.checkpoint import list_checkpoints
+from robustok.train.loop import train
+
+NAMES = ("baseline", "robust")
+
+
+def cached(out: Path, name: str, key: Any, fresh: bool, fn: Callable[[], Any]) -> Any:
+    """Run `fn` unless `<out>/stages/<name>.json` holds a result for the same `key` (and not `fresh`)."""
+    path = out / "stages" / f"{name}.json"
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    if path.is_file() and not fresh:
+        saved = json.loads(path.read_text())
+        if saved.get("key") == digest:
+            return saved["result"]
+    result = fn()
+    atomic_write_bytes(path, json.dumps({"key": digest, "config": key, "result": result}, indent=2,
+                                        default=float).encode())
+    return result
+
+
+def point_name(name: str, step: int) -> str:
+    return f"{name}-{step:05d}"
+
+
+def tokenizer_config(name: str, profile: DemoProfile, run_dir: Path) -> TokenizerTrainConfig:
+    n = len(profile.tok_checkpoints)
+    every = profile.tok_steps // n
+    return load_config(TokenizerTrainConfig, config_file(f"tokenizer/fmnist-{name}.yaml"),
+                       [f"train.steps={profile.tok_steps}", f"run.dir={run_dir}", f"run.ckpt_every={every}",
+                        f"run.keep_checkpoints={n}", "run.progress=true", *profile.tok_overrides])
+
+
+def config_file(relative: str) -> Path:
+    """A file under the repository's `configs/` (found next to the package, so any working directory works)."""
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (root / "configs" / relative).is_file():
+            return root / "configs" / relative
+    raise FileNotFoundError(f"configs/{relative} not found: run from a robustok checkout (pip install -e .)")
+
+
+def train_tokenizers(out: Path, profile: DemoProfile, fresh: bool, log) -> dict[str, str]:
+    """Main-train baseline and robust; export each checkpoint's EMA weights as a tokenizer directory."""
+    points: dict[str, str] = {}
+    for name in NAMES:
+        run_dir = out / "runs" / f"tok-{name}"
+        cfg = tokenizer_config(name, profile, run_dir)
+        key = {"config": _plain(cfg)}
+        def work(name=name, cfg=cfg, run_dir=run_dir):
+            if fresh and run_dir.exists():
+                shutil.rmtree(run_dir)
+            done = (run_dir / "tokenizer" / "model.safetensors").is_file()
+            if not done:
+                train(TokenizerTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
+                      resume=bool(list_checkpoints(run_dir)))
+            exported = {}
+            for ckpt in list_checkpoints(run_dir):
+                step = int(ckpt.name.split("-")[1])
+                if step not in profile.tok_checkpoints:
+                    continue
+                tok = Tokenizer(cfg.model)
+                load_state_checked(tok, load_tensors(ckpt / "ema.safetensors"), str(ckpt / "ema.safetensors"))
+                dest = out / "tokenizers" / point_name(name, step)
+                tok.save_pretrained(dest)
+                for extra in ("discriminator.safetensors", "discriminator.json"):
+                    if step == profile.tok_steps and (run_dir / "tokenizer" / extra).is_file():
+                        shutil.copy(run_dir / "tokenizer" / extra, dest / extra)
+                exported[point_name(name, step)] = str(dest)
+            return exported
+        points.update(cached(out, f"tokenizer-{name}", key, fresh, work))
+    log(f"tokenizers: {', '.join(points)}")
+    return points
+
+
+def _plain(cfg: Any) -> dict:
+    from robustok.config import to_dict
+    return to_dict(cfg)
+
+
+def reference_stats(out: Path, profile: DemoProfile, features):
+    from robustok.metrics.fid import source_stats
+    return source_stats("fashion-mnist:test", features, num_images=profile.gen_images)
+
+
+def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, features, log) -> dict:
+    from robustok.data import eval_batches
+    from robustok.metrics.pfid import PFIDConfig
+    from robustok.metrics.tokenizer_eval import evaluate_tokenizer
+
+    results = {}
+    for name, path in points.items():
+        key = {"tokenizer": _weights_hash(path), "n": profile.eval_images, "features": profile.features}
+        def work(path=path):
+            tok = Tokenizer.from_pretrained(path).eval()
+            batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size,
+                                   tok.config.channels)
+            return evaluate_tokenizer(tok, batches, ["psnr", "ssim", "rfid", "pfid", "usage"], features,
+                                      PFIDConfig(seed=0))
+        results[name] = cached(out, f"eval-{name}", key, fresh, work)
+        r = results[name]
+        log(f"  {name}: PSNR {r['psnr']:.2f} dB, rFID {r['rfid']:.2f}, pFID {r['pfid']:.2f}, "
+            f"usage {r['codebook_usage']:.0%}")
+    return results
+
+
+def _weights_hash(directory: str | Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(directory).glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, log) -> dict[str, str]:
+    from robustok.data import build_dataset
+    from robustok.generator.store import write_token_store
+    from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+
+    gens = {}
+    for name, tok_path in points.items():
+        run_dir = out / "runs" / f"gen-{name}"
+        tokens = out / "tokens" / name
+        cfg = load_config(GeneratorTrainConfig, config_file("generator/fmnist-ar.yaml"),
+                          [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
+                           f"train.steps={profile.gen_steps}", "run.sample_every=0",
+                           f"run.ckpt_every={max(profile.gen_steps // 2, 1)}", *profile.gen_overrides])
+        key = {"tokenizer": _weights_hash(tok_path), "config": _plain(cfg), "images": profile.pretok_images}
+        def work(tok_path=tok_path, tokens=tokens, run_dir=run_dir, cfg=cfg):
+            if fresh:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if not (tokens / "manifest.json").is_file():
+                tok = Tokenizer.from_pretrained(tok_path).eval()
+                ds = build_dataset("fashion-mnist:train", tok.config.image_size, tok.config.channels, train=True)
+                write_token_store(tok, ds, tokens, views=1, limit=profile.pretok_images, source="fashion-mnist:train")
+            if not (run_dir / "generator" / "model.safetensors").is_file():
+                train(GeneratorTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
+                      resume=bool(list_checkpoints(run_dir)))
+            return str(run_dir / "generator")
+        gens[name] = cached(out, f"generator-{name}", key, fresh, work)
+    return gens
+
+
+@torch.no_grad()
+def sample_tokens(gen, n: int, cfg_scale: float, seed: int) -> torch.Tensor:
+    labels = torch.arange(n) % max(gen.config.num_classes, 1)
+    rng = torch.Generator().manual_seed(seed)
+    return torch.cat([gen.sample(labels[lo: lo + 250], cfg=cfg_scale, generator=rng) for lo in range(0, n, 250)])
+
+
+@torch.no_grad()
+def decoded_fid(tok, ids: torch.Tensor, features, reference) -> float:
+    from robustok.data import to_uint8
+    from robustok.metrics.fid import extract, fid_between
+    batches = (to_uint8(tok.decode(ids[lo: lo + 250])) for lo in range(0, len(ids), 250))
+    return fid_between(extract(batches, features, "samples"), reference)
+
+
+def gfid(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoProfile, fresh: bool, features,
+         reference, log) -> dict:
+    """gFID of each point's generator, with a second sample set (another seed) as the noise floor."""
+    from robustok.generator import load_generator
+
+    results = {}
+    for name, tok_path in points.items():
+        key = {"gen": _weights_hash(gens[name]), "tok": _weights_hash(tok_path), "n": profile.gen_images,
+               "cfg": profile.cfg, "features": profile.features}
+        def work(name=name, tok_path=tok_path):
+            gen, tok = load_generator(gens[name]).eval(), Tokenizer.from_pretrained(tok_path).eval()
+            r = {}
+            for seed in (0, 1):
+                ids = sample_tokens(gen, profile.gen_images, profile.cfg, seed)
+                np.save(out / "stages" / f"samples-{name}-seed{seed}.npy", ids.numpy().astype(np.uint16))
+                r[f"gfid_seed{seed}"] = decoded_fid(tok, ids, features, reference)
+            r["gfid"] = (r["gfid_seed0"] + r["gfid_seed1"]) / 2
+            r["gfid_noise"] = abs(r["gfid_seed0"] - r["gfid_seed1"])
+            return r
+        results[name] = cached(out, f"gfid-{name}", key, fresh, work)
+        log(f"  {name}: gFID {results[name]['gfid']:.2f} (two sample sets differ by {results[name]['gfid_noise']:.2f})")
+    return results
+
+
+def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile: DemoProfile, fresh: bool,
+                     log) -> dict:
+    """Pairs at sigma from the point's generator, then post-training + the sigma=1 control, per seed."""
+    from robustok.data import build_dataset
+    from robustok.generator import load_generator
+    from robustok.generator.sampling import SamplingOptions
+    from robustok.posttrain.pairs import PairsSpec, make_pairs
+    from robustok.posttrain.train import PostTrainConfig, post_train
+
+    pairs_dir = out / "pairs" / name
+    key = {"gen": _weights_hash(gen_path), "tok": _weights_hash(tok_path), "sigma": profile.sigma,
+           "n": profile.num_pairs, "eval": profile.gen_images, "cfg": profile.cfg}
+
+    def make():
+        gen, tok = load_generator(gen_path).eval(), Tokenizer.from_pretrained(tok_path).eval()
+        ds = build_dataset("fashion-mnist:train", tok.config.image_size, tok.config.channels)
+        spec = PairsSpec(sigma=profile.sigma, num_pairs=profile.num_pairs, num_eval=profile.gen_images,
+                         data="fashion-mnist:train", resolution=tok.config.image_size,
+                         channels=tok.config.channels, seed=0, batch_size=250)
+        make_pairs(gen, tok, ds, spec, pairs_dir, SamplingOptions(cfg=profile.cfg))
+        return str(pairs_dir)
+    cached(out, f"pairs-{name}", key, fresh, make)
+    runs = []
+    for seed in profile.post_seeds:
+        run_dir = out / "runs" / f"post-{name}-seed{seed}"
+        cfg = load_config(PostTrainConfig, config_file("posttrain/fmnist.yaml"),
+                          [f"tokenizer={tok_path}", f"pairs={pairs_dir}", f"run.dir={run_dir}", f"run.seed={seed}",
+                           f"train.steps={profile.post_steps}", f"eval_every={max(profile.post_steps // 3, 1)}",
+                           f"eval_features={profile.features}", "eval_reference=fashion-mnist:test",
+                           f"eval_num_reference={profile.gen_images}", *profile.post_overrides])
+        def work(cfg=cfg, run_dir=run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+            s = post_train(cfg, with_control=True, log=log)
+            return {k: v for k, v in s.items() if k != "config"}
+        runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": _plain(cfg)}, fresh, work))
+    deltas = [r["gfid_proxy_after"] - r["gfid_proxy_before"] for r in runs]
+    vs_control = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
+    summary = {"runs": runs, "gfid_post": float(np.mean([r["gfid_proxy_after"] for r in runs])),
+               "gfid_control": float(np.mean([r["gfid_proxy_control"] for r in runs])),
+               "gfid_before_paired": runs[0]["gfid_proxy_before"],
+               "delta_post": [float(d) for d in deltas], "delta_vs_control": [float(d) for d in vs_control],
+               "delta_vs_control_mean": float(np.mean(vs_control)),
+               "delta_vs_control_sd": float(np.std(vs_control, ddof=1)) if len(vs_control) > 1 else None}
+    log(f"  {name}: paired gFID before {summary['gfid_before_paired']:.2f}, after {summary['gfid_post']:.2f}, "
+        f"control {summary['gfid_control']:.2f} (post - control per seed: "
+        f"{', '.join(f'{d:+.2f}' for d in vs_control)})")
+    return summary

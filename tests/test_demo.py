@@ -1,0 +1,64 @@
+"""`robustok demo --quick` end to end (a few minutes on 2 cores), its resumability and its report."""
+import json
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.test_data import needs_fmnist
+
+KEYS = {"psnr", "rfid", "pfid", "gfid", "gfid_post", "gfid_control"}
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    r = subprocess.run([sys.executable, "-m", "robustok.cli", "demo", "--quick", "--out", str(out)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return out
+
+
+@needs_fmnist
+def test_quick_demo_writes_results_and_report(quick_demo):
+    res = json.loads((quick_demo / "results.json").read_text())
+    for name in ("baseline", "robust"):
+        assert KEYS <= set(res[name]), name
+        assert len(res[name]["pfid_grid"]) == 15
+    assert "spearman_pfid_gfid" in res and "spearman_rfid_gfid" in res and len(res["points"]) == 6
+    assert res["features"] == "random" and res["profile_config"]["name"] == "quick"
+    page = (quick_demo / "report.html").read_text()
+    assert "FID-random" in page and page.count("data:image/png;base64,") >= 6
+
+
+@needs_fmnist
+def test_rerun_skips_finished_stages_and_report_rebuilds(quick_demo):
+    before = (quick_demo / "results.json").read_text()
+    t = time.time()
+    r = subprocess.run([sys.executable, "-m", "robustok.cli", "demo", "--quick", "--out", str(quick_demo)],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert time.time() - t < 120  # every stage came from its cache
+    res = json.loads((quick_demo / "results.json").read_text())
+    assert res["points"] == json.loads(before)["points"]
+    (quick_demo / "report.html").unlink()
+    subprocess.run([sys.executable, "-m", "robustok.cli", "report", str(quick_demo)], check=True, capture_output=True)
+    assert (quick_demo / "report.html").is_file()
+
+
+@needs_fmnist
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Chromium absent (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    "--window-size=1200,1600", f"--screenshot={shot}", (quick_demo / "report.html").as_uri()],
+                   capture_output=True, timeout=120)
+    img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
+    assert img.std() > 20  # not a blank page
+    assert (img < 128).mean() > 0.02  # text, tables and figures drawn
