@@ -133,3 +133,19 @@ def test_vq_protocol(model):
     (out.recon.square().mean() + out.losses["vq"] + out.losses["commit"]).backward()
     assert model.last_layer.grad is not None
     assert model.quantizer.embedding.weight.grad is not None            # vq loss trains the codebook
+
+
+def test_convert_command_writes_a_loadable_directory(tmp_path):
+    """`robustok convert` on an original-format file (a tiny LlamaGen-layout checkpoint built here)."""
+    from robustok.adapters import load_tokenizer
+    from robustok.cli import main
+
+    from robustok.adapters import load_external
+
+    torch.save({"model": random_state(llamagen_shapes(**TINY))}, tmp_path / "vq.pt")
+    assert main(["convert", "llamagen-vq16", str(tmp_path / "vq.pt"), "--out", str(tmp_path / "d"),
+                 "--image-size", "32", "--set", "norm_groups=4"]) == 0
+    tok = load_tokenizer(tmp_path / "d")
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    direct = load_external("llamagen-vq16", tmp_path / "vq.pt", image_size=32, norm_groups=4)
+    assert torch.equal(tok.encode(x), direct.encode(x))
