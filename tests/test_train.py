@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 
@@ -79,7 +78,6 @@ def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
 
 
 def test_gradient_clipping_really_clips():
-    from robustok.tokenizer.train import TokenizerTask  # noqa: F401  (import check only)
     p = torch.nn.Parameter(torch.ones(10))
     p.grad = torch.full((10,), 100.0)
     total = torch.nn.utils.clip_grad_norm_([p], 1.0)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from robustok.adapters.base import ExternalTokenizer, check_channels, convert_state, level_indices
 from robustok.adapters.blocks import ConvDownsample, ConvUpsample, LinearAttnBlock, ResBlock, group_norm
 from robustok.errors import ConfigError
-from robustok.tokenizer.model import TokenizerOutput
+from robustok.tokenizer.base import TokenizerOutput
 
 
 @dataclass

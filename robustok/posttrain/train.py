@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
-from robustok.errors import CheckpointError, ConfigError
+from robustok.errors import ConfigError
 from robustok.hub import load_state_checked, load_tensors
 from robustok.losses.gan import adaptive_weight, hinge_d_loss, hinge_g_loss
 from robustok.losses.perceptual import build_perceptual, perceptual_distance

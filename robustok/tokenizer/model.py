@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from robustok.errors import ConfigError
-from robustok.hub import Pretrained
+from robustok.tokenizer.base import TokenizerBase
 from robustok.tokenizer.conv import ConvDecoder, ConvEncoder
 from robustok.tokenizer.quantizer import VectorQuantizer
 from robustok.tokenizer.vit import ViTDecoder, ViTEncoder
@@ -59,15 +59,7 @@ class TokenizerConfig:
         return self.image_size // factor
 
 
-@dataclass
-class TokenizerOutput:
-    recon: Tensor                   # decoded image, float [-1, 1] range (unclamped)
-    ids: Optional[Tensor]           # clean token ids (B, h, w) for VQ, None for KL
-    losses: dict[str, Tensor]       # vq, commit (VQ) or kl (KL)
-    stats: dict[str, Tensor]        # perplexity, batch_usage, restarted, perturbed_fraction, ...
-
-
-class Tokenizer(Pretrained):
+class Tokenizer(TokenizerBase):
     """An image tokenizer. Discrete (`bottleneck="vq"`): `encode` -> token ids, `decode` -> images.
 
     Continuous (`bottleneck="kl"`): `encode_latents` / `decode_latents` on (B, code_dim, h, w) latents.
@@ -93,22 +85,7 @@ class Tokenizer(Pretrained):
         self.quantizer = (VectorQuantizer(c.codebook_size, c.code_dim, c.l2_norm, c.commit_weight,
                                           c.dead_code_threshold, c.usage_decay) if c.bottleneck == "vq" else None)
 
-    # --- properties -------------------------------------------------------------------------------------
-    @property
-    def is_discrete(self) -> bool:
-        return self.quantizer is not None
-
-    @property
-    def codebook(self) -> Tensor:
-        """(K, d) code vectors as used for lookup."""
-        if self.quantizer is None:
-            raise ConfigError("this tokenizer is continuous (bottleneck=kl): it has no codebook")
-        return self.quantizer.codebook
-
-    @property
-    def codebook_size(self) -> int:
-        return self.config.codebook_size if self.is_discrete else 0
-
+    # --- hooks of TokenizerBase -------------------------------------------------------------------------
     @property
     def grid_size(self) -> int:
         return self.config.grid_size
@@ -118,104 +95,29 @@ class Tokenizer(Pretrained):
         return self.decoder.last_layer
 
     def frozen_part_names(self) -> list[str]:
-        """Prefixes of the modules that encode (encoder, pre-quant projection, codebook)."""
         return ["encoder.", "quant_conv.", "quantizer."]
 
-    # --- encoding ---------------------------------------------------------------------------------------
-    def _check_images(self, x: Tensor) -> None:
-        c = self.config
-        if x.ndim != 4 or x.shape[1] != c.channels or x.shape[2] != c.image_size or x.shape[3] != c.image_size:
-            raise ValueError(f"expected images (B, {c.channels}, {c.image_size}, {c.image_size}), got "
-                             f"{tuple(x.shape)}")
+    def _pre_quant(self, x: Tensor) -> Tensor:
+        return self.quant_conv(self.encoder(x))
 
-    def encode_latents(self, x: Tensor) -> Tensor:
-        """Pre-quantisation latents (B, d, h, w): l2-normalised for an l2 VQ, the Gaussian mean for KL."""
-        self._check_images(x)
-        h = self.quant_conv(self.encoder(x)).float()
-        if self.quantizer is None:
-            return h[:, : self.config.code_dim]
-        return self.quantizer.normalize(h)
+    def _latent_mean(self, h: Tensor) -> Tensor:
+        return h[:, : self.config.code_dim]
 
-    def quantize(self, z: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-        """Latents -> (straight-through code vectors, ids (B, h, w), losses/stats)."""
-        if self.quantizer is None:
-            raise ConfigError("quantize() needs a discrete tokenizer (bottleneck=vq)")
-        return self.quantizer(z)
-
-    @torch.no_grad()
-    def encode(self, x: Tensor) -> Tensor:
-        """Images float [-1, 1] (B, C, H, W) -> token ids (B, h, w)."""
-        z = self.encode_latents(x)
-        if self.quantizer is None:
-            raise ConfigError("encode() returns token ids and needs a discrete tokenizer; use encode_latents()")
-        b, d, h, w = z.shape
-        return self.quantizer.nearest(z.permute(0, 2, 3, 1).reshape(-1, d)).view(b, h, w)
-
-    # --- decoding ---------------------------------------------------------------------------------------
     def decode_codes(self, z_q: Tensor) -> Tensor:
-        """Code vectors / continuous latents (B, d, h, w) -> images."""
+        """Code vectors / continuous latents (B, d, h, w) -> images (unclamped)."""
         return self.decoder(self.post_quant_conv(z_q.to(self.post_quant_conv.weight.dtype)))
 
-    decode_latents = decode_codes
+    def _continuous_forward(self, h: Tensor, perturb: Optional[dict],
+                            generator: Optional[torch.Generator]) -> tuple[Tensor, dict, dict]:
+        """Gaussian bottleneck: reparameterised sample + KL; latent noise on a beta fraction of images."""
+        from robustok.tokenizer.perturbation import perturb_continuous
 
-    def lookup(self, ids: Tensor) -> Tensor:
-        if self.quantizer is None:
-            raise ConfigError("decode(ids) needs a discrete tokenizer; use decode_latents()")
-        g = self.grid_size
-        if ids.ndim == 2 and ids.shape[1] == g * g:
-            ids = ids.view(-1, g, g)
-        if ids.ndim != 3 or ids.shape[1:] != (g, g):
-            raise ValueError(f"expected token ids (B, {g}, {g}), got {tuple(ids.shape)}")
-        return self.quantizer.lookup(ids)
-
-    @torch.no_grad()
-    def decode(self, ids: Tensor) -> Tensor:
-        """Token ids (B, h, w) (or (B, h*w)) -> images float [-1, 1] (clamped)."""
-        return self.decode_codes(self.lookup(ids)).clamp(-1, 1)
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """Encode and decode (clean, no perturbation)."""
-        if self.quantizer is None:
-            return self.decode_latents(self.encode_latents(x)).clamp(-1, 1)
-        return self.decode(self.encode(x))
-
-    # --- training forward -------------------------------------------------------------------------------
-    def forward(self, x: Tensor, perturb: Optional[dict] = None,
-                generator: Optional[torch.Generator] = None) -> TokenizerOutput:
-        """Training forward. `perturb`: None or {beta, alpha, delta, noise_std, neighbours} for latent perturbation.
-
-        The VQ/commit (or KL) losses use the clean latents; only the decoder input is perturbed. In eval mode
-        the perturbation is never applied (pFID perturbs ids explicitly with `perturb_ids`).
-        """
-        if not self.training:
-            perturb = None
-        from robustok.tokenizer.perturbation import perturb_codes_st, perturb_continuous
-
-        self._check_images(x)
-        h = self.quant_conv(self.encoder(x)).float()
+        mean, logvar = h.chunk(2, dim=1)
+        logvar = logvar.clamp(-30.0, 20.0)
+        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean()
         stats: dict[str, Tensor] = {}
-        if self.quantizer is None:
-            mean, logvar = h.chunk(2, dim=1)
-            logvar = logvar.clamp(-30.0, 20.0)
-            z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
-            kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean()
-            losses = {"kl": self.config.kl_weight * kl}
-            ids = None
-            if perturb is not None and perturb["beta"] > 0:
-                z, mask = perturb_continuous(z, perturb["beta"], perturb["noise_std"], generator)
-                stats["perturbed_images"] = mask.float().mean()
-            z_dec = z
-        else:
-            z_q, ids, aux = self.quantizer(h)
-            losses = {"vq": aux.pop("vq"), "commit": aux.pop("commit")}
-            stats.update(aux)
-            z_dec = z_q
-            if perturb is not None and perturb["beta"] > 0 and perturb["alpha"] > 0:
-                z = self.quantizer.normalize(h)
-                z_dec, new_ids, mask = perturb_codes_st(z, ids, self.codebook, perturb["beta"], perturb["alpha"],
-                                                        perturb["delta"], perturb.get("neighbours", "code"),
-                                                        generator)
-                stats["perturbed_images"] = mask.float().mean()
-                stats["changed_tokens"] = (new_ids != ids).float().mean()
-        return TokenizerOutput(self.decode_codes(z_dec), ids, losses, stats)
+        if perturb is not None and perturb["beta"] > 0:
+            z, mask = perturb_continuous(z, perturb["beta"], perturb["noise_std"], generator)
+            stats["perturbed_images"] = mask.float().mean()
+        return z, {"kl": self.config.kl_weight * kl}, stats

@@ -21,13 +21,15 @@ class VectorQuantizer(nn.Module):
     """
 
     def __init__(self, codebook_size: int, dim: int, l2_norm: bool = True, commit_weight: float = 0.25,
-                 dead_threshold: float = 0.01, usage_decay: float = 0.99):
+                 dead_threshold: float = 0.01, usage_decay: float = 0.99, track_usage: bool = True):
         super().__init__()
         self.codebook_size, self.dim, self.l2_norm = codebook_size, dim, l2_norm
-        self.commit_weight, self.dead_threshold, self.usage_decay = commit_weight, dead_threshold, usage_decay
+        self.commit_weight, self.usage_decay, self.track_usage = commit_weight, usage_decay, track_usage
+        self.dead_threshold = dead_threshold if track_usage else 0.0
         self.embedding = nn.Embedding(codebook_size, dim)
         nn.init.normal_(self.embedding.weight)
-        self.register_buffer("usage", torch.ones(codebook_size))
+        if track_usage:  # without it the only state is the codebook (e.g. adapters of released tokenizers)
+            self.register_buffer("usage", torch.ones(codebook_size))
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -47,8 +49,9 @@ class VectorQuantizer(nn.Module):
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Code vectors for ids (B, h, w) -> (B, d, h, w)."""
-        if ids.dtype not in (torch.int64, torch.int32):
-            ids = ids.long()
+        if ids.is_floating_point():
+            raise ValueError(f"token ids must be integers, got {ids.dtype}")
+        ids = ids.long()
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
             raise ValueError(f"token ids must lie in [0, {self.codebook_size}); got range "
                              f"[{int(ids.min())}, {int(ids.max())}]")
@@ -79,7 +82,7 @@ class VectorQuantizer(nn.Module):
         z_q = self.codebook[ids_flat].view(b, h, w, d).permute(0, 3, 1, 2)
         losses = {"vq": F.mse_loss(z_q, z.detach()), "commit": self.commit_weight * F.mse_loss(z, z_q.detach())}
         counts = torch.bincount(ids_flat, minlength=self.codebook_size).float()
-        if self.training:
+        if self.training and self.track_usage:
             with torch.no_grad():
                 if _dist_ready():
                     dist.all_reduce(counts)

@@ -3,7 +3,7 @@ with latent perturbation on a beta fraction of images, annealed per step."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 

@@ -1,0 +1,247 @@
+"""Class-conditional autoregressive transformer over a token grid (GPT / RAR style).
+
+Sequence: `[class, x_0, ..., x_{L-2}]` -> logits for `x_0 .. x_{L-1}`; in raster order by default. With
+`random_order` the model also learns RAR's permuted orders: every input carries a "target-aware" embedding of
+the grid position it must predict next, and training draws a random permutation for a fraction of the batch
+(annealed by the training task). Sampling always runs in raster order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robustok.errors import ConfigError, DataError
+from robustok.generator.guidance import check_guidance, draw, filter_logits, guidance_scale
+from robustok.generator.layers import Block, KVCache, rope_2d
+from robustok.hub import Pretrained
+
+
+@dataclass
+class ARConfig:
+    vocab_size: int = 4096           # K, codebook size of the tokenizer
+    grid: list[int] = field(default_factory=lambda: [8, 8])   # token grid (h, w); L = h*w
+    num_classes: int = 10            # 0: unconditional (only the null class)
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    qk_norm: bool = True
+    pos: str = "rope"                # rope (2-D rotary) | learned (2-D table, one vector per grid cell)
+    dropout: float = 0.0
+    random_order: bool = False       # RAR: target-aware positions so permuted orders can be trained
+    adaln: bool = False              # RAR: the class embedding also modulates every block (adaLN-Zero)
+    tokenizer_fingerprint: str = ""  # the tokenizer whose tokens this model was trained on
+    preset: str = ""
+
+
+class ARGenerator(Pretrained):
+    """Decoder-only transformer with a class token, null class (index `num_classes`) for CFG and a KV cache."""
+
+    config_class = ARConfig
+
+    def __init__(self, config: ARConfig):
+        super().__init__(config)
+        c = config
+        if c.pos not in ("rope", "learned"):
+            raise ConfigError(f"model.pos must be 'rope' or 'learned', got {c.pos!r}")
+        if len(c.grid) != 2 or min(c.grid) < 1:
+            raise ConfigError(f"model.grid must be [h, w], got {c.grid}")
+        self.seq_len = c.grid[0] * c.grid[1]
+        self.null_class = c.num_classes
+        self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
+        self.cls_emb = nn.Embedding(c.num_classes + 1, c.dim)
+        if c.pos == "learned":
+            self.pos_emb = nn.Parameter(torch.randn(self.seq_len + 1, c.dim) * 0.02)
+        else:
+            rows, cols = torch.meshgrid(torch.arange(c.grid[0]), torch.arange(c.grid[1]), indexing="ij")
+            pos = torch.cat([torch.zeros(1, 2, dtype=torch.long),
+                             torch.stack([rows.flatten(), cols.flatten()], 1) + 1])   # class at (0, 0)
+            cos, sin = rope_2d(pos, c.dim // c.heads)
+            self.register_buffer("rope_cos", cos.float(), persistent=False)
+            self.register_buffer("rope_sin", sin.float(), persistent=False)
+        if c.random_order:
+            self.target_emb = nn.Parameter(torch.randn(self.seq_len, c.dim) * 0.02)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio, c.qk_norm, c.dropout, c.adaln)
+                                    for _ in range(c.depth))
+        self.norm = nn.LayerNorm(c.dim, elementwise_affine=not c.adaln, eps=1e-6)
+        self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim)) if c.adaln else None
+        self.head = nn.Linear(c.dim, c.vocab_size)
+        self.apply(self._init)
+        nn.init.zeros_(self.head.weight)
+        for m in [b.ada for b in self.blocks if b.ada is not None] + ([self.final_ada] if c.adaln else []):
+            nn.init.zeros_(m[-1].weight)
+            nn.init.zeros_(m[-1].bias)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+
+    # ---- building blocks -------------------------------------------------------------------------------
+    def check_inputs(self, tokens: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> None:
+        """Raise `DataError` for token ids outside [0, K), a wrong grid, or class ids outside [0, C] (C = null)."""
+        c = self.config
+        if tokens is not None:
+            if tokens.dim() == 3 and list(tokens.shape[1:]) != list(c.grid):
+                raise DataError(f"token grid {tuple(tokens.shape[1:])} does not match the generator's {tuple(c.grid)}")
+            if tokens.flatten(1).shape[1] != self.seq_len:
+                raise DataError(f"{tokens.flatten(1).shape[1]} tokens per image, the generator expects {self.seq_len}")
+            if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
+                raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
+                                f"{int(tokens.max())}]")
+        if labels is not None and labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi > self.null_class:
+                raise DataError(f"class ids must be in [0, {c.num_classes}) (or {self.null_class} = null), "
+                                f"got [{lo}, {hi}]")
+
+    def _embed(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
+               order: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[tuple]]:
+        """Input vectors for sequence indices [start, end): index 0 is the class, index j>0 the token seq[:, j-1]."""
+        B = labels.shape[0]
+        parts = []
+        if start == 0:
+            parts.append(self.cls_emb(labels)[:, None])
+        lo = max(start, 1)
+        if end > lo:
+            parts.append(self.tok_emb(seq[:, lo - 1:end - 1]))
+        h = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+        # grid cell of each input (class -> slot 0), and of each input's target
+        if order is None:
+            slots = torch.arange(start, end, device=h.device)[None]                     # raster: slot j
+        else:
+            slots = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=h.device), order + 1], 1)[:, start:end]
+        if self.config.pos == "learned":
+            h = h + self.pos_emb[slots]
+            rope = None
+        else:
+            cos, sin = self.rope_cos[slots], self.rope_sin[slots]       # (1|B, T, Dh/2)
+            rope = (cos[:, None], sin[:, None])
+        if self.config.random_order:   # target-aware: input j is told which grid cell step j predicts
+            idx = torch.arange(start, end, device=h.device)[None] if order is None else order[:, start:end]
+            h = h + self.target_emb[idx]
+        return self.drop(h), rope
+
+    def _trunk(self, h: torch.Tensor, rope, labels: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
+        cond = self.cls_emb(labels) if self.config.adaln else None
+        for i, blk in enumerate(self.blocks):
+            h = blk(h, rope, True, cache, i, cond)
+        if cache is not None:
+            cache.length += h.shape[1]
+        h = self.norm(h)
+        if self.final_ada is not None:
+            shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
+            h = h * (1 + scale) + shift
+        return self.head(h)
+
+    # ---- training --------------------------------------------------------------------------------------
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor,
+                order: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits (B, L, K) for the tokens in sequence order.
+
+        `order` (B, L): the grid index of each step (raster if None).
+        """
+        seq = tokens.flatten(1)
+        if order is not None:
+            seq = seq.gather(1, order)
+        h, rope = self._embed(seq, labels, 0, self.seq_len, order)
+        return self._trunk(h, rope, labels)
+
+    def random_orders(self, batch: int, ratio: float, device: torch.device,
+                      generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
+        """Per-sample orders: a random permutation with probability `ratio`, else raster (None if ratio == 0)."""
+        if ratio <= 0:
+            return None
+        if not self.config.random_order:
+            raise ConfigError("random-order training needs model.random_order=true")
+        perm = torch.rand(batch, self.seq_len, device=device, generator=generator).argsort(1)
+        pick = torch.rand(batch, 1, device=device, generator=generator) < ratio
+        return torch.where(pick, perm, torch.arange(self.seq_len, device=device).expand(batch, -1))
+
+    def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
+        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
+        labels = labels.clone()
+        labels[labels < 0] = self.null_class
+        if label_dropout > 0:
+            labels[torch.rand(labels.shape[0], device=labels.device) < label_dropout] = self.null_class
+        return labels
+
+    def loss(self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
+             order_ratio: float = 0.0) -> torch.Tensor:
+        """Next-token cross-entropy (label dropout for CFG; random orders with probability `order_ratio`)."""
+        return ar_loss(self, self, tokens, labels, label_dropout, order_ratio)
+
+    # ---- sampling --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0, top_k: Optional[int] = None,
+               top_p: Optional[float] = None, generator: Optional[torch.Generator] = None,
+               keep_mask: Optional[torch.Tensor] = None, prefix_tokens: Optional[torch.Tensor] = None,
+               cfg_schedule: str = "constant", cfg_power: float = 1.0, use_cache: bool = True) -> torch.Tensor:
+        """Sample token grids (B, h, w) in raster order for class ids `labels` (B,).
+
+        cfg: guidance scale (1 = conditional model, 0 = unconditional), shaped over steps by `cfg_schedule`
+        (constant | linear | power, with `cfg_power`); conditional and unconditional rows run as one batch.
+        temperature (0 = greedy), top_k, top_p filter the guided logits. Teacher forcing: where
+        `keep_mask[:, s]` (B, L bool), the real token `prefix_tokens[:, s]` replaces the sample at step s and
+        is fed back. `use_cache=False` recomputes the whole prefix each step (same tokens, slower).
+        """
+        c = self.config
+        check_guidance(cfg, cfg_schedule, cfg_power)
+        if temperature < 0:
+            raise ConfigError(f"temperature must be >= 0, got {temperature}")
+        labels = labels.to(self.head.weight.device).long()
+        self.check_inputs(labels=labels)
+        B, L, dev = labels.shape[0], self.seq_len, labels.device
+        if keep_mask is not None:
+            if prefix_tokens is None:
+                raise ConfigError("keep_mask needs prefix_tokens (the real tokens to keep)")
+            prefix_tokens = prefix_tokens.to(dev).long().flatten(1)
+            keep_mask = keep_mask.to(dev).bool().flatten(1)
+            if keep_mask.shape != (B, L) or prefix_tokens.shape != (B, L):
+                raise DataError(f"keep_mask and prefix_tokens must be ({B}, {L}), got {tuple(keep_mask.shape)} "
+                                f"and {tuple(prefix_tokens.shape)}")
+            self.check_inputs(tokens=prefix_tokens)
+        guided = not (cfg == 1.0 and cfg_schedule == "constant")
+        rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
+        seq = torch.zeros(rows.shape[0], L, dtype=torch.long, device=dev)
+        cache = None
+        if use_cache:
+            cache = KVCache(c.depth, rows.shape[0], c.heads, L, c.dim // c.heads, dev, self.head.weight.dtype)
+        for s in range(L):
+            start = s if use_cache else 0
+            h, rope = self._embed(seq, rows, start, s + 1, None)
+            logits = self._trunk(h, rope, rows, cache)[:, -1].float()
+            if guided:
+                cond, uncond = logits[:B], logits[B:]
+                logits = cond + (guidance_scale(cfg, s, L, cfg_schedule, cfg_power) - 1.0) * (cond - uncond)
+            if temperature > 0:
+                logits = filter_logits(logits / temperature, top_k, top_p)
+            tok = draw(logits, generator, greedy=temperature == 0)
+            if keep_mask is not None:
+                tok = torch.where(keep_mask[:, s], prefix_tokens[:, s], tok)
+            seq[:B, s] = tok
+            if guided:
+                seq[B:, s] = tok
+        return seq[:B].view(B, *c.grid)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def ar_loss(model: nn.Module, inner: ARGenerator, tokens: torch.Tensor, labels: torch.Tensor,
+            label_dropout: float = 0.0, order_ratio: float = 0.0) -> torch.Tensor:
+    """The AR training loss, calling `model` (possibly a DDP/compiled wrapper of `inner`) for the forward pass."""
+    labels = inner.prepare_labels(labels, label_dropout)
+    order = inner.random_orders(tokens.shape[0], order_ratio, tokens.device)
+    logits = model(tokens, labels, order)
+    target = tokens.flatten(1) if order is None else tokens.flatten(1).gather(1, order)
+    return F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())

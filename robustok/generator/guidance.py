@@ -1,0 +1,66 @@
+"""Sampling helpers: classifier-free guidance schedules, top-k / top-p filtering, seeded categorical draws."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from robustok.errors import ConfigError
+
+SCHEDULES = ("constant", "linear", "power")
+
+
+def check_guidance(scale: float, schedule: str = "constant", power: float = 1.0) -> None:
+    """Raise `ConfigError` for a negative scale, an unknown schedule or a non-positive power."""
+    if not math.isfinite(scale) or scale < 0:
+        raise ConfigError(f"cfg scale must be >= 0, got {scale}")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"cfg schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not power > 0:
+        raise ConfigError(f"cfg power must be > 0, got {power}")
+
+
+def guidance_scale(scale: float, step: int, total: int, schedule: str = "constant", power: float = 1.0) -> float:
+    """The guidance scale at sampling step `step` of `total` (0-based).
+
+    constant: `scale`; linear: 1 -> scale as step/total grows; power (RAR's `guidance_scale_pow`):
+    `1 + (scale-1) * (1 - cos(pi * (step/total)**power)) / 2`.
+    """
+    frac = step / total
+    if schedule == "constant":
+        return scale
+    if schedule == "linear":
+        return 1.0 + (scale - 1.0) * frac
+    if schedule == "power":
+        return 1.0 + (scale - 1.0) * (1.0 - math.cos(math.pi * frac ** power)) / 2.0
+    raise ConfigError(f"cfg schedule must be one of {SCHEDULES}, got {schedule!r}")
+
+
+def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Optional[float] = None) -> torch.Tensor:
+    """Set logits outside the top-k and outside the smallest nucleus of mass >= top_p to -inf (one is always kept)."""
+    if top_k is not None and 0 < top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and 0 < top_p < 1:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop_sorted = (cum - sorted_logits.softmax(-1)) >= top_p  # mass before this token already >= p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def draw(logits: torch.Tensor, generator: Optional[torch.Generator] = None, greedy: bool = False) -> torch.Tensor:
+    """One category per row of (already tempered and filtered) `logits` (B, K): an inverse-CDF draw, or argmax.
+
+    Exactly one uniform number per row is consumed from `generator` (also when greedy), so two code paths that
+    produce the same logits produce the same samples.
+    """
+    dev = generator.device if generator is not None else logits.device
+    u = torch.rand(logits.shape[0], 1, generator=generator, device=dev, dtype=torch.float64).to(logits.device)
+    if greedy:
+        return logits.argmax(-1)
+    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
+    idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
+    return idx.clamp_(max=logits.shape[-1] - 1)
