@@ -11,10 +11,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "stages.")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="tiny budgets: a few minutes, numbers meaningless")
-    p.add_argument("--from-scratch", action="store_true",
-                   help="train every tokenizer and generator instead of starting from assets/demo")
+    p.add_argument("--profile", default="default", choices=["quick", "default", "full"],
+                   help="budgets: default about 30 min on 2 CPU cores, full about 75 min")
     p.add_argument("--fresh", action="store_true", help="rerun every stage even if its result is on disk")
-    p.add_argument("--save-assets", default=None, help="copy the trained checkpoints + manifest here")
     p.set_defaults(func=run)
     r = sub.add_parser("report", help="rebuild report.html of a demo run from what is on disk")
     r.add_argument("dir", help="a demo output folder (with results.json)")
@@ -24,8 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.demo import run_demo
 
-    run_demo(args.out, "quick" if args.quick else "default", from_scratch=args.from_scratch, fresh=args.fresh,
-             save_assets_to=args.save_assets)
+    run_demo(args.out, "quick" if args.quick else args.profile, fresh=args.fresh)
     return 0
 
 

@@ -5,13 +5,11 @@ Stages: (1) main-train a baseline and a robust (latent-perturbation) tokenizer, 
 floor); (4) post-training of the two final tokenizers on pairs from their own generator, next to the sigma = 1
 control, over several seeds; (5) Spearman correlations of pFID and rFID with gFID; (6) results.json + report.html.
 Each stage is cached by its configuration, so an interrupted demo continues where it stopped (`--fresh` reruns).
-The default profile starts stages 1 and 3 from the checkpoints in `assets/demo/` that `--from-scratch` produced.
+Profiles (`robustok.demo.profiles`): quick (smoke test), default (about 30 minutes on 2 CPU cores), full.
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -22,13 +20,9 @@ from tqdm import tqdm
 
 from robustok.demo.profiles import PROFILES, DemoProfile
 from robustok.demo import stages
-from robustok.errors import ConfigError, RobustokError
+from robustok.errors import ConfigError
 
 STAGES = ("tokenizers", "evaluation", "generators", "gFID", "post-training", "report")
-
-
-def assets_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "assets" / "demo"
 
 
 def _spearman(x: list[float], y: list[float]) -> Optional[float]:
@@ -36,41 +30,6 @@ def _spearman(x: list[float], y: list[float]) -> Optional[float]:
     if len(x) < 3:
         return None
     return float(spearmanr(x, y).statistic)
-
-
-def _copy_assets(src: Path, out: Path) -> tuple[dict[str, str], dict[str, str]]:
-    manifest = json.loads((src / "manifest.json").read_text())
-    points, gens = {}, {}
-    for name, entry in manifest["points"].items():
-        for kind, table in (("tokenizer", points), ("generator", gens)):
-            s = src / entry[kind]
-            for f in s.iterdir():
-                h = hashlib.sha256(f.read_bytes()).hexdigest()
-                if entry["sha256"][kind].get(f.name) != h:
-                    raise RobustokError(f"{f}: hash does not match assets/demo/manifest.json (corrupt asset?)")
-            d = out / f"{kind}s" / name
-            if d.exists():
-                shutil.rmtree(d)
-            shutil.copytree(s, d)
-            table[name] = str(d)
-    return points, gens
-
-
-def save_assets(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoProfile, dest: Path) -> None:
-    """Copy the trained checkpoints + a manifest (command, config, seed, hashes) to `dest` (for shipping)."""
-    entries = {}
-    for name in points:
-        entry = {"sha256": {}}
-        for kind, src in (("tokenizer", points[name]), ("generator", gens[name])):
-            d = dest / f"{kind}s" / name
-            shutil.rmtree(d, ignore_errors=True)
-            shutil.copytree(src, d)
-            entry[kind] = f"{kind}s/{name}"
-            entry["sha256"][kind] = {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in d.iterdir()}
-        entries[name] = entry
-    manifest = {"command": "robustok demo --from-scratch --out runs/demo-scratch --save-assets assets/demo",
-                "profile": asdict(profile), "seed": 0, "torch": torch.__version__, "points": entries}
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
 @torch.no_grad()
@@ -103,8 +62,7 @@ def image_grids(out: Path, points: dict[str, str], finals: dict[str, str], post:
                       out / "grids" / f"{name}-samples-untouched-posttrained-control.png", nrow=20, scale=2)
 
 
-def run_demo(out: str | Path, profile_name: str = "default", from_scratch: bool = False, fresh: bool = False,
-             save_assets_to: Optional[str] = None, log=print) -> dict:
+def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False, log=print) -> dict:
     """Run (or continue) the demo into `out`; return the results dict (also written to results.json)."""
     from robustok.metrics.features import get_feature_net
 
@@ -115,32 +73,20 @@ def run_demo(out: str | Path, profile_name: str = "default", from_scratch: bool 
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     torch.manual_seed(0)
-    use_assets = profile_name == "default" and not from_scratch
-    if use_assets and not (assets_dir() / "manifest.json").is_file():
-        raise RobustokError(f"{assets_dir()}: the shipped demo checkpoints are missing; run `robustok demo "
-                            "--from-scratch` (trains everything, about 1.5 h on 2 CPU cores)")
     overall = tqdm(total=len(STAGES), desc="demo", position=0, dynamic_ncols=True, unit="stage")
 
     def stage(i: int) -> None:
         overall.set_description(f"demo stage {i + 1}/{len(STAGES)}: {STAGES[i]}")
 
     stage(0)
-    if use_assets:
-        points, gens = _copy_assets(assets_dir(), out)
-        log(f"profile default: tokenizers and generators from {assets_dir()} (made by `robustok demo --from-scratch`)")
-    else:
-        points = stages.train_tokenizers(out, profile, fresh, log)
-        gens = None
+    points = stages.train_tokenizers(out, profile, fresh, log)
     overall.update(1)
     features = get_feature_net(profile.features)
     stage(1)
     evals = stages.evaluate(out, points, profile, fresh, features, log)
     overall.update(1)
     stage(2)
-    if gens is None:
-        gens = stages.train_generators(out, points, profile, fresh, log)
-    if save_assets_to:
-        save_assets(out, points, gens, profile, Path(save_assets_to))
+    gens = stages.train_generators(out, points, profile, fresh, log)
     overall.update(1)
     stage(3)
     reference = stages.reference_stats(out, profile, features)
@@ -155,7 +101,7 @@ def run_demo(out: str | Path, profile_name: str = "default", from_scratch: bool 
     stage(5)
     pts = {n: {"pfid": evals[n]["pfid"], "rfid": evals[n]["rfid"], "gfid": gfids[n]["gfid"],
                "psnr": evals[n]["psnr"]} for n in points}
-    res = {"profile": profile_name + (" (from scratch)" if from_scratch else ""), "features": profile.features,
+    res = {"profile": profile_name, "features": profile.features,
            "profile_config": asdict(profile), "seeds": {"training": 0, "post_training": profile.post_seeds},
            "points": pts,
            "spearman_pfid_gfid": _spearman([p["pfid"] for p in pts.values()], [p["gfid"] for p in pts.values()]),

@@ -1,4 +1,8 @@
-"""Demo profiles: the budgets of each stage. `quick` is a smoke run (its numbers mean nothing)."""
+"""Demo profiles: the budgets of each stage.
+
+`default` fits about 30 minutes on 2 CPU cores (tokenizers near, not at, their plateau); `full` is the
+longer run (about 1 h 15 min) closer to convergence; `quick` is a smoke run whose numbers mean nothing.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,7 +32,10 @@ QUICK_MODEL = ["model.base_channels=8", "model.hidden_dim=16", "model.codebook_s
                "data.batch_size=16", "loss.disc_start=10", "perturb.delta=4"]
 
 PROFILES = {
-    "default": DemoProfile("default"),
+    "full": DemoProfile("full"),
+    "default": DemoProfile("default", tok_steps=1200, tok_checkpoints=[400, 800, 1200],
+                           tok_overrides=["loss.disc_start=600"], gen_steps=400, pretok_images=30000,
+                           eval_images=1000, gen_images=1000, num_pairs=4000, post_steps=200, post_seeds=[0, 1]),
     "quick": DemoProfile("quick", tok_steps=24, tok_checkpoints=[8, 16, 24], tok_overrides=QUICK_MODEL,
                          gen_steps=20, gen_overrides=["data.batch_size=16", "model.dim=32", "model.depth=1",
                                                       "model.heads=2"],
