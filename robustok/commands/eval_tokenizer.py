@@ -53,13 +53,13 @@ def run(args: argparse.Namespace) -> int:
     from robustok.metrics.features import describe, get_feature_net
     from robustok.metrics.pfid import DEFAULT_ALPHAS, PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer, parse_metrics
-    from robustok.tokenizer import Tokenizer
+    from robustok.adapters import load_tokenizer
 
     metrics = parse_metrics(args.metrics)
     if args.num_images is not None and args.num_images < 2:
         raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tok = Tokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
+    tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     log = (lambda m: print(m, file=sys.stderr))
     net = None
     if "rfid" in metrics or "pfid" in metrics:

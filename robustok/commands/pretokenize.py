@@ -28,12 +28,12 @@ def run(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset
     from robustok.errors import DataError
     from robustok.generator.store import write_token_store
-    from robustok.tokenizer import Tokenizer
+    from robustok.adapters import load_tokenizer
 
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    tok = Tokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
+    tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     c = tok.config
     ds = build_dataset(args.data, c.image_size, c.channels, train=args.views > 2, root=args.root, seed=args.seed)
     m = write_token_store(tok, ds, args.out, views=args.views, seed=args.seed, batch_size=args.batch_size,

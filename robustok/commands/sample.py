@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions, write_samples
-    from robustok.tokenizer import Tokenizer
+    from robustok.adapters import load_tokenizer
 
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
         raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--classes must be comma-separated integers, got {args.classes!r}") from None
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = load_generator(args.generator, device)
-    tok = Tokenizer.from_pretrained(args.tokenizer, map_location=device).eval()
+    tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
                            temperature=args.temperature, top_k=args.top_k or None,
                            top_p=args.top_p if args.top_p < 1 else None, steps=args.steps, sampler=args.sampler)

@@ -148,8 +148,8 @@ class GeneratorTask:
         self.tokenizer = None
         fingerprint = None
         if cfg.data.tokenizer:
-            from robustok.tokenizer import Tokenizer
-            self.tokenizer = Tokenizer.from_pretrained(cfg.data.tokenizer).eval().requires_grad_(False)
+            from robustok.adapters import load_tokenizer
+            self.tokenizer = load_tokenizer(cfg.data.tokenizer).eval().requires_grad_(False)
             fingerprint = self.tokenizer.fingerprint()
         self.dataset = dataset if dataset is not None else TokenDataset(cfg.data.tokens, fingerprint=fingerprint)
         if fingerprint and self.dataset.fingerprint and self.dataset.fingerprint != fingerprint:
