@@ -1,8 +1,10 @@
 """Shared test options: slow and GPU tests are skipped unless asked for."""
+import os
+
 import pytest
 import torch
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))  # CI: 2 cores
 
 
 def pytest_addoption(parser):
