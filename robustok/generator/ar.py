@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import ConfigError, DataError
-from robustok.generator.guidance import check_guidance, draw, filter_logits, guidance_scale
+from robustok.generator.guidance import check_guidance, condition_labels, draw, filter_logits, guidance_scale
 from robustok.generator.layers import Block, KVCache, rope_2d
 from robustok.hub import Pretrained
 
@@ -169,11 +169,7 @@ class ARGenerator(Pretrained):
 
     def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
         """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
-        labels = labels.clone()
-        labels[labels < 0] = self.null_class
-        if label_dropout > 0:
-            labels[torch.rand(labels.shape[0], device=labels.device) < label_dropout] = self.null_class
-        return labels
+        return condition_labels(labels, self.null_class, label_dropout)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
              order_ratio: float = 0.0) -> torch.Tensor:

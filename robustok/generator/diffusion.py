@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from robustok.errors import ConfigError, DataError
 from robustok.generator.flow import integrate, interpolate, time_grid
-from robustok.generator.guidance import check_guidance
+from robustok.generator.guidance import check_guidance, condition_labels
 from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding
 from robustok.hub import Pretrained
 
@@ -142,11 +142,7 @@ class DiffusionGenerator(Pretrained):
 
     def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
         """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
-        labels = labels.clone()
-        labels[labels < 0] = self.null_class
-        if label_dropout > 0:
-            labels[torch.rand(labels.shape[0], device=labels.device) < label_dropout] = self.null_class
-        return labels
+        return condition_labels(labels, self.null_class, label_dropout)
 
     def loss(self, latents: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
              time_sampling: str = "uniform") -> torch.Tensor:

@@ -64,3 +64,13 @@ def draw(logits: torch.Tensor, generator: Optional[torch.Generator] = None, gree
     cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
     return idx.clamp_(max=logits.shape[-1] - 1)
+
+
+def condition_labels(labels: torch.Tensor, null_class: int, label_dropout: float = 0.0) -> torch.Tensor:
+    """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`
+    (the label dropout that classifier-free guidance needs)."""
+    labels = labels.clone()
+    labels[labels < 0] = null_class
+    if label_dropout > 0:
+        labels[torch.rand(labels.shape[0], device=labels.device) < label_dropout] = null_class
+    return labels
