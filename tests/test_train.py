@@ -116,3 +116,15 @@ def test_lpips_perceptual_loss_from_local_files(tmp_path):
                             f"loss.lpips_vgg={tmp_path / 'vgg16.pth'}", f"loss.lpips_lin={tmp_path / 'vgg.pth'}")
     _run(cfg)
     assert read_metrics(tmp_path / "r")[0]["perceptual"] > 0
+
+
+def test_ema_warm_up_forgets_the_initialisation():
+    from robustok.train.loop import ema_decay_at, update_ema
+    model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        ema.weight.fill_(100.0)  # a stale start
+        model.weight.fill_(1.0)
+    for step in range(400):
+        update_ema(ema, model, ema_decay_at(step, 0.999))
+    assert ema.weight.max() < 1.5  # a plain 0.999 would leave 0.999**400 * 99 ≈ 66 of the offset
+    assert ema_decay_at(10**6, 0.999) == 0.999
