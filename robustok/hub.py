@@ -86,6 +86,30 @@ def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], 
     module.load_state_dict(state, strict=True)
 
 
+def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict:
+    """The parsed `config.json` of a model directory, with `CheckpointError` naming the file if unusable."""
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found; is {directory} a {what} directory?")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: invalid JSON ({err})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a robustok model config (a JSON object with 'class' and 'config')")
+    return meta
+
+
+def load_by_class(directory: str | Path, classes: dict[str, type], what: str,
+                  map_location: str | torch.device = "cpu") -> "Pretrained":
+    """Load a model directory whose `config.json` names one of `classes` (dispatch by the "class" field)."""
+    name = read_model_meta(directory, what).get("class")
+    if name not in classes:
+        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {name!r}, not a {what} "
+                              f"(known: {sorted(classes)})")
+    return classes[name].from_pretrained(directory, map_location=map_location)
+
+
 class Pretrained(torch.nn.Module):
     """Base for models saved as a directory with `config.json` + `model.safetensors`."""
 
@@ -108,16 +132,10 @@ class Pretrained(torch.nn.Module):
 
     @classmethod
     def read_config(cls, directory: str | Path) -> Any:
-        path = Path(directory) / CONFIG_NAME
-        if not path.is_file():
-            raise CheckpointError(f"{path}: not found; is {directory} a robustok {cls.__name__} directory?")
-        try:
-            meta = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise CheckpointError(f"{path}: invalid JSON ({err})") from None
-        if not isinstance(meta, dict) or meta.get("class") != cls.__name__ or "config" not in meta:
-            found = meta.get("class") if isinstance(meta, dict) else None
-            raise CheckpointError(f"{path}: holds a {found!r}, not a robustok {cls.__name__}")
+        meta = read_model_meta(directory, f"robustok {cls.__name__}")
+        if meta.get("class") != cls.__name__ or "config" not in meta:
+            raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {meta.get('class')!r}, "
+                                  f"not a robustok {cls.__name__}")
         return from_dict(cls.config_class, meta["config"])
 
     @classmethod

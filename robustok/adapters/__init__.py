@@ -14,7 +14,6 @@ LlamaGen/RobusTok training scripts store next to the weights). See docs/adapters
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -26,7 +25,7 @@ from robustok.adapters.maskgit import MaskGITVQGAN, MaskGITVQGANConfig
 from robustok.adapters.robustok_release import RobusTokRelease, RobusTokReleaseConfig
 from robustok.adapters.sd_vae import SDVAE, SDVAEConfig
 from robustok.errors import CheckpointError, ConfigError
-from robustok.hub import CONFIG_NAME, Pretrained
+from robustok.hub import CONFIG_NAME, Pretrained, load_by_class
 
 __all__ = ["ADAPTERS", "ENTRIES", "load_external", "load_tokenizer", "tokenizer_classes", "ExternalTokenizer",
            "LlamaGenVQ", "LlamaGenVQConfig", "MaskGITVQGAN", "MaskGITVQGANConfig", "RobusTokRelease",
@@ -91,15 +90,4 @@ def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -
         raise CheckpointError(f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
                               "model.safetensors (convert original weight files with "
                               "robustok.adapters.load_external(kind, file).save_pretrained(dir))")
-    cfg_path = path / CONFIG_NAME
-    if not cfg_path.is_file():
-        raise CheckpointError(f"{cfg_path}: not found; is {path} a robustok tokenizer directory?")
-    try:
-        meta = json.loads(cfg_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{cfg_path}: invalid JSON ({err})") from None
-    name = meta.get("class") if isinstance(meta, dict) else None
-    classes = tokenizer_classes()
-    if name not in classes:
-        raise CheckpointError(f"{cfg_path}: holds a {name!r}, not a tokenizer (known: {sorted(classes)})")
-    return classes[name].from_pretrained(path, map_location=map_location).eval()
+    return load_by_class(path, tokenizer_classes(), "tokenizer", map_location).eval()

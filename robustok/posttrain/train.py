@@ -16,15 +16,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
 from robustok.hub import load_state_checked, load_tensors
-from robustok.losses.gan import adaptive_weight, hinge_d_loss, hinge_g_loss
-from robustok.losses.perceptual import build_perceptual, perceptual_distance
+from robustok.losses.objective import reconstruction_objective
+from robustok.losses.perceptual import build_perceptual
 from robustok.posttrain.pairs import PairDataset, PairStore
 from robustok.tokenizer.train import Discriminator, LossConfig
 
@@ -124,27 +123,9 @@ class PostTrainTask:
                 n_clean = int(round(self.cfg.clean_fraction * x.shape[0]))
                 generated = torch.cat([clean[:n_clean], generated[n_clean:]])
         recon = self.decode(model, generated).float()
-        lc = self.cfg.loss
-        rec = lc.l1_weight * (recon - x).abs().mean() + lc.l2_weight * F.mse_loss(recon, x)
-        logs: dict[str, Tensor] = {"rec": rec.detach()}
-        if self.perceptual is not None and lc.perceptual_weight > 0:
-            self.perceptual.to(x.device)
-            perc = lc.perceptual_weight * perceptual_distance(self.perceptual, recon, x)
-            rec = rec + perc
-            logs["perceptual"] = perc.detach()
-        loss = rec
-        out: dict[str, Tensor] = {}
-        if self.disc is not None and step >= lc.disc_start:
-            self.disc.requires_grad_(False)
-            g_adv = hinge_g_loss(self.disc(recon))
-            self.disc.requires_grad_(True)
-            w = adaptive_weight(rec, g_adv, inner.last_layer) if lc.adaptive_weight else torch.ones(())
-            loss = loss + lc.disc_weight * w * g_adv
-            real, fake = self.disc(x), self.disc(recon.detach())
-            out["disc_loss"] = lc.disc_weight * (hinge_d_loss(real, fake) + lc.lecam_weight * self.disc.lecam(real, fake))
-            logs.update(g_adv=g_adv.detach(), adaptive_w=w)
-        out.update(loss=loss, **logs)
-        return out
+        loss, d_loss, logs = reconstruction_objective(recon, x, self.cfg.loss, self.perceptual, self.disc,
+                                                      inner.last_layer, step)
+        return {"loss": loss, **logs, **({} if d_loss is None else {"disc_loss": d_loss})}
 
     def preview(self, model: nn.Module, batch) -> Tensor:
         generated, x, _ = batch

@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
 from robustok.errors import ConfigError
 from robustok.hub import save_tensors
-from robustok.losses.gan import LeCam, PatchDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
-from robustok.losses.perceptual import build_perceptual, perceptual_distance
+from robustok.losses.gan import LeCam, PatchDiscriminator
+from robustok.losses.objective import reconstruction_objective
+from robustok.losses.perceptual import build_perceptual
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.tokenizer.perturbation import PerturbationConfig, scheduled
 
@@ -106,31 +106,12 @@ class TokenizerTask:
 
     def step(self, model: nn.Module, batch, step: int) -> dict[str, Tensor]:
         x = batch[0]
-        lc = self.cfg.loss
-        if self.perceptual is not None:
-            self.perceptual.to(x.device)
         perturb = self.perturb_args(step)
         out = model(x, perturb)
-        recon = out.recon.float()
-        rec = lc.l1_weight * (recon - x).abs().mean() + lc.l2_weight * F.mse_loss(recon, x)
-        logs: dict[str, Tensor] = {"rec": rec.detach()}
-        if self.perceptual is not None and lc.perceptual_weight > 0:
-            perc = lc.perceptual_weight * perceptual_distance(self.perceptual, recon, x)
-            rec = rec + perc
-            logs["perceptual"] = perc.detach()
-        loss = rec + sum(out.losses.values())
-        result: dict[str, Tensor] = {}
-        if self.disc is not None and step >= lc.disc_start:
-            self.disc.requires_grad_(False)
-            g_adv = hinge_g_loss(self.disc(recon))
-            self.disc.requires_grad_(True)
-            w = adaptive_weight(rec, g_adv, self.model.last_layer) if lc.adaptive_weight else torch.ones(())
-            loss = loss + lc.disc_weight * w * g_adv
-            real, fake = self.disc(x), self.disc(recon.detach())
-            d_loss = hinge_d_loss(real, fake) + lc.lecam_weight * self.disc.lecam(real, fake)
-            result["disc_loss"] = lc.disc_weight * d_loss
-            logs.update(g_adv=g_adv.detach(), adaptive_w=w, logits_real=real.mean().detach(),
-                        logits_fake=fake.mean().detach())
+        loss, d_loss, logs = reconstruction_objective(out.recon.float(), x, self.cfg.loss, self.perceptual,
+                                                      self.disc, self.model.last_layer, step)
+        loss = loss + sum(out.losses.values())
+        result: dict[str, Tensor] = {} if d_loss is None else {"disc_loss": d_loss}
         if perturb is not None:
             logs.update(alpha=torch.tensor(perturb["alpha"]), delta=torch.tensor(float(perturb["delta"])))
         result.update(loss=loss, **logs, **{k: v.detach() for k, v in {**out.losses, **out.stats}.items()})
