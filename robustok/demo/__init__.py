@@ -89,7 +89,7 @@ def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False
     gens = stages.train_generators(out, points, profile, fresh, log)
     overall.update(1)
     stage(3)
-    reference = stages.reference_stats(out, profile, features)
+    reference = stages.reference_stats(profile, features)
     gfids = stages.gfid(out, points, gens, profile, fresh, features, reference, log)
     overall.update(1)
     stage(4)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from robustok.config import load_config
+from robustok.config import load_config, to_dict
 from robustok.demo.profiles import DemoProfile
 from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors
 from robustok.tokenizer.model import Tokenizer
@@ -61,7 +61,7 @@ def train_tokenizers(out: Path, profile: DemoProfile, fresh: bool, log) -> dict[
     for name in NAMES:
         run_dir = out / "runs" / f"tok-{name}"
         cfg = tokenizer_config(name, profile, run_dir)
-        key = {"config": _plain(cfg)}
+        key = {"config": to_dict(cfg)}
         def work(name=name, cfg=cfg, run_dir=run_dir):
             if fresh and run_dir.exists():
                 shutil.rmtree(run_dir)
@@ -88,12 +88,7 @@ def train_tokenizers(out: Path, profile: DemoProfile, fresh: bool, log) -> dict[
     return points
 
 
-def _plain(cfg: Any) -> dict:
-    from robustok.config import to_dict
-    return to_dict(cfg)
-
-
-def reference_stats(out: Path, profile: DemoProfile, features):
+def reference_stats(profile: DemoProfile, features):
     from robustok.metrics.fid import source_stats
     return source_stats("fashion-mnist:test", features, num_images=profile.gen_images)
 
@@ -139,7 +134,7 @@ def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fr
                           [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
                            f"train.steps={profile.gen_steps}", "run.sample_every=0",
                            f"run.ckpt_every={max(profile.gen_steps // 2, 1)}", *profile.gen_overrides])
-        key = {"tokenizer": _weights_hash(tok_path), "config": _plain(cfg), "images": profile.pretok_images}
+        key = {"tokenizer": _weights_hash(tok_path), "config": to_dict(cfg), "images": profile.pretok_images}
         def work(tok_path=tok_path, tokens=tokens, run_dir=run_dir, cfg=cfg):
             if fresh:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -157,9 +152,10 @@ def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fr
 
 @torch.no_grad()
 def sample_tokens(gen, n: int, cfg_scale: float, seed: int) -> torch.Tensor:
+    from robustok.generator.sampling import SamplingOptions, sample_codes
     labels = torch.arange(n) % max(gen.config.num_classes, 1)
-    rng = torch.Generator().manual_seed(seed)
-    return torch.cat([gen.sample(labels[lo: lo + 250], cfg=cfg_scale, generator=rng) for lo in range(0, n, 250)])
+    rng, opts = torch.Generator().manual_seed(seed), SamplingOptions(cfg=cfg_scale)
+    return torch.cat([sample_codes(gen, labels[lo: lo + 250], opts, rng) for lo in range(0, n, 250)])
 
 
 @torch.no_grad()
@@ -228,7 +224,7 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
             shutil.rmtree(run_dir, ignore_errors=True)
             s = post_train(cfg, with_control=True, log=log)
             return {k: v for k, v in s.items() if k != "config"}
-        runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": _plain(cfg)}, fresh, work))
+        runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": to_dict(cfg)}, fresh, work))
     deltas = [r["gfid_proxy_after"] - r["gfid_proxy_before"] for r in runs]
     vs_control = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
     summary = {"runs": runs, "gfid_post": float(np.mean([r["gfid_proxy_after"] for r in runs])),

@@ -43,17 +43,25 @@ def check_pair(generator: Any, tokenizer: Any) -> None:
 
 
 @torch.no_grad()
+def sample_codes(generator: Any, labels: torch.Tensor, opts: SamplingOptions,
+                 rng: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Token ids (B, h, w) from an AR generator, or raw latents (B, C, h, w) from a diffusion generator."""
+    if isinstance(generator, ARGenerator):
+        return generator.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k,
+                                top_p=opts.top_p, generator=rng, cfg_schedule=opts.cfg_schedule,
+                                cfg_power=opts.cfg_power)
+    return generator.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=rng,
+                            shift=opts.shift)
+
+
+@torch.no_grad()
 def generate(generator: Any, tokenizer: Any, labels: torch.Tensor, opts: SamplingOptions,
              rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """Images float [-1, 1] (B, C, H, W) for class ids `labels` (B,)."""
+    codes = sample_codes(generator, labels, opts, rng)
     if isinstance(generator, ARGenerator):
-        ids = generator.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k,
-                               top_p=opts.top_p, generator=rng, cfg_schedule=opts.cfg_schedule,
-                               cfg_power=opts.cfg_power)
-        return tokenizer.decode(ids).float()
-    z = generator.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=rng,
-                         shift=opts.shift)
-    return tokenizer.decode_latents(z).clamp(-1, 1).float()
+        return tokenizer.decode(codes).float()
+    return tokenizer.decode_latents(codes).clamp(-1, 1).float()
 
 
 def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch.Tensor:

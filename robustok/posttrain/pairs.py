@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.ar import ARGenerator
-from robustok.generator.sampling import SamplingOptions, check_pair
+from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
 from robustok.hub import atomic_write_bytes
 
 MANIFEST = "manifest.json"
@@ -66,14 +66,6 @@ def generate_batch(gen: Any, tok: Any, images: torch.Tensor, labels: torch.Tenso
         return z
     return gen.denoise_from(z, 1.0 - sigma, labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler,
                             generator=sample_rng)
-
-
-@torch.no_grad()
-def free_samples(gen: Any, labels: torch.Tensor, opts: SamplingOptions, rng: torch.Generator) -> torch.Tensor:
-    if _generator_kind(gen) == "ar":
-        return gen.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                          generator=rng, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power)
-    return gen.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=rng)
 
 
 def _as_stored(x: torch.Tensor, kind: str) -> np.ndarray:
@@ -121,7 +113,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
         m = min(spec.batch_size, spec.num_eval - lo)
         lab = (torch.arange(lo, lo + m) % n_cls if n_cls > 0 else torch.full((m,), gen.config.num_classes)).to(device)
         rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + 900_000_011 + b)
-        eval_chunks.append(_as_stored(free_samples(gen, lab, opts, rng), kind))
+        eval_chunks.append(_as_stored(sample_codes(gen, lab, opts, rng), kind))
         bar.update(m)
     bar.close()
     np.save(tmp / "generated.npy", np.concatenate(chunks))
