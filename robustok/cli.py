@@ -12,6 +12,7 @@ import sys
 
 from robustok import commands
 from robustok.errors import RobustokError
+from robustok.train import dist as rdist
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"robustok {args.command}: interrupted", file=sys.stderr)
         return 130
+    else:
+        # Tear the process group down while the interpreter is whole: leaving gloo's threads to the
+        # interpreter's exit makes ranks abort ("terminate called without an active exception").
+        rdist.barrier()
+        rdist.cleanup()
     return int(result or 0)
 
 
