@@ -9,7 +9,7 @@ import pytest
 
 from tests.test_data import needs_fmnist
 
-KEYS = {"psnr", "rfid", "pfid", "gfid", "gfid_post", "gfid_control"}
+KEYS = {"psnr", "rfid", "pfid", "gfid", "gfid_post", "gfid_control", "rfid_post", "rfid_control"}
 
 
 @pytest.fixture(scope="module")

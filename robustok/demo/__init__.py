@@ -96,7 +96,7 @@ def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False
     last = max(profile.tok_checkpoints)
     finals = {name: points[stages.point_name(name, last)] for name in stages.NAMES}
     post = {name: stages.post_train_point(out, name, finals[name], gens[stages.point_name(name, last)], profile,
-                                          fresh, log) for name in stages.NAMES}
+                                          fresh, features, log) for name in stages.NAMES}
     overall.update(1)
     stage(5)
     pts = {n: {"pfid": evals[n]["pfid"], "rfid": evals[n]["rfid"], "gfid": gfids[n]["gfid"],
@@ -114,7 +114,10 @@ def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False
                      "gfid": g["gfid"], "gfid_noise": g["gfid_noise"], "gfid_post": q["gfid_post"],
                      "gfid_control": q["gfid_control"], "gfid_before_paired": q["gfid_before_paired"],
                      "delta_vs_control": q["delta_vs_control"], "delta_vs_control_mean": q["delta_vs_control_mean"],
-                     "delta_vs_control_sd": q["delta_vs_control_sd"], "post_runs": q["runs"]}
+                     "delta_vs_control_sd": q["delta_vs_control_sd"], "gfid_post_sd": q["gfid_post_sd"],
+                     "gfid_control_sd": q["gfid_control_sd"], "rfid_post": q["rfid_post"],
+                     "rfid_post_sd": q["rfid_post_sd"], "rfid_control": q["rfid_control"],
+                     "psnr_post": q["psnr_post"], "psnr_control": q["psnr_control"], "post_runs": q["runs"]}
     res["verdict"] = verdict(res)
     image_grids(out, points, finals, post, profile)
     res["wall_time_s"] = time.time() - t0
@@ -147,7 +150,8 @@ def verdict(res: dict) -> str:
             reading = "no gain over the equal-compute control beyond the seed spread."
         parts.append(f"Post-training ({name}): gFID of the same tokens {d['gfid_before_paired']:.2f} → "
                      f"{d['gfid_post']:.2f}, control {d['gfid_control']:.2f}; post − control "
-                     f"{d['delta_vs_control_mean']:+.2f}{sd_txt}: {reading}")
+                     f"{d['delta_vs_control_mean']:+.2f}{sd_txt}: {reading} rFID {d['rfid']:.2f} → "
+                     f"{d['rfid_post']:.2f} (control {d['rfid_control']:.2f}).")
     rp, rr = res["spearman_pfid_gfid"], res["spearman_rfid_gfid"]
     if rp is not None and rr is not None:
         parts.append(f"Correlation with gFID over {len(res['points'])} checkpoints: pFID ρ = {rp:.2f}, "

@@ -107,10 +107,10 @@ def write_report(out: str | Path) -> Path:
         rows.append("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in (
             name, r["psnr"], r["ssim"], r["rfid"], r["pfid"], r["codebook_usage"], r["gfid"], r["gfid_noise"],
             r["gfid_before_paired"], r["gfid_post"], r["gfid_control"], r["delta_vs_control_mean"],
-            r["delta_vs_control_sd"])) + "</tr>")
+            r["delta_vs_control_sd"], r.get("rfid_post"), r.get("rfid_control"))) + "</tr>")
     head = ("tokenizer", "PSNR dB", "SSIM", f"rFID-{feats}", f"pFID-{feats}", "codebook usage", f"gFID-{feats}",
             "|Δ| two sample sets", "gFID paired: untouched", "post-trained", "control σ=1",
-            "post − control (mean)", "sd over seeds")
+            "post − control (mean)", "sd over seeds", "rFID after post-training", "rFID after control")
     table = "<table><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
     figs = "".join(f"<figure><img src='{src}'><figcaption>{html.escape(cap)}</figcaption></figure>"
                    for cap, src in figures(res, out))

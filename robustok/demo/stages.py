@@ -5,7 +5,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -114,6 +114,16 @@ def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: boo
     return results
 
 
+def reconstruction_quality(tok_path: str, profile: DemoProfile, features) -> dict:
+    """PSNR and rFID of a tokenizer on the evaluation images (the same set as stage 2)."""
+    from robustok.data import eval_batches
+    from robustok.metrics.tokenizer_eval import evaluate_tokenizer
+
+    tok = Tokenizer.from_pretrained(tok_path).eval()
+    batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size, tok.config.channels)
+    return evaluate_tokenizer(tok, batches, ["psnr", "rfid"], features)
+
+
 def _weights_hash(directory: str | Path) -> str:
     h = hashlib.sha256()
     for f in sorted(Path(directory).glob("*.safetensors")):
@@ -191,7 +201,7 @@ def gfid(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoP
 
 
 def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile: DemoProfile, fresh: bool,
-                     log) -> dict:
+                     features, log) -> dict:
     """Pairs at sigma from the point's generator, then post-training + the sigma=1 control, per seed."""
     from robustok.data import build_dataset
     from robustok.generator import load_generator
@@ -223,11 +233,22 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
         def work(cfg=cfg, run_dir=run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             s = post_train(cfg, with_control=True, log=log)
+            for which in ("", "control_"):  # what fine-tuning did to reconstructions of real images
+                r = reconstruction_quality(s[f"{which}tokenizer"], profile, features)
+                s.update({f"{which}rfid_after": r["rfid"], f"{which}psnr_after": r["psnr"]})
             return {k: v for k, v in s.items() if k != "config"}
         runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": to_dict(cfg)}, fresh, work))
     deltas = [r["gfid_proxy_after"] - r["gfid_proxy_before"] for r in runs]
     vs_control = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
+    def mean_sd(key: str) -> tuple[float, Optional[float]]:
+        v = [r[key] for r in runs]
+        return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else None)
+
     summary = {"runs": runs, "gfid_post": float(np.mean([r["gfid_proxy_after"] for r in runs])),
+               "gfid_post_sd": mean_sd("gfid_proxy_after")[1], "gfid_control_sd": mean_sd("gfid_proxy_control")[1],
+               "rfid_post": mean_sd("rfid_after")[0], "rfid_post_sd": mean_sd("rfid_after")[1],
+               "rfid_control": mean_sd("control_rfid_after")[0], "psnr_post": mean_sd("psnr_after")[0],
+               "psnr_control": mean_sd("control_psnr_after")[0],
                "gfid_control": float(np.mean([r["gfid_proxy_control"] for r in runs])),
                "gfid_before_paired": runs[0]["gfid_proxy_before"],
                "delta_post": [float(d) for d in deltas], "delta_vs_control": [float(d) for d in vs_control],
@@ -235,5 +256,6 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
                "delta_vs_control_sd": float(np.std(vs_control, ddof=1)) if len(vs_control) > 1 else None}
     log(f"  {name}: paired gFID before {summary['gfid_before_paired']:.2f}, after {summary['gfid_post']:.2f}, "
         f"control {summary['gfid_control']:.2f} (post - control per seed: "
-        f"{', '.join(f'{d:+.2f}' for d in vs_control)})")
+        f"{', '.join(f'{d:+.2f}' for d in vs_control)}); rFID after {summary['rfid_post']:.2f}, "
+        f"control {summary['rfid_control']:.2f}")
     return summary
