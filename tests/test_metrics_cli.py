@@ -84,3 +84,27 @@ def test_eval_tokenizer_cli(tmp_path, capsys):
     assert main(["eval-tokenizer", str(tmp_path / "kl"), "--data", str(data), "--metrics", "pfid",
                  "--features", "random", "--num-images", "4"]) == 2
     assert "discrete tokenizer" in capsys.readouterr().err
+
+
+def test_class_accuracy_of_labelled_samples(tmp_path, capsys):
+    from robustok.metrics.features import RandomFeatures
+
+    imgs = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    predicted = RandomFeatures().logits(torch.from_numpy(imgs).permute(0, 3, 1, 2)).argmax(1).numpy()
+    ref = _folder(tmp_path / "ref", 6)
+    for name, labels, expected in (("right", predicted, 1.0), ("wrong", (predicted + 1) % 10, 0.0),
+                                   ("half", np.where(np.arange(20) < 10, predicted, (predicted + 1) % 10), 0.5)):
+        np.savez(tmp_path / f"{name}.npz", arr_0=imgs, arr_1=labels)
+        out = tmp_path / f"{name}.json"
+        assert main(["fid", str(tmp_path / f"{name}.npz"), str(ref), "--features", "random", "--metrics", "fid,acc",
+                     "--json", str(out)]) == 0
+        assert json.loads(out.read_text())["class_accuracy"] == pytest.approx(expected)
+    assert "class accuracy (random classifier)" in capsys.readouterr().out
+    np.savez(tmp_path / "nolabels.npz", arr_0=imgs)
+    assert main(["fid", str(tmp_path / "nolabels.npz"), str(ref), "--features", "random", "--metrics", "acc"]) == 2
+    assert "arr_1" in capsys.readouterr().err
+    np.savez(tmp_path / "badlabels.npz", arr_0=imgs, arr_1=np.full(20, 12))
+    assert main(["fid", str(tmp_path / "badlabels.npz"), str(ref), "--features", "random", "--metrics", "acc"]) == 2
+    assert "labels must lie in [0, 10)" in capsys.readouterr().err
+    assert main(["fid", str(ref), str(ref), "--features", "random", "--metrics", "acc"]) == 2
+    assert "samples .npz with labels" in capsys.readouterr().err

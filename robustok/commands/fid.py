@@ -26,8 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("a", help="first set: folder, samples .npz, stats .npz or data spec")
     p.add_argument("b", help="second set (usually the reference)")
     p.add_argument("--json", default=None, help="write {fid, features, num_images: [nA, nB]} here")
-    p.add_argument("--metrics", default="fid", help="fid[,is,pr]: IS (10 splits) of A, precision/recall (k=3) "
-                                                   "of A against B")
+    p.add_argument("--metrics", default="fid", help="fid[,is,pr,acc]: IS (10 splits) of A, precision/recall (k=3) "
+                                                   "of A against B, class accuracy of A (a samples .npz with labels) "
+                                                   "under the feature network's classifier")
     _common(p)
     p.set_defaults(func=run_fid)
     s = sub.add_parser("fid-stats", help="cache reference statistics (mu, sigma) of an image set as .npz",
@@ -51,23 +52,33 @@ def run_fid(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.metrics.features import describe
     from robustok.metrics.fid import check_sizes, fid_between, source_stats
-    from robustok.metrics.generation import inception_score, precision_recall
+    from robustok.metrics.generation import class_accuracy, inception_score, precision_recall
+    from robustok.metrics.sources import read_sample_labels
 
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    if not wanted or any(m not in ("fid", "is", "pr") for m in wanted):
-        raise ConfigError(f"--metrics: choose from fid, is, pr; got {args.metrics!r}")
+    if not wanted or any(m not in ("fid", "is", "pr", "acc") for m in wanted):
+        raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
+    labels = None
+    if "acc" in wanted:
+        if not args.a.endswith(".npz"):
+            raise ConfigError(f"--metrics acc: {args.a} must be a samples .npz with labels (arr_1)")
+        labels = read_sample_labels(args.a)[:args.num_images]
     net = _net(args)
+    if ("is" in wanted or "acc" in wanted) and not net.has_logits:
+        name = getattr(net, "source", net.name)
+        raise ConfigError(f"IS and class accuracy need a feature network with logits; {name} has none")
     print(describe(net), file=sys.stderr)
     kw = dict(batch_size=args.batch_size, num_images=args.num_images, data_root=args.data_root,
               resolution=args.resolution)
-    a = source_stats(args.a, net, keep_features="pr" in wanted, keep_logits="is" in wanted, **kw)
+    a = source_stats(args.a, net, keep_features="pr" in wanted, keep_logits="is" in wanted or "acc" in wanted,
+                     **kw)
     b = source_stats(args.b, net, keep_features="pr" in wanted, **kw)
     check_sizes(a, b, args.a, args.b)
     out = {"fid": fid_between(a, b), "features": net.name, "num_images": [a.stats.n, b.stats.n]}
     if "is" in wanted:
-        if not net.has_logits:
-            raise ConfigError(f"Inception Score needs a feature network with logits; {net.source} has none")
         out["is"], out["is_std"] = inception_score(a.logits)
+    if "acc" in wanted:
+        out["class_accuracy"] = class_accuracy(a.logits, labels)
     if "pr" in wanted:
         out["precision"], out["recall"] = precision_recall(b.features, a.features, k=3)
     label = f"FID-{net.name}"
@@ -76,6 +87,8 @@ def run_fid(args: argparse.Namespace) -> int:
         print(f"IS-{net.name}: {out['is']:.3f} ± {out['is_std']:.3f}")
     if "pr" in wanted:
         print(f"precision-{net.name}: {out['precision']:.4f}  recall-{net.name}: {out['recall']:.4f}")
+    if "acc" in wanted:
+        print(f"class accuracy ({net.name} classifier): {out['class_accuracy']:.4f}")
     if args.json:
         from robustok.hub import atomic_write_bytes
         atomic_write_bytes(args.json, (json.dumps(out, indent=2) + "\n").encode())

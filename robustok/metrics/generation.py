@@ -48,3 +48,17 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int 
     precision = _coverage(f, r, _knn_radii(r, k, chunk), chunk)
     recall = _coverage(r, f, _knn_radii(f, k, chunk), chunk)
     return precision, recall
+
+
+def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Share of samples whose classifier argmax equals the class they were generated for."""
+    labels = np.asarray(labels).reshape(-1)
+    if len(logits) != len(labels):
+        raise DataError(f"class accuracy: {len(logits)} classified images but {len(labels)} labels")
+    if len(labels) == 0:
+        raise DataError("class accuracy needs at least one labelled image")
+    n_cls = np.asarray(logits).shape[1]
+    if labels.min() < 0 or labels.max() >= n_cls:
+        raise DataError(f"class accuracy: labels must lie in [0, {n_cls}) for this classifier, got "
+                        f"[{labels.min()}, {labels.max()}]")
+    return float((np.asarray(logits).argmax(1) == labels).mean())

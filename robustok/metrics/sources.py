@@ -44,6 +44,21 @@ def read_samples_npz(path: str | Path) -> np.ndarray:
     return arr
 
 
+def read_sample_labels(path: str | Path) -> np.ndarray:
+    """Read `arr_1` (N,) integer class labels from a sample file written by `robustok sample`."""
+    try:
+        with np.load(path) as data:
+            if "arr_1" not in data.files:
+                raise DataError(f"{path}: no labels ('arr_1') in this sample file; class accuracy needs the classes "
+                                "the samples were generated for (`robustok sample` writes them)")
+            labels = data["arr_1"]
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({err})") from None
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: 'arr_1' must be 1-D integer labels, got {labels.dtype} {labels.shape}")
+    return labels.astype(np.int64)
+
+
 def is_stats_file(path: str | Path) -> bool:
     """True for an `.npz` holding `mu` and `sigma` (ADM reference batches hold both those and `arr_0`)."""
     p = Path(path)
