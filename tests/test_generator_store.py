@@ -131,3 +131,81 @@ def test_order_ratio_schedule():
     from robustok.generator.task import ObjectiveConfig, order_ratio
     o = ObjectiveConfig(order_anneal_start=0.5, order_anneal_end=0.75)
     assert [order_ratio(o, s, 1000) for s in (0, 500, 625, 750, 999)] == [1.0, 1.0, 0.5, 0.0, 0.0]
+
+
+def _drain(store, n):
+    it = iter(store)
+    return [next(it) for _ in range(n)]
+
+
+@pytest.mark.parametrize("bottleneck", ["vq", "kl"])
+def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
+    from robustok.data import build_dataset
+    from robustok.generator.store import TokenShards, open_token_store
+    tok = tiny_tokenizer(bottleneck)
+    ds = build_dataset(str(folder), 16, 1)
+    write_token_store(tok, ds, tmp_path / "npy", views=2, shard_size=5, progress=False)
+    m = write_token_store(tok, ds, tmp_path / "wds", views=2, shard_size=5, progress=False, storage="wds")
+    assert m["storage"] == "wds" and [s["count"] for s in m["shards"]] == [5, 5, 5, 5, 4]
+    assert sorted(p.name for p in (tmp_path / "wds").glob("*.tar")) == [f"tokens-0000{k}.tar" for k in range(5)]
+    ref, shards = open_token_store(tmp_path / "npy"), open_token_store(tmp_path / "wds", tok.fingerprint())
+    assert isinstance(shards, TokenShards) and len(shards) == len(ref) == 24
+    assert shards.kind == ref.kind and shards.grid == ref.grid and shards.num_classes == 3
+    shards.shuffle, shards.repeat = False, False
+    got = list(shards)
+    assert len(got) == 24
+    for i, (x, y) in enumerate(got):  # in order without shuffling, identical to the memory-mapped store
+        assert torch.equal(x, ref[i][0]) and y == ref[i][1]
+    shuffled = TokenShards(tmp_path / "wds", seed=3)
+    first = _drain(shuffled, 48)      # endless: two passes, every entry twice
+    keys = sorted(tuple(x.flatten()[:6].tolist()) + (y,) for x, y in first)
+    assert keys == sorted(2 * [tuple(x.flatten()[:6].tolist()) + (y,) for x, y in got])
+    assert [y for _, y in first[:24]] != [y for _, y in got]
+
+
+def test_webdataset_store_trains_a_generator_and_checks_entries(folder, tmp_path):
+    from robustok.data import build_dataset, train_batches
+    from robustok.generator.store import TokenShards
+    from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+    tok = tiny_tokenizer()
+    write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
+                      progress=False)
+    cfg = GeneratorTrainConfig()
+    cfg.data.tokens = str(tmp_path / "wds")
+    task = GeneratorTask(cfg)
+    assert isinstance(task.dataset, TokenShards) and task.model.config.vocab_size == 32
+    x, y = next(train_batches(task.dataset, 8, seed=0))
+    assert x.shape == (8, 8, 8) and task.step(task.model, (x, y), 0)["loss"].isfinite()
+    with pytest.raises(DataError, match="tokenizer"):
+        TokenShards(tmp_path / "wds", fingerprint=tiny_tokenizer(seed=1).fingerprint())
+    with pytest.raises(DataError, match="'wds' store"):
+        TokenDataset(tmp_path / "wds")
+    # an id >= K inside a shard: the error names the shard and the entry
+    import webdataset as wds
+    with open(tmp_path / "wds" / "tokens-00000.tar", "wb") as f, wds.TarWriter(f) as sink:
+        for k in range(5):
+            sink.write({"__key__": f"{k:09d}", "ids.npy": np.full((8, 8), 32 if k == 2 else 0, np.uint16),
+                        "cls": "0"})
+    bad = TokenShards(tmp_path / "wds", shuffle=False, repeat=False)
+    with pytest.raises(DataError, match=r"tokens-00000.tar:000000002: token id 32 >= codebook size 32"):
+        list(bad)
+    (tmp_path / "wds" / "tokens-00002.tar").unlink()
+    with pytest.raises(DataError, match="tokens-00002.tar: shard file missing"):
+        TokenShards(tmp_path / "wds")
+
+
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")
+@pytest.mark.parametrize("workers", [2, 4])
+def test_webdataset_store_readers_share_without_overlap(folder, tmp_path, workers):
+    """3 shards over 2 readers: whole shards each; over 4 readers: every 4th entry each. Every entry once."""
+    from torch.utils.data import DataLoader
+
+    from robustok.data import build_dataset
+    from robustok.generator.store import TokenShards
+    tok = tiny_tokenizer()
+    write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
+                      progress=False)
+    shards = TokenShards(tmp_path / "wds", shuffle=False, repeat=False)
+    got = [(x.flatten().tolist(), y) for x, y in DataLoader(shards, batch_size=None, num_workers=workers)]
+    assert sorted(got) == sorted((x.flatten().tolist(), y) for x, y in shards)
+    assert len(got) == 12

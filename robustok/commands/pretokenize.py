@@ -1,4 +1,5 @@
-"""`robustok pretokenize TOKDIR --data SPEC --out DIR [--views N]`: encode a data set once into a token store."""
+"""`robustok pretokenize TOKDIR --data SPEC --out DIR [--views N] [--format npy|wds]`: encode a data set once into a
+token store."""
 from __future__ import annotations
 
 import argparse
@@ -14,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="views per image: 1 = as is, 2 = + h-flip, >2 = + random resized crops (default 1)")
     p.add_argument("--num-images", type=int, default=None, help="only the first N images")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--shard-size", type=int, default=100_000, help="entries per .npy shard")
+    p.add_argument("--shard-size", type=int, default=100_000, help="entries per shard")
+    p.add_argument("--format", default="npy", choices=["npy", "wds"],
+                   help="npy: memory-mapped .npy shards (default); wds: WebDataset tar shards for streaming")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-crop views")
     p.add_argument("--root", default=None, help="where the embedded data set's files are")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
@@ -38,8 +41,8 @@ def run(args: argparse.Namespace) -> int:
     ds = build_dataset(args.data, c.image_size, c.channels, train=args.views > 2, root=args.root, seed=args.seed)
     m = write_token_store(tok, ds, args.out, views=args.views, seed=args.seed, batch_size=args.batch_size,
                           shard_size=args.shard_size, limit=args.num_images, source=args.data,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, storage=args.format)
     what = f"ids (K={m['codebook_size']})" if m["kind"] == "ids" else f"latents ({m['latent_channels']} channels)"
     print(f"wrote {m['count']} entries of {what} on a {m['grid'][0]}x{m['grid'][1]} grid to {args.out} "
-          f"({len(m['shards'])} shard(s), tokenizer {m['tokenizer_fingerprint']})")
+          f"({len(m['shards'])} {args.format} shard(s), tokenizer {m['tokenizer_fingerprint']})")
     return 0

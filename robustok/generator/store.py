@@ -6,6 +6,8 @@ manifest.json          format, tokenizer fingerprint, kind (ids|latents), grid, 
 ids-00000.npy          (n, h, w) uint16 token ids (int32 if K > 65536)   | latents-00000.npy (n, C, h, w) float16
 labels-00000.npy       (n,) int32 class ids (-1 = unlabeled)
 ```
+With `storage="wds"` the entries go to WebDataset tar shards instead (`tokens-00000.tar`, one sample per entry:
+`ids.npy` or `latents.npy`, and `cls`), for streaming at scale; `open_token_store` opens either kind.
 The manifest is written last, so a directory without one is an incomplete store. View 0 of every image is the
 un-augmented image, view 1 its horizontal flip, views >= 2 the paper's random resized crop (+ flip), seeded by
 (seed, view, index).
@@ -25,6 +27,7 @@ from robustok.errors import DataError
 
 MANIFEST = "manifest.json"
 FORMAT = "robustok-tokens/1"
+STORAGES = ("npy", "wds")
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
@@ -67,18 +70,40 @@ def _batches(dataset: Any, views: int, seed: int, batch_size: int, limit: Option
         yield torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
 
 
+class _TarShards:
+    """Writes entries into WebDataset tar shards (each file written under a temporary name, then renamed)."""
+
+    def __init__(self, out: Path, stem: str):
+        self.out, self.stem = out, stem
+
+    def save(self, k: int, xs: np.ndarray, ys: np.ndarray, first: int) -> dict:
+        import webdataset as wds
+
+        name = f"tokens-{k:05d}.tar"
+        tmp = self.out / f".{name}.tmp"
+        with open(tmp, "wb") as f, wds.TarWriter(f) as sink:
+            for j in range(len(xs)):
+                sink.write({"__key__": f"{first + j:09d}", f"{self.stem}.npy": np.ascontiguousarray(xs[j]),
+                            "cls": str(int(ys[j]))})
+        os.replace(tmp, self.out / name)
+        return {"tar": name, "count": int(len(xs))}
+
+
 def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int = 1, seed: int = 0,
                       batch_size: int = 256, shard_size: int = 100_000, limit: Optional[int] = None,
-                      source: str = "", progress: bool = True) -> dict:
+                      source: str = "", progress: bool = True, storage: str = "npy") -> dict:
     """Encode `dataset` (`views` augmented copies of its first `limit` images) with `tokenizer` into `out`.
 
     Discrete tokenizers store ids, continuous ones (`is_discrete == False`) store float16 latents plus their
-    per-channel mean/std. Returns the manifest.
+    per-channel mean/std. `storage`: "npy" (memory-mapped shards) or "wds" (WebDataset tar shards).
+    Returns the manifest.
     """
     from tqdm import tqdm
 
     if views < 1:
         raise DataError(f"--views must be >= 1, got {views}")
+    if storage not in STORAGES:
+        raise DataError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if (out / MANIFEST).exists():
@@ -103,9 +128,12 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         k = len(shards)
         stem = "ids" if discrete else "latents"
         xs, ys = np.concatenate(buf_x), np.concatenate(buf_y)
-        _save_npy(out / f"{stem}-{k:05d}.npy", xs)
-        _save_npy(out / f"labels-{k:05d}.npy", ys)
-        shards.append({"data": f"{stem}-{k:05d}.npy", "labels": f"labels-{k:05d}.npy", "count": int(len(xs))})
+        if storage == "wds":
+            shards.append(_TarShards(out, stem).save(k, xs, ys, count - len(xs)))
+        else:
+            _save_npy(out / f"{stem}-{k:05d}.npy", xs)
+            _save_npy(out / f"labels-{k:05d}.npy", ys)
+            shards.append({"data": f"{stem}-{k:05d}.npy", "labels": f"labels-{k:05d}.npy", "count": int(len(xs))})
         buf_x, buf_y, buffered = [], [], 0
 
     total = None
@@ -150,7 +178,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         raise DataError(f"{source or 'data set'}: no images to pretokenize")
     fingerprint = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
     num_classes = max(int(getattr(dataset, "num_classes", 0) or 0), max_label + 1)
-    manifest = {"format": FORMAT, "kind": "ids" if discrete else "latents", "tokenizer_fingerprint": fingerprint,
+    manifest = {"format": FORMAT, "storage": storage, "kind": "ids" if discrete else "latents",
+                "tokenizer_fingerprint": fingerprint,
                 "codebook_size": K, "grid": grid, "latent_channels": channels, "count": count, "views": views,
                 "num_classes": num_classes, "source": source, "seed": seed, "shards": shards}
     if not discrete:
@@ -183,16 +212,15 @@ def read_manifest(directory: str | Path) -> dict:
     return m
 
 
-class TokenDataset(Dataset):
-    """Map-style view of a token store: item `i` or `(i, seed)` -> (ids LongTensor (h, w) | latents (C, h, w), label).
+class _StoreInfo:
+    """What every token store reader exposes, read from (and checked against) the manifest."""
 
-    Opening checks everything before any compute: manifest, tokenizer fingerprint (if `fingerprint` is given),
-    shard files and shapes, and (if `validate`) that every id is < K.
-    """
-
-    def __init__(self, directory: str | Path, fingerprint: Optional[str] = None, validate: bool = True):
+    def _read_header(self, directory: str | Path, fingerprint: Optional[str], storage: str) -> dict:
         self.dir = Path(directory)
         m = self.manifest = read_manifest(directory)
+        if m.get("storage", "npy") != storage:
+            raise DataError(f"{self.dir / MANIFEST}: a {m.get('storage')!r} store, not {storage!r}; "
+                            "open it with robustok.generator.store.open_token_store")
         if fingerprint and m.get("tokenizer_fingerprint") and m["tokenizer_fingerprint"] != fingerprint:
             raise DataError(f"{self.dir / MANIFEST}: tokens come from tokenizer {m['tokenizer_fingerprint']}, "
                             f"not from the expected tokenizer {fingerprint}")
@@ -206,11 +234,36 @@ class TokenDataset(Dataset):
         if self.offsets[-1] != int(m["count"]):
             raise DataError(f"{self.dir / MANIFEST}: shard counts sum to {self.offsets[-1]}, "
                             f"manifest says {m['count']}")
+        return m
+
+    @property
+    def entry_shape(self) -> tuple[int, ...]:
+        if self.kind == "ids":
+            return tuple(self.grid)
+        return (int(self.manifest["latent_channels"]), *self.grid)
+
+    @property
+    def latent_stats(self) -> tuple[list[float], list[float]]:
+        return list(self.manifest.get("latent_mean", [])), list(self.manifest.get("latent_std", []))
+
+    def _tensor(self, row: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(row.astype(np.int64 if self.kind == "ids" else np.float32))
+
+
+class TokenDataset(_StoreInfo, Dataset):
+    """Map-style view of a token store: item `i` or `(i, seed)` -> (ids LongTensor (h, w) | latents (C, h, w), label).
+
+    Opening checks everything before any compute: manifest, tokenizer fingerprint (if `fingerprint` is given),
+    shard files and shapes, and (if `validate`) that every id is < K.
+    """
+
+    def __init__(self, directory: str | Path, fingerprint: Optional[str] = None, validate: bool = True):
+        m = self._read_header(directory, fingerprint, "npy")
         self._data: list[Optional[np.ndarray]] = [None] * len(self.counts)
         self._labels: list[Optional[np.ndarray]] = [None] * len(self.counts)
         for k in range(len(self.counts)):
             x, y = self._open(k)
-            shape = tuple(self.grid) if self.kind == "ids" else (int(m["latent_channels"]), *self.grid)
+            shape = self.entry_shape
             if x.shape != (self.counts[k], *shape) or y.shape != (self.counts[k],):
                 raise DataError(f"{self.dir / m['shards'][k]['data']}: shape {x.shape} does not match the manifest "
                                 f"({self.counts[k]}, {shape})")
@@ -233,10 +286,6 @@ class TokenDataset(Dataset):
                 raise DataError(f"{self.dir / sh['data']}: unreadable shard ({err})") from None
         return self._data[k], self._labels[k]  # type: ignore[return-value]
 
-    @property
-    def latent_stats(self) -> tuple[list[float], list[float]]:
-        return list(self.manifest.get("latent_mean", [])), list(self.manifest.get("latent_std", []))
-
     def __len__(self) -> int:
         return int(self.offsets[-1])
 
@@ -246,6 +295,88 @@ class TokenDataset(Dataset):
             raise IndexError(i)
         k = int(np.searchsorted(self.offsets, i, side="right") - 1)
         x, y = self._open(k)
-        row = np.asarray(x[i - self.offsets[k]])
-        t = torch.from_numpy(row.astype(np.int64)) if self.kind == "ids" else torch.from_numpy(row.astype(np.float32))
-        return t, int(y[i - self.offsets[k]])
+        return self._tensor(np.asarray(x[i - self.offsets[k]])), int(y[i - self.offsets[k]])
+
+
+class TokenShards(_StoreInfo, IterableDataset):
+    """Streaming view of a WebDataset token store: endless shuffled (entry, label) pairs for training.
+
+    Each rank and data-loader worker reads its own share: whole shards when there are at least as many shards as
+    readers, else every n-th entry. Opening checks the manifest, the fingerprint and that every shard exists;
+    each entry's shape and ids are checked as it is read (errors name the shard and the key).
+    """
+
+    def __init__(self, directory: str | Path, fingerprint: Optional[str] = None, seed: int = 0,
+                 shuffle: bool = True, repeat: bool = True, buffer: int = 2000):
+        m = self._read_header(directory, fingerprint, "wds")
+        self.urls = [str(self.dir / sh["tar"]) for sh in m["shards"]]
+        missing = [u for u in self.urls if not Path(u).is_file()]
+        if missing:
+            raise DataError(f"{missing[0]}: shard file missing ({len(missing)} of {len(self.urls)} missing)")
+        self.seed, self.shuffle, self.repeat, self.buffer = seed, shuffle, repeat, buffer
+        self.stem = "ids" if self.kind == "ids" else "latents"
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def _share(self) -> tuple[list[str], int, int]:
+        """(my shards, entry stride, entry offset) for this rank and worker."""
+        from robustok.data.datasets import _rank
+
+        info = torch.utils.data.get_worker_info()
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        readers = world * (info.num_workers if info else 1)
+        me = _rank() * (info.num_workers if info else 1) + (info.id if info else 0)
+        if len(self.urls) >= readers:
+            return self.urls[me::readers], 1, 0
+        return self.urls, readers, me
+
+    def _decode(self, sample: dict) -> tuple[torch.Tensor, int]:
+        import io
+
+        where = f"{sample.get('__url__', self.dir)}:{sample.get('__key__', '?')}"
+        raw = sample.get(f"{self.stem}.npy")
+        if raw is None:
+            raise DataError(f"{where}: entry has no {self.stem}.npy")
+        try:
+            row = np.load(io.BytesIO(raw), allow_pickle=False)
+            label = int(sample["cls"].decode().strip()) if "cls" in sample else -1
+        except (ValueError, OSError, UnicodeDecodeError) as err:
+            raise DataError(f"{where}: unreadable entry ({err})") from None
+        if row.shape != self.entry_shape:
+            raise DataError(f"{where}: shape {row.shape} does not match the manifest's {self.entry_shape}")
+        if self.kind == "ids" and row.size and int(row.max()) >= self.codebook_size:
+            raise DataError(f"{where}: token id {int(row.max())} >= codebook size {self.codebook_size}")
+        return self._tensor(row), label
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        import webdataset as wds
+
+        from robustok.data.datasets import _PyRandom
+
+        urls, stride, offset = self._share()
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0, offset])
+        epoch = 0
+        while True:
+            order = list(urls)
+            if self.shuffle:
+                order = [order[i] for i in np.random.default_rng([self.seed, epoch]).permutation(len(order))]
+            ds = wds.WebDataset(order, shardshuffle=False, nodesplitter=None, workersplitter=None, empty_check=False)
+            if stride > 1:
+                ds = ds.slice(offset, None, stride)
+            if self.shuffle:
+                ds = ds.shuffle(self.buffer, rng=_PyRandom(rng))
+            for sample in ds:
+                yield self._decode(sample)
+            epoch += 1
+            if not self.repeat:
+                return
+
+
+def open_token_store(directory: str | Path, fingerprint: Optional[str] = None) -> TokenDataset | TokenShards:
+    """The reader that fits the store: memory-mapped `TokenDataset` (npy) or streaming `TokenShards` (wds)."""
+    storage = read_manifest(directory).get("storage", "npy")
+    if storage == "wds":
+        return TokenShards(directory, fingerprint)
+    return TokenDataset(directory, fingerprint)

@@ -12,7 +12,7 @@ from robustok.errors import ConfigError, DataError
 from robustok.generator.ar import ARConfig, ARGenerator, ar_loss
 from robustok.generator.diffusion import DiffusionConfig, DiffusionGenerator, flow_loss, sample_times
 from robustok.generator.presets import AR_PRESETS, DIFFUSION_PRESETS, resolve
-from robustok.generator.store import TokenDataset
+from robustok.generator.store import TokenDataset, TokenShards, open_token_store
 
 
 @dataclass
@@ -71,7 +71,7 @@ class GeneratorTrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def build_generator(mc: GeneratorModelConfig, store: TokenDataset) -> nn.Module:
+def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards) -> nn.Module:
     """A fresh generator whose vocabulary, grid, classes (and latent statistics) come from the token store."""
     if mc.kind == "ar":
         if store.kind != "ids":
@@ -98,7 +98,7 @@ def build_generator(mc: GeneratorModelConfig, store: TokenDataset) -> nn.Module:
     raise ConfigError(f"model.kind must be 'ar' or 'diffusion', got {mc.kind!r}")
 
 
-def init_generator(directory: str, store: TokenDataset) -> nn.Module:
+def init_generator(directory: str, store: TokenDataset | TokenShards) -> nn.Module:
     """A saved generator (its own architecture) to continue training on `store`; refuses incompatible stores."""
     from robustok.generator import load_generator
 
@@ -136,7 +136,7 @@ class GeneratorTask:
 
     kind = "generator"
 
-    def __init__(self, cfg: GeneratorTrainConfig, dataset: Optional[TokenDataset] = None):
+    def __init__(self, cfg: GeneratorTrainConfig, dataset: Optional[TokenDataset | TokenShards] = None):
         self.cfg = cfg
         if not cfg.data.tokens and dataset is None:
             raise ConfigError("data.tokens: a token store directory is required (from `robustok pretokenize`)")
@@ -151,7 +151,7 @@ class GeneratorTask:
             from robustok.adapters import load_tokenizer
             self.tokenizer = load_tokenizer(cfg.data.tokenizer).eval().requires_grad_(False)
             fingerprint = self.tokenizer.fingerprint()
-        self.dataset = dataset if dataset is not None else TokenDataset(cfg.data.tokens, fingerprint=fingerprint)
+        self.dataset = dataset if dataset is not None else open_token_store(cfg.data.tokens, fingerprint)
         if fingerprint and self.dataset.fingerprint and self.dataset.fingerprint != fingerprint:
             raise DataError(f"data.tokens: the store was made by tokenizer {self.dataset.fingerprint}, "
                             f"data.tokenizer is {fingerprint}")
