@@ -28,6 +28,7 @@ def test_quick_demo_writes_results_and_report(quick_demo):
         assert KEYS <= set(res[name]), name
         assert len(res[name]["pfid_grid"]) == 15
     assert "spearman_pfid_gfid" in res and "spearman_rfid_gfid" in res and len(res["points"]) == 6
+    assert set(res["stage_time_s"]) == {"tokenizers", "evaluation", "generators", "gFID", "post-training", "report"}
     assert res["features"] == "random" and res["profile_config"]["name"] == "quick"
     page = (quick_demo / "report.html").read_text()
     assert "FID-random" in page and page.count("data:image/png;base64,") >= 6
