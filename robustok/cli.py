@@ -35,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robustok {args.command}: interrupted", file=sys.stderr)
         return 130
     else:
-        # Tear the process group down while the interpreter is whole: leaving gloo's threads to the
-        # interpreter's exit makes ranks abort ("terminate called without an active exception").
-        rdist.barrier()
+        rdist.barrier()  # ranks leave together; the process group is destroyed at exit (train.dist.setup)
         rdist.cleanup()
     return int(result or 0)
 

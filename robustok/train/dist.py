@@ -1,6 +1,7 @@
 """torch.distributed set-up for `torchrun` (NCCL on GPU, gloo on CPU) and small collective helpers."""
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
@@ -32,6 +33,9 @@ def setup() -> DistInfo:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # Destroy the group while the interpreter is whole, on every exit path: left to interpreter
+        # finalisation, gloo's worker threads abort the process ("terminate called without an active exception").
+        atexit.register(cleanup)
     return DistInfo(rank, world, local, device)
 
 
