@@ -33,3 +33,34 @@ def test_two_gloo_processes_match_one(tmp_path):
     assert (tmp_path / "w2" / "tokenizer" / "model.safetensors").is_file()
     gan = read_metrics(tmp_path / "gan")  # the discriminator path (averaged gradients, adaptive weight) runs
     assert "disc_loss" in gan[-1] and (tmp_path / "gan" / "tokenizer" / "discriminator.safetensors").is_file()
+
+
+def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):
+    """Distributed evaluation: 2 ranks take strided shards and gather statistics once; the numbers equal 1 rank's."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from robustok import Tokenizer, TokenizerConfig
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "imgs").mkdir()
+    for i in range(37):  # an odd count: the ranks' shards differ in size
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(tmp_path / "imgs" / f"{i:02d}.png")
+    Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
+                              codebook_size=32, code_dim=4)).save_pretrained(tmp_path / "tok")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = {}
+    for n in (1, 2):
+        cmd = _cmd(tmp_path, n)[:7] + ["-m", "robustok.cli", "eval-tokenizer", str(tmp_path / "tok"),
+                                        "--data", str(tmp_path / "imgs"), "--features", "random", "--batch-size", "5",
+                                        "--metrics", "psnr,ssim,rfid,pfid,usage", "--json", str(tmp_path / f"{n}.json")]
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        res[n] = json.loads((tmp_path / f"{n}.json").read_text())
+    assert res[2]["num_images"] == res[1]["num_images"] == 37
+    for k in ("psnr", "ssim", "rfid", "codebook_usage", "perplexity"):
+        assert res[2][k] == pytest.approx(res[1][k], rel=1e-6), k
+    # pFID's perturbations are drawn per (seed, cell, rank): another valid draw, not the same numbers
+    assert len(res[2]["pfid_grid"]) == 15 and np.isfinite(res[2]["pfid"])

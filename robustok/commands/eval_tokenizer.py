@@ -58,7 +58,10 @@ def run(args: argparse.Namespace) -> int:
     metrics = parse_metrics(args.metrics)
     if args.num_images is not None and args.num_images < 2:
         raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    from robustok.train.dist import setup
+
+    info = setup()  # under torchrun: a process group, each rank evaluates a strided shard
+    device = args.device or str(info.device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     log = (lambda m: print(m, file=sys.stderr))
     net = None
