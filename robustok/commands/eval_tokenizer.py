@@ -45,7 +45,6 @@ def _floats(text: str | None, what: str, cast):
 
 
 def run(args: argparse.Namespace) -> int:
-
     from robustok.data import eval_batches
     from robustok.errors import ConfigError
     from robustok.metrics.distributed import rank_world
