@@ -108,3 +108,11 @@ def test_class_accuracy_of_labelled_samples(tmp_path, capsys):
     assert "labels must lie in [0, 10)" in capsys.readouterr().err
     assert main(["fid", str(ref), str(ref), "--features", "random", "--metrics", "acc"]) == 2
     assert "samples .npz with labels" in capsys.readouterr().err
+
+
+def test_class_accuracy_refuses_mismatched_labels(tmp_path, capsys):
+    imgs = np.zeros((4, 32, 32, 3), np.uint8)
+    np.savez(tmp_path / "short.npz", arr_0=imgs, arr_1=np.zeros(3, np.int64))
+    assert main(["fid", str(tmp_path / "short.npz"), str(tmp_path / "short.npz"), "--features", "random",
+                 "--metrics", "acc", "--num-images", "2"]) == 2
+    assert "4 images but 3 labels" in capsys.readouterr().err

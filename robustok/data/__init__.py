@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from robustok.data.datasets import (FashionMNIST, GlobalBatchSampler, ImageFolder, WebDatasetShards,
                                     build_dataset, open_image)
 from robustok.data.transforms import from_uint8, to_uint8
+from robustok.errors import DataError
 
 __all__ = ["build_dataset", "train_batches", "eval_batches", "FashionMNIST", "ImageFolder", "WebDatasetShards",
            "GlobalBatchSampler", "open_image", "to_uint8", "from_uint8"]
@@ -18,7 +19,11 @@ def train_batches(dataset, global_batch: int, seed: int, rank: int = 0, world: i
                   num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless `(images, labels)` training batches for this rank, resumable at `start_step`."""
     if isinstance(dataset, IterableDataset):
-        dataset.seed = seed * 1_000_003 + start_step
+        if global_batch % world:
+            raise DataError(f"global batch {global_batch} is not divisible by the {world} ranks")
+        # streams are reseeded (not replayed) on resume; rank/world are given explicitly because data-loader
+        # workers started by spawn do not see the process group
+        dataset.seed, dataset.rank, dataset.world = seed * 1_000_003 + start_step, rank, world
         loader = DataLoader(dataset, batch_size=global_batch // world, num_workers=num_workers, drop_last=True)
     else:
         sampler = GlobalBatchSampler(len(dataset), global_batch, seed, rank, world, start_step)
@@ -36,8 +41,10 @@ def eval_batches(spec_or_dataset, batch_size: int = 100, num_images: Optional[in
     """
     ds = (build_dataset(spec_or_dataset, resolution, channels, train=False, root=root)
           if isinstance(spec_or_dataset, str) else spec_or_dataset)
-    if isinstance(ds, IterableDataset):
+    if isinstance(ds, IterableDataset):  # streams split by rank themselves: this rank's share of the limit
         ds.repeat = False
+        if num_images is not None and world > 1:
+            num_images = len(range(rank, num_images, world))
         count = 0
         for x, y in DataLoader(ds, batch_size=batch_size, num_workers=num_workers):
             if num_images is not None and count >= num_images:

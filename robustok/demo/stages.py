@@ -237,7 +237,8 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
                 r = reconstruction_quality(s[f"{which}tokenizer"], profile, features)
                 s.update({f"{which}rfid_after": r["rfid"], f"{which}psnr_after": r["psnr"]})
             return {k: v for k, v in s.items() if k != "config"}
-        runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": to_dict(cfg)}, fresh, work))
+        runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": to_dict(cfg), "summary": 2}, fresh,
+                           work))  # "summary": bump when the stored fields change (v2: rFID/PSNR after)
     deltas = [r["gfid_proxy_after"] - r["gfid_proxy_before"] for r in runs]
     vs_control = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
     def mean_sd(key: str) -> tuple[float, Optional[float]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import tarfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -54,20 +55,26 @@ class _Views(Dataset):
         return (x.flip(-1) if view == 1 else x), y
 
 
-def _batches(dataset: Any, views: int, seed: int, batch_size: int, limit: Optional[int]
-             ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(dataset: Any, views: int, seed: int, batch_size: int, limit: Optional[int], permute: bool = False
+             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
+    """(images, labels, item indices) batches; `permute`: items in a seeded random order (for streamed stores,
+    whose shuffle buffer alone would leave class-sorted folders in class runs)."""
     if isinstance(dataset, IterableDataset):
         if views != 1:
             raise DataError("several views need a map-style data set (folder or fashion-mnist), not wds:")
         from robustok.data import eval_batches
-        yield from eval_batches(dataset, batch_size=batch_size, num_images=limit)
+        done = 0
+        for x, y in eval_batches(dataset, batch_size=batch_size, num_images=limit):
+            yield x, y, np.arange(done, done + len(x))
+            done += len(x)
         return
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = _Views(dataset, n, views, seed)
-    total = len(items)
-    for lo in range(0, total, batch_size):
-        pairs = [items[k] for k in range(lo, min(lo + batch_size, total))]
-        yield torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    order = np.random.default_rng([seed, 7]).permutation(len(items)) if permute else np.arange(len(items))
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo:lo + batch_size]
+        pairs = [items[int(k)] for k in idx]
+        yield torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]), idx
 
 
 class _TarShards:
@@ -76,14 +83,15 @@ class _TarShards:
     def __init__(self, out: Path, stem: str):
         self.out, self.stem = out, stem
 
-    def save(self, k: int, xs: np.ndarray, ys: np.ndarray, first: int) -> dict:
+    def save(self, k: int, xs: np.ndarray, ys: np.ndarray, keys: np.ndarray) -> dict:
+        """Shard `k`; each entry's key is its item index (view * images + image, see `_Views`)."""
         import webdataset as wds
 
         name = f"tokens-{k:05d}.tar"
         tmp = self.out / f".{name}.tmp"
         with open(tmp, "wb") as f, wds.TarWriter(f) as sink:
             for j in range(len(xs)):
-                sink.write({"__key__": f"{first + j:09d}", f"{self.stem}.npy": np.ascontiguousarray(xs[j]),
+                sink.write({"__key__": f"{int(keys[j]):09d}", f"{self.stem}.npy": np.ascontiguousarray(xs[j]),
                             "cls": str(int(ys[j]))})
         os.replace(tmp, self.out / name)
         return {"tar": name, "count": int(len(xs))}
@@ -115,6 +123,7 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     shards: list[dict] = []
     buf_x: list[np.ndarray] = []
     buf_y: list[np.ndarray] = []
+    buf_k: list[np.ndarray] = []
     buffered = count = 0
     grid: Optional[list[int]] = None
     channels = 0
@@ -122,26 +131,26 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     max_label = -1
 
     def flush() -> None:
-        nonlocal buf_x, buf_y, buffered
+        nonlocal buf_x, buf_y, buf_k, buffered
         if not buffered:
             return
         k = len(shards)
         stem = "ids" if discrete else "latents"
         xs, ys = np.concatenate(buf_x), np.concatenate(buf_y)
         if storage == "wds":
-            shards.append(_TarShards(out, stem).save(k, xs, ys, count - len(xs)))
+            shards.append(_TarShards(out, stem).save(k, xs, ys, np.concatenate(buf_k)))
         else:
             _save_npy(out / f"{stem}-{k:05d}.npy", xs)
             _save_npy(out / f"labels-{k:05d}.npy", ys)
             shards.append({"data": f"{stem}-{k:05d}.npy", "labels": f"labels-{k:05d}.npy", "count": int(len(xs))})
-        buf_x, buf_y, buffered = [], [], 0
+        buf_x, buf_y, buf_k, buffered = [], [], [], 0
 
     total = None
     if not isinstance(dataset, IterableDataset):
         total = (len(dataset) if limit is None else min(limit, len(dataset))) * views
     bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress, dynamic_ncols=True)
     with torch.no_grad():
-        for x, y in _batches(dataset, views, seed, batch_size, limit):
+        for x, y, idx in _batches(dataset, views, seed, batch_size, limit, permute=storage == "wds"):
             x = x.to(device)
             if discrete:
                 ids = tokenizer.encode(x)
@@ -166,6 +175,7 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
                 take = min(len(arr) - start, shard_size - buffered)
                 buf_x.append(arr[start:start + take])
                 buf_y.append(labels[start:start + take])
+                buf_k.append(idx[start:start + take])
                 buffered += take
                 count += take
                 start += take
@@ -219,7 +229,7 @@ class _StoreInfo:
         self.dir = Path(directory)
         m = self.manifest = read_manifest(directory)
         if m.get("storage", "npy") != storage:
-            raise DataError(f"{self.dir / MANIFEST}: a {m.get('storage')!r} store, not {storage!r}; "
+            raise DataError(f"{self.dir / MANIFEST}: a {m.get('storage', 'npy')!r} store, not {storage!r}; "
                             "open it with robustok.generator.store.open_token_store")
         if fingerprint and m.get("tokenizer_fingerprint") and m["tokenizer_fingerprint"] != fingerprint:
             raise DataError(f"{self.dir / MANIFEST}: tokens come from tokenizer {m['tokenizer_fingerprint']}, "
@@ -301,10 +311,14 @@ class TokenDataset(_StoreInfo, Dataset):
 class TokenShards(_StoreInfo, IterableDataset):
     """Streaming view of a WebDataset token store: endless shuffled (entry, label) pairs for training.
 
-    Each rank and data-loader worker reads its own share: whole shards when there are at least as many shards as
-    readers, else every n-th entry. Opening checks the manifest, the fingerprint and that every shard exists;
-    each entry's shape and ids are checked as it is read (errors name the shard and the key).
+    Each rank and data-loader worker reads its own share: whole shards when they split into equal-sized shares
+    (so that no entry is drawn more often than another), else every n-th entry of every shard. `rank`/`world`
+    are set by `train_batches` (default: the process group's). Opening checks the manifest, the fingerprint and
+    that every shard exists; each entry's shape and ids are checked as it is read (errors name the shard and the
+    key).
     """
+    rank: Optional[int] = None
+    world: Optional[int] = None
 
     def __init__(self, directory: str | Path, fingerprint: Optional[str] = None, seed: int = 0,
                  shuffle: bool = True, repeat: bool = True, buffer: int = 2000):
@@ -324,10 +338,16 @@ class TokenShards(_StoreInfo, IterableDataset):
         from robustok.data.datasets import _rank
 
         info = torch.utils.data.get_worker_info()
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        readers = world * (info.num_workers if info else 1)
-        me = _rank() * (info.num_workers if info else 1) + (info.id if info else 0)
-        if len(self.urls) >= readers:
+        workers, worker = (info.num_workers, info.id) if info else (1, 0)
+        world = self.world if self.world is not None else (
+            torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
+        rank = self.rank if self.rank is not None else _rank()
+        readers, me = world * workers, rank * workers + worker
+        if len(self) < readers:
+            raise DataError(f"{self.dir}: {len(self)} entries cannot feed {readers} readers ({world} ranks x "
+                            f"{workers} workers)")
+        shares = [sum(self.counts[k::readers]) for k in range(readers)]
+        if len(self.urls) >= readers and len(set(shares)) == 1:
             return self.urls[me::readers], 1, 0
         return self.urls, readers, me
 
@@ -367,8 +387,11 @@ class TokenShards(_StoreInfo, IterableDataset):
                 ds = ds.slice(offset, None, stride)
             if self.shuffle:
                 ds = ds.shuffle(self.buffer, rng=_PyRandom(rng))
-            for sample in ds:
-                yield self._decode(sample)
+            try:
+                for sample in ds:
+                    yield self._decode(sample)
+            except (tarfile.ReadError, EOFError, OSError) as err:
+                raise DataError(f"{self.dir}: unreadable tar shard ({type(err).__name__}: {err})") from None
             epoch += 1
             if not self.repeat:
                 return
