@@ -153,6 +153,8 @@ def verdict(res: dict) -> str:
             reading = "a single seed, so no spread to judge it against."
         elif d["delta_vs_control_mean"] < 0 and abs(d["delta_vs_control_mean"]) > sd:
             reading = "lower than the control beyond the seed spread."
+        elif d["delta_vs_control_mean"] > sd:
+            reading = "higher (worse) than the control beyond the seed spread."
         else:
             reading = "no gain over the equal-compute control beyond the seed spread."
         parts.append(f"Post-training ({name}): gFID of the same tokens {d['gfid_before_paired']:.2f} → "
