@@ -36,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     else:
         rdist.barrier()  # ranks leave together; the process group is destroyed at exit (train.dist.setup)
-        rdist.cleanup()
     return int(result or 0)
 
 

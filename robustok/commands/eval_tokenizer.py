@@ -52,12 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from robustok.metrics.pfid import DEFAULT_ALPHAS, PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer, parse_metrics
     from robustok.adapters import load_tokenizer
+    from robustok.train.dist import setup
 
     metrics = parse_metrics(args.metrics)
     if args.num_images is not None and args.num_images < 2:
         raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
-    from robustok.train.dist import setup
-
     info = setup()  # under torchrun: a process group, each rank evaluates a strided shard
     device = args.device or str(info.device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()

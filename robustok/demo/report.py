@@ -117,7 +117,8 @@ def write_report(out: str | Path) -> Path:
     grids = "".join(f"<figure><img class='grid' src='{_img_file(p)}'><figcaption>{html.escape(p.stem)}</figcaption>"
                     "</figure>" for p in sorted((out / "grids").glob("*.png")))
     verdict = html.escape(res.get("verdict", ""))
-    stage_times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in res.get("stage_time_s", {}).items()) or "per stage: n/a"
+    stage_times = (", ".join(f"{k} {v / 60:.1f} min" for k, v in res.get("stage_time_s", {}).items())
+                   or "per stage: n/a")
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>robustok demo ({res['profile']})</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}}table{{border-collapse:collapse;font-size:13px}}
 td,th{{border:1px solid #bbb;padding:4px 6px;text-align:right}}th{{background:#eee}}figure{{display:inline-block;margin:8px}}

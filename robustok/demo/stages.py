@@ -93,35 +93,28 @@ def reference_stats(profile: DemoProfile, features):
     return source_stats("fashion-mnist:test", features, num_images=profile.gen_images)
 
 
-def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, features, log) -> dict:
+def evaluate_on_test(tok_path: str, profile: DemoProfile, features, metrics: list[str]) -> dict:
+    """`metrics` of a tokenizer on the profile's evaluation images (the first `eval_images` of fashion-mnist:test)."""
     from robustok.data import eval_batches
     from robustok.metrics.pfid import PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer
 
+    tok = Tokenizer.from_pretrained(tok_path).eval()
+    batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size, tok.config.channels)
+    return evaluate_tokenizer(tok, batches, metrics, features, PFIDConfig(seed=0))
+
+
+def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, features, log) -> dict:
     results = {}
     for name, path in points.items():
         key = {"tokenizer": _weights_hash(path), "n": profile.eval_images, "features": profile.features}
         def work(path=path):
-            tok = Tokenizer.from_pretrained(path).eval()
-            batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size,
-                                   tok.config.channels)
-            return evaluate_tokenizer(tok, batches, ["psnr", "ssim", "rfid", "pfid", "usage"], features,
-                                      PFIDConfig(seed=0))
+            return evaluate_on_test(path, profile, features, ["psnr", "ssim", "rfid", "pfid", "usage"])
         results[name] = cached(out, f"eval-{name}", key, fresh, work)
         r = results[name]
         log(f"  {name}: PSNR {r['psnr']:.2f} dB, rFID {r['rfid']:.2f}, pFID {r['pfid']:.2f}, "
             f"usage {r['codebook_usage']:.0%}")
     return results
-
-
-def reconstruction_quality(tok_path: str, profile: DemoProfile, features) -> dict:
-    """PSNR and rFID of a tokenizer on the evaluation images (the same set as stage 2)."""
-    from robustok.data import eval_batches
-    from robustok.metrics.tokenizer_eval import evaluate_tokenizer
-
-    tok = Tokenizer.from_pretrained(tok_path).eval()
-    batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size, tok.config.channels)
-    return evaluate_tokenizer(tok, batches, ["psnr", "rfid"], features)
 
 
 def _weights_hash(directory: str | Path) -> str:
@@ -234,27 +227,29 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
             shutil.rmtree(run_dir, ignore_errors=True)
             s = post_train(cfg, with_control=True, log=log)
             for which in ("", "control_"):  # what fine-tuning did to reconstructions of real images
-                r = reconstruction_quality(s[f"{which}tokenizer"], profile, features)
+                r = evaluate_on_test(s[f"{which}tokenizer"], profile, features, ["psnr", "rfid"])
                 s.update({f"{which}rfid_after": r["rfid"], f"{which}psnr_after": r["psnr"]})
             return {k: v for k, v in s.items() if k != "config"}
         runs.append(cached(out, f"post-{name}-seed{seed}", {**key, "config": to_dict(cfg), "summary": 2}, fresh,
                            work))  # "summary": bump when the stored fields change (v2: rFID/PSNR after)
-    deltas = [r["gfid_proxy_after"] - r["gfid_proxy_before"] for r in runs]
-    vs_control = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
-    def mean_sd(key: str) -> tuple[float, Optional[float]]:
-        v = [r[key] for r in runs]
+
+    def col(key: str) -> list[float]:
+        return [float(r[key]) for r in runs]
+
+    def mean_sd(v: list[float]) -> tuple[float, Optional[float]]:
         return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else None)
 
-    summary = {"runs": runs, "gfid_post": float(np.mean([r["gfid_proxy_after"] for r in runs])),
-               "gfid_post_sd": mean_sd("gfid_proxy_after")[1], "gfid_control_sd": mean_sd("gfid_proxy_control")[1],
-               "rfid_post": mean_sd("rfid_after")[0], "rfid_post_sd": mean_sd("rfid_after")[1],
-               "rfid_control": mean_sd("control_rfid_after")[0], "psnr_post": mean_sd("psnr_after")[0],
-               "psnr_control": mean_sd("control_psnr_after")[0],
-               "gfid_control": float(np.mean([r["gfid_proxy_control"] for r in runs])),
-               "gfid_before_paired": runs[0]["gfid_proxy_before"],
-               "delta_post": [float(d) for d in deltas], "delta_vs_control": [float(d) for d in vs_control],
-               "delta_vs_control_mean": float(np.mean(vs_control)),
-               "delta_vs_control_sd": float(np.std(vs_control, ddof=1)) if len(vs_control) > 1 else None}
+    after, control = col("gfid_proxy_after"), col("gfid_proxy_control")
+    vs_control = [a - c for a, c in zip(after, control)]
+    summary = {"runs": runs, "gfid_before_paired": runs[0]["gfid_proxy_before"],
+               "delta_post": [a - b for a, b in zip(after, col("gfid_proxy_before"))], "delta_vs_control": vs_control}
+    summary["gfid_post"], summary["gfid_post_sd"] = mean_sd(after)
+    summary["gfid_control"], summary["gfid_control_sd"] = mean_sd(control)
+    summary["delta_vs_control_mean"], summary["delta_vs_control_sd"] = mean_sd(vs_control)
+    summary["rfid_post"], summary["rfid_post_sd"] = mean_sd(col("rfid_after"))
+    summary["rfid_control"] = mean_sd(col("control_rfid_after"))[0]
+    summary["psnr_post"] = mean_sd(col("psnr_after"))[0]
+    summary["psnr_control"] = mean_sd(col("control_psnr_after"))[0]
     log(f"  {name}: paired gFID before {summary['gfid_before_paired']:.2f}, after {summary['gfid_post']:.2f}, "
         f"control {summary['gfid_control']:.2f} (post - control per seed: "
         f"{', '.join(f'{d:+.2f}' for d in vs_control)}); rFID after {summary['rfid_post']:.2f}, "

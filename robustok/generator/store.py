@@ -77,24 +77,16 @@ def _batches(dataset: Any, views: int, seed: int, batch_size: int, limit: Option
         yield torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]), idx
 
 
-class _TarShards:
-    """Writes entries into WebDataset tar shards (each file written under a temporary name, then renamed)."""
+def _save_tar(path: Path, stem: str, xs: np.ndarray, ys: np.ndarray, keys: np.ndarray) -> None:
+    """One WebDataset shard, written under a temporary name and then renamed; each entry's key is its item
+    index (view * images + image, see `_Views`)."""
+    import webdataset as wds
 
-    def __init__(self, out: Path, stem: str):
-        self.out, self.stem = out, stem
-
-    def save(self, k: int, xs: np.ndarray, ys: np.ndarray, keys: np.ndarray) -> dict:
-        """Shard `k`; each entry's key is its item index (view * images + image, see `_Views`)."""
-        import webdataset as wds
-
-        name = f"tokens-{k:05d}.tar"
-        tmp = self.out / f".{name}.tmp"
-        with open(tmp, "wb") as f, wds.TarWriter(f) as sink:
-            for j in range(len(xs)):
-                sink.write({"__key__": f"{int(keys[j]):09d}", f"{self.stem}.npy": np.ascontiguousarray(xs[j]),
-                            "cls": str(int(ys[j]))})
-        os.replace(tmp, self.out / name)
-        return {"tar": name, "count": int(len(xs))}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f, wds.TarWriter(f) as sink:
+        for x, y, key in zip(xs, ys, keys):
+            sink.write({"__key__": f"{int(key):09d}", f"{stem}.npy": np.ascontiguousarray(x), "cls": str(int(y))})
+    os.replace(tmp, path)
 
 
 def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int = 1, seed: int = 0,
@@ -138,7 +130,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         stem = "ids" if discrete else "latents"
         xs, ys = np.concatenate(buf_x), np.concatenate(buf_y)
         if storage == "wds":
-            shards.append(_TarShards(out, stem).save(k, xs, ys, np.concatenate(buf_k)))
+            _save_tar(out / f"tokens-{k:05d}.tar", stem, xs, ys, np.concatenate(buf_k))
+            shards.append({"tar": f"tokens-{k:05d}.tar", "count": int(len(xs))})
         else:
             _save_npy(out / f"{stem}-{k:05d}.npy", xs)
             _save_npy(out / f"labels-{k:05d}.npy", ys)
@@ -259,6 +252,9 @@ class _StoreInfo:
     def _tensor(self, row: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(row.astype(np.int64 if self.kind == "ids" else np.float32))
 
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
 
 class TokenDataset(_StoreInfo, Dataset):
     """Map-style view of a token store: item `i` or `(i, seed)` -> (ids LongTensor (h, w) | latents (C, h, w), label).
@@ -296,9 +292,6 @@ class TokenDataset(_StoreInfo, Dataset):
                 raise DataError(f"{self.dir / sh['data']}: unreadable shard ({err})") from None
         return self._data[k], self._labels[k]  # type: ignore[return-value]
 
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
     def __getitem__(self, item) -> tuple[torch.Tensor, int]:
         i = int(item[0] if isinstance(item, tuple) else item)
         if not 0 <= i < len(self):
@@ -330,18 +323,14 @@ class TokenShards(_StoreInfo, IterableDataset):
         self.seed, self.shuffle, self.repeat, self.buffer = seed, shuffle, repeat, buffer
         self.stem = "ids" if self.kind == "ids" else "latents"
 
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
     def _share(self) -> tuple[list[str], int, int]:
         """(my shards, entry stride, entry offset) for this rank and worker."""
-        from robustok.data.datasets import _rank
+        from robustok.metrics.distributed import rank_world
 
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)
-        world = self.world if self.world is not None else (
-            torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1)
-        rank = self.rank if self.rank is not None else _rank()
+        rank, world = rank_world()
+        rank, world = (rank if self.rank is None else self.rank), (world if self.world is None else self.world)
         readers, me = world * workers, rank * workers + worker
         if len(self) < readers:
             raise DataError(f"{self.dir}: {len(self)} entries cannot feed {readers} readers ({world} ranks x "

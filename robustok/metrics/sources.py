@@ -45,17 +45,25 @@ def read_samples_npz(path: str | Path) -> np.ndarray:
 
 
 def read_sample_labels(path: str | Path) -> np.ndarray:
-    """Read `arr_1` (N,) integer class labels from a sample file written by `robustok sample`."""
+    """Read `arr_1` (N,) integer class labels from a sample file written by `robustok sample`; N must equal the
+    number of images in `arr_0` (read from its header, without loading the images)."""
     try:
         with np.load(path) as data:
-            if "arr_1" not in data.files:
+            if "arr_1" not in data.files or "arr_0" not in data.files:
                 raise DataError(f"{path}: no labels ('arr_1') in this sample file; class accuracy needs the classes "
                                 "the samples were generated for (`robustok sample` writes them)")
             labels = data["arr_1"]
-    except (OSError, ValueError) as err:
+            with data.zip.open("arr_0.npy") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                num_images = read_header(f)[0][0]
+    except (OSError, ValueError, KeyError, IndexError) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: 'arr_1' must be 1-D integer labels, got {labels.dtype} {labels.shape}")
+    if len(labels) != num_images:
+        raise DataError(f"{path}: {num_images} images but {len(labels)} labels (arr_1)")
     return labels.astype(np.int64)
 
 
