@@ -5,6 +5,7 @@
 Rows: the Fashion-MNIST demo config (conv, 32 px) with and without latent perturbation, and a ViT-B/16 tokenizer
 at 256 px, small batch. FLOPs are counted with torch.utils.flop_counter on one forward+backward of the
 training step (matmuls/convs only); the peak is a large fp32 (or bf16 on CUDA) matmul measured in the same run.
+On CUDA every row runs under bf16 autocast except the one marked fp32.
 """
 from __future__ import annotations
 
@@ -38,14 +39,14 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(name: str, overrides: list[str], steps: int, device: torch.device, peak: float) -> dict:
+def bench(name: str, overrides: list[str], steps: int, device: torch.device, peak: float, bf16: bool = True) -> dict:
     cfg = load_config(TokenizerTrainConfig, "configs/tokenizer/fmnist-robust.yaml", overrides)
     task = TokenizerTask(cfg, dataset=[])
     model = task.model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b, c, s = cfg.data.batch_size, cfg.model.channels, cfg.model.image_size
     x = torch.rand(b, c, s, s, device=device) * 2 - 1
-    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
 
     def one_step(step: int) -> None:
         with amp:
@@ -86,6 +87,8 @@ def main() -> None:
                "model.vit_heads=12", "model.hidden_dim=768", "model.code_dim=64", "model.codebook_size=4096",
                "perturb.delta=100", f"data.batch_size={32 if device.type == 'cuda' else 2}"]
         rows.append(bench("ViT-B/16 256px, K=4096", vit, max(2, args.steps // 5), device, peak))
+        if device.type == "cuda":                  # what bf16 autocast buys (fp32 row: TF32 matmuls off)
+            rows.append(bench("ViT-B/16 256px, K=4096, fp32", vit, max(2, args.steps // 5), device, peak, False))
     dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
     print(f"device: {dev}; measured matmul peak {peak / 1e9:.1f} GFLOP/s")
     print(f"{'config':34s} {'params':>8s} {'batch':>6s} {'img/s':>9s} {'GFLOP/img':>10s} {'of peak':>8s}")
