@@ -1,55 +1,55 @@
 #!/usr/bin/env bash
 # Every GPU check and benchmark in one call on a CUDA machine with no internet; logs go to $OUT (or /tmp/gpu-out).
 #
-# Needs an ignored folder .gpu/ next to this repository's root, made on a machine with the packages:
+#   bash benchmarks/gpu.sh                 # all steps
+#   bash benchmarks/gpu.sh sampling job    # only the named steps (tests bench sampling sampling-large inception job demo suite)
+#
+# Needs an ignored folder .gpu/ in this repository's root, made on a machine with the packages:
 #   .gpu/whl/        wheels of the dependencies the GPU image lacks (omegaconf, antlr4-python3-runtime,
 #                    webdataset, braceexpand: `pip download --no-deps ...`)
 #   .gpu/inception-fp16.pt   the FID Inception as a half-precision state dict (the full file is too big to carry)
 #   .gpu/fmnist/     Fashion-MNIST .gz files (the test split also serves as the training split, for timing)
-# Order: GPU tests, benchmarks, a real training + evaluation job, the demo smoke run, then the whole test suite.
 set -u
 O=${OUT:-/tmp/gpu-out}
 mkdir -p "$O"
+STEPS=${*:-tests bench sampling sampling-large inception job demo suite}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl \
   || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 ROBUSTOK_DATA=$PWD/.gpu/fmnist ROBUSTOK_CACHE=/tmp/robustok-cache
 export ROBUSTOK_INCEPTION=$PWD/.gpu/inception-fp16.pt
 rt() { python3 -c "import sys; from robustok.cli import main; sys.exit(main())" "$@"; }
-step() { echo; echo "=== $1 ($(date +%T))"; }
+want() { [[ " $STEPS " == *" $1 "* ]] && echo && echo "=== $1: $2 ($(date +%T))"; }
+timed() { local t=$(date +%s); "$@"; echo "wall: $(( $(date +%s) - t )) s"; }
 
-step "device"
+echo "=== device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$O/device.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())" | tee -a "$O/device.txt"
 
-step "GPU tests"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -15
+want tests "the GPU tests" && timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -5
 
-step "tokenizer training throughput"
-timeout 150 python3 benchmarks/train_tokenizer.py --steps 20 2>&1 | tee "$O/train_tokenizer.txt"
+want bench "tokenizer training throughput" &&
+  timeout 150 python3 benchmarks/train_tokenizer.py --steps 20 2>&1 | tee "$O/train_tokenizer.txt"
 
-step "AR sampling, RAR-B size, 256 tokens"
-timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 64 --repeats 1 \
-  --device cuda --dtype bfloat16 2>&1 | tee "$O/sampling.txt"
+want sampling "AR sampling, RAR-B size, 256 tokens, batch 64, KV cache vs none" &&
+  timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 64 --repeats 1 \
+    --device cuda --dtype bfloat16 2>&1 | tee "$O/sampling.txt"
 
-step "FID Inception features"
-timeout 90 python3 benchmarks/fid_features.py --device cuda --num-images 2048 --batch-size 256 \
-  --weights "$ROBUSTOK_INCEPTION" 2>&1 | tee "$O/fid_features.txt"
+want sampling-large "AR sampling, RAR-B size, 256 tokens, batch 256, KV cache, profiled" &&
+  timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 256 --repeats 1 \
+    --device cuda --dtype bfloat16 --cache-only --profile 2>&1 | tee "$O/sampling-large.txt"
 
-step "train-tokenizer (fmnist-robust, 300 steps) + eval-tokenizer with Inception features"
-start=$(date +%s)
-timeout 150 bash -c "$(declare -f rt); rt train-tokenizer configs/tokenizer/fmnist-robust.yaml train.steps=300 \
-  run.dir=/tmp/tok run.progress=false run.sample_every=0" 2>&1 | tail -3
-echo "train-tokenizer wall: $(( $(date +%s) - start )) s" | tee "$O/job.txt"
-start=$(date +%s)
-timeout 150 bash -c "$(declare -f rt); rt eval-tokenizer /tmp/tok --features inception --num-images 2000 \
-  --batch-size 250 --json $O/eval.json" 2>&1 | tail -12
-echo "eval-tokenizer (2000 images, psnr/ssim/rfid/pfid/usage) wall: $(( $(date +%s) - start )) s" | tee -a "$O/job.txt"
+want inception "FID Inception features" &&
+  timeout 90 python3 benchmarks/fid_features.py --device cuda --num-images 2048 --batch-size 256 \
+    --weights "$ROBUSTOK_INCEPTION" 2>&1 | tee "$O/fid_features.txt"
 
-step "demo --quick"
-start=$(date +%s)
-timeout 200 bash -c "$(declare -f rt); rt demo --quick --out /tmp/quick" 2>&1 | tail -4
-echo "demo --quick wall: $(( $(date +%s) - start )) s" | tee -a "$O/job.txt"
+want job "train-tokenizer (fmnist-robust, 300 steps) + eval-tokenizer, Inception features, 2000 images" && {
+  timed timeout 150 bash -c "$(declare -f rt); rt train-tokenizer configs/tokenizer/fmnist-robust.yaml \
+    train.steps=300 run.dir=/tmp/tok run.progress=false run.sample_every=0 2>&1 | tail -2"
+  timed timeout 150 bash -c "$(declare -f rt); rt eval-tokenizer /tmp/tok/tokenizer --features inception \
+    --num-images 2000 --batch-size 250 --json $O/eval.json 2>&1 | tail -12"; } 2>&1 | tee "$O/job.txt"
 
-step "whole test suite on the GPU machine"
-timeout 200 python3 -m pytest -q -p no:cacheprovider -x tests 2>&1 | tail -20
-step "done"
+want demo "demo --quick" && timed timeout 200 bash -c "$(declare -f rt); rt demo --quick --out /tmp/quick 2>&1 | tail -2"
+
+want suite "the whole test suite on the GPU machine" &&
+  timeout 240 python3 -m pytest -q -p no:cacheprovider tests 2>&1 | tail -20 | tee "$O/suite.txt"
+echo "=== done ($(date +%T))"

@@ -90,7 +90,9 @@ def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict
     """The parsed `config.json` of a model directory, with `CheckpointError` naming the file if unusable."""
     path = Path(directory) / CONFIG_NAME
     if not path.is_file():
-        raise CheckpointError(f"{path}: not found; is {directory} a {what} directory?")
+        inner = sorted(Path(directory).glob(f"*/{CONFIG_NAME}"))
+        hint = f" (a training run keeps its model in a sub-folder: try {inner[0].parent})" if inner else ""
+        raise CheckpointError(f"{path}: not found; is {directory} a {what} directory?{hint}")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -91,6 +91,9 @@ def test_load_tokenizer_dispatch(tmp_path):
         load_tokenizer(tmp_path / "ours" / "model.safetensors")
     with pytest.raises(CheckpointError, match="not found"):
         load_tokenizer(tmp_path / "nothing")
+    ours.save_pretrained(tmp_path / "run" / "tokenizer")          # a training run's folder names its model
+    with pytest.raises(CheckpointError, match="sub-folder: try .*run/tokenizer"):
+        load_tokenizer(tmp_path / "run")
     (tmp_path / "gen").mkdir()
     (tmp_path / "gen" / "config.json").write_text(json.dumps({"class": "ARGenerator", "config": {}}))
     with pytest.raises(CheckpointError, match="not a tokenizer"):

@@ -20,7 +20,7 @@ def _cmd(run_dir, nproc, *extra):
 
 @needs_fmnist
 def test_two_gloo_processes_match_one(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, also on a GPU machine
     runs = {"w1": (1,), "w2": (2,), "gan": (2, "loss.disc_weight=0.5", "loss.disc_start=1")}
     for name, (n, *extra) in runs.items():
         r = subprocess.run(_cmd(tmp_path / name, n, *extra), capture_output=True, text=True, env=env, timeout=600)
@@ -50,7 +50,7 @@ def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):
         Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(tmp_path / "imgs" / f"{i:02d}.png")
     Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
                               codebook_size=32, code_dim=4)).save_pretrained(tmp_path / "tok")
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, also on a GPU machine
     res = {}
     for n in (1, 2):
         cmd = _cmd(tmp_path, n)[:7] + ["-m", "robustok.cli", "eval-tokenizer", str(tmp_path / "tok"),
@@ -64,3 +64,13 @@ def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):
         assert res[2][k] == pytest.approx(res[1][k], rel=1e-6), k
     # pFID's perturbations are drawn per (seed, cell, rank): another valid draw, not the same numbers
     assert len(res[2]["pfid_grid"]) == 15 and np.isfinite(res[2]["pfid"])
+
+
+def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    from robustok.errors import RobustokError
+    from robustok.train import dist
+    monkeypatch.setattr(dist.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(dist.torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(RobustokError, match="LOCAL_RANK 1, but only 1 CUDA device"):
+        dist.setup()

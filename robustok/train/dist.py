@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from robustok.errors import RobustokError
+
 
 @dataclass
 class DistInfo:
@@ -27,6 +29,10 @@ def setup() -> DistInfo:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
+        if local >= torch.cuda.device_count():
+            raise RobustokError(f"LOCAL_RANK {local}, but only {torch.cuda.device_count()} CUDA device(s) are visible: "
+                                "launch at most one process per GPU, or hide the GPUs (CUDA_VISIBLE_DEVICES=) "
+                                "to run the processes on the CPU with gloo")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     else:
