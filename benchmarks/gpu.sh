@@ -34,9 +34,9 @@ want sampling "AR sampling, RAR-B size, 256 tokens, batch 64, KV cache vs none" 
   timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 64 --repeats 1 \
     --device cuda --dtype bfloat16 2>&1 | tee "$O/sampling.txt"
 
-want sampling-large "AR sampling, RAR-B size, 256 tokens, batch 256, KV cache, profiled" &&
+want sampling-large "AR sampling, RAR-B size, 256 tokens, batch 256, KV cache" &&
   timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 256 --repeats 1 \
-    --device cuda --dtype bfloat16 --cache-only --profile 2>&1 | tee "$O/sampling-large.txt"
+    --device cuda --dtype bfloat16 --cache-only 2>&1 | tee "$O/sampling-large.txt"
 
 want inception "FID Inception features" &&
   timeout 90 python3 benchmarks/fid_features.py --device cuda --num-images 2048 --batch-size 256 \

@@ -46,8 +46,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch default)")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.add_argument("--cache-only", action="store_true", help="skip the (slow) no-cache column")
-    p.add_argument("--profile", action="store_true",
-                   help="also print host vs device time of one KV-cache run at the largest batch")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -68,28 +66,6 @@ def main() -> None:
             fast = bench(model, batch, True, cfg, a.repeats, a.device)
             ratio = "-" if a.cache_only else f"{fast / slow:.1f}x"
             print(f"| {batch} | {'on (2.0)' if cfg != 1 else 'off'} | {slow:.1f} | {fast:.1f} | {ratio} |", flush=True)
-    if a.profile:
-        profile(model, batch, a.device)
-
-
-def profile(model: ARGenerator, batch: int, device: str) -> None:
-    """Where one KV-cache sampling run spends its time: host (Python + launches) vs device kernels."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
-    labels = torch.arange(batch, device=device) % max(1, model.config.num_classes)
-    with torch_profile(activities=acts) as prof:
-        start = time.perf_counter()
-        model.sample(labels, cfg=2.0, use_cache=True)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        wall = time.perf_counter() - start
-    events = prof.key_averages()
-    device_s = sum(e.self_device_time_total for e in events) / 1e6 if device.startswith("cuda") else float("nan")
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC"))
-    print(f"\nprofile (batch {batch}, CFG on, under the profiler): wall {wall:.2f} s, device kernels {device_s:.2f} s, "
-          f"{launches} kernel launches ({launches / model.seq_len:.0f} per token)")
-    sort = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-    print(events.table(sort_by=sort, row_limit=12))
 
 
 if __name__ == "__main__":
