@@ -35,7 +35,7 @@ PROFILES = {
     "full": DemoProfile("full"),
     "default": DemoProfile("default", tok_steps=1200, tok_checkpoints=[400, 800, 1200],
                            tok_overrides=["loss.disc_start=600"], gen_steps=350, pretok_images=15000,
-                           eval_images=1000, gen_images=1000, num_pairs=4000, post_steps=200, post_seeds=[0, 1, 2]),
+                           eval_images=1000, gen_images=1000, num_pairs=4000, post_steps=150, post_seeds=[0, 1, 2]),
     "quick": DemoProfile("quick", tok_steps=24, tok_checkpoints=[8, 16, 24], tok_overrides=QUICK_MODEL,
                          gen_steps=20, gen_overrides=["data.batch_size=16", "model.dim=32", "model.depth=1",
                                                       "model.heads=2"],
