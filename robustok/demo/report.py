@@ -66,7 +66,7 @@ def figures(res: dict, out: Path) -> list[tuple[str, str]]:
         ax.bar(np.arange(3) + 0.38 * k, vals, 0.38, label=name)
     ax.set_xticks(np.arange(3) + 0.19, labels)
     ax.set_ylabel(f"gFID-{feats} (same tokens)")
-    ax.legend()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)  # below: never on a bar
     figs.append(("gFID of the same generated tokens decoded by each decoder (mean over post-training seeds)",
                  _png(fig)))
     # correlations
