@@ -2,7 +2,8 @@
 
     python experiments/posttrain_recipes.py runs/demo-full --out runs/recipes [--recipes demo,low-lr,paper]
 
-For each tokenizer (baseline, robust), recipe and seed: post-train on the demo's pairs and run the control with
+For each tokenizer (baseline, robust), recipe and seed: post-train on the demo's pairs (with the demo profile's
+post-training settings: steps, overrides, FID features, number of reference images) and run the control with
 the same recipe and seed (`post_train(..., with_control=True)`), then print Delta = gFID-proxy(post) -
 gFID-proxy(control) per seed, its mean and sd, and both against the untouched decoder. Finished runs are read
 back from `<out>/<name>-<recipe>-seed<k>/posttrain.json`, so an interrupted study continues.
@@ -20,23 +21,25 @@ from robustok.demo.stages import config_file
 from robustok.posttrain.train import PostTrainConfig, post_train
 
 RECIPES = {
-    "demo": [],                                                            # configs/posttrain/fmnist.yaml as is
+    "demo": [],                                                            # the demo's own post-training
     "low-lr": ["train.lr=2.0e-4", "train.min_lr=2.0e-5"],                  # main training's final lr
     "paper": ["train.lr=2.0e-4", "train.min_lr=2.0e-5", "loss.disc_weight=0.1", "loss.disc_start=0",
               "loss.disc_lr=2.0e-4"],                                      # + main training's GAN, reused D
 }
 
 
-def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, steps: int, n_ref: int) -> dict:
+def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: dict) -> dict:
     run_dir = out / f"{name}-{recipe}-seed{seed}"
     done = run_dir / "posttrain.json"
     if done.is_file():
         return json.loads(done.read_text())
     tok = sorted((demo / "tokenizers").glob(f"{name}-*"))[-1]             # the last main-training checkpoint
+    steps = profile["post_steps"]
     cfg = load_config(PostTrainConfig, config_file("posttrain/fmnist.yaml"),
                       [f"tokenizer={tok}", f"pairs={demo / 'pairs' / name}", f"run.dir={run_dir}", f"run.seed={seed}",
-                       f"train.steps={steps}", f"eval_every={steps // 3}", "eval_features=fmnist",
-                       "eval_reference=fashion-mnist:test", f"eval_num_reference={n_ref}", *RECIPES[recipe]])
+                       f"train.steps={steps}", f"eval_every={max(steps // 3, 1)}", f"eval_features={profile['features']}",
+                       "eval_reference=fashion-mnist:test", f"eval_num_reference={profile['gen_images']}",
+                       *profile["post_overrides"], *RECIPES[recipe]])
     return post_train(cfg, with_control=True)
 
 
@@ -47,14 +50,13 @@ def main() -> None:
     p.add_argument("--recipes", default="demo,low-lr,paper")
     p.add_argument("--names", default="baseline,robust")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--num-reference", type=int, default=2000, help="real test images of the gFID proxy")
     a = p.parse_args()
     demo, out = Path(a.demo), Path(a.out)
+    profile = json.loads((demo / "results.json").read_text())["profile_config"]
     rows = []
     for name in a.names.split(","):
         for recipe in a.recipes.split(","):
-            runs = [run_one(demo, out, name, recipe, int(s), a.steps, a.num_reference) for s in a.seeds.split(",")]
+            runs = [run_one(demo, out, name, recipe, int(s), profile) for s in a.seeds.split(",")]
             delta = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
             rows.append({"tokenizer": name, "recipe": recipe, "before": runs[0]["gfid_proxy_before"],
                          "post": float(np.mean([r["gfid_proxy_after"] for r in runs])),

@@ -63,3 +63,16 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert img.std() > 20  # not a blank page
     assert (img < 128).mean() > 0.02  # text, tables and figures drawn
+
+
+@needs_fmnist
+def test_posttrain_recipe_study_runs_on_a_finished_demo(quick_demo, tmp_path):
+    cmd = [sys.executable, "experiments/posttrain_recipes.py", str(quick_demo), "--out", str(tmp_path),
+           "--recipes", "paper", "--names", "robust", "--seeds", "0"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    [row] = json.loads((tmp_path / "summary.json").read_text())
+    run = json.loads((tmp_path / "robust-paper-seed0" / "posttrain.json").read_text())
+    assert run["reused_discriminator"] is True and run["steps"] == 6      # the quick profile's post-training steps
+    assert row["delta"] == [run["gfid_proxy_after"] - run["gfid_proxy_control"]]
+    assert "| robust | paper |" in r.stdout
