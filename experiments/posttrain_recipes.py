@@ -28,7 +28,7 @@ RECIPES = {
 }
 
 
-def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: dict) -> dict:
+def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: dict, pairs: Path) -> dict:
     run_dir = out / f"{name}-{recipe}-seed{seed}"
     done = run_dir / "posttrain.json"
     if done.is_file():
@@ -36,7 +36,7 @@ def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: d
     tok = sorted((demo / "tokenizers").glob(f"{name}-*"))[-1]             # the last main-training checkpoint
     steps = profile["post_steps"]
     cfg = load_config(PostTrainConfig, config_file("posttrain/fmnist.yaml"),
-                      [f"tokenizer={tok}", f"pairs={demo / 'pairs' / name}", f"run.dir={run_dir}", f"run.seed={seed}",
+                      [f"tokenizer={tok}", f"pairs={pairs / name}", f"run.dir={run_dir}", f"run.seed={seed}",
                        f"train.steps={steps}", f"eval_every={max(steps // 3, 1)}", f"eval_features={profile['features']}",
                        "eval_reference=fashion-mnist:test", f"eval_num_reference={profile['gen_images']}",
                        *profile["post_overrides"], *RECIPES[recipe]])
@@ -50,13 +50,15 @@ def main() -> None:
     p.add_argument("--recipes", default="demo,low-lr,paper")
     p.add_argument("--names", default="baseline,robust")
     p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--pairs", default=None, help="folder of <name>/ pairs folders (default: the demo's pairs/)")
     a = p.parse_args()
     demo, out = Path(a.demo), Path(a.out)
     profile = json.loads((demo / "results.json").read_text())["profile_config"]
     rows = []
     for name in a.names.split(","):
         for recipe in a.recipes.split(","):
-            runs = [run_one(demo, out, name, recipe, int(s), profile) for s in a.seeds.split(",")]
+            runs = [run_one(demo, out, name, recipe, int(s), profile, Path(a.pairs or demo / "pairs"))
+                    for s in a.seeds.split(",")]
             delta = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
             rows.append({"tokenizer": name, "recipe": recipe, "before": runs[0]["gfid_proxy_before"],
                          "post": float(np.mean([r["gfid_proxy_after"] for r in runs])),
