@@ -14,11 +14,9 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
-from robustok.config import load_config
-from robustok.demo.stages import config_file
-from robustok.posttrain.train import PostTrainConfig, post_train
+from robustok.demo.profiles import DemoProfile
+from robustok.demo.stages import mean_sd, point_name, post_train_config
+from robustok.posttrain.train import post_train
 
 RECIPES = {
     "demo": [],                                                            # the demo's own post-training
@@ -28,18 +26,13 @@ RECIPES = {
 }
 
 
-def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: dict, pairs: Path) -> dict:
+def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: DemoProfile, pairs: Path) -> dict:
     run_dir = out / f"{name}-{recipe}-seed{seed}"
     done = run_dir / "posttrain.json"
     if done.is_file():
         return json.loads(done.read_text())
-    tok = sorted((demo / "tokenizers").glob(f"{name}-*"))[-1]             # the last main-training checkpoint
-    steps = profile["post_steps"]
-    cfg = load_config(PostTrainConfig, config_file("posttrain/fmnist.yaml"),
-                      [f"tokenizer={tok}", f"pairs={pairs / name}", f"run.dir={run_dir}", f"run.seed={seed}",
-                       f"train.steps={steps}", f"eval_every={max(steps // 3, 1)}", f"eval_features={profile['features']}",
-                       "eval_reference=fashion-mnist:test", f"eval_num_reference={profile['gen_images']}",
-                       *profile["post_overrides"], *RECIPES[recipe]])
+    tok = demo / "tokenizers" / point_name(name, max(profile.tok_checkpoints))   # the final main-training point
+    cfg = post_train_config(tok, pairs / name, run_dir, seed, profile, RECIPES[recipe])
     return post_train(cfg, with_control=True)
 
 
@@ -53,18 +46,18 @@ def main() -> None:
     p.add_argument("--pairs", default=None, help="folder of <name>/ pairs folders (default: the demo's pairs/)")
     a = p.parse_args()
     demo, out = Path(a.demo), Path(a.out)
-    profile = json.loads((demo / "results.json").read_text())["profile_config"]
+    profile = DemoProfile(**json.loads((demo / "results.json").read_text())["profile_config"])
     rows = []
     for name in a.names.split(","):
         for recipe in a.recipes.split(","):
             runs = [run_one(demo, out, name, recipe, int(s), profile, Path(a.pairs or demo / "pairs"))
                     for s in a.seeds.split(",")]
             delta = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
-            rows.append({"tokenizer": name, "recipe": recipe, "before": runs[0]["gfid_proxy_before"],
-                         "post": float(np.mean([r["gfid_proxy_after"] for r in runs])),
-                         "control": float(np.mean([r["gfid_proxy_control"] for r in runs])),
-                         "delta": delta, "delta_mean": float(np.mean(delta)),
-                         "delta_sd": float(np.std(delta, ddof=1)) if len(delta) > 1 else None})
+            row = {"tokenizer": name, "recipe": recipe, "before": runs[0]["gfid_proxy_before"],
+                   "post": mean_sd([r["gfid_proxy_after"] for r in runs])[0],
+                   "control": mean_sd([r["gfid_proxy_control"] for r in runs])[0], "delta": delta}
+            row["delta_mean"], row["delta_sd"] = mean_sd(delta)
+            rows.append(row)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
     print("| tokenizer | recipe | gFID before | after post-training | after control | post - control per seed | "
           "mean ± sd |")

@@ -5,7 +5,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -193,6 +193,23 @@ def gfid(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoP
     return results
 
 
+def mean_sd(values: list[float]) -> tuple[float, Optional[float]]:
+    """Mean and sample sd (None for a single value)."""
+    return float(np.mean(values)), (float(np.std(values, ddof=1)) if len(values) > 1 else None)
+
+
+def post_train_config(tok_path: str | Path, pairs_dir: str | Path, run_dir: str | Path, seed: int,
+                      profile: DemoProfile, extra: Sequence[str] = ()):
+    """The demo's post-training configuration for one seed (`extra`: overrides on top, e.g. another recipe)."""
+    from robustok.posttrain.train import PostTrainConfig
+
+    return load_config(PostTrainConfig, config_file("posttrain/fmnist.yaml"),
+                       [f"tokenizer={tok_path}", f"pairs={pairs_dir}", f"run.dir={run_dir}", f"run.seed={seed}",
+                        f"train.steps={profile.post_steps}", f"eval_every={max(profile.post_steps // 3, 1)}",
+                        f"eval_features={profile.features}", "eval_reference=fashion-mnist:test",
+                        f"eval_num_reference={profile.gen_images}", *profile.post_overrides, *extra])
+
+
 def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile: DemoProfile, fresh: bool,
                      features, log) -> dict:
     """Pairs at sigma from the point's generator, then post-training + the sigma=1 control, per seed."""
@@ -200,7 +217,7 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions
     from robustok.posttrain.pairs import PairsSpec, make_pairs
-    from robustok.posttrain.train import PostTrainConfig, post_train
+    from robustok.posttrain.train import post_train
 
     pairs_dir = out / "pairs" / name
     key = {"gen": _weights_hash(gen_path), "tok": _weights_hash(tok_path), "sigma": profile.sigma,
@@ -218,11 +235,7 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
     runs = []
     for seed in profile.post_seeds:
         run_dir = out / "runs" / f"post-{name}-seed{seed}"
-        cfg = load_config(PostTrainConfig, config_file("posttrain/fmnist.yaml"),
-                          [f"tokenizer={tok_path}", f"pairs={pairs_dir}", f"run.dir={run_dir}", f"run.seed={seed}",
-                           f"train.steps={profile.post_steps}", f"eval_every={max(profile.post_steps // 3, 1)}",
-                           f"eval_features={profile.features}", "eval_reference=fashion-mnist:test",
-                           f"eval_num_reference={profile.gen_images}", *profile.post_overrides])
+        cfg = post_train_config(tok_path, pairs_dir, run_dir, seed, profile)
         def work(cfg=cfg, run_dir=run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
             s = post_train(cfg, with_control=True, log=log)
@@ -235,9 +248,6 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
 
     def col(key: str) -> list[float]:
         return [float(r[key]) for r in runs]
-
-    def mean_sd(v: list[float]) -> tuple[float, Optional[float]]:
-        return float(np.mean(v)), (float(np.std(v, ddof=1)) if len(v) > 1 else None)
 
     after, control = col("gfid_proxy_after"), col("gfid_proxy_control")
     vs_control = [a - c for a, c in zip(after, control)]
