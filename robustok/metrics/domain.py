@@ -1,8 +1,10 @@
 """`fmnist`: a fast domain feature network for the embedded Fashion-MNIST default.
 
-A small CNN classifier trained deterministically on `fashion-mnist:train` (fixed seed, fixed order, one thread)
-the first time it is needed, cached as safetensors under $ROBUSTOK_CACHE (default ~/.cache/robustok). Its
-128-d penultimate activations are the FID features; its test accuracy is stored with the weights and reported.
+A small CNN classifier trained deterministically on `fashion-mnist:train` (fixed seed, fixed order, one thread).
+Its weights ship with the package (`weights/`, 1.4 MB, checked by sha256), because retraining on another CPU gives
+slightly different weights (0.9072 instead of 0.9077 test accuracy without AVX-512) and so other FID-fmnist
+values. Its 128-d penultimate activations are the FID features; its test accuracy is stored with the weights.
+Retrain on request: `python -m robustok.metrics.domain --train FILE`, then `ROBUSTOK_FMNIST_WEIGHTS=FILE`.
 """
 from __future__ import annotations
 
@@ -24,12 +26,9 @@ BATCH = 128
 LR = 2e-3
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("ROBUSTOK_CACHE", Path.home() / ".cache" / "robustok"))
-
-
-def cache_path() -> Path:
-    return cache_dir() / f"fmnist-features-{VERSION}.safetensors"
+SHIPPED = Path(__file__).with_name("weights") / f"fmnist-features-{VERSION}.safetensors"
+SHIPPED_SHA256 = "682d62e3f2e1dfa79c9020ef31a41f2497eb38017c7e8f738fc689d785f5dfe0"
+SHIPPED_ACCURACY = 0.9077
 
 
 class FmnistNet(nn.Module):
@@ -110,30 +109,51 @@ def train(root: str | None = None, epochs: int = EPOCHS, log=print) -> tuple[Fmn
         torch.set_num_threads(threads)
 
 
-def load_or_train(root: str | None = None, log=print) -> tuple[FmnistNet, float, Path]:
-    """The cached network (trained and cached first if absent); returns (net, test accuracy, file)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open, save_file
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
-    path = cache_path()
-    if path.is_file():
-        try:
-            with safe_open(str(path), "pt") as f:
-                acc = float((f.metadata() or {})["test_accuracy"])
-            net = FmnistNet()
-            net.load_state_dict(load_file(str(path)))
-            return net.eval(), acc, path
-        except (SafetensorError, KeyError, ValueError, RuntimeError, OSError) as err:
-            log(f"fmnist features: cached file {path} unusable ({err}); retraining")
-    log(f"fmnist features: training the domain feature network once (cached at {path})")
+
+def load_weights(path: Path | None = None) -> tuple[FmnistNet, float, Path]:
+    """The feature network from `path` (default: the weights shipped with the package, checked by sha256).
+
+    Returns (net, test accuracy, file). `$ROBUSTOK_FMNIST_WEIGHTS` names another file (e.g. one made by
+    `python -m robustok.metrics.domain --train FILE`); the shipped file must match its hash, so FID-fmnist values
+    are the same on every machine.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    path = Path(path or os.environ.get("ROBUSTOK_FMNIST_WEIGHTS") or SHIPPED)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: fmnist feature weights not found"
+                              + (" (the package was installed without its data files; reinstall robustok)"
+                                 if path == SHIPPED else ""))
+    if path == SHIPPED and _sha256(path) != SHIPPED_SHA256:
+        raise CheckpointError(f"{path}: sha256 does not match the shipped fmnist feature weights "
+                              f"({SHIPPED_SHA256[:16]}...); the file is damaged: reinstall robustok")
+    try:
+        with safe_open(str(path), "pt") as f:
+            acc = float((f.metadata() or {})["test_accuracy"])
+        net = FmnistNet()
+        net.load_state_dict(load_file(str(path)))
+    except (SafetensorError, KeyError, ValueError, RuntimeError, OSError) as err:
+        raise CheckpointError(f"{path}: not a usable fmnist feature network ({err})") from None
+    return net.eval(), acc, path
+
+
+def train_and_save(path: Path, root: str | None = None, log=print) -> float:
+    """Train the network deterministically (about 2 minutes on one core) and save it atomically; returns accuracy."""
+    from safetensors.torch import save_file
+
     net, acc = train(root, log=log)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")
     save_file(net.state_dict(), str(tmp), metadata={"test_accuracy": f"{acc:.6f}", "seed": str(SEED),
                                                     "epochs": str(EPOCHS), "version": VERSION})
     os.replace(tmp, path)
-    log(f"fmnist features: test accuracy {acc:.4f}")
-    return net, acc, path
+    log(f"fmnist features: test accuracy {acc:.4f}, sha256 {_sha256(path)} ({path})")
+    return acc
 
 
 class FmnistFeatures:
@@ -144,7 +164,7 @@ class FmnistFeatures:
     has_logits = True
 
     def __init__(self, device: str | torch.device = "cpu", root: str | None = None, log=print):
-        self.net, self.accuracy, self.source = load_or_train(root, log)
+        self.net, self.accuracy, self.source = load_weights()
         self.device = torch.device(device)
         self.net.to(self.device)
 
@@ -155,3 +175,13 @@ class FmnistFeatures:
     @torch.inference_mode()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(_prepare(images.to(self.device))).float().cpu()
+
+
+if __name__ == "__main__":
+    import argparse
+    parser = argparse.ArgumentParser(description="Retrain the fmnist feature network (the package ships it).")
+    parser.add_argument("--train", metavar="FILE", required=True, help="where to write the new weights")
+    parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")
+    args = parser.parse_args()
+    acc = train_and_save(Path(args.train), args.data_root)
+    print(f"shipped: accuracy {SHIPPED_ACCURACY}, sha256 {SHIPPED_SHA256}")
