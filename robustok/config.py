@@ -28,6 +28,7 @@ class RunConfig:
     ckpt_every: int = 500          # steps between checkpoints (0: only the final one)
     keep_checkpoints: int = 2      # most recent checkpoints kept on disk
     progress: bool = True          # tqdm bar
+    deterministic: bool = False    # bitwise-repeatable: one CPU thread, deterministic kernels (train/reproducible.py)
 
 
 @dataclass

@@ -4,6 +4,8 @@ import sys
 import pytest
 import torch
 
+from safetensors.torch import load_file
+
 from robustok.errors import RobustokError
 from robustok.tokenizer.model import Tokenizer
 from robustok.tokenizer.train import TokenizerTask
@@ -128,3 +130,22 @@ def test_ema_warm_up_forgets_the_initialisation():
         update_ema(ema, model, ema_decay_at(step, 0.999))
     assert ema.weight.max() < 1.5  # a plain 0.999 would leave 0.999**400 * 99 ≈ 66 of the offset
     assert ema_decay_at(10**6, 0.999) == 0.999
+
+
+def test_deterministic_runs_are_bitwise_repeatable(tmp_path):
+    """run.deterministic=true: two runs of one config and seed give identical weights, on 2 OpenMP threads asked."""
+    import os
+    args = [sys.executable, "-m", "robustok.cli", "train-tokenizer", "configs/tokenizer/fmnist-robust.yaml",
+            "train.steps=6", "run.progress=false", "data.batch_size=8", "loss.disc_start=3", "run.deterministic=true",
+            "model.base_channels=8", "model.channel_mult=[1,2]", "model.hidden_dim=16", "model.codebook_size=64",
+            "perturb.delta=4", "perturb.beta=0.5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    for name in ("a", "b"):
+        subprocess.run(args + [f"run.dir={tmp_path / name}"], check=True, capture_output=True, env=env)
+    a = load_file(str(tmp_path / "a" / "tokenizer" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "tokenizer" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    code = ("import torch; from robustok.train.reproducible import make_deterministic; make_deterministic(); "
+            "print(torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert r.stdout.split() == ["1", "True"]

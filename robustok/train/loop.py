@@ -33,6 +33,7 @@ from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
 from robustok.data import train_batches
 from robustok.errors import RobustokError
 from robustok.train import dist as rdist
+from robustok.train.reproducible import make_deterministic
 from robustok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from robustok.train.logging import MetricsLogger, save_grid
 
@@ -80,6 +81,8 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
           resume: bool = False) -> Path:
     """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
     info = rdist.setup()
+    if run.deterministic:
+        make_deterministic()
     device = info.device
     run_dir = Path(run.dir)
     if info.is_main:
