@@ -13,6 +13,7 @@ import heapq
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -35,6 +36,17 @@ def mine(num_batches: int, rank: int | None = None, world: int | None = None) ->
 def batch_seed(seed: int, batch: int) -> int:
     """The seed of batch `batch`'s random stream (batch 0: `seed` itself), independent of the number of ranks."""
     return seed + 1_000_003 * batch
+
+
+@contextmanager
+def rank0_first():
+    """Run the block on rank 0 first, then on the other ranks (e.g. to fill a cache once)."""
+    rank, world = rank_world()
+    if world > 1 and rank != 0:
+        barrier()
+    yield
+    if world > 1 and rank == 0:
+        barrier()
 
 
 def start_parts(parts: str | Path) -> Path:
