@@ -61,15 +61,15 @@ def start_parts(parts: str | Path) -> Path:
 
 
 class PartWriter:
-    """This rank's per-batch arrays, buffered and saved as `.npz` part files of about `chunk_rows` rows each."""
+    """This rank's per-batch arrays, buffered and saved as `.npz` part files of about `chunk_bytes` each."""
 
-    def __init__(self, parts: str | Path, chunk_rows: int = 50_000):
-        self.parts, self.chunk_rows = Path(parts), chunk_rows
+    def __init__(self, parts: str | Path, chunk_bytes: int = 1 << 28):
+        self.parts, self.chunk_bytes = Path(parts), chunk_bytes
         self.rank, _ = rank_world()
         self.files: list[str] = []
         self.batches: list[int] = []
         self._buf: dict[str, np.ndarray] = {}
-        self._rows = 0
+        self._bytes = 0
 
     def add(self, batch: int, **arrays: np.ndarray) -> None:
         """Keep `arrays` (any shapes) as batch number `batch`; batches must come in increasing order."""
@@ -78,8 +78,8 @@ class PartWriter:
         self.batches.append(int(batch))
         for name, arr in arrays.items():
             self._buf[f"{int(batch)}/{name}"] = np.asarray(arr)
-        self._rows += max((len(a) for a in arrays.values() if np.ndim(a)), default=1)
-        if self._rows >= self.chunk_rows:
+        self._bytes += sum(np.asarray(a).nbytes for a in arrays.values())
+        if self._bytes >= self.chunk_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -91,7 +91,7 @@ class PartWriter:
             np.savez(f, **self._buf)
         os.replace(tmp, self.parts / name)
         self.files.append(name)
-        self._buf, self._rows = {}, 0
+        self._buf, self._bytes = {}, 0
 
     def close(self) -> None:
         """Save what is buffered and the index of this rank's part files (written last: the part is complete)."""

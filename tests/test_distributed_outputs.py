@@ -135,7 +135,7 @@ def test_part_files_merge_in_batch_order(tmp_path):
     parts.mkdir()
     batches = {b: {"x": np.full((2, 3), b), "s": np.array([b * 0.5])} for b in range(7)}
     for rank in range(3):
-        w = PartWriter(parts, chunk_rows=3)
+        w = PartWriter(parts, chunk_bytes=100)
         w.rank = rank
         for b in mine(7, rank, 3):
             w.add(b, **batches[b])

@@ -60,7 +60,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     discrete = bool(getattr(tokenizer, "is_discrete", True))
     total = None
     if not isinstance(dataset, IterableDataset):
-        total = len(range(rank, (len(dataset) if limit is None else min(limit, len(dataset))) * views, world))
+        items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
+        total = sum(min(batch_size, items - b * batch_size) for b in range(rank, -(-items // batch_size), world))
     bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
     mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
     writer = ShardWriter(out, storage, "ids" if discrete else "latents", shard_size)
