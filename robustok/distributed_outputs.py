@@ -3,8 +3,8 @@
 Work is cut into numbered batches; rank r takes batches r, r + world, r + 2 world, ... Each rank saves its
 batches' arrays as numbered part files (written under a temporary name, then renamed) in a parts folder, plus
 an index listing them. After a barrier, rank 0 reads every rank's batches back in global batch order and writes
-the final output; the parts folder is then removed. Without a process group (one process) the same code paths
-run with world = 1. The parts folder must be on a file system that every rank sees (one machine under
+the final output; the parts folder is then removed. Without a process group (one process) `sharded` passes the
+batches straight through, with no part files. The parts folder must be on a file system that every rank sees (one machine under
 `torchrun --nproc_per_node N`, or a shared file system).
 """
 from __future__ import annotations
