@@ -2,6 +2,8 @@
 
 A and B: folders of images, ADM-style sample `.npz` files (`arr_0`, uint8 NHWC), statistics `.npz` files
 (`mu`, `sigma`; ADM's VIRTUAL_*.npz work) or data specs (`fashion-mnist:test`, `wds:<pattern>`).
+Under `torchrun --nproc_per_node N` every rank extracts features of a strided share of each set; the statistics
+are gathered once (the same numbers as one process, up to rounding) and rank 0 reports.
 """
 from __future__ import annotations
 
@@ -40,12 +42,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _net(args):
-    import torch
-
+    """The feature network on this rank's device. Under torchrun (a process group is set up here) rank 0 builds
+    it first, so that a network trained and cached on first use (fmnist) is written once."""
+    from robustok.distributed_outputs import rank0_first
     from robustok.metrics.features import get_feature_net
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return get_feature_net(args.features, device, args.inception_weights, args.data_root,
-                            log=lambda m: print(m, file=sys.stderr))
+    from robustok.train.dist import setup
+
+    info = setup()
+    device = args.device or str(info.device)
+    with rank0_first():
+        return get_feature_net(args.features, device, args.inception_weights, args.data_root,
+                               log=lambda m: print(m, file=sys.stderr))
 
 
 def run_fid(args: argparse.Namespace) -> int:
@@ -53,6 +60,7 @@ def run_fid(args: argparse.Namespace) -> int:
     from robustok.metrics.features import describe
     from robustok.metrics.fid import check_sizes, fid_between, source_stats
     from robustok.metrics.generation import class_accuracy, inception_score, precision_recall
+    from robustok.metrics.distributed import rank_world
     from robustok.metrics.sources import read_sample_labels
 
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
@@ -70,13 +78,17 @@ def run_fid(args: argparse.Namespace) -> int:
     if ("is" in wanted or "acc" in wanted) and not net.has_logits:
         name = getattr(net, "source", net.name)
         raise ConfigError(f"IS and class accuracy need a feature network with logits; {name} has none")
-    print(describe(net), file=sys.stderr)
+    main = rank_world()[0] == 0  # under torchrun every rank extracts a strided share; rank 0 reports
+    if main:
+        print(describe(net), file=sys.stderr)
     kw = dict(batch_size=args.batch_size, num_images=args.num_images, data_root=args.data_root,
               resolution=args.resolution)
     a = source_stats(args.a, net, keep_features="pr" in wanted, keep_logits="is" in wanted or "acc" in wanted,
                      **kw)
     b = source_stats(args.b, net, keep_features="pr" in wanted, **kw)
     check_sizes(a, b, args.a, args.b)
+    if not main:
+        return 0
     out = {"fid": fid_between(a, b), "features": net.name, "num_images": [a.stats.n, b.stats.n]}
     if "is" in wanted:
         out["is"], out["is_std"] = inception_score(a.logits)
@@ -100,6 +112,7 @@ def run_fid(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     from robustok.metrics.features import describe
+    from robustok.metrics.distributed import rank_world
     from robustok.metrics.fid import save_stats, source_stats
     from robustok.metrics.sources import is_stats_file
 
@@ -107,8 +120,12 @@ def run_stats(args: argparse.Namespace) -> int:
     if is_stats_file(args.spec):
         raise DataError(f"{args.spec}: already a statistics file")
     net = _net(args)
-    print(describe(net), file=sys.stderr)
+    main = rank_world()[0] == 0  # under torchrun every rank extracts a strided share; rank 0 writes the file
+    if main:
+        print(describe(net), file=sys.stderr)
     s = source_stats(args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution)
+    if not main:
+        return 0
     save_stats(args.out, s, net.name)
     print(f"wrote {args.out}: {net.name} statistics of {s.stats.n} images ({s.image_size[0]}x{s.image_size[1]})")
     return 0

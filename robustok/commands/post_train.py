@@ -42,15 +42,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_data(args: argparse.Namespace) -> int:
-    import torch
-
     from robustok.adapters import load_tokenizer
     from robustok.data import build_dataset
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions
     from robustok.posttrain.pairs import PairsSpec, make_pairs
+    from robustok.train.dist import setup
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    info = setup()  # under torchrun: a process group; the ranks generate strided batches, rank 0 writes the store
+    device = args.device or str(info.device)
     gen = load_generator(args.generator, device).eval()
     tok = load_tokenizer(args.tokenizer).to(device).eval()
     spec = PairsSpec(sigma=args.sigma, num_pairs=args.num_pairs, num_eval=args.num_eval, data=args.data,
@@ -61,7 +61,8 @@ def run_data(args: argparse.Namespace) -> int:
                            top_p=args.top_p if args.top_p < 1 else None, steps=args.steps)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress)
-    print(f"wrote {args.num_pairs} pairs (sigma={args.sigma}) and {args.num_eval} held-out samples to {out}")
+    if info.is_main:
+        print(f"wrote {args.num_pairs} pairs (sigma={args.sigma}) and {args.num_eval} held-out samples to {out}")
     return 0
 
 

@@ -1,5 +1,5 @@
 """`robustok pretokenize TOKDIR --data SPEC --out DIR [--views N] [--format npy|wds]`: encode a data set once into a
-token store."""
+token store. Under `torchrun --nproc_per_node N` the ranks encode strided batches and rank 0 writes one store."""
 from __future__ import annotations
 
 import argparse
@@ -26,22 +26,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from robustok.data import build_dataset
     from robustok.errors import DataError
     from robustok.generator.store import write_token_store
     from robustok.adapters import load_tokenizer
+    from robustok.train.dist import setup
 
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    info = setup()  # under torchrun: a process group; the ranks encode strided batches, rank 0 writes the store
+    device = args.device or str(info.device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     c = tok.config
     ds = build_dataset(args.data, c.image_size, c.channels, train=args.views > 2, root=args.root, seed=args.seed)
     m = write_token_store(tok, ds, args.out, views=args.views, seed=args.seed, batch_size=args.batch_size,
                           shard_size=args.shard_size, limit=args.num_images, source=args.data,
                           progress=not args.no_progress, storage=args.format)
+    if not info.is_main:
+        return 0
     what = f"ids (K={m['codebook_size']})" if m["kind"] == "ids" else f"latents ({m['latent_channels']} channels)"
     print(f"wrote {m['count']} entries of {what} on a {m['grid'][0]}x{m['grid'][1]} grid to {args.out} "
           f"({len(m['shards'])} {args.format} shard(s), tokenizer {m['tokenizer_fingerprint']})")

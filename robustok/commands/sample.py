@@ -1,6 +1,8 @@
 """`robustok sample GENDIR --tokenizer TOKDIR --num-images N --cfg S --out DIR`: images from a trained generator.
 
 Writes `DIR/<class>/<index>.png` and an ADM-style `DIR/samples.npz` (`arr_0` uint8 NHWC, `arr_1` labels).
+Under `torchrun --nproc_per_node N` the ranks sample strided batches (batch b seeded by (seed, b): the same images
+as one process) and rank 0 merges them into one `samples.npz`.
 """
 from __future__ import annotations
 
@@ -32,12 +34,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions, write_samples
     from robustok.adapters import load_tokenizer
+    from robustok.train.dist import setup
 
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
         raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
@@ -45,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     except ValueError:
         raise ConfigError(f"--classes must be comma-separated integers, got {args.classes!r}") from None
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    info = setup()  # under torchrun: a process group; the ranks take strided batches
+    device = args.device or str(info.device)
     gen = load_generator(args.generator, device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
@@ -53,5 +55,6 @@ def run(args: argparse.Namespace) -> int:
                            top_p=args.top_p if args.top_p < 1 else None, steps=args.steps, sampler=args.sampler)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes)
-    print(f"wrote {args.num_images} images to {args.out} and {path}")
+    if info.is_main:
+        print(f"wrote {args.num_images} images to {args.out} and {path}")
     return 0

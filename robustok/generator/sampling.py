@@ -75,11 +75,15 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
                   batch_size: int = 100, seed: int = 0, progress: bool = True,
                   classes: Optional[list[int]] = None) -> Path:
     """Sample `num_images` images (classes balanced, or only `classes`) into `out/<class>/<index>.png` and
-    `out/samples.npz` (`arr_0` uint8 NHWC, `arr_1` int64 labels). Returns the npz path."""
-    from PIL import Image
+    `out/samples.npz` (`arr_0` uint8 NHWC, `arr_1` int64 labels). Returns the npz path.
+
+    Batch b draws from its own seed stream (`batch_seed(seed, b)`), so under `torchrun` the ranks take strided
+    batches and the merged `samples.npz` holds the same images as one process's."""
     from tqdm import tqdm
 
     from robustok.data import to_uint8
+    from robustok.distributed_outputs import batch_seed, finish_parts, mine, sharded
+    from robustok.metrics.distributed import rank_world
 
     if num_images < 1:
         raise ConfigError(f"--num-images must be >= 1, got {num_images}")
@@ -94,26 +98,40 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
     else:
         labels = balanced_labels(num_images, n_cls, generator.null_class)
     dev = next(generator.parameters()).device
-    rng = torch.Generator(device=dev).manual_seed(seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    arrays, done = [], 0
-    bar = tqdm(total=num_images, desc="sample", unit="img", disable=not progress, dynamic_ncols=True)
-    for lo in range(0, num_images, batch_size):
-        y = labels[lo:lo + batch_size].to(dev)
-        img = to_uint8(generate(generator, tokenizer, y, opts, rng)).permute(0, 2, 3, 1).cpu().numpy()
-        for k in range(img.shape[0]):
-            label = int(y[k])
-            folder = out / (f"{label:03d}" if label < n_cls else "uncond")
-            folder.mkdir(exist_ok=True)
-            pix = img[k, :, :, 0] if img.shape[-1] == 1 else img[k]
-            Image.fromarray(pix).save(folder / f"{lo + k:06d}.png")
-        arrays.append(img)
-        done += img.shape[0]
-        bar.update(img.shape[0])
+    rank, _ = rank_world()
+    num_batches = -(-num_images // batch_size)
+    share = sum(min(batch_size, num_images - b * batch_size) for b in mine(num_batches))
+    bar = tqdm(total=share, desc="sample", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
+
+    def produce():
+        for b in mine(num_batches):  # under torchrun: this rank's strided share of the batches
+            lo = b * batch_size
+            y = labels[lo:lo + batch_size].to(dev)
+            rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
+            img = to_uint8(generate(generator, tokenizer, y, opts, rng)).permute(0, 2, 3, 1).cpu().numpy()
+            _save_pngs(out, img, y.tolist(), lo, n_cls)
+            bar.update(img.shape[0])
+            yield b, {"images": img}
+
+    parts = out / ".samples-parts"
+    arrays = [a["images"] for _, a in sharded(parts, produce())]
     bar.close()
     path = out / "samples.npz"
-    tmp = out / ".samples.tmp.npz"
-    np.savez(tmp, np.concatenate(arrays), labels.numpy().astype(np.int64))
-    tmp.replace(path)
+    if rank == 0:
+        tmp = out / ".samples.tmp.npz"
+        np.savez(tmp, np.concatenate(arrays), labels.numpy().astype(np.int64))
+        tmp.replace(path)
+    finish_parts(parts)
     return path
+
+
+def _save_pngs(out: Path, img: np.ndarray, labels: list[int], start: int, num_classes: int) -> None:
+    """`out/<class>/<index>.png` (or `out/uncond/...`) for uint8 NHWC images numbered from `start`."""
+    from PIL import Image
+    for k, label in enumerate(labels):
+        folder = out / (f"{label:03d}" if label < num_classes else "uncond")
+        folder.mkdir(exist_ok=True)
+        pix = img[k, :, :, 0] if img.shape[-1] == 1 else img[k]
+        Image.fromarray(pix).save(folder / f"{start + k:06d}.png")

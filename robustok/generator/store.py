@@ -25,68 +25,11 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.errors import DataError
+from robustok.generator.store_write import ShardWriter, encode_batches
 
 MANIFEST = "manifest.json"
 FORMAT = "robustok-tokens/1"
 STORAGES = ("npy", "wds")
-
-
-def _save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, arr)
-    os.replace(tmp, path)
-
-
-class _Views(Dataset):
-    """Item k -> view k // n of image k % n (see the module docstring)."""
-
-    def __init__(self, dataset: Dataset, n: int, views: int, seed: int):
-        self.dataset, self.n, self.views, self.seed = dataset, n, views, seed
-
-    def __len__(self) -> int:
-        return self.n * self.views
-
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
-        view, i = divmod(k, self.n)
-        if view >= 2:
-            return self.dataset[(i, [self.seed, view, i])]
-        x, y = self.dataset[i]
-        return (x.flip(-1) if view == 1 else x), y
-
-
-def _batches(dataset: Any, views: int, seed: int, batch_size: int, limit: Optional[int], permute: bool = False
-             ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-    """(images, labels, item indices) batches; `permute`: items in a seeded random order (for streamed stores,
-    whose shuffle buffer alone would leave class-sorted folders in class runs)."""
-    if isinstance(dataset, IterableDataset):
-        if views != 1:
-            raise DataError("several views need a map-style data set (folder or fashion-mnist), not wds:")
-        from robustok.data import eval_batches
-        done = 0
-        for x, y in eval_batches(dataset, batch_size=batch_size, num_images=limit):
-            yield x, y, np.arange(done, done + len(x))
-            done += len(x)
-        return
-    n = len(dataset) if limit is None else min(limit, len(dataset))
-    items = _Views(dataset, n, views, seed)
-    order = np.random.default_rng([seed, 7]).permutation(len(items)) if permute else np.arange(len(items))
-    for lo in range(0, len(order), batch_size):
-        idx = order[lo:lo + batch_size]
-        pairs = [items[int(k)] for k in idx]
-        yield torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]), idx
-
-
-def _save_tar(path: Path, stem: str, xs: np.ndarray, ys: np.ndarray, keys: np.ndarray) -> None:
-    """One WebDataset shard, written under a temporary name and then renamed; each entry's key is its item
-    index (view * images + image, see `_Views`)."""
-    import webdataset as wds
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f, wds.TarWriter(f) as sink:
-        for x, y, key in zip(xs, ys, keys):
-            sink.write({"__key__": f"{int(key):09d}", f"{stem}.npy": np.ascontiguousarray(x), "cls": str(int(y))})
-    os.replace(tmp, path)
 
 
 def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int = 1, seed: int = 0,
@@ -96,103 +39,64 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
 
     Discrete tokenizers store ids, continuous ones (`is_discrete == False`) store float16 latents plus their
     per-channel mean/std. `storage`: "npy" (memory-mapped shards) or "wds" (WebDataset tar shards).
-    Returns the manifest.
+    Under `torchrun` the ranks encode strided batches and rank 0 cuts the shards (the same store as one
+    process's, for map-style data). Returns the manifest.
     """
     from tqdm import tqdm
+
+    from robustok.distributed_outputs import finish_parts, sharded
+    from robustok.metrics.distributed import rank_world
 
     if views < 1:
         raise DataError(f"--views must be >= 1, got {views}")
     if storage not in STORAGES:
         raise DataError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    if (out / MANIFEST).exists():
-        (out / MANIFEST).unlink()                       # the store is incomplete until rewritten
+    rank, world = rank_world()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if (out / MANIFEST).exists():
+            (out / MANIFEST).unlink()                   # the store is incomplete until rewritten
     discrete = bool(getattr(tokenizer, "is_discrete", True))
-    K = int(tokenizer.codebook_size) if discrete else 0
-    id_dtype = np.uint16 if K <= 65536 else np.int32
-    device = next(tokenizer.parameters()).device if hasattr(tokenizer, "parameters") else torch.device("cpu")
-    shards: list[dict] = []
-    buf_x: list[np.ndarray] = []
-    buf_y: list[np.ndarray] = []
-    buf_k: list[np.ndarray] = []
-    buffered = count = 0
-    grid: Optional[list[int]] = None
-    channels = 0
-    s1 = s2 = None
-    max_label = -1
-
-    def flush() -> None:
-        nonlocal buf_x, buf_y, buf_k, buffered
-        if not buffered:
-            return
-        k = len(shards)
-        stem = "ids" if discrete else "latents"
-        xs, ys = np.concatenate(buf_x), np.concatenate(buf_y)
-        if storage == "wds":
-            _save_tar(out / f"tokens-{k:05d}.tar", stem, xs, ys, np.concatenate(buf_k))
-            shards.append({"tar": f"tokens-{k:05d}.tar", "count": int(len(xs))})
-        else:
-            _save_npy(out / f"{stem}-{k:05d}.npy", xs)
-            _save_npy(out / f"labels-{k:05d}.npy", ys)
-            shards.append({"data": f"{stem}-{k:05d}.npy", "labels": f"labels-{k:05d}.npy", "count": int(len(xs))})
-        buf_x, buf_y, buf_k, buffered = [], [], [], 0
-
     total = None
     if not isinstance(dataset, IterableDataset):
-        total = (len(dataset) if limit is None else min(limit, len(dataset))) * views
-    bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress, dynamic_ncols=True)
-    with torch.no_grad():
-        for x, y, idx in _batches(dataset, views, seed, batch_size, limit, permute=storage == "wds"):
-            x = x.to(device)
-            if discrete:
-                ids = tokenizer.encode(x)
-                if ids.dim() != 3:
-                    raise DataError(f"tokenizer.encode returned shape {tuple(ids.shape)}, expected (B, h, w)")
-                lo, hi = int(ids.min()), int(ids.max())
-                if lo < 0 or hi >= K:
-                    raise DataError(f"tokenizer produced ids in [{lo}, {hi}], outside [0, {K})")
-                arr = ids.cpu().numpy().astype(id_dtype)
-                grid = list(arr.shape[1:])
-            else:
-                z = tokenizer.encode_latents(x).float()
-                zd = z.double()
-                s1 = zd.sum((0, 2, 3)) if s1 is None else s1 + zd.sum((0, 2, 3))
-                s2 = (zd ** 2).sum((0, 2, 3)) if s2 is None else s2 + (zd ** 2).sum((0, 2, 3))
-                arr = z.cpu().numpy().astype(np.float16)
-                channels, grid = arr.shape[1], list(arr.shape[2:])
-            labels = y.numpy().astype(np.int32)
-            max_label = max(max_label, int(labels.max()) if len(labels) else -1)
-            start = 0
-            while start < len(arr):             # split batches across shard boundaries
-                take = min(len(arr) - start, shard_size - buffered)
-                buf_x.append(arr[start:start + take])
-                buf_y.append(labels[start:start + take])
-                buf_k.append(idx[start:start + take])
-                buffered += take
-                count += take
-                start += take
-                if buffered >= shard_size:
-                    flush()
-            bar.update(len(arr))
-    flush()
+        items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
+        total = sum(min(batch_size, items - b * batch_size) for b in range(rank, -(-items // batch_size), world))
+    bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
+    mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
+    writer = ShardWriter(out, storage, "ids" if discrete else "latents", shard_size)
+    grid: Optional[list[int]] = None
+    channels, s1, s2, max_label = 0, 0.0, 0.0, -1
+    parts = out / ".parts"                              # under torchrun: the ranks' batches, merged by rank 0
+    for _, a in sharded(parts, mine):
+        writer.add(a["x"], a["y"], a.get("idx"))
+        grid = list(a["x"].shape[1:] if discrete else a["x"].shape[2:])
+        if not discrete:
+            channels, s1, s2 = a["x"].shape[1], s1 + a["s1"], s2 + a["s2"]
+        max_label = max(max_label, int(a["y"].max()) if len(a["y"]) else -1)
     bar.close()
+    if rank != 0:
+        finish_parts(parts)
+        return read_manifest(out)
+    writer.flush()
+    count = writer.count
     if count == 0:
         raise DataError(f"{source or 'data set'}: no images to pretokenize")
     fingerprint = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
     num_classes = max(int(getattr(dataset, "num_classes", 0) or 0), max_label + 1)
     manifest = {"format": FORMAT, "storage": storage, "kind": "ids" if discrete else "latents",
-                "tokenizer_fingerprint": fingerprint,
-                "codebook_size": K, "grid": grid, "latent_channels": channels, "count": count, "views": views,
-                "num_classes": num_classes, "source": source, "seed": seed, "shards": shards}
+                "tokenizer_fingerprint": fingerprint, "codebook_size": int(tokenizer.codebook_size) if discrete else 0,
+                "grid": grid, "latent_channels": channels, "count": count, "views": views,
+                "num_classes": num_classes, "source": source, "seed": seed, "shards": writer.shards}
     if not discrete:
         n = count * grid[0] * grid[1]
-        mean = (s1 / n)
+        mean = torch.from_numpy(s1 / n)
         manifest["latent_mean"] = mean.tolist()
-        manifest["latent_std"] = (s2 / n - mean ** 2).clamp_min(1e-12).sqrt().tolist()
+        manifest["latent_std"] = (torch.from_numpy(s2 / n) - mean ** 2).clamp_min(1e-12).sqrt().tolist()
     tmp = out / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps(manifest, indent=2))
     os.replace(tmp, out / MANIFEST)
+    finish_parts(parts)
     return manifest
 
 

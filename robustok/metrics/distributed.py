@@ -40,6 +40,24 @@ def gather_array(x: np.ndarray | None) -> np.ndarray | None:
     return np.concatenate(parts) if parts else None
 
 
+def gather_strided(x: np.ndarray | None) -> np.ndarray | None:
+    """Per-rank arrays of strided shares (rank r holds items r, r + world, ...) put back in item order; shares
+    of other sizes (e.g. streams split by shard) are concatenated in rank order. None (no items) counts as empty."""
+    parts = gather_objects(x)
+    world = len(parts)
+    present = [p for p in parts if p is not None]
+    if world == 1 or not present:
+        return x
+    n = sum(len(p) for p in present)
+    if any((0 if p is None else len(p)) != len(range(r, n, world)) for r, p in enumerate(parts)):
+        return np.concatenate(present)
+    out = np.empty((n, *present[0].shape[1:]), dtype=np.result_type(*present))
+    for r, p in enumerate(parts):
+        if p is not None:
+            out[r::world] = p
+    return out
+
+
 def sum_all(values: dict[str, float]) -> dict[str, float]:
     """Sum a dict of numbers over ranks."""
     total: dict[str, float] = {}

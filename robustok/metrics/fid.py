@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from robustok.errors import DataError
-from robustok.metrics.distributed import gather_array, gather_stats, rank_world
+from robustok.metrics.distributed import gather_stats, gather_strided, rank_world
 from robustok.metrics.features import FeatureNet
 from robustok.metrics.frechet import GaussianStats, RunningStats, frechet_distance
 from robustok.metrics.sources import ImageSource, is_stats_file
@@ -45,8 +45,9 @@ def extract(batches, net: FeatureNet, what: str, keep_features: bool = False, ke
         if keep_features:
             feats.append(f.numpy())
     merged = gather_stats(running)
-    out_f = gather_array(np.concatenate(feats) if feats else None) if keep_features else None
-    out_l = gather_array(np.concatenate(logits) if logits else None) if keep_logits else None
+    # in item order (ranks hold strided shares): IS splits and labels line up as in one process
+    out_f = gather_strided(np.concatenate(feats) if feats else None) if keep_features else None
+    out_l = gather_strided(np.concatenate(logits) if logits else None) if keep_logits else None
     return SetStats(merged.finalize(what), size, out_f, out_l)
 
 
@@ -74,9 +75,16 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
 
 def save_stats(path: str, s: SetStats, features: str) -> None:
     """Write `mu`, `sigma` (ADM-compatible) plus `num_images`, `features`, `image_size`."""
+    import os
+    from pathlib import Path
+
     extra = {"image_size": np.array(s.image_size)} if s.image_size else {}
-    np.savez(path, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
-             features=np.array(features), **extra)
+    path = Path(path if str(path).endswith(".npz") else f"{path}.npz")  # as np.savez names it
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:  # written under a temporary name, then renamed
+        np.savez(f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
+                 features=np.array(features), **extra)
+    os.replace(tmp, path)
 
 
 def check_sizes(a: SetStats, b: SetStats, name_a: str, name_b: str) -> None:

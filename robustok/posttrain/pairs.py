@@ -15,16 +15,18 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.distributed_outputs import finish_parts, mine, sharded
 from robustok.generator.ar import ARGenerator
 from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
 from robustok.hub import atomic_write_bytes
+from robustok.metrics.distributed import rank_world
 
 MANIFEST = "manifest.json"
 
@@ -74,9 +76,49 @@ def _as_stored(x: torch.Tensor, kind: str) -> np.ndarray:
     return x.cpu().numpy().astype(np.float16)
 
 
+def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOptions, order: np.ndarray,
+             progress: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """This rank's batches (strided; pair batches first, then held-out batches), each with its own seeds: the
+    same arrays whatever the number of ranks."""
+    kind = _generator_kind(gen)
+    device = next(gen.parameters()).device
+    n_cls = gen.config.num_classes
+    n_pair_batches = -(-spec.num_pairs // spec.batch_size)
+    n_batches = n_pair_batches + -(-spec.num_eval // spec.batch_size)
+    rank, world = rank_world()
+    size = [min(spec.batch_size, spec.num_pairs - b * spec.batch_size) for b in range(n_pair_batches)]
+    size += [min(spec.batch_size, spec.num_eval - e * spec.batch_size) for e in range(n_batches - n_pair_batches)]
+    bar = tqdm(total=sum(size[b] for b in mine(n_batches, rank, world)), disable=not progress or rank != 0,
+               desc=f"pairs sigma={spec.sigma}")
+    for b in mine(n_batches, rank, world):
+        bar.update(size[b])
+        if b < n_pair_batches:
+            idx = order[b * spec.batch_size: (b + 1) * spec.batch_size]
+            items = [dataset[int(i)] for i in idx]
+            images = torch.stack([it[0] for it in items]).to(device)
+            labels = torch.tensor([it[1] for it in items], device=device)
+            if (labels < 0).any() and n_cls > 0:
+                raise DataError(f"{spec.data}: unlabeled images cannot condition a class-conditional generator")
+            labels = labels.clamp_min(0) if n_cls > 0 else torch.full_like(labels, n_cls)
+            sample_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b)
+            mask_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b + 500_000_009)
+            gen_out = generate_batch(gen, tok, images, labels, spec.sigma, opts, sample_rng, mask_rng)
+            yield b, {"generated": _as_stored(gen_out, kind), "labels": labels.cpu().numpy()}
+        else:
+            e = b - n_pair_batches
+            lo = e * spec.batch_size
+            m = min(spec.batch_size, spec.num_eval - lo)
+            lab = (torch.arange(lo, lo + m) % n_cls if n_cls > 0 else torch.full((m,), n_cls)).to(device)
+            rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + 900_000_011 + e)
+            yield b, {"eval": _as_stored(sample_codes(gen, lab, opts, rng), kind)}
+    bar.close()
+
+
 def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Path,
                opts: Optional[SamplingOptions] = None, progress: bool = True) -> Path:
-    """Generate `spec.num_pairs` pairs (+ `spec.num_eval` held-out free samples) into the folder `out`."""
+    """Generate `spec.num_pairs` pairs (+ `spec.num_eval` held-out free samples) into the folder `out`.
+
+    Under `torchrun` the ranks generate strided batches; rank 0 writes the one store (equal to one process's)."""
     opts = opts or SamplingOptions()
     check_pair(gen, tok)
     if not 0.0 <= spec.sigma <= 1.0:
@@ -85,37 +127,23 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     if spec.num_pairs < 1 or spec.num_pairs > n:
         raise ConfigError(f"--num-pairs must be between 1 and the data set size {n}, got {spec.num_pairs}")
     kind = _generator_kind(gen)
-    device = next(gen.parameters()).device
     order = np.random.default_rng(spec.seed).permutation(n)[: spec.num_pairs]
     out = Path(out)
+    parts = out.with_name(f".{out.name}.parts")  # under torchrun: the ranks' batches, merged by rank 0
+    chunks, labels_all, eval_chunks = [], [], []
+    for _, arrays in sharded(parts, _produce(gen, tok, dataset, spec, opts, order, progress)):
+        if "eval" in arrays:
+            eval_chunks.append(arrays["eval"])
+        else:
+            chunks.append(arrays["generated"])
+            labels_all.append(arrays["labels"])
+    if rank_world()[0] != 0:
+        finish_parts(parts)
+        return out
+    n_cls = gen.config.num_classes
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    chunks, labels_all = [], []
-    bar = tqdm(total=spec.num_pairs + spec.num_eval, disable=not progress, desc=f"pairs sigma={spec.sigma}")
-    for b, lo in enumerate(range(0, spec.num_pairs, spec.batch_size)):
-        idx = order[lo: lo + spec.batch_size]
-        items = [dataset[int(i)] for i in idx]
-        images = torch.stack([it[0] for it in items]).to(device)
-        labels = torch.tensor([it[1] for it in items], device=device)
-        if (labels < 0).any() and gen.config.num_classes > 0:
-            raise DataError(f"{spec.data}: unlabeled images cannot condition a class-conditional generator")
-        labels = labels.clamp_min(0) if gen.config.num_classes > 0 else torch.full_like(labels, gen.config.num_classes)
-        sample_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b)
-        mask_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b + 500_000_009)
-        chunks.append(_as_stored(generate_batch(gen, tok, images, labels, spec.sigma, opts, sample_rng, mask_rng),
-                                 kind))
-        labels_all.append(labels.cpu().numpy())
-        bar.update(len(idx))
-    eval_chunks = []
-    n_cls = gen.config.num_classes
-    for b, lo in enumerate(range(0, spec.num_eval, spec.batch_size)):
-        m = min(spec.batch_size, spec.num_eval - lo)
-        lab = (torch.arange(lo, lo + m) % n_cls if n_cls > 0 else torch.full((m,), gen.config.num_classes)).to(device)
-        rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + 900_000_011 + b)
-        eval_chunks.append(_as_stored(sample_codes(gen, lab, opts, rng), kind))
-        bar.update(m)
-    bar.close()
     np.save(tmp / "generated.npy", np.concatenate(chunks))
     np.save(tmp / "index.npy", order.astype(np.int64))
     np.save(tmp / "labels.npy", np.concatenate(labels_all).astype(np.int64))
@@ -130,6 +158,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
+    finish_parts(parts)
     return out
 
 
