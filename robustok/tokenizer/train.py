@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
-from robustok.errors import ConfigError
+from robustok.errors import CheckpointError, ConfigError
 from robustok.hub import save_tensors
 from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
@@ -75,6 +75,24 @@ class TokenizerTrainConfig:
             raise ConfigError("perturb.anneal_start/anneal_end are fractions of train.steps with start <= end")
 
 
+def check_weight_files(cfg: TokenizerTrainConfig) -> None:
+    """Raise one `CheckpointError` listing every pretrained file the config needs that is not there (before any
+    network is built: nothing is ever downloaded)."""
+    lc = cfg.loss
+    wanted = {"model.dinov2_checkpoint": cfg.model.dinov2_checkpoint}
+    if lc.perceptual == "lpips":
+        wanted.update({"loss.lpips_vgg": lc.lpips_vgg, "loss.lpips_lin": lc.lpips_lin})
+    if lc.disc_weight > 0 and lc.disc_kind == "dino":
+        wanted["loss.dino_disc_checkpoint"] = lc.dino_disc_checkpoint
+    if lc.semantic != "none" and lc.semantic_weight != 0:
+        wanted["loss.semantic_checkpoint"] = lc.semantic_checkpoint
+    missing = [f"{key}={path or '(not set)'}" for key, path in wanted.items()
+               if (path or key != "model.dinov2_checkpoint") and not (path and Path(path).is_file())]
+    if missing:
+        raise CheckpointError("pretrained weight file(s) not found (nothing is downloaded; give local paths, see "
+                              f"docs/imagenet.md): {', '.join(missing)}")
+
+
 class TokenizerTask:
     """The training step of stage 1 (see `robustok.train.loop` for the task protocol)."""
 
@@ -83,6 +101,7 @@ class TokenizerTask:
 
     def __init__(self, cfg: TokenizerTrainConfig, model: Optional[Tokenizer] = None, dataset=None):
         cfg.validate()
+        check_weight_files(cfg)
         self.cfg = cfg
         torch.manual_seed(cfg.run.seed)
         self.model = model if model is not None else Tokenizer(cfg.model)
