@@ -81,8 +81,19 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     exported = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg)
     meta = json.loads((exported / "discriminator.json").read_text())
     assert meta["kind"] == "dino" and meta["diffaug"] == "color,translation,cutout"
-    disc = build_discriminator(meta)                                 # what post-training rebuilds
+    disc = build_discriminator(meta)
     load_state_checked(disc, load_tensors(exported / "discriminator.safetensors"), "exported disc")
+    # post-training (its ImageNet config) reuses it, with the backbone file given again where it has moved
+    from types import SimpleNamespace
+
+    from robustok.posttrain.train import PostTrainConfig, PostTrainTask
+    pcfg = load_config(PostTrainConfig, "configs/posttrain/imagenet.yaml",
+                       [f"tokenizer={exported}", f"loss.dino_disc_checkpoint={weights['dino']}"])
+    holder = SimpleNamespace(cfg=pcfg)
+    reused = PostTrainTask._discriminator(holder, 3)
+    assert holder.reused_discriminator and reused.spec["kind"] == "dino"
+    assert torch.equal(reused.state_dict()["net.heads.0.out.parametrizations.weight.original"],
+                       disc.state_dict()["net.heads.0.out.parametrizations.weight.original"])
 
 
 class _RandomImages(torch.utils.data.Dataset):
@@ -116,6 +127,13 @@ def test_dino_discriminator_forward_backward(weights):
     assert fake.grad is not None and fake.grad.abs().sum() > 0      # gradient reaches the generator's images
     assert all(p.grad is not None for p in disc.parameters())
     assert all(p.grad is None for p in backbone.parameters())
+    x = torch.rand(4, 3, 32, 32) * 2 - 1                          # backbone size: no crop; eval: fixed SN vectors
+    for policy, differ in (("", False), ("translation", True)):
+        d = build_discriminator({**spec, "diffaug": policy}).eval()
+        torch.manual_seed(1)
+        first = d(x)
+        torch.manual_seed(2)
+        assert (not torch.allclose(first, d(x))) == differ         # DiffAug is applied inside the discriminator
     with pytest.raises(ConfigError, match="block index 12"):
         build_discriminator({**spec, "taps": [12]})
 
