@@ -130,7 +130,7 @@ def main() -> None:
                     g["sample_with_cfg"] + tok["encode"] + tok["decode"])
             stages[f"{name} gFID samples (50k, CFG)"] = 50_000 * (g["sample_with_cfg"] + tok["decode"])
     rate = args.tflops * 1e12 * args.mfu
-    print(f"per image / sequence (GFLOPs): " + ", ".join(
+    print("per image / sequence (GFLOPs): " + ", ".join(
         f"{k}={v / 1e9:.1f}" for part in per.values() for k, v in part.items() if k != "params"))
     print(f"assumed: {args.tflops:.0f} TFLOP/s peak x {args.mfu:.0%} utilisation = {rate / 1e12:.0f} TFLOP/s per GPU")
     print(f"{'stage':52s} {'PFLOPs':>12s} {'GPU-hours':>10s}")
