@@ -56,8 +56,16 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
                  keep_logits: bool = False) -> SetStats:
     """Statistics of a folder / sample `.npz` / data spec, or those read from a stats `.npz`."""
     if is_stats_file(spec):
+        images = None
         if keep_features or keep_logits:
-            raise DataError(f"{spec}: a statistics file has no per-image features (needed for IS/precision/recall)")
+            with np.load(spec) as data:
+                if "arr_0" not in data.files:
+                    raise DataError(f"{spec}: a statistics file has no per-image features (needed for "
+                                    "IS/precision/recall) and no images (arr_0) to compute them from")
+            # an ADM reference batch: features of its images (arr_0) for IS/P/R, FID from its stored mu/sigma
+            rank, world = rank_world()
+            src = ImageSource(spec, num_images, data_root, resolution)
+            images = extract(src.batches(batch_size, rank, world), net, spec, keep_features, keep_logits)
         stats = GaussianStats.load(spec)
         if stats.mu.shape[0] != net.dim:
             raise DataError(f"{spec}: statistics have dimension {stats.mu.shape[0]} but the {net.name} features "
@@ -67,6 +75,9 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
             name = str(data["features"]) if "features" in data.files else None
         if name is not None and name != net.name:
             raise DataError(f"{spec}: statistics were computed with '{name}' features, not '{net.name}'")
+        if images is not None:
+            stats.n = stats.n or images.stats.n
+            return SetStats(stats, size or images.image_size, images.features, images.logits)
         return SetStats(stats, size)
     rank, world = rank_world()
     src = ImageSource(spec, num_images, data_root, resolution)

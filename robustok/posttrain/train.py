@@ -22,10 +22,11 @@ from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
 from robustok.hub import load_state_checked, load_tensors
+from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.posttrain.pairs import PairDataset, PairStore
-from robustok.tokenizer.train import Discriminator, LossConfig
+from robustok.tokenizer.train import LossConfig
 
 
 @dataclass
@@ -99,12 +100,14 @@ class PostTrainTask:
         d = Path(self.cfg.tokenizer) if self.cfg.tokenizer else None
         if self.cfg.reuse_discriminator and d and (d / "discriminator.safetensors").is_file():
             meta = json.loads((d / "discriminator.json").read_text())
-            disc = Discriminator(meta["channels"], meta["width"], meta["layers"])
+            if meta.get("kind") == "dino" and lc.dino_disc_checkpoint:   # the backbone file may have moved
+                meta["checkpoint"] = lc.dino_disc_checkpoint
+            disc = build_discriminator(meta)
             load_state_checked(disc, load_tensors(d / "discriminator.safetensors"), str(d / "discriminator.safetensors"))
             self.reused_discriminator = True
             return disc
         self.reused_discriminator = False
-        return Discriminator(channels, lc.disc_width, lc.disc_layers)
+        return build_discriminator(discriminator_spec(lc, channels))
 
     def decode(self, model: nn.Module, generated: Tensor) -> Tensor:
         if self.store.kind == "ar":

@@ -25,6 +25,7 @@ class TokenizerOutput:
     ids: Optional[Tensor]           # clean token ids (B, h, w) for VQ, None for continuous latents
     losses: dict[str, Tensor]       # vq, commit (VQ) or kl (KL)
     stats: dict[str, Tensor]        # perplexity, batch_usage, perturbed_images, changed_tokens, ...
+    latents: Optional[Tensor] = None  # the decoder's input latents (B, d, h, w): quantised / perturbed
 
 
 class TokenizerBase(Pretrained):
@@ -149,7 +150,7 @@ class TokenizerBase(Pretrained):
         h = self._pre_quant(x).float()
         if self.quantizer is None:
             z_dec, losses, stats = self._continuous_forward(h, perturb, generator)
-            return TokenizerOutput(self.decode_codes(z_dec), None, losses, stats)
+            return TokenizerOutput(self.decode_codes(z_dec), None, losses, stats, z_dec)
         z_q, ids, aux = self.quantizer(h)
         losses = {"vq": aux.pop("vq"), "commit": aux.pop("commit")}
         stats: dict[str, Tensor] = dict(aux)
@@ -160,4 +161,4 @@ class TokenizerBase(Pretrained):
                                                     perturb["delta"], perturb.get("neighbours", "code"), generator)
             stats["perturbed_images"] = mask.float().mean()
             stats["changed_tokens"] = (new_ids != ids).float().mean()
-        return TokenizerOutput(self.decode_codes(z_dec), ids, losses, stats)
+        return TokenizerOutput(self.decode_codes(z_dec), ids, losses, stats, z_dec)

@@ -30,6 +30,7 @@ class TokenizerConfig:
     vit_depth: int = 4
     vit_heads: int = 4
     dinov2_checkpoint: Optional[str] = None  # local timm DINOv2 file to initialise the ViT encoder
+    dinov2_init_decoder: bool = False        # also initialise the ViT decoder's blocks from it (the paper does)
     # bottleneck
     bottleneck: str = "vq"                  # vq (discrete tokens) | kl (continuous Gaussian latents)
     codebook_size: int = 1024

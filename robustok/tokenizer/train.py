@@ -12,11 +12,12 @@ from torch import Tensor, nn
 
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
-from robustok.errors import ConfigError
+from robustok.errors import CheckpointError, ConfigError
 from robustok.hub import save_tensors
-from robustok.losses.gan import LeCam, PatchDiscriminator
+from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
+from robustok.losses.semantic import build_semantic
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.tokenizer.perturbation import PerturbationConfig, scheduled
 
@@ -37,6 +38,17 @@ class LossConfig:
     disc_layers: int = 2
     lecam_weight: float = 0.001
     adaptive_weight: bool = True
+    disc_kind: str = "patch"          # a name in robustok.losses.discriminators.DISCRIMINATORS: patch | dino
+    diffaug: str = ""                 # DiffAugment policy on the discriminator's inputs, e.g. color,translation,cutout
+    dino_disc_checkpoint: Optional[str] = None   # disc_kind=dino: local DINO ViT-S/16 weights (timm key names)
+    dino_disc_image_size: int = 224   # the backbone's input size (crop/resize to it)
+    dino_disc_taps: list[int] = field(default_factory=lambda: [-1, 2, 5, 8, 11])   # -1: after the patch embedding
+    dino_disc_virtual_bs: int = 8     # local batch-norm group size of the heads
+    semantic: str = "none"            # none | dinov2 (InfoNCE to a frozen DINOv2 teacher's cls feature)
+    semantic_weight: float = 0.1
+    semantic_checkpoint: Optional[str] = None    # local DINOv2 ViT weights (timm key names)
+    semantic_logit_scale: float = 1.0
+    semantic_normalize: bool = False
 
 
 @dataclass
@@ -63,16 +75,22 @@ class TokenizerTrainConfig:
             raise ConfigError("perturb.anneal_start/anneal_end are fractions of train.steps with start <= end")
 
 
-class Discriminator(nn.Module):
-    """PatchGAN + its LeCam EMA state, checkpointed together."""
-
-    def __init__(self, channels: int, width: int, layers: int):
-        super().__init__()
-        self.net = PatchDiscriminator(channels, width, layers)
-        self.lecam = LeCam()
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+def check_weight_files(cfg: TokenizerTrainConfig) -> None:
+    """Raise one `CheckpointError` listing every pretrained file the config needs that is not there (before any
+    network is built: nothing is ever downloaded)."""
+    lc = cfg.loss
+    wanted = {"model.dinov2_checkpoint": cfg.model.dinov2_checkpoint}
+    if lc.perceptual == "lpips":
+        wanted.update({"loss.lpips_vgg": lc.lpips_vgg, "loss.lpips_lin": lc.lpips_lin})
+    if lc.disc_weight > 0 and lc.disc_kind == "dino":
+        wanted["loss.dino_disc_checkpoint"] = lc.dino_disc_checkpoint
+    if lc.semantic != "none" and lc.semantic_weight != 0:
+        wanted["loss.semantic_checkpoint"] = lc.semantic_checkpoint
+    missing = [f"{key}={path or '(not set)'}" for key, path in wanted.items()
+               if (path or key != "model.dinov2_checkpoint") and not (path and Path(path).is_file())]
+    if missing:
+        raise CheckpointError("pretrained weight file(s) not found (nothing is downloaded; give local paths, see "
+                              f"docs/imagenet.md): {', '.join(missing)}")
 
 
 class TokenizerTask:
@@ -83,18 +101,26 @@ class TokenizerTask:
 
     def __init__(self, cfg: TokenizerTrainConfig, model: Optional[Tokenizer] = None, dataset=None):
         cfg.validate()
+        check_weight_files(cfg)
         self.cfg = cfg
         torch.manual_seed(cfg.run.seed)
         self.model = model if model is not None else Tokenizer(cfg.model)
         if cfg.model.dinov2_checkpoint and model is None:
             from robustok.tokenizer.vit import load_dinov2
             load_dinov2(self.model.encoder, cfg.model.dinov2_checkpoint)
+            if cfg.model.dinov2_init_decoder:
+                load_dinov2(self.model.decoder, cfg.model.dinov2_checkpoint)
         self.dataset = dataset if dataset is not None else build_dataset(
             cfg.data.train, cfg.data.resolution, cfg.data.channels, train=cfg.data.augment, root=cfg.data.root,
             seed=cfg.run.seed)
         lc = cfg.loss
         self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin)
-        self.disc = Discriminator(cfg.model.channels, lc.disc_width, lc.disc_layers) if lc.disc_weight > 0 else None
+        self.disc: Optional[Discriminator] = (build_discriminator(discriminator_spec(lc, cfg.model.channels))
+                                              if lc.disc_weight > 0 else None)
+        self.semantic = build_semantic(lc, cfg.model.image_size, cfg.model.image_size // cfg.model.grid_size)
+        if self.semantic is not None and self.semantic.dim != cfg.model.hidden_dim:
+            raise ConfigError(f"loss.semantic: the teacher's width ({self.semantic.dim}) must equal model.hidden_dim "
+                              f"({cfg.model.hidden_dim}): its feature goes through the tokenizer's quant_conv")
         self.disc_lr, self.disc_weight_decay = lc.disc_lr, lc.disc_weight_decay
 
     def perturb_args(self, step: int) -> Optional[dict]:
@@ -110,6 +136,12 @@ class TokenizerTask:
         out = model(x, perturb)
         loss, d_loss, logs = reconstruction_objective(out.recon.float(), x, self.cfg.loss, self.perceptual,
                                                       self.disc, self.model.last_layer, step)
+        if self.semantic is not None:
+            inner = self.model
+            self.semantic.to(x.device)
+            sem = self.semantic(x, out.latents, lambda f: inner._latent_mean(inner.quant_conv(f)))
+            loss = loss + sem
+            logs["semantic"] = sem.detach()
         loss = loss + sum(out.losses.values())
         result: dict[str, Tensor] = {} if d_loss is None else {"disc_loss": d_loss}
         if perturb is not None:
@@ -130,7 +162,5 @@ class TokenizerTask:
     def export(self, directory: Path, model: Tokenizer) -> None:
         """Save the discriminator beside the tokenizer, so post-training can reuse it."""
         if self.disc is not None:
-            lc = self.cfg.loss
             save_tensors(self.disc.state_dict(), Path(directory) / "discriminator.safetensors")
-            (Path(directory) / "discriminator.json").write_text(json.dumps(
-                {"channels": self.cfg.model.channels, "width": lc.disc_width, "layers": lc.disc_layers}))
+            (Path(directory) / "discriminator.json").write_text(json.dumps(self.disc.spec))
