@@ -51,8 +51,9 @@ class KVCache:
     def __init__(self, layers: int, batch: int, heads: int, max_len: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype):
         shape = (batch, heads, max_len, head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+        # only the filled part [:length] is ever read, so the memory need not be cleared
+        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(layers)]
+        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(layers)]
         self.length = 0
         self.max_len = max_len
 
@@ -121,12 +122,18 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
+    def modulation(self, cond: torch.Tensor) -> torch.Tensor:
+        """The adaLN shift/scale/gate vectors (B, 1, 6*dim) for condition vectors `cond` (B, dim)."""
+        return self.ada(cond)[:, None]
+
     def forward(self, x: torch.Tensor, rope=None, causal: bool = True, cache: Optional[KVCache] = None,
-                layer: int = 0, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+                layer: int = 0, cond: Optional[torch.Tensor] = None, mod: Optional[torch.Tensor] = None
+                ) -> torch.Tensor:
+        """`mod`: a precomputed `modulation(cond)` (then `cond` is not needed)."""
         if self.ada is None:
             x = x + self.drop(self.attn(self.norm1(x), rope, causal, cache, layer))
             return x + self.mlp(self.norm2(x))
-        s1, a1, g1, s2, a2, g2 = self.ada(cond)[:, None].chunk(6, dim=-1)
+        s1, a1, g1, s2, a2, g2 = (self.modulation(cond) if mod is None else mod).chunk(6, dim=-1)
         x = x + g1 * self.drop(self.attn(self.norm1(x) * (1 + a1) + s1, rope, causal, cache, layer))
         return x + g2 * self.mlp(self.norm2(x) * (1 + a2) + s2)
 
