@@ -131,7 +131,7 @@ class ARGenerator(Pretrained):
             h = h + self.target_emb[idx]
         return self.drop(h), rope
 
-    def modulations(self, labels: torch.Tensor) -> Optional[list[torch.Tensor]]:
+    def modulations(self, labels: torch.Tensor) -> Optional[list[tuple]]:
         """adaLN modulation of every block and of the final norm for class ids `labels` (None without adaLN).
 
         They depend only on the class, so sampling computes them once per call instead of once per step.
@@ -139,10 +139,11 @@ class ARGenerator(Pretrained):
         if not self.config.adaln:
             return None
         cond = self.cls_emb(labels)
-        return [blk.modulation(cond) for blk in self.blocks] + [self.final_ada(cond)[:, None]]
+        shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
+        return [blk.modulation(cond) for blk in self.blocks] + [(shift, 1 + scale)]
 
     def _trunk(self, h: torch.Tensor, rope, labels: torch.Tensor, cache: Optional[KVCache] = None,
-               mods: Optional[list[torch.Tensor]] = None) -> torch.Tensor:
+               mods: Optional[list[tuple]] = None) -> torch.Tensor:
         if mods is None:
             mods = self.modulations(labels)
         for i, blk in enumerate(self.blocks):
@@ -151,8 +152,8 @@ class ARGenerator(Pretrained):
             cache.length += h.shape[1]
         h = self.norm(h)
         if mods is not None:
-            shift, scale = mods[-1].chunk(2, dim=-1)
-            h = h * (1 + scale) + shift
+            shift, scale = mods[-1]
+            h = h * scale + shift
         return self.head(h)
 
     # ---- training --------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ class ARGenerator(Pretrained):
         return seq[:B].view(B, *self.config.grid)
 
     def decode_step(self, seq: torch.Tensor, rows: torch.Tensor, s: int, batch: int, rule: DrawRule,
-                    cache: Optional[KVCache] = None, mods: Optional[list[torch.Tensor]] = None,
+                    cache: Optional[KVCache] = None, mods: Optional[list[tuple]] = None,
                     generator: Optional[torch.Generator] = None, u: Optional[torch.Tensor] = None,
                     keep: Optional[torch.Tensor] = None, prefix: Optional[torch.Tensor] = None) -> None:
         """Raster step `s`: write token s of the first `batch` rows of `seq` (R, L) in place (and of the

@@ -60,7 +60,7 @@ class StaticDecoder:
         self.keep = torch.zeros(capacity, L, dtype=torch.bool, device=dev) if teacher else None
         self.prefix = torch.zeros(capacity, L, dtype=torch.long, device=dev) if teacher else None
         self.cache = KVCache(c.depth, rows, c.heads, L, c.dim // c.heads, dev, p.dtype)
-        self.mods: Optional[list[torch.Tensor]] = None
+        self.mods: Optional[list[tuple]] = None
         self.graphs: list = []
         self.captures = 0
 

@@ -122,20 +122,21 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
-    def modulation(self, cond: torch.Tensor) -> torch.Tensor:
-        """The adaLN shift/scale/gate vectors (B, 1, 6*dim) for condition vectors `cond` (B, dim)."""
-        return self.ada(cond)[:, None]
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """adaLN vectors (B, 1, dim) for condition vectors `cond` (B, dim): shift, 1 + scale and gate of the
+        attention, then of the MLP (the 1 + is added here, so sampling pays for it once per call)."""
+        s1, a1, g1, s2, a2, g2 = self.ada(cond)[:, None].chunk(6, dim=-1)
+        return s1, 1 + a1, g1, s2, 1 + a2, g2
 
     def forward(self, x: torch.Tensor, rope=None, causal: bool = True, cache: Optional[KVCache] = None,
-                layer: int = 0, cond: Optional[torch.Tensor] = None, mod: Optional[torch.Tensor] = None
-                ) -> torch.Tensor:
+                layer: int = 0, cond: Optional[torch.Tensor] = None, mod: Optional[tuple] = None) -> torch.Tensor:
         """`mod`: a precomputed `modulation(cond)` (then `cond` is not needed)."""
         if self.ada is None:
             x = x + self.drop(self.attn(self.norm1(x), rope, causal, cache, layer))
             return x + self.mlp(self.norm2(x))
-        s1, a1, g1, s2, a2, g2 = (self.modulation(cond) if mod is None else mod).chunk(6, dim=-1)
-        x = x + g1 * self.drop(self.attn(self.norm1(x) * (1 + a1) + s1, rope, causal, cache, layer))
-        return x + g2 * self.mlp(self.norm2(x) * (1 + a2) + s2)
+        s1, a1, g1, s2, a2, g2 = self.modulation(cond) if mod is None else mod
+        x = x + g1 * self.drop(self.attn(self.norm1(x) * a1 + s1, rope, causal, cache, layer))
+        return x + g2 * self.mlp(self.norm2(x) * a2 + s2)
 
 
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
