@@ -17,7 +17,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 ROBUSTOK_DATA=$PWD/.gpu/fmnist ROBUSTOK_CACHE=/tmp/robustok-cache
 export ROBUSTOK_INCEPTION=$PWD/.gpu/inception-fp16.pt
-rt() { python3 -c "import sys; from robustok.cli import main; sys.exit(main())" "$@"; }
+rt() { python3 -m robustok "$@"; }
 want() { [[ " $STEPS " == *" $1 "* ]] && echo && echo "=== $1: $2 ($(date +%T))"; }
 timed() { local t=$(date +%s); "$@"; echo "wall: $(( $(date +%s) - t )) s"; }
 
