@@ -64,7 +64,18 @@ def test_decoder_rebuilt_when_settings_or_weights_change():
     assert static_decoder(m, 4, DrawRule(cfg=2.5), False) is not a
     b = static_decoder(m, 4, DrawRule(cfg=2.5), False)
     m.float()                                                 # new parameter storage: graphs would read stale memory
-    assert static_decoder(m, 4, DrawRule(cfg=2.5), False) is not b
+    c = static_decoder(m, 4, DrawRule(cfg=2.5), False)
+    assert c is not b
+    with torch.inference_mode():                              # its buffers could not be updated outside it
+        assert static_decoder(m, 4, DrawRule(cfg=2.5), False) is not c
+
+
+def test_static_sampling_in_and_out_of_inference_mode():
+    m = make()
+    labels = torch.tensor([1, 2])
+    with torch.inference_mode():
+        a = m.sample(labels, generator=gen(5), static_cache=True)
+    assert torch.equal(m.sample(labels, generator=gen(5), static_cache=True), a)
 
 
 def test_uniforms_are_the_numbers_draw_takes():

@@ -51,7 +51,7 @@ class StaticDecoder:
         if self.use_graphs and dev.type != "cuda":
             raise ConfigError(f"CUDA graphs need a CUDA model, this one is on {dev}")
         self.steps_per_graph = max(1, int(steps_per_graph))
-        self.key = _weights_key(model)
+        self.key = (_weights_key(model), torch.is_inference_mode_enabled())   # inference tensors stay so
         rows = 2 * capacity if rule.guided else capacity
         L = self.length
         self.rows = torch.full((rows,), model.null_class, dtype=torch.long, device=dev)
@@ -67,7 +67,7 @@ class StaticDecoder:
     def fits(self, model, batch: int, rule: DrawRule, teacher: bool) -> bool:
         """Whether this decoder can serve a call (same settings and weights, batch within its capacity)."""
         return (batch <= self.capacity and rule == self.rule and teacher == self.teacher
-                and self.key == _weights_key(model))
+                and self.key == (_weights_key(model), torch.is_inference_mode_enabled()))
 
     def _run(self, model, lo: int, hi: int) -> None:
         """Decoding steps [lo, hi) on the static buffers (what a graph captures)."""
