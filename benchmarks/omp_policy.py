@@ -102,7 +102,7 @@ def main() -> None:
           f"{info['cpu']}, {os.cpu_count()} logical CPUs, {a.load} busy processes alongside, "
           f"{a.rounds} rounds x {a.steps} steps")
     print()
-    print("| OMP_WAIT_POLICY | median ms/step | best ms/step | img/s (median) | vs first |")
+    print("| OMP_WAIT_POLICY | median ms/step | best ms/step | img/s (median) | time vs first row |")
     print("|---|---:|---:|---:|---:|")
     base = statistics.median(times[policies[0]])
     for policy in policies:
