@@ -106,3 +106,15 @@ def test_adaln_modulation_computed_once_per_call(monkeypatch):
     monkeypatch.setattr(blk, "modulation", lambda c: calls.append(1) or orig(c))
     m.sample(torch.tensor([0, 1]), generator=gen())
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_four_kernel_rope_gives_the_textbook_rotation_exactly(dtype):
+    from robustok.generator.layers import apply_rope, interleave_rope, rope_2d
+
+    cos, sin = (t.float() for t in rope_2d(torch.randint(0, 9, (17, 2), generator=gen(0)), 16))
+    x = (torch.randn(2, 3, 17, 16, generator=gen(1)) * 3).to(dtype)
+    a, b = x.unflatten(-1, (-1, 2)).unbind(-1)
+    c, s = cos.to(dtype), sin.to(dtype)
+    textbook = torch.stack([a * c - b * s, a * s + b * c], dim=-1).flatten(-2)
+    assert torch.equal(apply_rope(x, *interleave_rope(cos, sin)), textbook)

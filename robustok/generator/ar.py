@@ -16,7 +16,7 @@ from torch import nn
 
 from robustok.errors import ConfigError, DataError
 from robustok.generator.guidance import DrawRule, check_guidance, condition_labels, draw
-from robustok.generator.layers import Block, KVCache, rope_2d
+from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
 from robustok.hub import Pretrained
 
 
@@ -60,7 +60,7 @@ class ARGenerator(Pretrained):
             rows, cols = torch.meshgrid(torch.arange(c.grid[0]), torch.arange(c.grid[1]), indexing="ij")
             pos = torch.cat([torch.zeros(1, 2, dtype=torch.long),
                              torch.stack([rows.flatten(), cols.flatten()], 1) + 1])   # class at (0, 0)
-            cos, sin = rope_2d(pos, c.dim // c.heads)
+            cos, sin = interleave_rope(*rope_2d(pos, c.dim // c.heads))
             self.register_buffer("rope_cos", cos.float(), persistent=False)
             self.register_buffer("rope_sin", sin.float(), persistent=False)
         if c.random_order:
@@ -124,7 +124,7 @@ class ARGenerator(Pretrained):
             h = h + self.pos_emb[slots]
             rope = None
         else:
-            cos, sin = self.rope_cos[slots], self.rope_sin[slots]       # (1|B, T, Dh/2)
+            cos, sin = self.rope_cos[slots], self.rope_sin[slots]       # (1|B, T, Dh)
             rope = (cos[:, None], sin[:, None])
         if self.config.random_order:   # target-aware: input j is told which grid cell step j predicts
             idx = torch.arange(start, end, device=h.device)[None] if order is None else order[:, start:end]

@@ -37,12 +37,18 @@ def rope_2d(pos: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[to
     return ang.cos(), ang.sin()
 
 
+def interleave_rope(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables `apply_rope` takes, (L, head_dim), from `rope_2d`'s (L, head_dim/2): cos repeated for both
+    channels of a pair, sin negated for the first one."""
+    return cos.repeat_interleave(2, dim=-1), torch.stack([-sin, sin], dim=-1).flatten(-2)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of x (B, H, L, D) by the angles behind `cos`/`sin` (L, D/2)."""
-    x2 = x.unflatten(-1, (-1, 2))
-    a, b = x2[..., 0], x2[..., 1]
+    """Rotate consecutive channel pairs (a, b) of x (B, H, L, D) to (a cos - b sin, b cos + a sin), with the
+    `interleave_rope` tables (L, D): x * cos + swap(x) * sin, four kernels (the same numbers as the textbook
+    form, whose sums differ only by exact sign flips and order of two terms)."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
+    return x * cos + x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2) * sin
 
 
 class KVCache:
