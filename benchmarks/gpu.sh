@@ -17,7 +17,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 ROBUSTOK_DATA=$PWD/.gpu/fmnist ROBUSTOK_CACHE=/tmp/robustok-cache
 export ROBUSTOK_INCEPTION=$PWD/.gpu/inception-fp16.pt
-rt() { python3 -c "import sys; from robustok.cli import main; sys.exit(main())" "$@"; }
+rt() { python3 -m robustok "$@"; }
 want() { [[ " $STEPS " == *" $1 "* ]] && echo && echo "=== $1: $2 ($(date +%T))"; }
 timed() { local t=$(date +%s); "$@"; echo "wall: $(( $(date +%s) - t )) s"; }
 
@@ -30,12 +30,12 @@ want tests "the GPU tests" && timeout 150 python3 -m pytest -q -p no:cacheprovid
 want bench "tokenizer training throughput" &&
   timeout 150 python3 benchmarks/train_tokenizer.py --steps 20 2>&1 | tee "$O/train_tokenizer.txt"
 
-want sampling "AR sampling, RAR-B size, 256 tokens, batch 64, KV cache vs none" &&
-  timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 64 --repeats 1 \
+want sampling "AR sampling, RAR-B size, 256 tokens, batch 64, no cache vs KV cache vs static decoder (CUDA graphs)" &&
+  timeout 240 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 64 --repeats 1 \
     --device cuda --dtype bfloat16 2>&1 | tee "$O/sampling.txt"
 
-want sampling-large "AR sampling, RAR-B size, 256 tokens, batch 256, KV cache" &&
-  timeout 150 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 256 --repeats 1 \
+want sampling-large "AR sampling, RAR-B size, 256 tokens, batch 256, KV cache vs static decoder (CUDA graphs)" &&
+  timeout 240 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 256 --repeats 1 \
     --device cuda --dtype bfloat16 --cache-only 2>&1 | tee "$O/sampling-large.txt"
 
 want inception "FID Inception features" &&

@@ -1,10 +1,12 @@
-"""AR sampling speed: images/s with and without the KV cache, with CFG on and off, for several batch sizes.
+"""AR sampling speed: images/s with no cache, the dynamic KV cache and the static decoder, CFG on and off.
 
     python benchmarks/sampling.py                         # tiny preset, 8x8 = 64 tokens, K=1024, CPU
     python benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 64,256 --device cuda
 
 Token generation only (no decoding); a random-initialised model of the given size, which costs the same as a
-trained one. Prints one markdown table.
+trained one. The static decoder (`sample(..., static_cache=True)`: static KV cache, CUDA graphs on a GPU) is
+timed after its first call, which builds it (on a GPU: one eager pass and the graph capture); that one-off
+time is printed in its own column. Prints one markdown table.
 """
 from __future__ import annotations
 
@@ -14,24 +16,27 @@ import time
 import torch
 
 from robustok.generator.ar import ARConfig, ARGenerator
+from robustok.generator.decode import release_static_decoder
 from robustok.generator.presets import AR_PRESETS
 
 
-def bench(model: ARGenerator, batch: int, use_cache: bool, cfg: float, repeats: int, device: str) -> float:
-    """Images per second of `model.sample` (best of `repeats` after one warm-up run)."""
+def bench(model: ARGenerator, batch: int, cfg: float, repeats: int, device: str, **kw) -> tuple[float, float]:
+    """(images per second of `model.sample`, best of `repeats`; seconds of the first, warm-up call)."""
     labels = torch.arange(batch, device=device) % max(1, model.config.num_classes)
-    best = float("inf")
+    best, first = float("inf"), float("nan")
     for r in range(repeats + 1):
         g = torch.Generator(device=device).manual_seed(r)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        model.sample(labels, cfg=cfg, generator=g, use_cache=use_cache)
+        model.sample(labels, cfg=cfg, generator=g, **kw)
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         if r > 0:                                  # run 0 is the warm-up
             best = min(best, time.perf_counter() - t0)
-    return batch / best
+        else:
+            first = time.perf_counter() - t0
+    return batch / best, first
 
 
 def main() -> None:
@@ -58,14 +63,18 @@ def main() -> None:
     print(f"AR sampling, preset {a.preset} ({model.num_params() / 1e6:.2f}M params), {L} tokens, K={a.vocab}, "
           f"device {a.device}, dtype {a.dtype}, threads {torch.get_num_threads()}")
     print()
-    print("| batch | CFG | no cache (img/s) | KV cache (img/s) | speed-up |")
-    print("|---:|---|---:|---:|---:|")
+    print("| batch | CFG | no cache (img/s) | KV cache (img/s) | KV / no cache | static decoder (img/s) "
+          "| static / KV cache | static first call (s) |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
     for batch in (int(b) for b in a.batch_sizes.split(",")):
         for cfg in (1.0, 2.0):
-            slow = float("nan") if a.cache_only else bench(model, batch, False, cfg, a.repeats, a.device)
-            fast = bench(model, batch, True, cfg, a.repeats, a.device)
+            slow = float("nan") if a.cache_only else bench(model, batch, cfg, a.repeats, a.device, use_cache=False)[0]
+            fast = bench(model, batch, cfg, a.repeats, a.device)[0]
+            static, first = bench(model, batch, cfg, a.repeats, a.device, static_cache=True)
+            release_static_decoder(model)          # free its cache before the next setting
             ratio = "-" if a.cache_only else f"{fast / slow:.1f}x"
-            print(f"| {batch} | {'on (2.0)' if cfg != 1 else 'off'} | {slow:.1f} | {fast:.1f} | {ratio} |", flush=True)
+            print(f"| {batch} | {'on (2.0)' if cfg != 1 else 'off'} | {slow:.1f} | {fast:.1f} | {ratio} "
+                  f"| {static:.1f} | {static / fast:.1f}x | {first:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,11 @@ import importlib
 import pkgutil
 import sys
 
+if __name__ == "__main__":      # `python -m robustok.cli`: pick OpenMP's wait policy before torch loads
+    from robustok.entry import choose_omp_policy
+
+    choose_omp_policy()
+
 from robustok import commands
 from robustok.errors import RobustokError
 from robustok.train import dist as rdist

@@ -48,6 +48,10 @@ def test_pipeline(setup, kind):
     args[args.index(str(t / "samples"))] = str(t / "samples2")
     assert main(args) == 0
     assert np.array_equal(np.load(t / "samples2" / "samples.npz")["arr_0"], npz["arr_0"])
+    if kind == "ar":                        # the static decoder: the same images (the last batch runs padded)
+        args[args.index(str(t / "samples2"))] = str(t / "samples3")
+        assert main([*args, "--static-cache"]) == 0
+        assert np.array_equal(np.load(t / "samples3" / "samples.npz")["arr_0"], npz["arr_0"])
 
 
 def test_cli_errors_are_one_line(setup, capsys):

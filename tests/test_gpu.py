@@ -80,3 +80,22 @@ def test_inception_features_on_cuda_match_the_cpu():
     gpu = get_feature_net("inception", "cuda")(imgs).cpu()
     assert ((gpu - cpu).abs().max() / cpu.abs().max()).item() < 1e-2   # cuDNN may use TF32 convolutions
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_static_cuda_graph_decoder_matches_dynamic_cache_on_cuda(dtype):
+    from robustok.generator.decode import _DECODERS
+
+    m = make("rope", True, adaln=True).to("cuda", dtype)
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 2], device="cuda")
+    real = torch.randint(0, 48, (7, 16), device="cuda")
+    mask = torch.rand(7, 16, device="cuda") < 0.3
+    for kw in (dict(cfg=3.0, temperature=1.1, top_k=30, top_p=0.95), dict(cfg_schedule="power", cfg=2.0, cfg_power=2.0),
+               dict(cfg=2.0, keep_mask=mask, prefix_tokens=real)):
+        for seed in (1, 2):                       # the second call replays the graphs captured by the first
+            want = m.sample(labels, generator=torch.Generator("cuda").manual_seed(seed), **kw)
+            got = m.sample(labels, generator=torch.Generator("cuda").manual_seed(seed), static_cache=True, **kw)
+            assert got.device.type == "cuda" and torch.equal(got, want), kw
+        assert _DECODERS[m].use_graphs and _DECODERS[m].captures == 1
+    cpu_gen = m.sample(labels, generator=torch.Generator().manual_seed(3), static_cache=True)   # a CPU generator
+    assert torch.equal(cpu_gen, m.sample(labels, generator=torch.Generator().manual_seed(3)))

@@ -11,8 +11,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "stages.")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--quick", action="store_true", help="tiny budgets: a few minutes, numbers meaningless")
-    p.add_argument("--profile", default="default", choices=["quick", "default", "full"],
-                   help="budgets: default about 30 min on 2 CPU cores, full about 75 min")
+    p.add_argument("--profile", default=None, choices=["quick", "default", "full"],
+                   help="budgets: default about 30 min on 2 fast CPU cores, full about 75 min (the demo prints "
+                        "its own estimate for this machine first)")
+    p.add_argument("--budget", default=None, metavar="TIME",
+                   help="a wall-time budget (30m, 1h30m, 90s): without --profile, run the largest profile that "
+                        "fits; with one, refuse if it does not fit")
+    p.add_argument("--estimate", action="store_true",
+                   help="only print the expected wall time of each profile on this machine (a few seconds)")
     p.add_argument("--fresh", action="store_true", help="rerun every stage even if its result is on disk")
     p.set_defaults(func=run)
     r = sub.add_parser("report", help="rebuild report.html of a demo run from what is on disk")
@@ -22,8 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustok.demo import run_demo
+    from robustok.demo.estimate import plan_demo
 
-    run_demo(args.out, "quick" if args.quick else args.profile, fresh=args.fresh)
+    profile = plan_demo("quick" if args.quick else args.profile, args.budget, args.estimate)
+    if profile is not None:
+        run_demo(args.out, profile, fresh=args.fresh)
     return 0
 
 

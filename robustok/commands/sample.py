@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="AR: softmax temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=0, help="AR: keep the k most likely tokens (0 = all)")
     p.add_argument("--top-p", type=float, default=1.0, help="AR: nucleus mass (1 = off)")
+    p.add_argument("--static-cache", action="store_true",
+                   help="AR: static KV cache and CUDA-graph decoding steps (same images, much faster on a GPU)")
     p.add_argument("--steps", type=int, default=50, help="diffusion: ODE steps")
     p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all, balanced)")
@@ -52,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
                            temperature=args.temperature, top_k=args.top_k or None,
-                           top_p=args.top_p if args.top_p < 1 else None, steps=args.steps, sampler=args.sampler)
+                           top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
+                           steps=args.steps, sampler=args.sampler)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes)
     if info.is_main:

@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import ConfigError, DataError
-from robustok.generator.guidance import check_guidance, condition_labels, draw, filter_logits, guidance_scale
-from robustok.generator.layers import Block, KVCache, rope_2d
+from robustok.generator.guidance import DrawRule, check_guidance, condition_labels, draw
+from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
 from robustok.hub import Pretrained
 
 
@@ -60,7 +60,7 @@ class ARGenerator(Pretrained):
             rows, cols = torch.meshgrid(torch.arange(c.grid[0]), torch.arange(c.grid[1]), indexing="ij")
             pos = torch.cat([torch.zeros(1, 2, dtype=torch.long),
                              torch.stack([rows.flatten(), cols.flatten()], 1) + 1])   # class at (0, 0)
-            cos, sin = rope_2d(pos, c.dim // c.heads)
+            cos, sin = interleave_rope(*rope_2d(pos, c.dim // c.heads))
             self.register_buffer("rope_cos", cos.float(), persistent=False)
             self.register_buffer("rope_sin", sin.float(), persistent=False)
         if c.random_order:
@@ -124,23 +124,36 @@ class ARGenerator(Pretrained):
             h = h + self.pos_emb[slots]
             rope = None
         else:
-            cos, sin = self.rope_cos[slots], self.rope_sin[slots]       # (1|B, T, Dh/2)
+            cos, sin = self.rope_cos[slots], self.rope_sin[slots]       # (1|B, T, Dh)
             rope = (cos[:, None], sin[:, None])
         if self.config.random_order:   # target-aware: input j is told which grid cell step j predicts
             idx = torch.arange(start, end, device=h.device)[None] if order is None else order[:, start:end]
             h = h + self.target_emb[idx]
         return self.drop(h), rope
 
-    def _trunk(self, h: torch.Tensor, rope, labels: torch.Tensor, cache: Optional[KVCache] = None) -> torch.Tensor:
-        cond = self.cls_emb(labels) if self.config.adaln else None
+    def modulations(self, labels: torch.Tensor) -> Optional[list[tuple]]:
+        """adaLN modulation of every block and of the final norm for class ids `labels` (None without adaLN).
+
+        They depend only on the class, so sampling computes them once per call instead of once per step.
+        """
+        if not self.config.adaln:
+            return None
+        cond = self.cls_emb(labels)
+        shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
+        return [blk.modulation(cond) for blk in self.blocks] + [(shift, 1 + scale)]
+
+    def _trunk(self, h: torch.Tensor, rope, labels: torch.Tensor, cache: Optional[KVCache] = None,
+               mods: Optional[list[tuple]] = None) -> torch.Tensor:
+        if mods is None:
+            mods = self.modulations(labels)
         for i, blk in enumerate(self.blocks):
-            h = blk(h, rope, True, cache, i, cond)
+            h = blk(h, rope, True, cache, i, mod=None if mods is None else mods[i])
         if cache is not None:
             cache.length += h.shape[1]
         h = self.norm(h)
-        if self.final_ada is not None:
-            shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
-            h = h * (1 + scale) + shift
+        if mods is not None:
+            shift, scale = mods[-1]
+            h = h * scale + shift
         return self.head(h)
 
     # ---- training --------------------------------------------------------------------------------------
@@ -181,7 +194,8 @@ class ARGenerator(Pretrained):
     def sample(self, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0, top_k: Optional[int] = None,
                top_p: Optional[float] = None, generator: Optional[torch.Generator] = None,
                keep_mask: Optional[torch.Tensor] = None, prefix_tokens: Optional[torch.Tensor] = None,
-               cfg_schedule: str = "constant", cfg_power: float = 1.0, use_cache: bool = True) -> torch.Tensor:
+               cfg_schedule: str = "constant", cfg_power: float = 1.0, use_cache: bool = True,
+               static_cache: bool = False) -> torch.Tensor:
         """Sample token grids (B, h, w) in raster order for class ids `labels` (B,).
 
         cfg: guidance scale (1 = conditional model, 0 = unconditional), shaped over steps by `cfg_schedule`
@@ -189,8 +203,9 @@ class ARGenerator(Pretrained):
         temperature (0 = greedy), top_k, top_p filter the guided logits. Teacher forcing: where
         `keep_mask[:, s]` (B, L bool), the real token `prefix_tokens[:, s]` replaces the sample at step s and
         is fed back. `use_cache=False` recomputes the whole prefix each step (same tokens, slower).
+        `static_cache=True`: the fast decoder of `robustok.generator.decode` (cache and buffers kept between
+        calls, decoding steps replayed as CUDA graphs on a GPU; the same tokens as the default path).
         """
-        c = self.config
         check_guidance(cfg, cfg_schedule, cfg_power)
         if temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
@@ -206,28 +221,41 @@ class ARGenerator(Pretrained):
                 raise DataError(f"keep_mask and prefix_tokens must be ({B}, {L}), got {tuple(keep_mask.shape)} "
                                 f"and {tuple(prefix_tokens.shape)}")
             self.check_inputs(tokens=prefix_tokens)
-        guided = not (cfg == 1.0 and cfg_schedule == "constant")
-        rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if guided else labels
-        seq = torch.zeros(rows.shape[0], L, dtype=torch.long, device=dev)
+        rule = DrawRule(cfg, cfg_schedule, cfg_power, temperature, top_k, top_p)
+        if static_cache:
+            if not use_cache:
+                raise ConfigError("static_cache needs use_cache=True")
+            from robustok.generator.decode import static_sample
+            return static_sample(self, labels, rule, generator, keep_mask, prefix_tokens)
+        rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if rule.guided else labels
+        seq = torch.empty(rows.shape[0], L, dtype=torch.long, device=dev)
         cache = None
         if use_cache:
+            c = self.config
             cache = KVCache(c.depth, rows.shape[0], c.heads, L, c.dim // c.heads, dev, self.head.weight.dtype)
+        mods = self.modulations(rows)
         for s in range(L):
-            start = s if use_cache else 0
-            h, rope = self._embed(seq, rows, start, s + 1, None)
-            logits = self._trunk(h, rope, rows, cache)[:, -1].float()
-            if guided:
-                cond, uncond = logits[:B], logits[B:]
-                logits = cond + (guidance_scale(cfg, s, L, cfg_schedule, cfg_power) - 1.0) * (cond - uncond)
-            if temperature > 0:
-                logits = filter_logits(logits / temperature, top_k, top_p)
-            tok = draw(logits, generator, greedy=temperature == 0)
-            if keep_mask is not None:
-                tok = torch.where(keep_mask[:, s], prefix_tokens[:, s], tok)
-            seq[:B, s] = tok
-            if guided:
-                seq[B:, s] = tok
-        return seq[:B].view(B, *c.grid)
+            self.decode_step(seq, rows, s, B, rule, cache, mods, generator, keep=keep_mask, prefix=prefix_tokens)
+        return seq[:B].view(B, *self.config.grid)
+
+    def decode_step(self, seq: torch.Tensor, rows: torch.Tensor, s: int, batch: int, rule: DrawRule,
+                    cache: Optional[KVCache] = None, mods: Optional[list[tuple]] = None,
+                    generator: Optional[torch.Generator] = None, u: Optional[torch.Tensor] = None,
+                    keep: Optional[torch.Tensor] = None, prefix: Optional[torch.Tensor] = None) -> None:
+        """Raster step `s`: write token s of the first `batch` rows of `seq` (R, L) in place (and of the
+        unconditional rows after them when guided). `rows`: class ids (R,); `mods`: `modulations(rows)`;
+        `u`: this step's uniform numbers (else drawn from `generator`). Without `cache` the prefix is recomputed.
+
+        No host synchronisation and only shapes fixed by (R, s): a CUDA graph can capture it.
+        """
+        h, rope = self._embed(seq, rows, s if cache is not None else 0, s + 1, None)
+        logits = rule.apply(self._trunk(h, rope, rows, cache, mods)[:, -1].float(), batch, s, self.seq_len)
+        tok = draw(logits, generator, greedy=rule.temperature == 0, u=u)
+        if keep is not None:
+            tok = torch.where(keep[:, s], prefix[:, s], tok)
+        seq[:batch, s] = tok
+        if rule.guided:
+            seq[batch:, s] = tok
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

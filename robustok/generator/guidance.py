@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -51,19 +52,56 @@ def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Opti
     return logits
 
 
-def draw(logits: torch.Tensor, generator: Optional[torch.Generator] = None, greedy: bool = False) -> torch.Tensor:
+def draw(logits: torch.Tensor, generator: Optional[torch.Generator] = None, greedy: bool = False,
+         u: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One category per row of (already tempered and filtered) `logits` (B, K): an inverse-CDF draw, or argmax.
 
     Exactly one uniform number per row is consumed from `generator` (also when greedy), so two code paths that
-    produce the same logits produce the same samples.
+    produce the same logits produce the same samples. `u` (B, 1) float64 on the logits' device: the uniform
+    numbers to use instead (see `uniforms`); then `generator` is not touched.
     """
-    dev = generator.device if generator is not None else logits.device
-    u = torch.rand(logits.shape[0], 1, generator=generator, device=dev, dtype=torch.float64).to(logits.device)
+    if u is None:
+        dev = generator.device if generator is not None else logits.device
+        u = torch.rand(logits.shape[0], 1, generator=generator, device=dev, dtype=torch.float64).to(logits.device)
     if greedy:
         return logits.argmax(-1)
     cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).squeeze(-1)
     return idx.clamp_(max=logits.shape[-1] - 1)
+
+
+def uniforms(generator: Optional[torch.Generator], steps: int, batch: int, device: torch.device) -> torch.Tensor:
+    """The numbers `steps` successive `draw` calls on `batch` rows would take from `generator`, drawn the same way
+    (one call per step, so also a CUDA generator gives the same values): (steps, batch, 1) float64 on `device`."""
+    dev = generator.device if generator is not None else device
+    u = [torch.rand(batch, 1, generator=generator, device=dev, dtype=torch.float64) for _ in range(steps)]
+    return torch.stack(u).to(device)
+
+
+@dataclass(frozen=True)
+class DrawRule:
+    """How AR sampling turns the logits of one step into a token: guidance, temperature, top-k, top-p."""
+
+    cfg: float = 1.0
+    schedule: str = "constant"
+    power: float = 1.0
+    temperature: float = 1.0
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+
+    @property
+    def guided(self) -> bool:
+        """Whether conditional and unconditional rows run together (a scale other than a constant 1)."""
+        return not (self.cfg == 1.0 and self.schedule == "constant")
+
+    def apply(self, logits: torch.Tensor, batch: int, step: int, total: int) -> torch.Tensor:
+        """Guided, tempered and filtered logits (batch, K) from the model's logits of one step (rows x K)."""
+        if self.guided:
+            cond, uncond = logits[:batch], logits[batch:]
+            logits = cond + (guidance_scale(self.cfg, step, total, self.schedule, self.power) - 1.0) * (cond - uncond)
+        if self.temperature > 0:
+            logits = filter_logits(logits / self.temperature, self.top_k, self.top_p)
+        return logits
 
 
 def condition_labels(labels: torch.Tensor, null_class: int, label_dropout: float = 0.0) -> torch.Tensor:

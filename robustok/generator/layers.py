@@ -37,12 +37,18 @@ def rope_2d(pos: torch.Tensor, head_dim: int, base: float = 10000.0) -> tuple[to
     return ang.cos(), ang.sin()
 
 
+def interleave_rope(cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables `apply_rope` takes, (L, head_dim), from `rope_2d`'s (L, head_dim/2): cos repeated for both
+    channels of a pair, sin negated for the first one."""
+    return cos.repeat_interleave(2, dim=-1), torch.stack([-sin, sin], dim=-1).flatten(-2)
+
+
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive channel pairs of x (B, H, L, D) by the angles behind `cos`/`sin` (L, D/2)."""
-    x2 = x.unflatten(-1, (-1, 2))
-    a, b = x2[..., 0], x2[..., 1]
+    """Rotate consecutive channel pairs (a, b) of x (B, H, L, D) to (a cos - b sin, b cos + a sin), with the
+    `interleave_rope` tables (L, D): x * cos + swap(x) * sin, four kernels (the same numbers as the textbook
+    form, whose sums differ only by exact sign flips and order of two terms)."""
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)
+    return x * cos + x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2) * sin
 
 
 class KVCache:
@@ -51,8 +57,9 @@ class KVCache:
     def __init__(self, layers: int, batch: int, heads: int, max_len: int, head_dim: int,
                  device: torch.device, dtype: torch.dtype):
         shape = (batch, heads, max_len, head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
+        # only the filled part [:length] is ever read, so the memory need not be cleared
+        self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(layers)]
+        self.v = [torch.empty(shape, device=device, dtype=dtype) for _ in range(layers)]
         self.length = 0
         self.max_len = max_len
 
@@ -121,14 +128,21 @@ class Block(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
+    def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """adaLN vectors (B, 1, dim) for condition vectors `cond` (B, dim): shift, 1 + scale and gate of the
+        attention, then of the MLP (the 1 + is added here, so sampling pays for it once per call)."""
+        s1, a1, g1, s2, a2, g2 = self.ada(cond)[:, None].chunk(6, dim=-1)
+        return s1, 1 + a1, g1, s2, 1 + a2, g2
+
     def forward(self, x: torch.Tensor, rope=None, causal: bool = True, cache: Optional[KVCache] = None,
-                layer: int = 0, cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+                layer: int = 0, cond: Optional[torch.Tensor] = None, mod: Optional[tuple] = None) -> torch.Tensor:
+        """`mod`: a precomputed `modulation(cond)` (then `cond` is not needed)."""
         if self.ada is None:
             x = x + self.drop(self.attn(self.norm1(x), rope, causal, cache, layer))
             return x + self.mlp(self.norm2(x))
-        s1, a1, g1, s2, a2, g2 = self.ada(cond)[:, None].chunk(6, dim=-1)
-        x = x + g1 * self.drop(self.attn(self.norm1(x) * (1 + a1) + s1, rope, causal, cache, layer))
-        return x + g2 * self.mlp(self.norm2(x) * (1 + a2) + s2)
+        s1, a1, g1, s2, a2, g2 = self.modulation(cond) if mod is None else mod
+        x = x + g1 * self.drop(self.attn(self.norm1(x) * a1 + s1, rope, causal, cache, layer))
+        return x + g2 * self.mlp(self.norm2(x) * a2 + s2)
 
 
 def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:

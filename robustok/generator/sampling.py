@@ -21,6 +21,7 @@ class SamplingOptions:
     temperature: float = 1.0           # AR
     top_k: Optional[int] = None        # AR
     top_p: Optional[float] = None      # AR
+    static_cache: bool = False         # AR: the static decoder (CUDA graphs on a GPU), same tokens, faster
     steps: int = 50                    # diffusion
     sampler: str = "heun"              # diffusion: euler | heun
     shift: float = 1.0                 # diffusion: time-grid shift
@@ -49,7 +50,7 @@ def sample_codes(generator: Any, labels: torch.Tensor, opts: SamplingOptions,
     if isinstance(generator, ARGenerator):
         return generator.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k,
                                 top_p=opts.top_p, generator=rng, cfg_schedule=opts.cfg_schedule,
-                                cfg_power=opts.cfg_power)
+                                cfg_power=opts.cfg_power, static_cache=opts.static_cache)
     return generator.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=rng,
                             shift=opts.shift)
 

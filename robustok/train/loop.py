@@ -35,6 +35,7 @@ from robustok.errors import RobustokError
 from robustok.train import dist as rdist
 from robustok.train.reproducible import make_deterministic
 from robustok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robustok.train.estimate import ThroughputProbe
 from robustok.train.logging import MetricsLogger, save_grid
 
 
@@ -136,6 +137,7 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
                if hasattr(task, "batches") else
                train_batches(task.dataset, data.batch_size, run.seed, info.rank, info.world, start,
                              data.num_workers))
+    batches = ThroughputProbe(cfg.steps, start, device, info.world, enabled=info.is_main).wrap(batches)
     logger = MetricsLogger(run_dir, enabled=info.is_main)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (info.is_main and run.progress), dynamic_ncols=True,
                desc=f"train {task.kind}")

@@ -1,0 +1,64 @@
+"""The command line sets OMP_WAIT_POLICY=PASSIVE before torch loads (libgomp reads it then), unless the user set it."""
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENTRIES = {
+    "console script": ["-c", "import sys; from robustok.entry import main; sys.exit(main())"],
+    "python -m robustok": ["-m", "robustok"],
+    "python -m robustok.cli": ["-m", "robustok.cli"],
+}
+
+
+def run(args: list[str], policy=None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env.update(OMP_DISPLAY_ENV="verbose", PYTHONPATH=str(ROOT))
+    if policy is not None:
+        env["OMP_WAIT_POLICY"] = policy
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def spin_count(stderr: str) -> str:
+    """libgomp's own report of the policy it uses: GOMP_SPINCOUNT is 0 exactly when the policy is PASSIVE."""
+    m = re.search(r"GOMP_SPINCOUNT = '(\d+)'", stderr)
+    if m is None:
+        pytest.skip("torch's OpenMP runtime is not libgomp (no OMP_DISPLAY_ENV report)")
+    return m.group(1)
+
+
+def test_the_console_script_is_the_entry_module():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["robustok"] == "robustok.entry:main"
+
+
+def test_importing_robustok_does_not_load_torch():
+    code = "import sys, robustok, robustok.entry; print('torch' in sys.modules); print(robustok.Tokenizer.__name__)"
+    r = run(["-c", code])
+    assert r.returncode == 0 and r.stdout.split() == ["False", "Tokenizer"], r.stderr
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+def test_cli_entries_make_libgomp_passive(entry):
+    r = run([*ENTRIES[entry], "--help"])
+    assert r.returncode == 0 and "train-tokenizer" in r.stdout, r.stderr
+    assert spin_count(r.stderr) == "0"
+
+
+def test_a_policy_set_by_the_user_wins():
+    r = run([*ENTRIES["python -m robustok.cli"], "--help"], policy="ACTIVE")
+    assert r.returncode == 0 and spin_count(r.stderr) not in ("0", "300000")       # ACTIVE: spin (very long)
+
+
+def test_the_policy_reaches_child_processes_and_not_after_torch():
+    code = ("import os, subprocess, sys; from robustok.entry import choose_omp_policy; print(choose_omp_policy()); "
+            "print(subprocess.run([sys.executable, '-c', 'import os; print(os.environ[\"OMP_WAIT_POLICY\"])'], "
+            "capture_output=True, text=True).stdout.strip())")
+    assert run(["-c", code]).stdout.split() == ["True", "PASSIVE"]
+    late = "import torch; from robustok.entry import choose_omp_policy; print(choose_omp_policy())"
+    assert run(["-c", late]).stdout.split() == ["False"]        # too late to matter: left alone
