@@ -90,17 +90,14 @@ class ImageSource:
     image_size: tuple[int, int] | None = None
 
     def batches(self, batch_size: int = 100, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
-        p = Path(self.spec)
-        if p.suffix == ".npz":
-            if not p.is_file():
-                raise DataError(f"{p}: file not found")
-            yield from self._array_batches(read_samples_npz(p), batch_size, rank, world)
-        elif p.is_dir():
-            yield from self._folder_batches(p, batch_size, rank, world)
-        elif self.spec.startswith(("fashion-mnist", "wds:")):
-            yield from self._spec_batches(batch_size, rank, world)
+        from robustok.data.spec import parse_data_spec
+        kind = parse_data_spec(self.spec, allow_npz=True).kind
+        if kind == "npz":
+            yield from self._array_batches(read_samples_npz(self.spec), batch_size, rank, world)
+        elif kind == "folder":
+            yield from self._folder_batches(Path(self.spec), batch_size, rank, world)
         else:
-            raise DataError(f"{self.spec}: not a folder, an .npz file or a data spec (fashion-mnist:test, wds:...)")
+            yield from self._spec_batches(batch_size, rank, world)
 
     def _check_size(self, size: tuple[int, int], where: str) -> None:
         if self.image_size is None:

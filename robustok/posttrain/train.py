@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,8 @@ class PostTrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, min_lr=5e-5, warmup_steps=20,
                                                                     ema_decay=0.0))
+
+    BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2"}
 
 
 def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,10 @@ class LossConfig:
     lecam_weight: float = 0.001
     adaptive_weight: bool = True
 
+    BOUNDS: ClassVar[dict] = {"l1_weight": ">=0", "l2_weight": ">=0", "perceptual_weight": ">=0", "disc_weight": ">=0",
+                              "disc_start": ">=0", "disc_lr": ">0", "disc_weight_decay": ">=0", "disc_width": ">=1",
+                              "disc_layers": ">=1", "lecam_weight": ">=0"}
+
 
 @dataclass
 class TokenizerTrainConfig:
@@ -57,6 +61,8 @@ class TokenizerTrainConfig:
         p = self.perturb
         if not 0 <= p.beta <= 1 or not 0 <= p.alpha <= 1 or p.delta < 1:
             raise ConfigError(f"perturb: need 0<=beta<=1, 0<=alpha<=1, delta>=1 (got {p.beta}, {p.alpha}, {p.delta})")
+        if p.enabled and self.model.bottleneck == "vq" and p.delta > self.model.codebook_size:
+            raise ConfigError(f"perturb.delta ({p.delta}) must be <= model.codebook_size ({self.model.codebook_size})")
         if p.neighbours not in ("code", "latent"):
             raise ConfigError(f"perturb.neighbours must be 'code' or 'latent', got {p.neighbours!r}")
         if not 0 <= p.anneal_start <= p.anneal_end <= 1:
