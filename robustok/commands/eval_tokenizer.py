@@ -6,6 +6,8 @@ reconstructions decoded from perturbed token ids vs the inputs; see docs/metrics
 from __future__ import annotations
 
 import argparse
+
+from robustok.validation import bounded
 import json
 import sys
 
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="fashion-mnist:test", help="evaluation images (default fashion-mnist:test)")
     p.add_argument("--metrics", default="psnr,ssim,rfid,pfid,usage",
                    help="comma list of psnr, ssim, lpips, rfid, pfid, usage")
-    p.add_argument("--num-images", type=int, default=10_000)
+    p.add_argument("--num-images", type=bounded(int, ">=2"), default=10_000)
     p.add_argument("--features", default="fmnist", help="FID features: inception | fmnist | random")
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--lpips-vgg", default=None, help="torchvision VGG16 weights file (for lpips)")
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pfid-neighbours", default="code", choices=["code", "latent"],
                    help="perturb to codes nearest e_k (code, the paper) or nearest z (latent, authors' training)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--json", default=None, help="write the results here")

@@ -6,6 +6,8 @@ A and B: folders of images, ADM-style sample `.npz` files (`arr_0`, uint8 NHWC),
 from __future__ import annotations
 
 import argparse
+
+from robustok.validation import bounded
 import json
 import sys
 
@@ -13,9 +15,10 @@ import sys
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", default="fmnist", help="feature network: inception | fmnist | random (default fmnist)")
     p.add_argument("--inception-weights", default=None, help="local FID Inception file (see docs/metrics.md)")
-    p.add_argument("--num-images", type=int, default=None, help="use the first N images of each set (default all)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--resolution", type=int, default=32, help="image size for data specs (default 32)")
+    p.add_argument("--num-images", type=bounded(int, ">=2"), default=None,
+                   help="use the first N images of each set (default all)")
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
+    p.add_argument("--resolution", type=bounded(int, ">=8"), default=32, help="image size for data specs (default 32)")
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
 

@@ -21,11 +21,10 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
-from robustok.hub import load_state_checked, load_tensors
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.posttrain.pairs import PairDataset, PairStore
-from robustok.tokenizer.train import Discriminator, LossConfig
+from robustok.tokenizer.train import Discriminator, LossConfig, load_discriminator
 
 
 @dataclass
@@ -100,9 +99,7 @@ class PostTrainTask:
         lc = self.cfg.loss
         d = Path(self.cfg.tokenizer) if self.cfg.tokenizer else None
         if self.cfg.reuse_discriminator and d and (d / "discriminator.safetensors").is_file():
-            meta = json.loads((d / "discriminator.json").read_text())
-            disc = Discriminator(meta["channels"], meta["width"], meta["layers"])
-            load_state_checked(disc, load_tensors(d / "discriminator.safetensors"), str(d / "discriminator.safetensors"))
+            disc = load_discriminator(d)
             self.reused_discriminator = True
             return disc
         self.reused_discriminator = False

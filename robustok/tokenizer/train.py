@@ -81,6 +81,24 @@ class Discriminator(nn.Module):
         return self.net(x)
 
 
+def load_discriminator(directory: str | Path) -> Discriminator:
+    """The discriminator saved beside a tokenizer (`discriminator.json` + `.safetensors`), errors naming the file."""
+    from robustok.errors import CheckpointError
+    from robustok.hub import load_state_checked, load_tensors
+    meta_path, weights = Path(directory) / "discriminator.json", Path(directory) / "discriminator.safetensors"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path}: not found, but {weights.name} is there (both are written together); "
+                              "copy it too or set reuse_discriminator=false")
+    try:
+        meta = json.loads(meta_path.read_text())
+        disc = Discriminator(int(meta["channels"]), int(meta["width"]), int(meta["layers"]))
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
+                              "expected JSON with channels, width, layers") from None
+    load_state_checked(disc, load_tensors(weights), str(weights))
+    return disc
+
+
 class TokenizerTask:
     """The training step of stage 1 (see `robustok.train.loop` for the task protocol)."""
 
