@@ -46,6 +46,7 @@ class DataConfig:
     root: Optional[str] = None           # where the embedded dataset's IDX files are (default: search)
 
     BOUNDS: ClassVar[dict] = {"resolution": ">=8", "batch_size": ">=1", "num_workers": ">=0"}
+    DATA_SPECS: ClassVar[tuple] = ("train", "val")
 
 
 @dataclass

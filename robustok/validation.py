@@ -1,7 +1,8 @@
 """Checks at the boundary: numeric ranges of config fields and CLI options, and writable output paths.
 
-Config dataclasses declare ranges as a class attribute `BOUNDS = {"field": "<rule>"}`; `check_bounds` walks a
-loaded config (nested dataclasses included) and raises `ConfigError` naming the dotted key, the rule and the value.
+Config dataclasses declare ranges as a class attribute `BOUNDS = {"field": "<rule>"}` and data-spec fields as
+`DATA_SPECS = ("field", ...)`; `check_bounds` walks a loaded config (nested dataclasses included) and raises
+`ConfigError` naming the dotted key and the problem (the rule and the value, or why the spec is not valid).
 A rule is `>=1`, `>0`, `<=1`, `[0,1]`, `[0,1)`, `(0,1]`, ... (ends included with brackets, excluded with
 parentheses). CLI options use the same rules through `bounded(int, ">=1")` as their argparse `type`.
 """
@@ -56,11 +57,19 @@ def check_bounds(cfg: Any, prefix: str = "") -> None:
     if not dataclasses.is_dataclass(cfg):
         return
     rules = getattr(type(cfg), "BOUNDS", {})
+    specs = getattr(type(cfg), "DATA_SPECS", ())
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             check_bounds(value, key + ".")
+        elif f.name in specs and value:
+            from robustok.data.spec import parse_data_spec
+            from robustok.errors import DataError
+            try:
+                parse_data_spec(value, what=key)
+            except DataError as err:
+                raise ConfigError(f"{key}: {err}") from None
         elif f.name in rules:
             if isinstance(value, (list, tuple)):
                 for i, v in enumerate(value):

@@ -32,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_external
 
     from robustok.errors import ConfigError
+    from robustok.validation import check_writable
+
+    check_writable(args.out, "--out", "dir")
 
     overrides: dict = {"image_size": args.image_size} if args.image_size else {}
     for item in args.set:

@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from robustok.demo import run_demo
+    from robustok.validation import check_writable
 
+    check_writable(args.out, "--out", "dir")
     run_demo(args.out, "quick" if args.quick else args.profile, fresh=args.fresh)
     return 0
 

@@ -56,8 +56,13 @@ def run_fid(args: argparse.Namespace) -> int:
     from robustok.metrics.features import describe
     from robustok.metrics.fid import check_sizes, fid_between, source_stats
     from robustok.metrics.generation import class_accuracy, inception_score, precision_recall
+    from robustok.data.spec import parse_data_spec
     from robustok.metrics.sources import read_sample_labels
+    from robustok.validation import check_writable
 
+    check_writable(args.json, "--json")
+    for spec in (args.a, args.b):
+        parse_data_spec(spec, allow_npz=True)
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not wanted or any(m not in ("fid", "is", "pr", "acc") for m in wanted):
         raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
@@ -106,7 +111,12 @@ def run_stats(args: argparse.Namespace) -> int:
     from robustok.metrics.fid import save_stats, source_stats
     from robustok.metrics.sources import is_stats_file
 
+    from robustok.data.spec import parse_data_spec
     from robustok.errors import DataError
+    from robustok.validation import check_writable
+
+    check_writable(args.out, "--out")
+    parse_data_spec(args.spec, allow_npz=True)
     if is_stats_file(args.spec):
         raise DataError(f"{args.spec}: already a statistics file")
     net = _net(args)

@@ -52,8 +52,12 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions
+    from robustok.data.spec import parse_data_spec
     from robustok.posttrain.pairs import PairsSpec, make_pairs
+    from robustok.validation import check_writable
 
+    parse_data_spec(args.data, what="--data")
+    check_writable(args.out, "--out", "dir")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = load_generator(args.generator, device).eval()
     tok = load_tokenizer(args.tokenizer).to(device).eval()
@@ -73,7 +77,10 @@ def run_train(args: argparse.Namespace) -> int:
     from robustok.config import load_config
     from robustok.posttrain.train import PostTrainConfig, post_train
 
+    from robustok.validation import check_writable
+
     cfg = load_config(PostTrainConfig, args.config, args.overrides)
+    check_writable(cfg.run.dir, "run.dir", "dir")
     s = post_train(cfg, resume=args.resume, with_control=args.control)
     f = s["features"]
     print(f"\n{'decoder':28s} gFID-proxy-{f}")

@@ -35,8 +35,13 @@ def run(args: argparse.Namespace) -> int:
     from robustok.generator.store import write_token_store
     from robustok.adapters import load_tokenizer
 
+    from robustok.data.spec import parse_data_spec
+    from robustok.validation import check_writable
+
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
+    parse_data_spec(args.data, what="--data")
+    check_writable(args.out, "--out", "dir")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     c = tok.config

@@ -43,8 +43,11 @@ def run(args: argparse.Namespace) -> int:
     from robustok.generator.sampling import SamplingOptions, write_samples
     from robustok.adapters import load_tokenizer
 
+    from robustok.validation import check_writable
+
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
         raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
+    check_writable(args.out, "--out", "dir")
     try:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     except ValueError:

@@ -256,7 +256,7 @@ class _StoreInfo:
     def latent_stats(self) -> tuple[list[float], list[float]]:
         return list(self.manifest.get("latent_mean", [])), list(self.manifest.get("latent_std", []))
 
-    def _check_rows(self, where: str, x: np.ndarray, y: np.ndarray) -> None:
+    def _check_rows(self, where: str, x: np.ndarray, y: np.ndarray, where_labels: Optional[str] = None) -> None:
         """Token ids: integers in [0, K); labels: integers in [-1, num_classes) (-1: unlabeled)."""
         if self.kind == "ids" and not np.issubdtype(x.dtype, np.integer):
             raise DataError(f"{where}: token ids must be integers, got dtype {x.dtype}")
@@ -265,9 +265,9 @@ class _StoreInfo:
         if self.kind == "ids" and x.size and int(x.min()) < 0:
             raise DataError(f"{where}: negative token id {int(x.min())}")
         if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{where}: labels must be integers, got dtype {y.dtype}")
+            raise DataError(f"{where_labels or where}: labels must be integers, got dtype {y.dtype}")
         if y.size and (int(y.max()) >= max(self.num_classes, 0) or int(y.min()) < -1):
-            raise DataError(f"{where}: labels span [{int(y.min())}, {int(y.max())}], outside [-1, "
+            raise DataError(f"{where_labels or where}: labels span [{int(y.min())}, {int(y.max())}], outside [-1, "
                             f"{self.num_classes}) (num_classes in the manifest)")
 
     def _tensor(self, row: np.ndarray) -> torch.Tensor:
@@ -295,7 +295,7 @@ class TokenDataset(_StoreInfo, Dataset):
                 raise DataError(f"{self.dir / m['shards'][k]['data']}: shape {x.shape} does not match the manifest "
                                 f"({self.counts[k]}, {shape})")
             if validate:
-                self._check_rows(str(self.dir / m["shards"][k]["data"]), x, y)
+                self._check_rows(str(self.dir / m["shards"][k]["data"]), x, y, str(self.dir / m["shards"][k]["labels"]))
         self._data = [None] * len(self.counts)          # re-open lazily in each worker process
         self._labels = [None] * len(self.counts)
 

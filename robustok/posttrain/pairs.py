@@ -133,7 +133,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     return out
 
 
-MANIFEST_KEYS = ("kind", "sigma", "data", "tokenizer_fingerprint")
+MANIFEST_KEYS = ("kind", "sigma", "data", "resolution", "channels", "tokenizer_fingerprint")
 
 
 def _read_manifest(path: Path) -> dict:
