@@ -15,8 +15,16 @@ from robustok.errors import RobustokError
 from robustok.train import dist as rdist
 
 
+class _Parser(argparse.ArgumentParser):
+    """Invalid option values (out of range, wrong type) raise `argparse.ArgumentError` for `main` to report."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("exit_on_error", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robustok", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="robustok", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"robustok.commands.{info.name}")
@@ -25,7 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except argparse.ArgumentError as err:  # one line, like every other bad-input error
+        command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
+        print(f"robustok {command}: error: {err}", file=sys.stderr)
+        return 2
     try:
         result = args.func(args)
     except RobustokError as err:

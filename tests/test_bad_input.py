@@ -169,6 +169,7 @@ CASES = [
     ("gen-batch-size", TG + ["data.batch_size=-3"], {}, r"data\.batch_size must be >= 1"),
     ("gen-dropout", TG + ["model.dropout=1.5"], {}, r"model\.dropout must be in \[0, 1\)"),
     ("post-clean-fraction", PT + ["clean_fraction=2"], {}, r"clean_fraction must be in \[0, 1\]"),
+    ("post-eval-reference", PT + ["eval_reference=fashion-mnist-test"], {}, r"eval_reference: unknown data set"),
     # data specs: one strict parser, no silent fallbacks
     ("fmnist-name-typo", TT + ["data.train=fashion-mnist-test"], {}, r"unknown data set name 'fashion-mnist-test'.*"
                                                                       r"fashion-mnist:train"),

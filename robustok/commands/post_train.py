@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-eval", type=bounded(int, ">=0"), default=1000,
                    help="held-out free samples for the gFID proxy")
     p.add_argument("--out", required=True)
-    p.add_argument("--cfg", type=bounded(float, ">=0"), default=1.0, help="classifier-free guidance scale")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"])
     p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0)
     p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0)

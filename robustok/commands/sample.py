@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="the tokenizer the generator was trained with")
     p.add_argument("--num-images", type=bounded(int, ">=1"), default=10_000)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--cfg", type=bounded(float, ">=0"), default=1.0,
+    p.add_argument("--cfg", type=float, default=1.0,
                    help="classifier-free guidance scale (1 = off, default 1)")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
                    help="AR: how the scale grows over the token steps (power = RAR's guidance_scale_pow)")

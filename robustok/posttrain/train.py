@@ -45,6 +45,7 @@ class PostTrainConfig:
                                                                     ema_decay=0.0))
 
     BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2"}
+    DATA_SPECS: ClassVar[tuple] = ("eval_reference",)
 
 
 def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:
