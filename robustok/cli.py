@@ -32,17 +32,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: RobustokError) -> str:
+    """The error's message; one re-raised by a data-loader worker carries the worker's traceback text, of which
+    only the original message (its last line, without the exception's class name) is kept."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if last.startswith(("robustok.errors.", type(err).__name__)) else last
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except argparse.ArgumentError as err:  # one line, like every other bad-input error
         command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
-        print(f"robustok {command}: error: {err}", file=sys.stderr)
+        where = "robustok" if err.argument_name == "COMMAND" else f"robustok {command}"
+        print(f"{where}: error: {err}", file=sys.stderr)
         return 2
     try:
         result = args.func(args)
     except RobustokError as err:
-        print(f"robustok {args.command}: error: {err}", file=sys.stderr)
+        print(f"robustok {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robustok {args.command}: interrupted", file=sys.stderr)

