@@ -6,10 +6,10 @@ reconstructions decoded from perturbed token ids vs the inputs; see docs/metrics
 from __future__ import annotations
 
 import argparse
-
-from robustok.validation import bounded
 import json
 import sys
+
+from robustok.validation import bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:

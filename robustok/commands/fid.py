@@ -6,10 +6,10 @@ A and B: folders of images, ADM-style sample `.npz` files (`arr_0`, uint8 NHWC),
 from __future__ import annotations
 
 import argparse
-
-from robustok.validation import bounded
 import json
 import sys
+
+from robustok.validation import bounded
 
 
 def _common(p: argparse.ArgumentParser) -> None:
