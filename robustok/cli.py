@@ -20,8 +20,16 @@ from robustok.errors import RobustokError
 from robustok.train import dist as rdist
 
 
+class _Parser(argparse.ArgumentParser):
+    """Invalid option values (out of range, wrong type) raise `argparse.ArgumentError` for `main` to report."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("exit_on_error", False)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robustok", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="robustok", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"robustok.commands.{info.name}")
@@ -29,12 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: RobustokError) -> str:
+    """The error's message; one re-raised by a data-loader worker carries the worker's traceback text, of which
+    only the original message (its last line, without the exception's class name) is kept."""
+    text = str(err)
+    if "Original Traceback" not in text:
+        return text
+    last = [line for line in text.splitlines() if line.strip()][-1]
+    return last.split(": ", 1)[1] if last.startswith(("robustok.errors.", type(err).__name__)) else last
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except argparse.ArgumentError as err:  # one line, like every other bad-input error
+        command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
+        where = "robustok" if err.argument_name == "COMMAND" else f"robustok {command}"
+        print(f"{where}: error: {err}", file=sys.stderr)
+        return 2
     try:
         result = args.func(args)
     except RobustokError as err:
-        print(f"robustok {args.command}: error: {err}", file=sys.stderr)
+        print(f"robustok {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robustok {args.command}: interrupted", file=sys.stderr)

@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, TypeVar
+from typing import Any, ClassVar, Optional, Sequence, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from robustok.errors import ConfigError
+from robustok.validation import check_bounds
 
 T = TypeVar("T")
 
@@ -30,6 +31,9 @@ class RunConfig:
     progress: bool = True          # tqdm bar
     deterministic: bool = False    # bitwise-repeatable: one CPU thread, deterministic kernels (train/reproducible.py)
 
+    BOUNDS: ClassVar[dict] = {"log_every": ">=1", "sample_every": ">=0", "ckpt_every": ">=0",
+                              "keep_checkpoints": ">=1"}
+
 
 @dataclass
 class DataConfig:
@@ -41,6 +45,9 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True                 # random crop + h-flip on the training set
     root: Optional[str] = None           # where the embedded dataset's IDX files are (default: search)
+
+    BOUNDS: ClassVar[dict] = {"resolution": ">=8", "batch_size": ">=1", "num_workers": ">=0"}
+    DATA_SPECS: ClassVar[tuple] = ("train", "val")
 
 
 @dataclass
@@ -55,6 +62,9 @@ class TrainConfig:
     ema_decay: float = 0.999             # 0 disables EMA
     amp: str = "auto"                    # auto (bf16 on CUDA) | bf16 | off
     compile: bool = False                # torch.compile the model
+
+    BOUNDS: ClassVar[dict] = {"steps": ">=1", "lr": ">0", "min_lr": ">=0", "warmup_steps": ">=0",
+                              "weight_decay": ">=0", "betas": "[0,1)", "grad_clip": ">=0", "ema_decay": "[0,1)"}
 
 
 def _to_container(cfg: Any) -> Any:
@@ -85,6 +95,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         msg = str(err).splitlines()[0]
         raise ConfigError(f"{where}: invalid config key {key!r}: {msg}") from None
+    check_bounds(obj)
     return obj  # type: ignore[return-value]
 
 
@@ -102,7 +113,9 @@ def save_config(cfg: Any, path: str | Path) -> None:
 def from_dict(schema: type[T], data: dict) -> T:
     """Build a schema instance from a dict (e.g. a model's config.json); unknown keys are errors."""
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))
+        obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(data)))
     except OmegaConfBaseException as err:
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         raise ConfigError(f"invalid key {key!r} for {schema.__name__}: {str(err).splitlines()[0]}") from None
+    check_bounds(obj)
+    return obj

@@ -83,7 +83,17 @@ def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], 
             parts.append(f"shape mismatch {wrong[:3]}")
         raise CheckpointError(f"{source}: weights do not fit {type(module).__name__} ({'; '.join(parts)}): "
                               "is it a checkpoint of another architecture or config?")
+    check_finite(state, source)
     module.load_state_dict(state, strict=True)
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise `CheckpointError` naming the file and the first tensor holding NaN or infinite values."""
+    for k, v in state.items():
+        if torch.is_floating_point(v) and not bool(torch.isfinite(v).all()):
+            bad = int((~torch.isfinite(v)).sum())
+            raise CheckpointError(f"{source}: tensor {k!r} holds {bad} NaN/infinite value(s) of {v.numel()}; "
+                                  "the weights are unusable (a diverged run?)")
 
 
 def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict:

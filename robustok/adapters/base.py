@@ -41,10 +41,11 @@ def _torch_load_safe(path: Path) -> Any:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         msg = str(err)
-        if "Unsupported operand" in msg or "WeightsUnpickler" not in msg and "Unsupported global" not in msg:
+        if "Unsupported operand" in msg or "WeightsUnpickler" not in msg and "unsupported global" not in msg.lower():
             raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (invalid pickle data: "
                                   f"{msg.splitlines()[0][:200]})") from None
-        m = re.search(r"Unsupported global: GLOBAL \S+", msg) or re.search(r"WeightsUnpickler error: [^\n.]+", msg)
+        m = (re.search(r"Unsupported global: GLOBAL \S+", msg) or re.search(r"WeightsUnpickler error: [^\n.]+", msg)
+             or re.search(r"unsupported GLOBAL \S+", msg))
         detail = m.group(0) if m else msg.splitlines()[0][:200]
         raise CheckpointError(
             f"{path}: refused to load: the file needs full unpickling ({detail}); only weights-only "

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.validation import bounded
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from robustok.adapters import ADAPTERS
@@ -19,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="the original weight file")
     p.add_argument("--out", required=True, help="output directory (config.json + model.safetensors)")
     p.add_argument("--weights", default=None, help="entry of a training checkpoint to use: ema | model")
-    p.add_argument("--image-size", type=int, default=None, help="image size the tokenizer will be used at")
+    p.add_argument("--image-size", type=bounded(int, ">=8"), default=None,
+                   help="image size the tokenizer will be used at")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the adapter's config (repeatable), e.g. --set norm_groups=32")
     p.set_defaults(func=run)
@@ -29,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_external
 
     from robustok.errors import ConfigError
+    from robustok.validation import check_writable
+
+    check_writable(args.out, "--out", "dir")
 
     overrides: dict = {"image_size": args.image_size} if args.image_size else {}
     for item in args.set:

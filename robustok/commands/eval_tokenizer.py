@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+from robustok.validation import bounded
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval-tokenizer", help="PSNR, SSIM, LPIPS, rFID, pFID and codebook usage of a tokenizer",
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="fashion-mnist:test", help="evaluation images (default fashion-mnist:test)")
     p.add_argument("--metrics", default="psnr,ssim,rfid,pfid,usage",
                    help="comma list of psnr, ssim, lpips, rfid, pfid, usage")
-    p.add_argument("--num-images", type=int, default=10_000)
+    p.add_argument("--num-images", type=bounded(int, ">=2"), default=10_000)
     p.add_argument("--features", default="fmnist", help="FID features: inception | fmnist | random")
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--lpips-vgg", default=None, help="torchvision VGG16 weights file (for lpips)")
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pfid-neighbours", default="code", choices=["code", "latent"],
                    help="perturb to codes nearest e_k (code, the paper) or nearest z (latent, authors' training)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--json", default=None, help="write the results here")
@@ -54,7 +56,12 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_tokenizer
     from robustok.train.dist import setup
 
+    from robustok.data.spec import parse_data_spec
+    from robustok.validation import check_writable
+
     metrics = parse_metrics(args.metrics)
+    check_writable(args.json, "--json")
+    parse_data_spec(args.data, what="--data")
     if args.num_images is not None and args.num_images < 2:
         raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
     info = setup()  # under torchrun: a process group, each rank evaluates a strided shard

@@ -11,13 +11,16 @@ import argparse
 import json
 import sys
 
+from robustok.validation import bounded
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", default="fmnist", help="feature network: inception | fmnist | random (default fmnist)")
     p.add_argument("--inception-weights", default=None, help="local FID Inception file (see docs/metrics.md)")
-    p.add_argument("--num-images", type=int, default=None, help="use the first N images of each set (default all)")
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--resolution", type=int, default=32, help="image size for data specs (default 32)")
+    p.add_argument("--num-images", type=bounded(int, ">=2"), default=None,
+                   help="use the first N images of each set (default all)")
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
+    p.add_argument("--resolution", type=bounded(int, ">=8"), default=32, help="image size for data specs (default 32)")
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
 
@@ -60,9 +63,14 @@ def run_fid(args: argparse.Namespace) -> int:
     from robustok.metrics.features import describe
     from robustok.metrics.fid import check_sizes, fid_between, source_stats
     from robustok.metrics.generation import class_accuracy, inception_score, precision_recall
+    from robustok.data.spec import parse_data_spec
     from robustok.metrics.distributed import rank_world
     from robustok.metrics.sources import read_sample_labels
+    from robustok.validation import check_writable
 
+    check_writable(args.json, "--json")
+    for spec in (args.a, args.b):
+        parse_data_spec(spec, allow_npz=True)
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not wanted or any(m not in ("fid", "is", "pr", "acc") for m in wanted):
         raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
@@ -116,7 +124,12 @@ def run_stats(args: argparse.Namespace) -> int:
     from robustok.metrics.fid import save_stats, source_stats
     from robustok.metrics.sources import is_stats_file
 
+    from robustok.data.spec import parse_data_spec
     from robustok.errors import DataError
+    from robustok.validation import check_writable
+
+    check_writable(args.out, "--out")
+    parse_data_spec(args.spec, allow_npz=True)
     if is_stats_file(args.spec):
         raise DataError(f"{args.spec}: already a statistics file")
     net = _net(args)

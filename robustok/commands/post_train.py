@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.validation import bounded
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("post-train-data", help="generate (generated tokens, real image) pairs with a generator",
@@ -12,18 +14,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("generator", help="generator directory, e.g. runs/gen/generator")
     p.add_argument("--tokenizer", required=True, help="the main-trained tokenizer the generator was trained on")
     p.add_argument("--data", default="fashion-mnist:train", help="real images (data spec)")
-    p.add_argument("--sigma", type=float, required=True, help="preservation ratio in [0, 1] (paper: 0.7)")
-    p.add_argument("--num-pairs", type=int, default=20000)
-    p.add_argument("--num-eval", type=int, default=1000, help="held-out free samples for the gFID proxy")
+    p.add_argument("--sigma", type=bounded(float, "[0,1]"), required=True,
+                   help="preservation ratio in [0, 1] (paper: 0.7)")
+    p.add_argument("--num-pairs", type=bounded(int, ">=1"), default=20000)
+    p.add_argument("--num-eval", type=bounded(int, ">=0"), default=1000,
+                   help="held-out free samples for the gFID proxy")
     p.add_argument("--out", required=True)
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"])
-    p.add_argument("--cfg-power", type=float, default=1.0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--top-k", type=int, default=0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--steps", type=int, default=50, help="diffusion: ODE steps for SDEdit")
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0)
+    p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0)
+    p.add_argument("--top-k", type=bounded(int, ">=0"), default=0)
+    p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0)
+    p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps for SDEdit")
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -46,9 +50,13 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions
+    from robustok.data.spec import parse_data_spec
     from robustok.posttrain.pairs import PairsSpec, make_pairs
     from robustok.train.dist import setup
+    from robustok.validation import check_writable
 
+    parse_data_spec(args.data, what="--data")
+    check_writable(args.out, "--out", "dir")
     info = setup()  # under torchrun: a process group; the ranks generate strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device).eval()
@@ -70,7 +78,10 @@ def run_train(args: argparse.Namespace) -> int:
     from robustok.config import load_config
     from robustok.posttrain.train import PostTrainConfig, post_train
 
+    from robustok.validation import check_writable
+
     cfg = load_config(PostTrainConfig, args.config, args.overrides)
+    check_writable(cfg.run.dir, "run.dir", "dir")
     s = post_train(cfg, resume=args.resume, with_control=args.control)
     f = s["features"]
     print(f"\n{'decoder':28s} gFID-proxy-{f}")

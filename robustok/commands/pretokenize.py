@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.validation import bounded
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pretokenize", help="encode a data set with a tokenizer into a sharded token store",
@@ -11,11 +13,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("tokenizer", help="tokenizer directory, e.g. runs/tok/tokenizer")
     p.add_argument("--data", required=True, help="data spec: fashion-mnist:train | folder | wds:<pattern>")
     p.add_argument("--out", required=True, help="output token store directory")
-    p.add_argument("--views", type=int, default=1,
+    p.add_argument("--views", type=bounded(int, ">=1"), default=1,
                    help="views per image: 1 = as is, 2 = + h-flip, >2 = + random resized crops (default 1)")
-    p.add_argument("--num-images", type=int, default=None, help="only the first N images")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--shard-size", type=int, default=100_000, help="entries per shard")
+    p.add_argument("--num-images", type=bounded(int, ">=1"), default=None, help="only the first N images")
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=256)
+    p.add_argument("--shard-size", type=bounded(int, ">=1"), default=100_000, help="entries per shard")
     p.add_argument("--format", default="npy", choices=["npy", "wds"],
                    help="npy: memory-mapped .npy shards (default); wds: WebDataset tar shards for streaming")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-crop views")
@@ -30,10 +32,14 @@ def run(args: argparse.Namespace) -> int:
     from robustok.errors import DataError
     from robustok.generator.store import write_token_store
     from robustok.adapters import load_tokenizer
+    from robustok.data.spec import parse_data_spec
     from robustok.train.dist import setup
+    from robustok.validation import check_writable
 
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
+    parse_data_spec(args.data, what="--data")
+    check_writable(args.out, "--out", "dir")
     info = setup()  # under torchrun: a process group; the ranks encode strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()

@@ -8,27 +8,31 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.validation import bounded
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sample", help="sample images from a generator (PNG folders + samples.npz)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("generator", help="generator directory, e.g. runs/gen/generator")
     p.add_argument("--tokenizer", required=True, help="the tokenizer the generator was trained with")
-    p.add_argument("--num-images", type=int, default=10_000)
+    p.add_argument("--num-images", type=bounded(int, ">=1"), default=10_000)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale (1 = off, default 1)")
+    p.add_argument("--cfg", type=float, default=1.0,
+                   help="classifier-free guidance scale (1 = off, default 1)")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
                    help="AR: how the scale grows over the token steps (power = RAR's guidance_scale_pow)")
-    p.add_argument("--cfg-power", type=float, default=1.0, help="AR: exponent of the power schedule")
-    p.add_argument("--temperature", type=float, default=1.0, help="AR: softmax temperature (0 = greedy)")
-    p.add_argument("--top-k", type=int, default=0, help="AR: keep the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=float, default=1.0, help="AR: nucleus mass (1 = off)")
+    p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0, help="AR: exponent of the power schedule")
+    p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0,
+                   help="AR: softmax temperature (0 = greedy)")
+    p.add_argument("--top-k", type=bounded(int, ">=0"), default=0, help="AR: keep the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0, help="AR: nucleus mass (1 = off)")
     p.add_argument("--static-cache", action="store_true",
                    help="AR: static KV cache and CUDA-graph decoding steps (same images, much faster on a GPU)")
-    p.add_argument("--steps", type=int, default=50, help="diffusion: ODE steps")
+    p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps")
     p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all, balanced)")
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
@@ -42,8 +46,11 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_tokenizer
     from robustok.train.dist import setup
 
+    from robustok.validation import check_writable
+
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
         raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
+    check_writable(args.out, "--out", "dir")
     try:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     except ValueError:

@@ -19,7 +19,10 @@ def run(args: argparse.Namespace) -> int:
     from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
     from robustok.train.loop import train
 
+    from robustok.validation import check_writable
+
     cfg = load_config(GeneratorTrainConfig, args.config, args.overrides)
+    check_writable(cfg.run.dir, "run.dir", "dir")
     task = GeneratorTask(cfg)
     n = sum(p.numel() for p in task.model.parameters())
     print(f"{type(task.model).__name__} ({cfg.model.preset}, {n / 1e6:.2f}M parameters) on {len(task.dataset)} "

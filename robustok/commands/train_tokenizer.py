@@ -18,7 +18,10 @@ def run(args: argparse.Namespace) -> int:
     from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
     from robustok.train.loop import train
 
+    from robustok.validation import check_writable
+
     cfg = load_config(TokenizerTrainConfig, args.config, args.overrides)
+    check_writable(cfg.run.dir, "run.dir", "dir")
     task = TokenizerTask(cfg)
     out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=args.resume)
     print(f"tokenizer saved to {out}")

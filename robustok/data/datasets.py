@@ -6,6 +6,8 @@ of (run seed, epoch, index): deterministic for any number of workers or ranks, a
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -15,14 +17,17 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.data.fashion_mnist import load_fashion_mnist
+from robustok.data.spec import parse_data_spec
 from robustok.data.transforms import center_crop, random_crop, to_mode, to_tensor
 from robustok.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".JPEG"}
+MIN_IMAGE_SIDE = 8  # smaller images are degenerate (an icon, a 1x1 placeholder): an error, not an upsample
 
 
 def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
-    """Open and fully decode an image, raising `DataError` naming the file if it is empty, corrupt or truncated."""
+    """Open and fully decode an image, raising `DataError` naming the file if it is empty, corrupt, truncated,
+    a decompression bomb (over Pillow's pixel limit) or smaller than `MIN_IMAGE_SIDE` pixels on a side."""
     try:
         if data is None:
             if Path(path).stat().st_size == 0:
@@ -31,11 +36,16 @@ def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
         else:
             img = Image.open(io.BytesIO(data))
         img.load()
-        return img
     except DataError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+    except Image.DecompressionBombError as err:
+        raise DataError(f"{path}: refused, image too large ({err})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as err:
         raise DataError(f"{path}: not a readable image ({err})") from None
+    if min(img.size) < MIN_IMAGE_SIDE:
+        raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} pixels; images smaller than "
+                        f"{MIN_IMAGE_SIDE} pixels on a side are not used (degenerate, would be upsampled)")
+    return img
 
 
 class ImageDataset(Dataset):
@@ -142,7 +152,7 @@ class WebDatasetShards(IterableDataset):
         if self.train:
             ds = ds.shuffle(1000, rng=_PyRandom(rng))
         while True:
-            for sample in ds:
+            for sample in _checked(ds, self.pattern):
                 key = sample.get("__key__", "?")
                 raw = next((sample[k] for k in ("png", "jpg", "jpeg", "webp") if k in sample), None)
                 if raw is None:
@@ -152,10 +162,36 @@ class WebDatasetShards(IterableDataset):
                     img = random_crop(img, self.resolution, rng)
                 else:
                     img = center_crop(img, self.resolution)
-                label = int(sample["cls"].decode().strip()) if "cls" in sample else -1
-                yield to_tensor(img), label
+                yield to_tensor(img), _label(sample, key)
             if not self.repeat:
                 return
+
+
+def _checked(samples, pattern: str) -> Iterator[dict]:
+    """Iterate WebDataset samples, turning a corrupt or unreadable tar into a `DataError` naming the shard."""
+    import tarfile
+    it = iter(samples)
+    while True:
+        try:
+            sample = next(it)
+        except StopIteration:
+            return
+        except (tarfile.TarError, OSError, EOFError, ValueError) as err:
+            shard = next((a for a in getattr(err, "args", ()) if isinstance(a, str) and a != str(err.args[0])),
+                         f"wds:{pattern}")
+            raise DataError(f"{shard}: corrupt or unreadable WebDataset tar shard ({err.args[0] if err.args else err})"
+                            ) from None
+        yield sample
+
+
+def _label(sample: dict, key: str) -> int:
+    if "cls" not in sample:
+        return -1
+    try:
+        return int(sample["cls"].decode().strip())
+    except (UnicodeDecodeError, ValueError):
+        raise DataError(f"{sample.get('__url__', '?')}:{key}.cls: not an integer class label "
+                        f"({sample['cls'][:20]!r})") from None
 
 
 class _PyRandom:
@@ -177,13 +213,13 @@ def _rank() -> int:
 
 def build_dataset(spec: str, resolution: int = 32, channels: int = 1, train: bool = False,
                   root: Optional[str] = None, seed: int = 0):
-    """The dataset named by `spec`: `fashion-mnist:train|test`, a folder path, or `wds:<pattern>`."""
-    if spec.startswith("fashion-mnist"):
-        split = spec.split(":", 1)[1] if ":" in spec else "train"
-        return FashionMNIST(split, resolution, channels, train, root)
-    if spec.startswith("wds:"):
-        return WebDatasetShards(spec[4:], resolution, channels, train, seed)
-    return ImageFolder(spec, resolution, channels, train)
+    """The dataset named by `spec`: `fashion-mnist:train|test`, a folder path, or `wds:<pattern>` (see data.spec)."""
+    parsed = parse_data_spec(str(spec))
+    if parsed.kind == "fashion-mnist":
+        return FashionMNIST(parsed.value, resolution, channels, train, root)
+    if parsed.kind == "wds":
+        return WebDatasetShards(parsed.value, resolution, channels, train, seed)
+    return ImageFolder(parsed.value, resolution, channels, train)
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):

@@ -1,7 +1,9 @@
 """The embedded default data set: Fashion-MNIST (Zalando, MIT licence), read from its standard IDX `.gz` files.
 
-Search order for the files: an explicit `root`, `$ROBUSTOK_DATA` (the folder itself or its `fashion-mnist/`),
-the Debian package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`), `~/.cache/robustok/fashion-mnist`.
+Where the files are: an explicit `root` (only there), else `$ROBUSTOK_DATA` if set (only the folder itself or its
+`fashion-mnist/`), else the Debian package `dataset-fashion-mnist` (`/usr/share/datasets/fashion-mnist/`) or
+`~/.cache/robustok/fashion-mnist`. A `root` or `$ROBUSTOK_DATA` without the files is an error, never a silent
+fallback to another copy.
 """
 from __future__ import annotations
 
@@ -26,14 +28,12 @@ HOW_TO_GET = (
 
 
 def candidate_dirs(root: str | None = None) -> list[Path]:
-    dirs = []
     if root:
-        dirs.append(Path(root))
+        return [Path(root)]
     if os.environ.get("ROBUSTOK_DATA"):
         env = Path(os.environ["ROBUSTOK_DATA"])
-        dirs += [env, env / "fashion-mnist"]
-    dirs += [Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".cache" / "robustok" / "fashion-mnist"]
-    return dirs
+        return [env, env / "fashion-mnist"]
+    return [Path("/usr/share/datasets/fashion-mnist"), Path.home() / ".cache" / "robustok" / "fashion-mnist"]
 
 
 def find_dir(split: str, root: str | None = None) -> Path:
@@ -41,6 +41,10 @@ def find_dir(split: str, root: str | None = None) -> Path:
         if all((d / f).is_file() for f in FILES[split]):
             return d
     looked = ", ".join(str(d) for d in candidate_dirs(root))
+    given = ("data.root/--data-root" if root else "ROBUSTOK_DATA" if os.environ.get("ROBUSTOK_DATA") else None)
+    if given:
+        raise DataError(f"Fashion-MNIST {split} files {FILES[split]} not found in {looked} (set by {given}; "
+                        "other copies are not searched). Point it at the folder with the IDX .gz files.")
     raise DataError(f"Fashion-MNIST {split} files {FILES[split]} not found (looked in: {looked}). {HOW_TO_GET}")
 
 

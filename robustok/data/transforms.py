@@ -11,12 +11,12 @@ from PIL import Image
 def to_mode(img: Image.Image, channels: int) -> Image.Image:
     """Convert any PIL image (palette, CMYK, 16-bit, alpha, ...) to 'L' (channels=1) or 'RGB' (channels=3).
 
-    16-bit images are scaled to 8 bits; transparent pixels are composited onto white.
+    16-bit (and 32-bit integer 'I') images are scaled by the fixed 16-bit range, v * 255 / 65535 (values outside
+    [0, 65535] clipped), the same for every image; transparent pixels are composited onto white.
     """
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(img, dtype=np.float64)
-        peak = 65535.0 if arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / peak * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+        img = Image.fromarray(np.clip(arr / 65535.0 * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
     elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         img = Image.fromarray(np.clip(arr * (255.0 if arr.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8), "L")

@@ -49,6 +49,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
 
     if views < 1:
         raise DataError(f"--views must be >= 1, got {views}")
+    if batch_size < 1 or shard_size < 1:
+        raise DataError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
     if storage not in STORAGES:
         raise DataError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     out = Path(out)
@@ -131,12 +133,17 @@ class _StoreInfo:
         if fingerprint and m.get("tokenizer_fingerprint") and m["tokenizer_fingerprint"] != fingerprint:
             raise DataError(f"{self.dir / MANIFEST}: tokens come from tokenizer {m['tokenizer_fingerprint']}, "
                             f"not from the expected tokenizer {fingerprint}")
-        self.kind: str = m["kind"]
-        self.grid: list[int] = list(m["grid"])
-        self.codebook_size: int = int(m["codebook_size"])
-        self.num_classes: int = int(m["num_classes"])
+        try:
+            self.kind: str = m["kind"]
+            self.grid: list[int] = [int(g) for g in m["grid"]]
+            self.codebook_size: int = int(m["codebook_size"])
+            self.num_classes: int = int(m["num_classes"])
+            self.counts = [int(s["count"]) for s in m["shards"]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{self.dir / MANIFEST}: missing or invalid field ({type(err).__name__}: {err})") from None
+        if self.kind not in ("ids", "latents"):
+            raise DataError(f"{self.dir / MANIFEST}: kind must be 'ids' or 'latents', got {self.kind!r}")
         self.fingerprint: str = m.get("tokenizer_fingerprint", "")
-        self.counts = [int(s["count"]) for s in m["shards"]]
         self.offsets = np.cumsum([0] + self.counts)
         if self.offsets[-1] != int(m["count"]):
             raise DataError(f"{self.dir / MANIFEST}: shard counts sum to {self.offsets[-1]}, "
@@ -152,6 +159,20 @@ class _StoreInfo:
     @property
     def latent_stats(self) -> tuple[list[float], list[float]]:
         return list(self.manifest.get("latent_mean", [])), list(self.manifest.get("latent_std", []))
+
+    def _check_rows(self, where: str, x: np.ndarray, y: np.ndarray, where_labels: Optional[str] = None) -> None:
+        """Token ids: integers in [0, K); labels: integers in [-1, num_classes) (-1: unlabeled)."""
+        if self.kind == "ids" and not np.issubdtype(x.dtype, np.integer):
+            raise DataError(f"{where}: token ids must be integers, got dtype {x.dtype}")
+        if self.kind == "ids" and x.size and int(x.max()) >= self.codebook_size:
+            raise DataError(f"{where}: token id {int(x.max())} >= codebook size {self.codebook_size}")
+        if self.kind == "ids" and x.size and int(x.min()) < 0:
+            raise DataError(f"{where}: negative token id {int(x.min())}")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise DataError(f"{where_labels or where}: labels must be integers, got dtype {y.dtype}")
+        if y.size and (int(y.max()) >= max(self.num_classes, 0) or int(y.min()) < -1):
+            raise DataError(f"{where_labels or where}: labels span [{int(y.min())}, {int(y.max())}], outside [-1, "
+                            f"{self.num_classes}) (num_classes in the manifest)")
 
     def _tensor(self, row: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(row.astype(np.int64 if self.kind == "ids" else np.float32))
@@ -177,9 +198,8 @@ class TokenDataset(_StoreInfo, Dataset):
             if x.shape != (self.counts[k], *shape) or y.shape != (self.counts[k],):
                 raise DataError(f"{self.dir / m['shards'][k]['data']}: shape {x.shape} does not match the manifest "
                                 f"({self.counts[k]}, {shape})")
-            if validate and self.kind == "ids" and len(x) and int(x.max()) >= self.codebook_size:
-                raise DataError(f"{self.dir / m['shards'][k]['data']}: token id {int(x.max())} >= codebook size "
-                                f"{self.codebook_size}")
+            if validate:
+                self._check_rows(str(self.dir / m["shards"][k]["data"]), x, y, str(self.dir / m["shards"][k]["labels"]))
         self._data = [None] * len(self.counts)          # re-open lazily in each worker process
         self._labels = [None] * len(self.counts)
 
@@ -258,8 +278,7 @@ class TokenShards(_StoreInfo, IterableDataset):
             raise DataError(f"{where}: unreadable entry ({err})") from None
         if row.shape != self.entry_shape:
             raise DataError(f"{where}: shape {row.shape} does not match the manifest's {self.entry_shape}")
-        if self.kind == "ids" and row.size and int(row.max()) >= self.codebook_size:
-            raise DataError(f"{where}: token id {int(row.max())} >= codebook size {self.codebook_size}")
+        self._check_rows(where, row, np.asarray([label]))
         return self._tensor(row), label
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:

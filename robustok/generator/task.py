@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,8 @@ class GeneratorDataConfig:
     batch_size: int = 64               # global batch, split over ranks
     num_workers: int = 0
 
+    BOUNDS: ClassVar[dict] = {"batch_size": ">=1", "num_workers": ">=0"}
+
 
 @dataclass
 class GeneratorModelConfig:
@@ -39,6 +41,9 @@ class GeneratorModelConfig:
     patch_size: int = 1                # diffusion only
     init: Optional[str] = None         # start from this generator directory (same architecture)
 
+    BOUNDS: ClassVar[dict] = {"dim": ">=0", "depth": ">=0", "heads": ">=0", "mlp_ratio": ">=0",
+                              "dropout": "[0,1)", "patch_size": ">=1"}
+
 
 @dataclass
 class ObjectiveConfig:
@@ -46,6 +51,8 @@ class ObjectiveConfig:
     order_anneal_start: float = 0.5    # random-order probability 1 until this fraction of train.steps ...
     order_anneal_end: float = 0.75     # ... then linearly to 0 here (RAR: 125k and 187.5k of 250k steps)
     time_sampling: str = "uniform"     # diffusion: uniform | logit-normal
+
+    BOUNDS: ClassVar[dict] = {"label_dropout": "[0,1)", "order_anneal_start": "[0,1]", "order_anneal_end": "[0,1]"}
 
 
 @dataclass
@@ -59,6 +66,9 @@ class SampleConfig:
     top_p: float = 1.0                 # 1: off
     steps: int = 25                    # diffusion ODE steps
     sampler: str = "heun"              # diffusion: euler | heun
+
+    BOUNDS: ClassVar[dict] = {"cfg": ">=0", "cfg_power": ">=0", "temperature": ">=0", "top_k": ">=0",
+                              "top_p": "(0,1]", "steps": ">=1"}
 
 
 @dataclass

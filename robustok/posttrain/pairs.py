@@ -162,6 +162,35 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     return out
 
 
+MANIFEST_KEYS = ("kind", "sigma", "data", "resolution", "channels", "tokenizer_fingerprint")
+
+
+def _read_manifest(path: Path) -> dict:
+    """The pairs manifest, with a `DataError` naming the file if it is not JSON or lacks a required field."""
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: invalid JSON ({err}); rerun `robustok post-train-data`") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: not a pairs manifest (a JSON object)")
+    missing = [k for k in MANIFEST_KEYS if k not in manifest]
+    if missing:
+        raise DataError(f"{path}: missing field(s) {missing}; rerun `robustok post-train-data`")
+    if manifest["kind"] not in ("ar", "diffusion"):
+        raise DataError(f"{path}: kind must be 'ar' or 'diffusion', got {manifest['kind']!r}")
+    return manifest
+
+
+def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+    """`np.load` of one pairs array (no pickles), naming the file if it is missing, truncated or corrupt."""
+    if not path.is_file():
+        raise DataError(f"{path}: not found")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"{path}: unreadable array ({err})") from None
+
+
 class PairStore:
     """A folder written by `make_pairs`; checks that it belongs to the given tokenizer."""
 
@@ -170,20 +199,22 @@ class PairStore:
         path = self.dir / MANIFEST
         if not path.is_file():
             raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data`?")
-        self.manifest = json.loads(path.read_text())
+        self.manifest = _read_manifest(path)
         if tokenizer is not None and self.manifest["tokenizer_fingerprint"] != tokenizer.fingerprint():
             raise CheckpointError(f"{path}: pairs were made with tokenizer {self.manifest['tokenizer_fingerprint']}, "
                                   f"not with this tokenizer ({tokenizer.fingerprint()})")
-        try:
-            self.generated = np.load(self.dir / "generated.npy", mmap_mode="r")
-            self.index = np.load(self.dir / "index.npy")
-            self.labels = np.load(self.dir / "labels.npy")
-        except (OSError, ValueError) as err:
-            raise DataError(f"{self.dir}: unreadable pairs arrays ({err})") from None
+        self.generated = _load_array(self.dir / "generated.npy", mmap=True)
+        self.index = _load_array(self.dir / "index.npy")
+        self.labels = _load_array(self.dir / "labels.npy")
         if not len(self.generated) == len(self.index) == len(self.labels):
             raise DataError(f"{self.dir}: generated/index/labels lengths differ")
+        if not np.issubdtype(self.index.dtype, np.integer) or (len(self.index) and int(self.index.min()) < 0):
+            raise DataError(f"{self.dir / 'index.npy'}: real-image indices must be non-negative integers")
         eval_path = self.dir / "eval_generated.npy"
-        self.eval_generated = np.load(eval_path) if eval_path.is_file() else None
+        self.eval_generated = _load_array(eval_path) if eval_path.is_file() else None
+        for name, arr in (("generated.npy", self.generated), ("eval_generated.npy", self.eval_generated)):
+            if arr is not None and self.kind == "ar" and not np.issubdtype(arr.dtype, np.integer):
+                raise DataError(f"{self.dir / name}: token ids must be integers, got dtype {arr.dtype}")
 
     @property
     def kind(self) -> str:

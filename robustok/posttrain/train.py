@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -21,12 +21,11 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
-from robustok.hub import load_state_checked, load_tensors
 from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.posttrain.pairs import PairDataset, PairStore
-from robustok.tokenizer.train import LossConfig
+from robustok.tokenizer.train import LossConfig, load_discriminator
 
 
 @dataclass
@@ -45,6 +44,9 @@ class PostTrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, min_lr=5e-5, warmup_steps=20,
                                                                     ema_decay=0.0))
+
+    BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2"}
+    DATA_SPECS: ClassVar[tuple] = ("eval_reference",)
 
 
 def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:
@@ -99,11 +101,7 @@ class PostTrainTask:
         lc = self.cfg.loss
         d = Path(self.cfg.tokenizer) if self.cfg.tokenizer else None
         if self.cfg.reuse_discriminator and d and (d / "discriminator.safetensors").is_file():
-            meta = json.loads((d / "discriminator.json").read_text())
-            if meta.get("kind") == "dino" and lc.dino_disc_checkpoint:   # the backbone file may have moved
-                meta["checkpoint"] = lc.dino_disc_checkpoint
-            disc = build_discriminator(meta)
-            load_state_checked(disc, load_tensors(d / "discriminator.safetensors"), str(d / "discriminator.safetensors"))
+            disc = load_discriminator(d, lc.dino_disc_checkpoint)
             self.reused_discriminator = True
             return disc
         self.reused_discriminator = False

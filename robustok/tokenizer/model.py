@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -40,6 +40,12 @@ class TokenizerConfig:
     dead_code_threshold: float = 0.01       # usage EMA (tokens/step) below which a code is restarted; 0: off
     usage_decay: float = 0.99
     kl_weight: float = 1e-6                 # for bottleneck=kl
+
+    BOUNDS: ClassVar[dict] = {"image_size": ">=8", "hidden_dim": ">=1", "base_channels": ">=1", "channel_mult": ">=1",
+                              "num_res_blocks": ">=0", "patch_size": ">=1", "vit_width": ">=1", "vit_depth": ">=1",
+                              "vit_heads": ">=1", "codebook_size": "[2,2147483648]", "code_dim": ">=1",
+                              "commit_weight": ">=0", "dead_code_threshold": ">=0", "usage_decay": "[0,1)",
+                              "kl_weight": ">=0"}
 
     def validate(self) -> None:
         if self.backbone not in ("conv", "vit"):

@@ -11,7 +11,7 @@ computed before the perturbation. Continuous latents get Gaussian noise instead.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 
@@ -27,6 +27,9 @@ class PerturbationConfig:
     anneal_start: float = 0.2    # fraction of train.steps where annealing starts (paper: epoch 40 of 200)
     anneal_end: float = 0.6      # fraction of train.steps where it ends (paper: epoch 120 of 200)
     neighbours: str = "code"     # "code": around e_k (paper) | "latent": around z (authors' code)
+
+    BOUNDS: ClassVar[dict] = {"beta": "[0,1]", "alpha": "[0,1]", "delta": ">=1", "noise_std": ">=0",
+                              "end_ratio": "[0,1]", "anneal_start": "[0,1]", "anneal_end": "[0,1]"}
 
 
 def anneal_ratio(step: int, total_steps: int, start: float, end: float, end_ratio: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -50,6 +50,10 @@ class LossConfig:
     semantic_logit_scale: float = 1.0
     semantic_normalize: bool = False
 
+    BOUNDS: ClassVar[dict] = {"l1_weight": ">=0", "l2_weight": ">=0", "perceptual_weight": ">=0", "disc_weight": ">=0",
+                              "disc_start": ">=0", "disc_lr": ">0", "disc_weight_decay": ">=0", "disc_width": ">=1",
+                              "disc_layers": ">=1", "lecam_weight": ">=0"}
+
 
 @dataclass
 class TokenizerTrainConfig:
@@ -69,6 +73,8 @@ class TokenizerTrainConfig:
         p = self.perturb
         if not 0 <= p.beta <= 1 or not 0 <= p.alpha <= 1 or p.delta < 1:
             raise ConfigError(f"perturb: need 0<=beta<=1, 0<=alpha<=1, delta>=1 (got {p.beta}, {p.alpha}, {p.delta})")
+        if p.enabled and self.model.bottleneck == "vq" and p.delta > self.model.codebook_size:
+            raise ConfigError(f"perturb.delta ({p.delta}) must be <= model.codebook_size ({self.model.codebook_size})")
         if p.neighbours not in ("code", "latent"):
             raise ConfigError(f"perturb.neighbours must be 'code' or 'latent', got {p.neighbours!r}")
         if not 0 <= p.anneal_start <= p.anneal_end <= 1:
@@ -91,6 +97,30 @@ def check_weight_files(cfg: TokenizerTrainConfig) -> None:
     if missing:
         raise CheckpointError("pretrained weight file(s) not found (nothing is downloaded; give local paths, see "
                               f"docs/imagenet.md): {', '.join(missing)}")
+
+
+def load_discriminator(directory: str | Path, backbone: Optional[str] = None) -> Discriminator:
+    """The discriminator saved beside a tokenizer (`discriminator.json` + `.safetensors`), errors naming the file.
+
+    `backbone`: a new path for a DINO discriminator's frozen backbone file (it may have moved since training).
+    """
+    from robustok.hub import load_state_checked, load_tensors
+    meta_path, weights = Path(directory) / "discriminator.json", Path(directory) / "discriminator.safetensors"
+    if not meta_path.is_file():
+        raise CheckpointError(f"{meta_path}: not found, but {weights.name} is there (both are written together); "
+                              "copy it too or set reuse_discriminator=false")
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict):
+            raise TypeError("not a JSON object")
+        if meta.get("kind") == "dino" and backbone:
+            meta["checkpoint"] = backbone
+        disc = build_discriminator(meta)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
+                              "expected the JSON written with the tokenizer (kind and its settings)") from None
+    load_state_checked(disc, load_tensors(weights), str(weights))
+    return disc
 
 
 class TokenizerTask:

@@ -127,12 +127,8 @@ def load_dinov2(module: ViTEncoder | ViTDecoder, path: str | Path) -> list[str]:
     if not path.is_file():
         raise CheckpointError(f"{path}: DINOv2 checkpoint not found (e.g. timm's vit_base_patch14_dinov2.lvd142m "
                               "model.safetensors from a local download)")
-    if path.suffix == ".safetensors":
-        from robustok.hub import load_tensors
-        state = load_tensors(path)
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        state = state.get("model", state) if isinstance(state, dict) else state
+    from robustok.adapters.base import read_checkpoint  # safetensors or weights-only, errors name the file
+    state, _ = read_checkpoint(path)
     own = module.state_dict()
     loaded: list[str] = []
     for k, v in state.items():

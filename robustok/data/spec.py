@@ -1,0 +1,51 @@
+"""The one parser of data spec strings, used by training/evaluation data and by FID image sources.
+
+Valid specs: `fashion-mnist:train`, `fashion-mnist:test` (exact names), `wds:<shard pattern>`, a folder path and,
+where the caller allows it, a samples/statistics `.npz` file. Anything else is an error that lists these forms,
+never a silent fallback (a folder named `fashion-mnist-rgb` is that folder; `fashion-mnist-test` is an error).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from robustok.errors import DataError
+
+NAMED = {"fashion-mnist:train": "train", "fashion-mnist:test": "test"}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    kind: str    # "fashion-mnist" | "wds" | "folder" | "npz"
+    value: str   # the split, the shard pattern or the path
+
+
+def valid_forms(allow_npz: bool = False) -> str:
+    forms = list(NAMED) + ["wds:<shard pattern>", "a folder of images"]
+    if allow_npz:
+        forms.append("a samples/statistics .npz file")
+    return ", ".join(forms)
+
+
+def parse_data_spec(spec: str, allow_npz: bool = False, what: str = "data spec") -> DataSpec:
+    """Classify `spec`; raise `DataError` naming it (and the valid forms) if it is none of them."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"{what} is empty; expected one of: {valid_forms(allow_npz)}")
+    if spec in NAMED:
+        return DataSpec("fashion-mnist", NAMED[spec])
+    if spec.startswith("wds:"):
+        if not spec[4:].strip():
+            raise DataError(f"{what} {spec!r}: no shard pattern after 'wds:'")
+        return DataSpec("wds", spec[4:])
+    path = Path(spec)
+    if path.is_dir():
+        return DataSpec("folder", spec)
+    if allow_npz and path.suffix == ".npz":
+        if not path.is_file():
+            raise DataError(f"{spec}: file not found")
+        return DataSpec("npz", spec)
+    if path.exists():
+        raise DataError(f"{spec}: is a file, not a folder; expected one of: {valid_forms(allow_npz)}")
+    if spec.startswith("fashion-mnist") or (":" in spec and "/" not in spec.split(":", 1)[0]):
+        raise DataError(f"unknown data set name {spec!r}; expected one of: {valid_forms(allow_npz)}")
+    raise DataError(f"{spec}: data folder not found (expected one of: {valid_forms(allow_npz)})")
