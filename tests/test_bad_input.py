@@ -104,8 +104,9 @@ def work(tmp_path_factory) -> Path:
     tok.save_pretrained(w / "tok_nan", state)
     tok.save_pretrained(w / "tok_disc")
     from robustok.hub import save_tensors
-    from robustok.tokenizer.train import Discriminator
-    save_tensors(Discriminator(1, 8, 2).state_dict(), w / "tok_disc" / "discriminator.safetensors")
+    from robustok.losses.discriminators import build_discriminator
+    disc = build_discriminator({"kind": "patch", "channels": 1, "width": 8, "layers": 2})
+    save_tensors(disc.state_dict(), w / "tok_disc" / "discriminator.safetensors")
 
     write_token_store(tok, build_dataset(str(w / "imgs"), 32, 1), w / "store", progress=False)
     for name, change in (("store_badlabel", lambda ids, y: (ids, np.where(y == 1, 7, y))),
