@@ -8,8 +8,9 @@ one runs as written, in a folder laid out as the guide assumes (`data/imagenet/.
 - sizes shrink: counts (`--num-images`, `--num-pairs`, `--views`, `--shard-size`, `--workers`) and tiny model
   and run overrides appended to the config commands (32-px images, tiny ViT, K = 32, a few steps);
 - `--features inception --inception-weights FILE` becomes `--features random` (the Inception net is tested in
-  tests/test_metrics_inception.py), and `torchrun ... -m robustok.cli` becomes a plain call (2 processes:
-  tests/test_distributed_outputs.py).
+  tests/test_metrics_inception.py), and `torchrun ... -m robustok.cli` becomes a plain call, except that the
+  `sample` step also runs under the guide's own launcher line with 2 CPU processes instead of 8 GPUs (the other
+  torchrun paths: tests/test_distributed_outputs.py).
 """
 import json
 import os
@@ -46,7 +47,7 @@ GENERATOR = ("run.progress=false", "run.log_every=1", "run.sample_every=0", "run
 POSTTRAIN = ("run.progress=false", "run.log_every=1", "run.sample_every=0", "run.ckpt_every=0", "data.batch_size=2",
              "data.num_workers=0", "train.steps=2", "train.warmup_steps=1", "eval_every=1",
              "eval_features=random")
-# flag -> tiny value, for flags the guide gives (each must be there; None: dropped with its value)
+# flag -> tiny value, for flags the guide gives (each is there; None: dropped with its value)
 FLAGS = {"--shard-size": "4", "--workers": "2", "--num-images": "12", "--views": "3", "--num-pairs": "6",
          "--features": "random", "--inception-weights": None}
 EXTRA_FLAGS = {"eval-tokenizer": ["--batch-size", "4", "--pfid-alphas", "0.9,0.5", "--pfid-deltas", "2,4"],
@@ -68,9 +69,10 @@ def guide_commands(text: str) -> list[tuple[list[str], list[str]]]:
                 continue
             if argv[0] == "torchrun":
                 launch = get_args_parser().parse_args(argv[1:])
-                assert launch.module and launch.training_script == "robustok.cli", line
-                args = launch.training_script_args
-                commands.append((argv[1:len(argv) - len(args) - 2], args))
+                i = argv.index("-m")
+                assert launch.module and argv[i + 1] == "robustok.cli" == launch.training_script, line
+                assert argv[i + 2:] == launch.training_script_args, line
+                commands.append((argv[1:i], argv[i + 2:]))
             else:
                 assert argv[0] == "robustok", f"docs/imagenet.md runs something else: {line}"
                 commands.append(([], argv[1:]))
@@ -91,12 +93,6 @@ def tiny(argv: list[str], specs: dict[str, str], raw: Path) -> list[str]:
         out.append(a.replace("/data/imagenet/", f"{raw}/"))
         i += 1
     return out + EXTRA_FLAGS.get(argv[0], [])
-
-
-def overrides(argv: list[str], extra: list[str]) -> list[str]:
-    """`argv` with key=value `extra` after the guide's own overrides (before trailing flags such as --control)."""
-    i = next((k for k, a in enumerate(argv) if k > 1 and a.startswith("--")), len(argv))
-    return argv[:i] + extra + argv[i:]
 
 
 def _images(root: Path, per_class: int, seed: int) -> None:
@@ -162,6 +158,7 @@ def test_guide_commands_cover_the_pipeline():
                                            "eval-tokenizer", "pretokenize", "train-generator", "post-train-data",
                                            "post-train", "sample", "fid"]
     assert all(launch or c[0] in ("make-shards", "eval-tokenizer", "fid") for launch, c in commands)
+    assert all(any(flag in c for _, c in commands) for flag in FLAGS)
     # the shard patterns the guide and the config use are the ones make-shards prints (checked below)
     cfg = load_config(TokenizerTrainConfig, REPO / "configs/tokenizer/imagenet-robustok.yaml")
     assert SHARDS.fullmatch(cfg.data.train) and SHARDS.fullmatch(cfg.data.val)
@@ -185,17 +182,18 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
     """Sections 1-6 of the guide in order, each command as written (see the module docstring for the changes)."""
     work, raw = stand_in
     commands = guide_commands(GUIDE.read_text())
+    guide = [argv for _, argv in commands]
     specs: dict[str, str] = {}
 
-    def run(k: int, extra: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> list[str]:
-        argv = overrides(tiny(commands[k][1], specs, raw), list(extra)) + list(flags)
+    def run(guide_argv: list[str], extra: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> list[str]:
+        argv = tiny(guide_argv, specs, raw) + list(extra) + list(flags)   # key=value may follow --control
         assert not any("001281" in a or "000049" in a for a in argv), argv        # every range re-ranged
         assert main(argv) == 0, shlex.join(argv)
         return argv
 
     # 1. data: the raw folders -> shards; each printed spec replaces the guide's (same pattern, real range)
     for k, split in ((0, "train"), (1, "val")):
-        run(k)
+        run(guide[k])
         printed = capsys.readouterr().out.strip().splitlines()[-1].split("data spec: ")[1]
         assert SHARDS.fullmatch(printed) and printed.startswith(f"wds:data/imagenet/{split}/"), printed
         specs[split] = printed
@@ -205,43 +203,47 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
 
     # 3. main training (the config's default data.train/val re-ranged), then the same command with --resume
     data = (f"data.train={specs['train']}", f"data.val={specs['val']}")
-    run(2, data + TOKENIZER)
+    run(guide[2], data + TOKENIZER)
     tok = work / "runs/tok-imagenet/tokenizer"
     meta = json.loads((tok / "discriminator.json").read_text())
     assert meta["kind"] == "dino" and meta["checkpoint"] == "weights/dino_deitsmall16_pretrain.pth"
-    run(2, data + TOKENIZER + ("train.steps=3",), ("--resume",))
+    run(guide[2], data + TOKENIZER + ("train.steps=3",), ("--resume",))
     assert "resumed from" in capsys.readouterr().out
 
     # 4. tokenizer evaluation on the val shards
-    run(4)
+    run(guide[4])
     ev = json.loads((work / "runs/tok-imagenet/eval.json").read_text())
     assert ev["num_images"] == 12 and ev["data"] == specs["val"] and len(ev["pfid_grid"]) == 4
     assert all(np.isfinite(ev[k]) for k in ("psnr", "ssim", "rfid", "pfid", "codebook_usage"))
 
     # 5. tokens, RAR-B and RAR-L (section 6 samples RAR-L), post-training pairs, post-training with the control
-    run(5)
+    run(guide[5])
     store = json.loads((work / "runs/tok-imagenet/tokens/manifest.json").read_text())
     assert store["count"] == 18 * 3 and (work / "runs/tok-imagenet/tokens" / store["shards"][0]["tar"]).is_file()
-    run(6, GENERATOR)
-    rar_l = [a.replace("imagenet-rar-b", "imagenet-rar-l").replace("runs/rar-b", "runs/rar-l") for a in commands[6][1]]
-    assert rar_l != commands[6][1]
-    commands.append(([], rar_l))
-    run(len(commands) - 1, GENERATOR)
-    run(7)
+    run(guide[6], GENERATOR)
+    rar_l = [a.replace("imagenet-rar-b", "imagenet-rar-l").replace("runs/rar-b", "runs/rar-l") for a in guide[6]]
+    assert rar_l != guide[6]
+    run(rar_l, GENERATOR)
+    run(guide[7])
+    bad = ["post-train-data", "runs/rar-b/generator", "--tokenizer", str(tok), "--data", specs["train"], "--sigma",
+           "0.7", "--num-pairs", "2", "--out", "runs/bad"]                     # shards: streams, no index
+    assert main(bad) == 2 and "need an image folder" in capsys.readouterr().err
     pairs = json.loads((work / "runs/pairs-imagenet/manifest.json").read_text())
-    assert pairs["sigma"] == 0.7 and pairs["sampling"]["cfg"] == 6.0 and pairs["sampling"]["cfg_power"] == 1.15
-    run(8, POSTTRAIN)
+    assert pairs["sigma"] == 0.7 and pairs["data"] == str(raw / "train")
+    opts = pairs["sampling"]
+    assert (opts["cfg"], opts["cfg_schedule"], opts["cfg_power"], opts["temperature"]) == (6.0, "power", 1.15, 1.02)
+    run(guide[8], POSTTRAIN)
     post = json.loads((work / "runs/post-imagenet/posttrain.json").read_text())
     assert post["reused_discriminator"] and "gfid_proxy_control" in post
     assert post["config"]["eval_reference"] == "weights/VIRTUAL_imagenet256_labeled.npz"
 
     # 6. gFID samples with the post-trained decoder (also under 2 processes), FID/IS/PR against the ADM batch
-    argv = run(9)
+    argv = run(guide[9])
     samples = np.load(work / "runs/rar-l/samples/samples.npz")
     assert samples["arr_0"].shape == (12, 32, 32, 3) and sorted(samples["arr_1"]) == [0] * 4 + [1] * 4 + [2] * 4
     two_processes(commands[9][0], [a.replace("runs/rar-l/samples", "runs/rar-l/samples-2") for a in argv])
     if not torch.cuda.is_available():                                           # both on the CPU: the same images
         assert np.array_equal(np.load(work / "runs/rar-l/samples-2/samples.npz")["arr_0"], samples["arr_0"])
-    run(10)
+    run(guide[10])
     gfid = json.loads((work / "runs/rar-l/gfid.json").read_text())
     assert gfid["num_images"] == [12, 12] and all(np.isfinite(gfid[k]) for k in ("fid", "is", "precision", "recall"))
