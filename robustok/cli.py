@@ -47,9 +47,19 @@ def _message(err: RobustokError) -> str:
     return last.split(": ", 1)[1] if last.startswith(("robustok.errors.", type(err).__name__)) else last
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; key=value overrides may also follow a flag (`... --control run.dir=runs/x`)."""
+    args, rest = build_parser().parse_known_args(argv)
+    if rest and isinstance(getattr(args, "overrides", None), list) and all("=" in a and a[0] != "-" for a in rest):
+        args.overrides += rest
+    elif rest:
+        raise argparse.ArgumentError(None, f"unrecognized arguments: {' '.join(rest)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
     except argparse.ArgumentError as err:  # one line, like every other bad-input error
         command = next((a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")), "")
         where = "robustok" if err.argument_name == "COMMAND" else f"robustok {command}"

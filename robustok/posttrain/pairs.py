@@ -123,6 +123,9 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     check_pair(gen, tok)
     if not 0.0 <= spec.sigma <= 1.0:
         raise ConfigError(f"--sigma must lie in [0, 1], got {spec.sigma}")
+    if isinstance(dataset, torch.utils.data.IterableDataset):
+        raise DataError(f"--data {spec.data}: pairs store the index of their real image, so they need an image folder "
+                        "(or fashion-mnist), not a wds: stream")
     n = len(dataset)
     if spec.num_pairs < 1 or spec.num_pairs > n:
         raise ConfigError(f"--num-pairs must be between 1 and the data set size {n}, got {spec.num_pairs}")
