@@ -1,7 +1,7 @@
 """Checks at the boundary: numeric ranges of config fields and CLI options, and writable output paths.
 
 Config dataclasses declare ranges as a class attribute `BOUNDS = {"field": "<rule>"}` and data-spec fields as
-`DATA_SPECS = ("field", ...)`; `check_bounds` walks a loaded config (nested dataclasses included) and raises
+`DATA_SPECS = ("field", ...)` (those also allowed to be a `.npz` in `NPZ_SPECS`); `check_bounds` walks a loaded config (nested dataclasses included) and raises
 `ConfigError` naming the dotted key and the problem (the rule and the value, or why the spec is not valid).
 A rule is `>=1`, `>0`, `<=1`, `[0,1]`, `[0,1)`, `(0,1]`, ... (ends included with brackets, excluded with
 parentheses). CLI options use the same rules through `bounded(int, ">=1")` as their argparse `type`.
@@ -67,7 +67,7 @@ def check_bounds(cfg: Any, prefix: str = "") -> None:
             from robustok.data.spec import parse_data_spec
             from robustok.errors import DataError
             try:
-                parse_data_spec(value, what=key)
+                parse_data_spec(value, allow_npz=f.name in getattr(type(cfg), "NPZ_SPECS", ()), what=key)
             except DataError as err:
                 raise ConfigError(f"{key}: {err}") from None
         elif f.name in rules:

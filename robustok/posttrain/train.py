@@ -47,6 +47,7 @@ class PostTrainConfig:
 
     BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2"}
     DATA_SPECS: ClassVar[tuple] = ("eval_reference",)
+    NPZ_SPECS: ClassVar[tuple] = ("eval_reference",)   # may also be a statistics / samples .npz (ADM's batch)
 
 
 def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:
