@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
 from robustok.errors import ConfigError
-from robustok.hub import save_tensors
+from robustok.hub import atomic_write_bytes, save_tensors
 from robustok.losses.gan import LeCam, PatchDiscriminator
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
@@ -132,5 +132,5 @@ class TokenizerTask:
         if self.disc is not None:
             lc = self.cfg.loss
             save_tensors(self.disc.state_dict(), Path(directory) / "discriminator.safetensors")
-            (Path(directory) / "discriminator.json").write_text(json.dumps(
-                {"channels": self.cfg.model.channels, "width": lc.disc_width, "layers": lc.disc_layers}))
+            atomic_write_bytes(Path(directory) / "discriminator.json", json.dumps(
+                {"channels": self.cfg.model.channels, "width": lc.disc_width, "layers": lc.disc_layers}).encode())

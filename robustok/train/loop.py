@@ -9,11 +9,15 @@ A task provides:
 - optional: `disc` (a module trained by `disc_loss` with its own AdamW: `disc_lr`, `disc_weight_decay`),
   `preview(model, batch) -> images` for sample grids, `export(directory, model)` to save extra files,
   `trainable_parameters()` to train a subset of `model`'s parameters, `eval_every` + `evaluate(model, step)
-  -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model).
+  -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model),
+  `checkpoint_state() -> dict` / `load_checkpoint_state(dict)` for task state that a resume must restore
+  (tensors, numbers, strings, lists and dicts: it is stored in `trainer.pt`, loaded with weights_only=True).
 
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
 bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step seeding (so `--resume` gives
-the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids.
+the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a
+lock on `run.dir` (one run at a time). Only finite weights are checkpointed; rows logged after the checkpoint a
+run resumes from are dropped from the logs.
 """
 from __future__ import annotations
 
@@ -31,9 +35,12 @@ from tqdm import tqdm
 
 from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
 from robustok.data import train_batches
-from robustok.errors import RobustokError
+from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
-from robustok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
+                                       save_checkpoint)
+from robustok.train.faults import fault_point
+from robustok.train.lock import run_lock
 from robustok.train.logging import MetricsLogger, save_grid
 
 
@@ -79,13 +86,61 @@ def _rng_state() -> dict[str, Any]:
 def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
           resume: bool = False) -> Path:
     """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
+    if cfg.steps < 1:
+        raise ConfigError(f"train.steps must be at least 1, got {cfg.steps}")
     info = rdist.setup()
+    with run_lock(run.dir, enabled=info.is_main):
+        return _train_locked(task, run, cfg, data, full_config, resume, info)
+
+
+def _restore(task: Any, run_dir: Path, modules: dict[str, nn.Module], opts: dict[str, Any], resume: bool,
+             info: rdist.DistInfo) -> int:
+    """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step."""
+    if info.is_main:
+        clean_stale(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if not resume:
+        if ckpt is not None:
+            raise RobustokError(f"{run_dir} already holds checkpoints ({ckpt.name}); pass --resume to continue "
+                                "that run, or choose a new run.dir (nothing was overwritten)")
+        return 0
+    if ckpt is None:
+        if info.is_main:
+            print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
+        return 0
+    state = load_checkpoint(ckpt, modules)
+    for key, o in opts.items():
+        if o is not None and key in state:
+            o.load_state_dict(state[key])
+    if hasattr(task, "load_checkpoint_state") and "task" in state:
+        task.load_checkpoint_state(state["task"])
+    if info.is_main:
+        print(f"resumed from {ckpt} (step {int(state['step'])})")
+    return int(state["step"])
+
+
+def _diverged(run_dir: Path, what: str, step: int, out: dict) -> RobustokError:
+    values = {k: float(v.detach().float().mean()) if torch.is_tensor(v) else v for k, v in out.items()}
+    return RobustokError(f"{what} at step {step} ({values}); nothing was saved for this step; last good (finite) "
+                         f"checkpoint: {last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.")
+
+
+def _save(task: Any, run: RunConfig, run_dir: Path, done: int, modules: dict[str, nn.Module],
+          opts: dict[str, Any]) -> None:
+    state = {"step": done, "rng": _rng_state(), **{k: o.state_dict() for k, o in opts.items() if o is not None}}
+    if hasattr(task, "checkpoint_state"):
+        state["task"] = task.checkpoint_state()
+    try:
+        save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
+    except CheckpointError as err:
+        raise RobustokError(f"training diverged: {err}; last good (finite) checkpoint: "
+                            f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.") from None
+
+
+def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
+                  info: rdist.DistInfo) -> Path:
     device = info.device
     run_dir = Path(run.dir)
-    if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if full_config is not None:
-            save_config(full_config, run_dir / "config.yaml")
     model: nn.Module = task.model.to(device)
     disc: Optional[nn.Module] = getattr(task, "disc", None)
     if disc is not None:
@@ -101,24 +156,11 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
     base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
 
-    start = 0
-    if not resume and latest_checkpoint(run_dir) is not None:
-        raise RobustokError(f"{run_dir} already holds checkpoints ({latest_checkpoint(run_dir).name}); pass --resume "
-                            "to continue that run, or choose a new run.dir (nothing was overwritten)")
     modules = {"model": model, **({"ema": ema} if ema is not None else {}), **({"disc": disc} if disc else {})}
-    if resume:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            if info.is_main:
-                print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
-        else:
-            state = load_checkpoint(ckpt, modules)
-            opt.load_state_dict(state["opt"])
-            if disc_opt is not None and "disc_opt" in state:
-                disc_opt.load_state_dict(state["disc_opt"])
-            start = int(state["step"])
-            if info.is_main:
-                print(f"resumed from {ckpt} (step {start})")
+    opts = {"opt": opt, "disc_opt": disc_opt}
+    start = _restore(task, run_dir, modules, opts, resume, info)
+    if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
+        save_config(full_config, run_dir / "config.yaml")
     if start >= cfg.steps:
         if info.is_main:
             print(f"nothing to do: already at step {start} of {cfg.steps}")
@@ -133,7 +175,7 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
                if hasattr(task, "batches") else
                train_batches(task.dataset, data.batch_size, run.seed, info.rank, info.world, start,
                              data.num_workers))
-    logger = MetricsLogger(run_dir, enabled=info.is_main)
+    logger = MetricsLogger(run_dir, enabled=info.is_main, start_step=start)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (info.is_main and run.progress), dynamic_ncols=True,
                desc=f"train {task.kind}")
     acc: dict[str, float] = {}
@@ -150,13 +192,12 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
             out = task.step(forward_model, batch, step)
         loss = out["loss"]
         if not torch.isfinite(loss.detach()).all():
-            last = latest_checkpoint(run_dir)
-            raise RobustokError(f"non-finite loss at step {step} ({ {k: float(v.detach()) if torch.is_tensor(v) else v for k, v in out.items()} }); "
-                                f"nothing was saved for this step; last good checkpoint: {last}. "
-                                "Lower train.lr or check the data.")
+            raise _diverged(run_dir, "non-finite loss", step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(grad_norm):  # the update would write NaN/inf into the weights
+            raise _diverged(run_dir, "non-finite gradient", step, out)
         opt.step()
         if disc is not None and "disc_loss" in out:
             disc_opt.zero_grad(set_to_none=True)
@@ -196,11 +237,9 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
             rdist.barrier()
             if info.is_main:
-                state = {"step": done, "opt": opt.state_dict(), "rng": _rng_state()}
-                if disc_opt is not None:
-                    state["disc_opt"] = disc_opt.state_dict()
-                save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
+                _save(task, run, run_dir, done, modules, opts)
             rdist.barrier()
+        fault_point("step")
     bar.close()
     logger.close()
     return _export(task, model, ema, run_dir, info)
@@ -212,6 +251,7 @@ def _export(task: Any, model: nn.Module, ema: Optional[nn.Module], run_dir: Path
     final = ema if ema is not None else model
     if info.is_main:
         final.save_pretrained(out)
+        fault_point("export")
         if hasattr(task, "export"):
             task.export(out, final)
     rdist.barrier()
