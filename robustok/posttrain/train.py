@@ -84,6 +84,7 @@ class PostTrainTask:
         self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin)
         self.disc = None
         if lc.disc_weight > 0:
+            torch.manual_seed(cfg.run.seed)  # a fresh discriminator: the same one in every process (resume)
             self.disc = self._discriminator(m["channels"])
         self.disc_lr, self.disc_weight_decay = lc.disc_lr, lc.disc_weight_decay
         self.eval_every = cfg.eval_every or cfg.train.steps
@@ -181,7 +182,7 @@ class PostTrainTask:
             self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
                                if not k.startswith(frozen)}
             self._save_best(model)
-            fault_point("eval")
+        fault_point("eval")
         return {"gfid_proxy": fid, "gfid_proxy_best": self.best}
 
     def _save_best(self, model: nn.Module) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from robustok.errors import CheckpointError
-from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors, save_tensors
+from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors, remove_stale_temps, save_tensors
 from robustok.train.faults import fault_point
 
 PATTERN = re.compile(r"^step-(\d{7,})$")
@@ -84,7 +84,8 @@ def _remove(path: Path) -> None:
 
 
 def clean_stale(run_dir: str | Path) -> None:
-    """Remove leftovers of crashed saves: temp folders and incomplete `step-*` folders."""
+    """Remove leftovers of crashed saves: temp folders, incomplete `step-*` folders, temp files of the run."""
+    remove_stale_temps(run_dir)
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return
