@@ -11,6 +11,7 @@ the current decoder, against reference statistics of the real data; the best dec
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -221,7 +222,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
     from robustok.train.lock import run_lock
     from robustok.train.loop import train
 
-    with run_lock(cfg.run.dir):
+    with run_lock(cfg.run.dir, enabled=int(os.environ.get("RANK", "0")) == 0):  # torchrun: rank 0 holds it
         task = PostTrainTask(cfg)
         before = task.proxy_fid(task.model)
         log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")

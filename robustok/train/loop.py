@@ -137,6 +137,18 @@ def _save(task: Any, run: RunConfig, run_dir: Path, done: int, modules: dict[str
                             f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.") from None
 
 
+def _optimisers(task: Any, model: nn.Module, disc: Optional[nn.Module], cfg: TrainConfig):
+    """The trained parameters, AdamW for them (and for the discriminator, if any)."""
+    params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else \
+        [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    disc_opt = None
+    if disc is not None:
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=getattr(task, "disc_lr", cfg.lr), betas=tuple(cfg.betas),
+                                     weight_decay=getattr(task, "disc_weight_decay", 0.0))
+    return params, opt, disc_opt
+
+
 def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
                   info: rdist.DistInfo) -> Path:
     device = info.device
@@ -145,14 +157,8 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
     disc: Optional[nn.Module] = getattr(task, "disc", None)
     if disc is not None:
         disc.to(device)
-    params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else \
-        [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    params, opt, disc_opt = _optimisers(task, model, disc, cfg)
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
-    disc_opt = None
-    if disc is not None:
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=getattr(task, "disc_lr", cfg.lr), betas=tuple(cfg.betas),
-                                     weight_decay=getattr(task, "disc_weight_decay", 0.0))
     base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
 
@@ -200,13 +206,7 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
             raise _diverged(run_dir, "non-finite gradient", step, out)
         opt.step()
         if disc is not None and "disc_loss" in out:
-            disc_opt.zero_grad(set_to_none=True)
-            if out["disc_loss"].requires_grad:
-                out["disc_loss"].backward()
-                rdist.average_gradients(disc.parameters())
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-                disc_opt.step()
+            _disc_update(disc, disc_opt, out["disc_loss"], cfg.grad_clip)
         if ema is not None:
             update_ema(ema, model, ema_decay_at(step, cfg.ema_decay))
         images += batch[0].shape[0] * info.world
@@ -225,11 +225,7 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
             acc, n_acc, t0, images = {}, 0, time.time(), 0
         if info.is_main and run.sample_every > 0 and (done % run.sample_every == 0 or done == cfg.steps) \
                 and hasattr(task, "preview"):
-            with torch.no_grad():
-                grid = task.preview(ema if ema is not None else model, batch)
-            if grid is not None:
-                save_grid(grid, run_dir / "samples" / f"step-{done:07d}.png", nrow=getattr(task, "preview_nrow", None),
-                          scale=2 if grid.shape[-1] <= 64 else 1)
+            _preview(task, ema if ema is not None else model, batch, run_dir / "samples" / f"step-{done:07d}.png")
         eval_every = getattr(task, "eval_every", 0)
         if eval_every and (done % eval_every == 0 or done == cfg.steps):
             values = task.evaluate(ema if ema is not None else model, done)  # every rank: its shard
@@ -243,6 +239,23 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
     bar.close()
     logger.close()
     return _export(task, model, ema, run_dir, info)
+
+
+def _disc_update(disc: nn.Module, disc_opt: torch.optim.Optimizer, disc_loss: torch.Tensor, clip: float) -> None:
+    disc_opt.zero_grad(set_to_none=True)
+    if disc_loss.requires_grad:
+        disc_loss.backward()
+        rdist.average_gradients(disc.parameters())
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
+        disc_opt.step()
+
+
+def _preview(task: Any, model: nn.Module, batch: Any, path: Path) -> None:
+    with torch.no_grad():
+        grid = task.preview(model, batch)
+    if grid is not None:
+        save_grid(grid, path, nrow=getattr(task, "preview_nrow", None), scale=2 if grid.shape[-1] <= 64 else 1)
 
 
 def _export(task: Any, model: nn.Module, ema: Optional[nn.Module], run_dir: Path, info: rdist.DistInfo) -> Path:
