@@ -94,7 +94,8 @@ def assert_same_run(ref: Path, run: Path, kind: str) -> None:
 # --- the three stages -------------------------------------------------------------------------------------------
 def tokenizer_args(run_dir: Path) -> list[str]:
     return ["train-tokenizer", "configs/tokenizer/fmnist-robust.yaml", f"run.dir={run_dir}", "run.progress=false",
-            "run.log_every=1", "run.sample_every=0", "run.ckpt_every=2", "train.steps=6", "train.warmup_steps=1",
+            "run.log_every=1", "run.sample_every=0", "run.ckpt_every=2", "run.keep_checkpoints=2", "train.steps=6",
+            "train.warmup_steps=1",
             "data.batch_size=8", "loss.disc_weight=0.5", "loss.disc_start=2", *TINY_MODEL]
 
 
@@ -140,7 +141,8 @@ def post_inputs(tmp_path_factory) -> Path:
 
 def post_args(run_dir: Path, inputs: Path, *extra: str) -> list[str]:
     return ["post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={inputs / 'tok'}", f"pairs={inputs / 'pairs'}",
-            f"run.dir={run_dir}", "run.progress=false", "run.log_every=1", "run.ckpt_every=3", "train.steps=6",
+            f"run.dir={run_dir}", "run.progress=false", "run.log_every=1", "run.ckpt_every=3", "run.keep_checkpoints=1",
+            "train.steps=6",
             "train.warmup_steps=1", "data.batch_size=8", "eval_every=2", "eval_features=random",
             "eval_num_reference=32", "loss.disc_weight=0.1", *extra]
 

@@ -135,12 +135,15 @@ def test_only_complete_checkpoints_are_listed_and_stale_ones_are_cleaned(tmp_pat
     for step in (1, 2, 3):
         save_checkpoint(tmp_path, step, {"model": m}, {"step": step}, keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000001", "step-0000002", "step-0000003"]
-    (tmp_path / "checkpoints" / "step-0000003" / MARKER).unlink()  # a kill while pruning: marker gone first
+    (tmp_path / "checkpoints" / "step-0000003" / MARKER).write_text("{")  # a marker cut short
     (tmp_path / "checkpoints" / "step-0000002" / "model.safetensors").unlink()  # a file the marker lists
     (tmp_path / "checkpoints" / ".tmp-step-0000004-1").mkdir()  # a kill while writing
+    (tmp_path / "checkpoints" / ".trash-step-0000000-1").mkdir()  # a kill while pruning
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000001"]
     clean_stale(tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000001"]
+    (tmp_path / "checkpoints" / "step-0000001" / MARKER).unlink()  # written before markers existed: still listed
+    assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000001"]
 
 
 def test_non_finite_weights_or_optimizer_state_are_never_checkpointed(tmp_path):
@@ -264,5 +267,14 @@ def test_resume_of_a_finished_post_training_is_a_clean_no_op(post_setup, capsys)
     assert "nothing to do" in out and "n/a" not in out
     again = json.loads((t / "post" / "posttrain.json").read_text())
     assert again == first and len(first["curve"]) == 4 and first["gfid_proxy_best"] is not None
+    assert all(torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k])
+               for k, v in best.items())
+    # killed after the last checkpoint, before the exports and the summary: resume rebuilds them all
+    import shutil
+    for name in ("tokenizer", "tokenizer-best"):
+        shutil.rmtree(t / "post" / name)
+    (t / "post" / "posttrain.json").unlink()
+    assert main(args + ["--resume"]) == 0
+    assert json.loads((t / "post" / "posttrain.json").read_text()) == first
     assert all(torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k])
                for k, v in best.items())

@@ -2,7 +2,8 @@
 
 A checkpoint is written under a temporary name; a completion marker (`complete.json`, listing its files) is
 written last and the folder is then renamed into place, so only complete checkpoints are ever listed. Pruning
-removes an old checkpoint's marker first, so a crash while pruning never leaves a half-deleted one listed.
+removes an old checkpoint's marker first and renames it away before deleting it, so a crash while pruning never
+leaves a half-deleted one listed.
 A checkpoint is saved only when every weight and optimiser-state tensor is finite.
 """
 from __future__ import annotations
@@ -31,7 +32,13 @@ def checkpoint_dir(run_dir: str | Path) -> Path:
 
 
 def is_complete(path: Path) -> bool:
-    """True when `path` has its completion marker and every file the marker lists."""
+    """True when `path` has its completion marker and every file the marker lists.
+
+    Checkpoints of robustok versions before the marker (no `complete.json`) count when they hold `trainer.pt`,
+    so older runs stay resumable; this version never leaves a `step-*` folder without its marker.
+    """
+    if not (path / MARKER).exists():
+        return (path / "trainer.pt").is_file() and (path / "model.safetensors").is_file()  # pre-marker layout
     try:
         files = json.loads((path / MARKER).read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -77,10 +84,13 @@ def last_finite_checkpoint(run_dir: str | Path) -> Optional[Path]:
 
 
 def _remove(path: Path) -> None:
-    """Delete a checkpoint folder: its marker first, so a crash midway leaves it unlisted."""
+    """Delete a checkpoint folder: its marker first, then an atomic rename out of the `step-*` names, so a
+    crash midway never leaves a half-deleted checkpoint listed."""
     (path / MARKER).unlink(missing_ok=True)
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    path.rename(trash)
     fault_point("ckpt-prune")
-    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def clean_stale(run_dir: str | Path) -> None:
@@ -90,7 +100,8 @@ def clean_stale(run_dir: str | Path) -> None:
     if not root.is_dir():
         return
     for p in root.iterdir():
-        if p.is_dir() and (p.name.startswith(".tmp-step-") or (PATTERN.match(p.name) and not is_complete(p))):
+        if p.is_dir() and (p.name.startswith((".tmp-step-", ".trash-step-")) or
+                           (PATTERN.match(p.name) and not is_complete(p))):
             _remove(p)
 
 
