@@ -278,3 +278,12 @@ def test_resume_of_a_finished_post_training_is_a_clean_no_op(post_setup, capsys)
     assert json.loads((t / "post" / "posttrain.json").read_text()) == first
     assert all(torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k])
                for k, v in best.items())
+
+
+@needs_fmnist
+def test_resume_prunes_what_a_killed_run_had_not_pruned_yet(tmp_path):
+    _run(tiny_train_config(tmp_path / "r", "train.steps=3", "run.ckpt_every=1", "run.keep_checkpoints=5"))
+    assert len(list_checkpoints(tmp_path / "r")) == 3
+    _run(tiny_train_config(tmp_path / "r", "train.steps=3", "run.ckpt_every=1", "run.keep_checkpoints=2"),
+         resume=True)
+    assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step-0000002", "step-0000003"]

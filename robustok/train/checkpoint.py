@@ -135,9 +135,14 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
         _remove(final)
     tmp.rename(final)
     fault_point("ckpt-rename")
+    prune(run_dir, keep)
+    return final
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoints (keep <= 0: keep all)."""
     for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
         _remove(old)
-    return final
 
 
 def load_checkpoint(path: str | Path, modules: dict[str, nn.Module]) -> dict:

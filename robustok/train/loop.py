@@ -38,7 +38,7 @@ from robustok.data import train_batches
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
 from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
-                                       save_checkpoint)
+                                       prune, save_checkpoint)
 from robustok.train.faults import fault_point
 from robustok.train.lock import run_lock
 from robustok.train.logging import MetricsLogger, save_grid
@@ -94,7 +94,7 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
 
 
 def _restore(task: Any, run_dir: Path, modules: dict[str, nn.Module], opts: dict[str, Any], resume: bool,
-             info: rdist.DistInfo) -> int:
+             keep: int, info: rdist.DistInfo) -> int:
     """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step."""
     if info.is_main:
         clean_stale(run_dir)
@@ -115,6 +115,7 @@ def _restore(task: Any, run_dir: Path, modules: dict[str, nn.Module], opts: dict
     if hasattr(task, "load_checkpoint_state") and "task" in state:
         task.load_checkpoint_state(state["task"])
     if info.is_main:
+        prune(run_dir, keep)  # a run killed between saving a checkpoint and pruning the old ones
         print(f"resumed from {ckpt} (step {int(state['step'])})")
     return int(state["step"])
 
@@ -164,7 +165,7 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
 
     modules = {"model": model, **({"ema": ema} if ema is not None else {}), **({"disc": disc} if disc else {})}
     opts = {"opt": opt, "disc_opt": disc_opt}
-    start = _restore(task, run_dir, modules, opts, resume, info)
+    start = _restore(task, run_dir, modules, opts, resume, run.keep_checkpoints, info)
     if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
         save_config(full_config, run_dir / "config.yaml")
     if start >= cfg.steps:
