@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -287,3 +286,14 @@ def test_resume_prunes_what_a_killed_run_had_not_pruned_yet(tmp_path):
     _run(tiny_train_config(tmp_path / "r", "train.steps=3", "run.ckpt_every=1", "run.keep_checkpoints=2"),
          resume=True)
     assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step-0000002", "step-0000003"]
+
+
+def test_pid_file_lock_fallback_without_fcntl(tmp_path):
+    from robustok.train.lock import _acquire_pidfile
+
+    path = tmp_path / ".lock"
+    path.write_text(f"pid {_dead_pid()} on host\n")
+    os.close(_acquire_pidfile(path))  # stale: taken over
+    path.write_text(f"pid {os.getpid()} on host\n")
+    with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
+        _acquire_pidfile(path)
