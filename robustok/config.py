@@ -106,8 +106,9 @@ def to_dict(cfg: Any) -> dict:
 
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write a config as YAML (the exact configuration a run used)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg))))
+    from robustok.hub import atomic_write_bytes  # hub imports this module
+
+    atomic_write_bytes(path, OmegaConf.to_yaml(OmegaConf.create(to_dict(cfg))).encode())
 
 
 def from_dict(schema: type[T], data: dict) -> T:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -26,11 +27,39 @@ WEIGHTS_NAME = "model.safetensors"
 M = TypeVar("M", bound="Pretrained")
 
 
+TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.pid{os.getpid()}."
+
+
+def remove_stale_temps(directory: str | Path) -> None:
+    """Delete temp files of atomic writes in `directory` whose writing process is gone (a crash mid-write)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for f in directory.glob(f".*.pid*{TEMP_SUFFIX}"):
+        m = re.search(r"\.pid(\d+)\.[^.]*\.tmp$", f.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            os.kill(pid, 0)
+            alive = pid != os.getpid()  # our own pid: a dead process's, reused (we write sequentially)
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive:
+            f.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -46,7 +75,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: d
     """Atomically write a safetensors file (tensors made contiguous and moved to CPU)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
@@ -137,6 +166,7 @@ class Pretrained(torch.nn.Module):
     def save_pretrained(self, directory: str | Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write `config.json` and `model.safetensors` (of `state`, default this model's weights)."""
         directory = Path(directory)
+        remove_stale_temps(directory)
         meta = {"class": type(self).__name__, "config": self.config_dict(), "format": "robustok/1"}
         save_tensors(state if state is not None else self.state_dict(), directory / WEIGHTS_NAME)
         atomic_write_bytes(directory / CONFIG_NAME, json.dumps(meta, indent=2).encode())

@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-pairs", type=bounded(int, ">=1"), default=20000)
     p.add_argument("--num-eval", type=bounded(int, ">=0"), default=1000,
                    help="held-out free samples for the gFID proxy")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"])
     p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0)
@@ -51,12 +52,13 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions
     from robustok.data.spec import parse_data_spec
-    from robustok.posttrain.pairs import PairsSpec, make_pairs
+    from robustok.posttrain.pairs import PairsSpec, check_out, make_pairs
     from robustok.train.dist import setup
     from robustok.validation import check_writable
 
     parse_data_spec(args.data, what="--data")
     check_writable(args.out, "--out", "dir")
+    check_out(args.out, args.overwrite)  # before the (slow) loading and generation
     info = setup()  # under torchrun: a process group; the ranks generate strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device).eval()
@@ -68,7 +70,8 @@ def run_data(args: argparse.Namespace) -> int:
                            temperature=args.temperature, top_k=args.top_k or None,
                            top_p=args.top_p if args.top_p < 1 else None, steps=args.steps)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
-    out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress)
+    out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
+                     overwrite=args.overwrite)
     if info.is_main:
         print(f"wrote {args.num_pairs} pairs (sigma={args.sigma}) and {args.num_eval} held-out samples to {out}")
     return 0
@@ -84,10 +87,14 @@ def run_train(args: argparse.Namespace) -> int:
     check_writable(cfg.run.dir, "run.dir", "dir")
     s = post_train(cfg, resume=args.resume, with_control=args.control)
     f = s["features"]
+
+    def num(v) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
     print(f"\n{'decoder':28s} gFID-proxy-{f}")
-    print(f"{'untouched':28s} {s['gfid_proxy_before']:.3f}")
-    print(f"{'post-trained (sigma=' + str(s['sigma']) + ')':28s} {s['gfid_proxy_after']:.3f}  (best {s['gfid_proxy_best']:.3f})")
+    print(f"{'untouched':28s} {num(s['gfid_proxy_before'])}")
+    print(f"{'post-trained (sigma=' + str(s['sigma']) + ')':28s} {num(s['gfid_proxy_after'])}  "
+          f"(best {num(s['gfid_proxy_best'])})")
     if "gfid_proxy_control" in s:
-        print(f"{'control (sigma=1)':28s} {s['gfid_proxy_control']:.3f}  (best {s['gfid_proxy_control_best']:.3f})")
+        print(f"{'control (sigma=1)':28s} {num(s['gfid_proxy_control'])}  (best {num(s['gfid_proxy_control_best'])})")
     print(f"post-trained tokenizer: {s['tokenizer']}; summary: {cfg.run.dir}/posttrain.json")
     return 0

@@ -229,7 +229,7 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
         spec = PairsSpec(sigma=profile.sigma, num_pairs=profile.num_pairs, num_eval=profile.gen_images,
                          data="fashion-mnist:train", resolution=tok.config.image_size,
                          channels=tok.config.channels, seed=0, batch_size=250)
-        make_pairs(gen, tok, ds, spec, pairs_dir, SamplingOptions(cfg=profile.cfg))
+        make_pairs(gen, tok, ds, spec, pairs_dir, SamplingOptions(cfg=profile.cfg), overwrite=True)
         return str(pairs_dir)
     cached(out, f"pairs-{name}", key, fresh, make)
     runs = []

@@ -12,6 +12,7 @@ same generator, held out for the gFID proxy.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,12 +22,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.distributed_outputs import finish_parts, mine, sharded
+from robustok.errors import CheckpointError, ConfigError, DataError, RobustokError
 from robustok.generator.ar import ARGenerator
 from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
 from robustok.hub import atomic_write_bytes
 from robustok.metrics.distributed import rank_world
+from robustok.train.faults import fault_point
 
 MANIFEST = "manifest.json"
 
@@ -76,6 +78,18 @@ def _as_stored(x: torch.Tensor, kind: str) -> np.ndarray:
     return x.cpu().numpy().astype(np.float16)
 
 
+def check_out(out: str | Path, overwrite: bool) -> None:
+    """Refuse an existing, non-empty `out` folder unless `overwrite` (it may hold a finished run)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RobustokError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        names = sorted(p.name for p in out.iterdir())
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise RobustokError(f"--out {out}: already exists and is not empty ({shown}); pass --overwrite to "
+                            "replace it, or choose another folder (nothing was changed)")
+
+
 def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOptions, order: np.ndarray,
              progress: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """This rank's batches (strided; pair batches first, then held-out batches), each with its own seeds: the
@@ -115,10 +129,14 @@ def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOp
 
 
 def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Path,
-               opts: Optional[SamplingOptions] = None, progress: bool = True) -> Path:
+               opts: Optional[SamplingOptions] = None, progress: bool = True, overwrite: bool = False) -> Path:
     """Generate `spec.num_pairs` pairs (+ `spec.num_eval` held-out free samples) into the folder `out`.
 
-    Under `torchrun` the ranks generate strided batches; rank 0 writes the one store (equal to one process's)."""
+    Under `torchrun` the ranks generate strided batches; rank 0 writes the one store (equal to one process's).
+    The pairs are written under a temporary name and renamed into place when complete; an existing non-empty
+    `out` is refused unless `overwrite` (then it is replaced only once the new pairs are complete).
+    """
+    check_out(out, overwrite)
     opts = opts or SamplingOptions()
     check_pair(gen, tok)
     if not 0.0 <= spec.sigma <= 1.0:
@@ -158,9 +176,13 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
                 "grid": list(gen.config.grid) if hasattr(gen.config, "grid") else None,
                 "codebook_size": int(tok.codebook_size)}
     atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
+    fault_point("pairs")
+    check_out(out, overwrite)  # again: the folder may have appeared while we were generating
+    old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
-        shutil.rmtree(out)
+        out.rename(old)
     tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
     finish_parts(parts)
     return out
 

@@ -11,6 +11,7 @@ the current decoder, against reference statistics of the real data; the best dec
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -26,6 +27,7 @@ from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.posttrain.pairs import PairDataset, PairStore
 from robustok.tokenizer.train import LossConfig, load_discriminator
+from robustok.train.faults import fault_point
 
 
 @dataclass
@@ -87,12 +89,14 @@ class PostTrainTask:
         self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin)
         self.disc = None
         if lc.disc_weight > 0:
+            torch.manual_seed(cfg.run.seed)  # a fresh discriminator: the same one in every process (resume)
             self.disc = self._discriminator(m["channels"])
         self.disc_lr, self.disc_weight_decay = lc.disc_lr, lc.disc_weight_decay
         self.eval_every = cfg.eval_every or cfg.train.steps
         self._reference = reference_stats
         self._features = None
         self.best: Optional[float] = None
+        self.best_state: Optional[dict[str, Tensor]] = None  # the best decoder's (non-frozen) tensors
         self.curve: list[dict] = []
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -177,10 +181,34 @@ class PostTrainTask:
         self.curve.append({"step": step, "gfid_proxy": fid})
         if self.best is None or fid < self.best:
             self.best = fid
-            from robustok.metrics.distributed import rank_world
-            if rank_world()[0] == 0:
-                model.save_pretrained(Path(self.cfg.run.dir) / "tokenizer-best")
+            frozen = tuple(self.model.frozen_part_names())
+            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
+                               if not k.startswith(frozen)}
+            self._save_best(model)
+        fault_point("eval")
         return {"gfid_proxy": fid, "gfid_proxy_best": self.best}
+
+    def _save_best(self, model: nn.Module) -> None:
+        """Write `<run.dir>/tokenizer-best/` (rank 0) from the best decoder tensors + the frozen parts."""
+        from robustok.metrics.distributed import rank_world
+
+        if self.best_state is None or rank_world()[0] != 0:
+            return
+        state = {**{k: v.detach().cpu() for k, v in model.state_dict().items()}, **self.best_state}
+        model.save_pretrained(Path(self.cfg.run.dir) / "tokenizer-best", state=state)
+
+    # --- resume: best score, proxy curve and best decoder are part of the checkpoint --------------------
+    def checkpoint_state(self) -> dict:
+        return {"best": self.best, "curve": [dict(c) for c in self.curve], "best_state": self.best_state}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.best = state.get("best")
+        self.curve = [dict(c) for c in state.get("curve", [])]
+        self.best_state = state.get("best_state")
+
+    def export(self, directory: Path, model: nn.Module) -> None:
+        """Rewrite `tokenizer-best/` from the checkpointed best (a resumed run's matches an uninterrupted one)."""
+        self._save_best(model)
 
 
 def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = False, log=print) -> dict:
@@ -193,25 +221,29 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
 
     from robustok.config import to_dict
     from robustok.hub import atomic_write_bytes
+    from robustok.train.lock import run_lock
     from robustok.train.loop import train
 
-    task = PostTrainTask(cfg)
-    before = task.proxy_fid(task.model)
-    log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
-    out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
-    summary = {"features": cfg.eval_features, "sigma": task.store.sigma, "steps": cfg.train.steps,
-               "gfid_proxy_before": before, "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
-               "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),
-               "reused_discriminator": getattr(task, "reused_discriminator", None),
-               "num_eval_samples": int(len(task.store.eval_generated))}
-    if with_control and not cfg.control:
-        ccfg = copy.deepcopy(cfg)
-        ccfg.control = True
-        ccfg.run.dir = str(Path(cfg.run.dir) / "control")
-        ctask = PostTrainTask(ccfg, reference_stats=task._reference)
-        train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume)
-        summary.update(gfid_proxy_control=ctask.curve[-1]["gfid_proxy"], gfid_proxy_control_best=ctask.best,
-                       control_curve=ctask.curve, control_tokenizer=str(Path(ccfg.run.dir) / "tokenizer"))
-    summary["config"] = to_dict(cfg)
-    atomic_write_bytes(Path(cfg.run.dir) / "posttrain.json", json.dumps(summary, indent=2).encode())
+    with run_lock(cfg.run.dir, enabled=int(os.environ.get("RANK", "0")) == 0):  # torchrun: rank 0 holds it
+        task = PostTrainTask(cfg)
+        before = task.proxy_fid(task.model)
+        log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
+        out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
+        summary = {"features": cfg.eval_features, "sigma": task.store.sigma, "steps": cfg.train.steps,
+                   "gfid_proxy_before": before,
+                   "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
+                   "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),
+                   "reused_discriminator": getattr(task, "reused_discriminator", None),
+                   "num_eval_samples": int(len(task.store.eval_generated))}
+        if with_control and not cfg.control:
+            ccfg = copy.deepcopy(cfg)
+            ccfg.control = True
+            ccfg.run.dir = str(Path(cfg.run.dir) / "control")
+            ctask = PostTrainTask(ccfg, reference_stats=task._reference)
+            train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume)
+            summary.update(gfid_proxy_control=ctask.curve[-1]["gfid_proxy"] if ctask.curve else None,
+                           gfid_proxy_control_best=ctask.best, control_curve=ctask.curve,
+                           control_tokenizer=str(Path(ccfg.run.dir) / "tokenizer"))
+        summary["config"] = to_dict(cfg)
+        atomic_write_bytes(Path(cfg.run.dir) / "posttrain.json", json.dumps(summary, indent=2).encode())
     return summary

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
 from robustok.errors import CheckpointError, ConfigError
-from robustok.hub import save_tensors
+from robustok.hub import atomic_write_bytes, save_tensors
 from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
@@ -193,4 +193,4 @@ class TokenizerTask:
         """Save the discriminator beside the tokenizer, so post-training can reuse it."""
         if self.disc is not None:
             save_tensors(self.disc.state_dict(), Path(directory) / "discriminator.safetensors")
-            (Path(directory) / "discriminator.json").write_text(json.dumps(self.disc.spec))
+            atomic_write_bytes(Path(directory) / "discriminator.json", json.dumps(self.disc.spec).encode())

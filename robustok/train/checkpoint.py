@@ -1,34 +1,57 @@
 """Training checkpoints: `<run>/checkpoints/step-NNNNNNN/` with safetensors weights and a weights-only trainer state.
 
-A checkpoint directory is written under a temporary name and renamed when complete, so a crash never leaves a
-half-written checkpoint where `--resume` would find it, and older checkpoints are pruned only after that.
+A checkpoint is written under a temporary name; a completion marker (`complete.json`, listing its files) is
+written last and the folder is then renamed into place, so only complete checkpoints are ever listed. Pruning
+removes an old checkpoint's marker first and renames it away before deleting it, so a crash while pruning never
+leaves a half-deleted one listed.
+A checkpoint is saved only when every weight and optimiser-state tensor is finite.
 """
 from __future__ import annotations
 
 import io
+import json
+import os
 import re
 import shutil
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from robustok.errors import CheckpointError
-from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors, save_tensors
+from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors, remove_stale_temps, save_tensors
+from robustok.train.faults import fault_point
 
 PATTERN = re.compile(r"^step-(\d{7,})$")
+MARKER = "complete.json"
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def is_complete(path: Path) -> bool:
+    """True when `path` has its completion marker and every file the marker lists.
+
+    Checkpoints of robustok versions before the marker (no `complete.json`) count when they hold `trainer.pt`,
+    so older runs stay resumable; this version never leaves a `step-*` folder without its marker.
+    """
+    if not (path / MARKER).exists():
+        return (path / "trainer.pt").is_file() and (path / "model.safetensors").is_file()  # pre-marker layout
+    try:
+        files = json.loads((path / MARKER).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all((path / f).is_file() for f in files)
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first."""
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and PATTERN.match(p.name) and (p / "trainer.pt").is_file()]
+    found = [p for p in root.iterdir() if p.is_dir() and PATTERN.match(p.name) and is_complete(p)]
     return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
 
 
@@ -37,25 +60,89 @@ def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
     return found[-1] if found else None
 
 
+def non_finite(tree: Any, prefix: str = "") -> Optional[str]:
+    """The name of the first tensor in a nested dict/list/tensor structure that has NaN or inf (None if none)."""
+    if torch.is_tensor(tree):
+        return None if not tree.is_floating_point() or bool(torch.isfinite(tree).all()) else prefix or "tensor"
+    items = tree.items() if isinstance(tree, dict) else enumerate(tree) if isinstance(tree, (list, tuple)) else ()
+    for k, v in items:
+        bad = non_finite(v, f"{prefix}.{k}" if prefix else str(k))
+        if bad:
+            return bad
+    return None
+
+
+def last_finite_checkpoint(run_dir: str | Path) -> Optional[Path]:
+    """The newest complete checkpoint whose weights are all finite (checked by reading them)."""
+    for ckpt in reversed(list_checkpoints(run_dir)):
+        try:
+            if all(non_finite(load_tensors(f)) is None for f in ckpt.glob("*.safetensors")):
+                return ckpt
+        except CheckpointError:
+            continue
+    return None
+
+
+def _remove(path: Path) -> None:
+    """Delete a checkpoint folder: its marker first, then an atomic rename out of the `step-*` names, so a
+    crash midway never leaves a half-deleted checkpoint listed."""
+    (path / MARKER).unlink(missing_ok=True)
+    trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+    path.rename(trash)
+    fault_point("ckpt-prune")
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def clean_stale(run_dir: str | Path) -> None:
+    """Remove leftovers of crashed saves: temp folders, incomplete `step-*` folders, temp files of the run."""
+    remove_stale_temps(run_dir)
+    root = checkpoint_dir(run_dir)
+    if not root.is_dir():
+        return
+    for p in root.iterdir():
+        if p.is_dir() and (p.name.startswith((".tmp-step-", ".trash-step-")) or
+                           (PATTERN.match(p.name) and not is_complete(p))):
+            _remove(p)
+
+
 def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module], trainer_state: dict,
                     keep: int = 2) -> Path:
-    """Write modules (safetensors) + `trainer.pt` (optimizer/scheduler/RNG state) atomically; prune old ones."""
+    """Write modules (safetensors) + `trainer.pt` (optimizer/scheduler/RNG state) atomically; prune old ones.
+
+    Refuses (CheckpointError) to save non-finite weights or optimiser state: a checkpoint is always resumable.
+    """
+    states = {name: module.state_dict() for name, module in modules.items()}
+    bad = non_finite(states) or non_finite(trainer_state)
+    if bad:
+        raise CheckpointError(f"not saving the step-{step} checkpoint: {bad} is not finite")
     root = checkpoint_dir(run_dir)
     final = root / f"step-{step:07d}"
-    tmp = root / f".tmp-step-{step:07d}"
+    tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, module in modules.items():
-        save_tensors(module.state_dict(), tmp / f"{name}.safetensors")
+    files = []
+    for name, state in states.items():
+        save_tensors(state, tmp / f"{name}.safetensors")
+        files.append(f"{name}.safetensors")
+        fault_point("ckpt-file")
     buf = io.BytesIO()
     torch.save(trainer_state, buf)
     atomic_write_bytes(tmp / "trainer.pt", buf.getvalue())
+    files.append("trainer.pt")
+    fault_point("ckpt-file")
+    atomic_write_bytes(tmp / MARKER, json.dumps({"step": step, "files": files}).encode())
     if final.exists():
-        shutil.rmtree(final)
+        _remove(final)
     tmp.rename(final)
-    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    fault_point("ckpt-rename")
+    prune(run_dir, keep)
     return final
+
+
+def prune(run_dir: str | Path, keep: int) -> None:
+    """Delete all but the `keep` newest checkpoints (keep <= 0: keep all)."""
+    for old in list_checkpoints(run_dir)[:-keep] if keep > 0 else []:
+        _remove(old)
 
 
 def load_checkpoint(path: str | Path, modules: dict[str, nn.Module]) -> dict:

@@ -14,16 +14,25 @@ from robustok.data.transforms import to_uint8
 
 
 class MetricsLogger:
-    """Appends one JSON object per logging step to `<run>/metrics.jsonl` and mirrors scalars to TensorBoard."""
+    """Appends one JSON object per logging step to `<run>/metrics.jsonl` and mirrors scalars to TensorBoard.
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True):
+    `start_step`: the step training (re)starts from; rows of later steps, logged by a run that died before its
+    next checkpoint, are dropped (metrics.jsonl rewritten atomically, TensorBoard `purge_step`), so a resumed
+    run's log has each step once.
+    """
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
+                 start_step: Optional[int] = None):
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.tb = None
+        if enabled and start_step is not None:
+            truncate_metrics(run_dir, start_step)
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
-                self.tb = SummaryWriter(str(Path(run_dir) / "tb"))
+                purge = None if start_step is None else start_step + 1
+                self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge)
             except ImportError:  # tensorboard is a declared dependency; stay usable without it
                 self.tb = None
 
@@ -42,9 +51,30 @@ class MetricsLogger:
             self.tb.close()
 
 
+def _parse_rows(text: str) -> list[dict]:
+    rows = []
+    for line in text.splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:  # a row cut short by a crash, or a blank line
+            continue
+    return rows
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    return _parse_rows(path.read_text()) if path.is_file() else []
+
+
+def truncate_metrics(run_dir: str | Path, last_step: int) -> None:
+    """Keep only the metrics.jsonl rows of steps <= `last_step` (and no partial lines)."""
+    from robustok.hub import atomic_write_bytes
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return
+    rows = [r for r in _parse_rows(path.read_text()) if isinstance(r, dict) and r.get("step", 0) <= last_step]
+    atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
 
 def image_grid(images: torch.Tensor, nrow: Optional[int] = None, pad: int = 2) -> np.ndarray:

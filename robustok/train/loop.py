@@ -9,11 +9,15 @@ A task provides:
 - optional: `disc` (a module trained by `disc_loss` with its own AdamW: `disc_lr`, `disc_weight_decay`),
   `preview(model, batch) -> images` for sample grids, `export(directory, model)` to save extra files,
   `trainable_parameters()` to train a subset of `model`'s parameters, `eval_every` + `evaluate(model, step)
-  -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model).
+  -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model),
+  `checkpoint_state() -> dict` / `load_checkpoint_state(dict)` for task state that a resume must restore
+  (tensors, numbers, strings, lists and dicts: it is stored in `trainer.pt`, loaded with weights_only=True).
 
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
 bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step seeding (so `--resume` gives
-the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids.
+the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a
+lock on `run.dir` (one run at a time). Only finite weights are checkpointed; rows logged after the checkpoint a
+run resumes from are dropped from the logs.
 """
 from __future__ import annotations
 
@@ -31,11 +35,14 @@ from tqdm import tqdm
 
 from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
 from robustok.data import train_batches
-from robustok.errors import RobustokError
+from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
-from robustok.train.reproducible import make_deterministic
-from robustok.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
+                                       prune, save_checkpoint)
 from robustok.train.estimate import ThroughputProbe
+from robustok.train.faults import fault_point
+from robustok.train.lock import run_lock
+from robustok.train.reproducible import make_deterministic
 from robustok.train.logging import MetricsLogger, save_grid
 
 
@@ -81,48 +88,90 @@ def _rng_state() -> dict[str, Any]:
 def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
           resume: bool = False) -> Path:
     """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
+    if cfg.steps < 1:
+        raise ConfigError(f"train.steps must be at least 1, got {cfg.steps}")
     info = rdist.setup()
     if run.deterministic:
         make_deterministic()
-    device = info.device
-    run_dir = Path(run.dir)
+    with run_lock(run.dir, enabled=info.is_main):
+        return _train_locked(task, run, cfg, data, full_config, resume, info)
+
+
+def _restore(task: Any, run_dir: Path, modules: dict[str, nn.Module], opts: dict[str, Any], resume: bool,
+             keep: int, info: rdist.DistInfo) -> int:
+    """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step."""
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if full_config is not None:
-            save_config(full_config, run_dir / "config.yaml")
-    model: nn.Module = task.model.to(device)
-    disc: Optional[nn.Module] = getattr(task, "disc", None)
-    if disc is not None:
-        disc.to(device)
+        clean_stale(run_dir)
+    ckpt = latest_checkpoint(run_dir)
+    if not resume:
+        if ckpt is not None:
+            raise RobustokError(f"{run_dir} already holds checkpoints ({ckpt.name}); pass --resume to continue "
+                                "that run, or choose a new run.dir (nothing was overwritten)")
+        return 0
+    if ckpt is None:
+        if info.is_main:
+            print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
+        return 0
+    state = load_checkpoint(ckpt, modules)
+    for key, o in opts.items():
+        if o is not None and key in state:
+            o.load_state_dict(state[key])
+    if hasattr(task, "load_checkpoint_state") and "task" in state:
+        task.load_checkpoint_state(state["task"])
+    if info.is_main:
+        prune(run_dir, keep)  # a run killed between saving a checkpoint and pruning the old ones
+        print(f"resumed from {ckpt} (step {int(state['step'])})")
+    return int(state["step"])
+
+
+def _diverged(run_dir: Path, what: str, step: int, out: dict) -> RobustokError:
+    values = {k: float(v.detach().float().mean()) if torch.is_tensor(v) else v for k, v in out.items()}
+    return RobustokError(f"{what} at step {step} ({values}); nothing was saved for this step; last good (finite) "
+                         f"checkpoint: {last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.")
+
+
+def _save(task: Any, run: RunConfig, run_dir: Path, done: int, modules: dict[str, nn.Module],
+          opts: dict[str, Any]) -> None:
+    state = {"step": done, "rng": _rng_state(), **{k: o.state_dict() for k, o in opts.items() if o is not None}}
+    if hasattr(task, "checkpoint_state"):
+        state["task"] = task.checkpoint_state()
+    try:
+        save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
+    except CheckpointError as err:
+        raise RobustokError(f"training diverged: {err}; last good (finite) checkpoint: "
+                            f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.") from None
+
+
+def _optimisers(task: Any, model: nn.Module, disc: Optional[nn.Module], cfg: TrainConfig):
+    """The trained parameters, AdamW for them (and for the discriminator, if any)."""
     params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else \
         [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-    min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     disc_opt = None
     if disc is not None:
         disc_opt = torch.optim.AdamW(disc.parameters(), lr=getattr(task, "disc_lr", cfg.lr), betas=tuple(cfg.betas),
                                      weight_decay=getattr(task, "disc_weight_decay", 0.0))
+    return params, opt, disc_opt
+
+
+def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
+                  info: rdist.DistInfo) -> Path:
+    device = info.device
+    run_dir = Path(run.dir)
+    model: nn.Module = task.model.to(device)
+    disc: Optional[nn.Module] = getattr(task, "disc", None)
+    if disc is not None:
+        disc.to(device)
+    params, opt, disc_opt = _optimisers(task, model, disc, cfg)
+    min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
 
-    start = 0
-    if not resume and latest_checkpoint(run_dir) is not None:
-        raise RobustokError(f"{run_dir} already holds checkpoints ({latest_checkpoint(run_dir).name}); pass --resume "
-                            "to continue that run, or choose a new run.dir (nothing was overwritten)")
     modules = {"model": model, **({"ema": ema} if ema is not None else {}), **({"disc": disc} if disc else {})}
-    if resume:
-        ckpt = latest_checkpoint(run_dir)
-        if ckpt is None:
-            if info.is_main:
-                print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
-        else:
-            state = load_checkpoint(ckpt, modules)
-            opt.load_state_dict(state["opt"])
-            if disc_opt is not None and "disc_opt" in state:
-                disc_opt.load_state_dict(state["disc_opt"])
-            start = int(state["step"])
-            if info.is_main:
-                print(f"resumed from {ckpt} (step {start})")
+    opts = {"opt": opt, "disc_opt": disc_opt}
+    start = _restore(task, run_dir, modules, opts, resume, run.keep_checkpoints, info)
+    if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
+        save_config(full_config, run_dir / "config.yaml")
     if start >= cfg.steps:
         if info.is_main:
             print(f"nothing to do: already at step {start} of {cfg.steps}")
@@ -138,7 +187,7 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
                train_batches(task.dataset, data.batch_size, run.seed, info.rank, info.world, start,
                              data.num_workers))
     batches = ThroughputProbe(cfg.steps, start, device, info.world, enabled=info.is_main).wrap(batches)
-    logger = MetricsLogger(run_dir, enabled=info.is_main)
+    logger = MetricsLogger(run_dir, enabled=info.is_main, start_step=start)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (info.is_main and run.progress), dynamic_ncols=True,
                desc=f"train {task.kind}")
     acc: dict[str, float] = {}
@@ -155,22 +204,15 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
             out = task.step(forward_model, batch, step)
         loss = out["loss"]
         if not torch.isfinite(loss.detach()).all():
-            last = latest_checkpoint(run_dir)
-            raise RobustokError(f"non-finite loss at step {step} ({ {k: float(v.detach()) if torch.is_tensor(v) else v for k, v in out.items()} }); "
-                                f"nothing was saved for this step; last good checkpoint: {last}. "
-                                "Lower train.lr or check the data.")
+            raise _diverged(run_dir, "non-finite loss", step, out)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        if not torch.isfinite(grad_norm):  # the update would write NaN/inf into the weights
+            raise _diverged(run_dir, "non-finite gradient", step, out)
         opt.step()
         if disc is not None and "disc_loss" in out:
-            disc_opt.zero_grad(set_to_none=True)
-            if out["disc_loss"].requires_grad:
-                out["disc_loss"].backward()
-                rdist.average_gradients(disc.parameters())
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(disc.parameters(), cfg.grad_clip)
-                disc_opt.step()
+            _disc_update(disc, disc_opt, out["disc_loss"], cfg.grad_clip)
         if ema is not None:
             update_ema(ema, model, ema_decay_at(step, cfg.ema_decay))
         images += batch[0].shape[0] * info.world
@@ -189,11 +231,7 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
             acc, n_acc, t0, images = {}, 0, time.time(), 0
         if info.is_main and run.sample_every > 0 and (done % run.sample_every == 0 or done == cfg.steps) \
                 and hasattr(task, "preview"):
-            with torch.no_grad():
-                grid = task.preview(ema if ema is not None else model, batch)
-            if grid is not None:
-                save_grid(grid, run_dir / "samples" / f"step-{done:07d}.png", nrow=getattr(task, "preview_nrow", None),
-                          scale=2 if grid.shape[-1] <= 64 else 1)
+            _preview(task, ema if ema is not None else model, batch, run_dir / "samples" / f"step-{done:07d}.png")
         eval_every = getattr(task, "eval_every", 0)
         if eval_every and (done % eval_every == 0 or done == cfg.steps):
             values = task.evaluate(ema if ema is not None else model, done)  # every rank: its shard
@@ -201,14 +239,29 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
             rdist.barrier()
             if info.is_main:
-                state = {"step": done, "opt": opt.state_dict(), "rng": _rng_state()}
-                if disc_opt is not None:
-                    state["disc_opt"] = disc_opt.state_dict()
-                save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
+                _save(task, run, run_dir, done, modules, opts)
             rdist.barrier()
+        fault_point("step")
     bar.close()
     logger.close()
     return _export(task, model, ema, run_dir, info)
+
+
+def _disc_update(disc: nn.Module, disc_opt: torch.optim.Optimizer, disc_loss: torch.Tensor, clip: float) -> None:
+    disc_opt.zero_grad(set_to_none=True)
+    if disc_loss.requires_grad:
+        disc_loss.backward()
+        rdist.average_gradients(disc.parameters())
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(disc.parameters(), clip)
+        disc_opt.step()
+
+
+def _preview(task: Any, model: nn.Module, batch: Any, path: Path) -> None:
+    with torch.no_grad():
+        grid = task.preview(model, batch)
+    if grid is not None:
+        save_grid(grid, path, nrow=getattr(task, "preview_nrow", None), scale=2 if grid.shape[-1] <= 64 else 1)
 
 
 def _export(task: Any, model: nn.Module, ema: Optional[nn.Module], run_dir: Path, info: rdist.DistInfo) -> Path:
@@ -217,6 +270,7 @@ def _export(task: Any, model: nn.Module, ema: Optional[nn.Module], run_dir: Path
     final = ema if ema is not None else model
     if info.is_main:
         final.save_pretrained(out)
+        fault_point("export")
         if hasattr(task, "export"):
             task.export(out, final)
     rdist.barrier()
