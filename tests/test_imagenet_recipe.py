@@ -88,7 +88,8 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
 
     from robustok.posttrain.train import PostTrainConfig, PostTrainTask
     pcfg = load_config(PostTrainConfig, "configs/posttrain/imagenet.yaml",
-                       [f"tokenizer={exported}", f"loss.dino_disc_checkpoint={weights['dino']}"])
+                       [f"tokenizer={exported}", f"loss.dino_disc_checkpoint={weights['dino']}",
+                        "eval_reference=fashion-mnist:test"])
     holder = SimpleNamespace(cfg=pcfg)
     reused = PostTrainTask._discriminator(holder, 3)
     assert holder.reused_discriminator and reused.spec["kind"] == "dino"

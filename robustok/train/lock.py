@@ -80,6 +80,7 @@ def run_lock(run_dir: str | Path, enabled: bool = True) -> Iterator[None]:
         yield
         return
     run_dir = Path(run_dir)
+    created = [d for d in (run_dir, *run_dir.parents) if not d.exists()]  # removed again if left empty
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
     key = str(path.resolve())
@@ -105,3 +106,8 @@ def run_lock(run_dir: str | Path, enabled: bool = True) -> Iterator[None]:
         del _held[key]
         path.unlink(missing_ok=True)  # before closing: nobody can hold a lock on this file meanwhile
         os.close(fd)
+        for d in created:  # a run refused before writing anything leaves no empty folders behind
+            try:
+                d.rmdir()
+            except OSError:
+                break
