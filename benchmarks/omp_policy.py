@@ -1,6 +1,9 @@
-"""Tokenizer training step time under OpenMP's default wait policy vs OMP_WAIT_POLICY=PASSIVE (what the CLI sets).
+"""Tokenizer training step time under OpenMP's default wait policy, OMP_WAIT_POLICY=PASSIVE, and a short spin
+(GOMP_SPINCOUNT=1000, what the CLI sets).
 
-    python benchmarks/omp_policy.py [--steps 20] [--rounds 3] [--threads 0] [--load 0] [--policies default,PASSIVE]
+    python benchmarks/omp_policy.py [--steps 20] [--rounds 3] [--threads 0] [--load 0] [--policies default,PASSIVE,spin=1000]
+
+A policy is `default` (nothing set), an OMP_WAIT_POLICY value (`PASSIVE`, `ACTIVE`) or `spin=N` (GOMP_SPINCOUNT=N).
 
 libgomp reads the policy once, when torch loads, so every measurement runs in a fresh child process; the
 policies alternate over `--rounds` rounds so that drift of the machine hits both alike. Each child times
@@ -62,9 +65,11 @@ def _burn() -> None:
 
 
 def measure(policy: str, steps: int, threads: int) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
-    if policy != "default":
+    if policy.startswith("spin="):
+        env["GOMP_SPINCOUNT"] = policy.split("=", 1)[1]
+    elif policy != "default":
         env["OMP_WAIT_POLICY"] = policy
     cmd = [sys.executable, __file__, "--child", "--steps", str(steps), "--threads", str(threads)]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -79,7 +84,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: torch's default)")
     ap.add_argument("--load", type=int, default=0, help="busy-looping processes running alongside")
-    ap.add_argument("--policies", default="default,PASSIVE", help="comma-separated; 'default' = unset")
+    ap.add_argument("--policies", default="default,PASSIVE,spin=1000",
+                    help="comma-separated: default (unset), an OMP_WAIT_POLICY value, or spin=N (GOMP_SPINCOUNT)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -102,7 +108,7 @@ def main() -> None:
           f"{info['cpu']}, {os.cpu_count()} logical CPUs, {a.load} busy processes alongside, "
           f"{a.rounds} rounds x {a.steps} steps")
     print()
-    print("| OMP_WAIT_POLICY | median ms/step | best ms/step | img/s (median) | time vs first row |")
+    print("| policy | median ms/step | best ms/step | img/s (median) | time vs first row |")
     print("|---|---:|---:|---:|---:|")
     base = statistics.median(times[policies[0]])
     for policy in policies:

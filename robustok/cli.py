@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 import sys
 
-if __name__ == "__main__":      # `python -m robustok.cli`: pick OpenMP's wait policy before torch loads
+if __name__ == "__main__":      # `python -m robustok.cli`: shorten OpenMP spinning before torch loads
     from robustok.entry import choose_omp_policy
 
     choose_omp_policy()
