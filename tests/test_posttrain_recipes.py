@@ -15,7 +15,7 @@ from robustok.hub import atomic_write_bytes, load_tensors, save_tensors
 from robustok.losses.aux_perceptual import AuxNet, train_aux_perceptual
 from robustok.losses.discriminators import build_discriminator
 from robustok.losses.perceptual import perceptual_distance
-from robustok.posttrain.pairs import PairsSpec, PairStore, make_pairs
+from robustok.posttrain.pairs import PairsSpec, PairStore, make_pairs, round_trip
 from robustok.posttrain.train import PostTrainConfig, PostTrainTask, epochs_to_steps
 from robustok.tokenizer.model import Tokenizer
 from robustok.train import loop
@@ -126,8 +126,11 @@ def test_gan_from_step_zero_with_fresh_or_reused_discriminator_and_diffaug(setup
     result["loss"].backward()
     assert task.model.decoder.conv_out.weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in task.disc.parameters())       # the G step leaves D alone
-    summary_cfg = _cfg(tmp_path, "train.steps=1")
-    assert summary_cfg.disc_diffaug is None and summary_cfg.reuse_discriminator  # defaults unchanged
+    default = _cfg(tmp_path, "train.steps=1")
+    assert default.disc_diffaug is None and default.reuse_discriminator       # defaults unchanged
+    with pytest.raises(ConfigError, match="disc_diffaug: unknown augmentation 'blur'"):
+        PostTrainTask(_cfg(tmp_path, "loss.disc_weight=0.5", "disc_diffaug=blur"), tokenizer=tok,
+                      store=PairStore(out, tok))
 
 
 # --- 4. pair input: ids or the authors' round trip -----------------------------------------------------------
@@ -149,6 +152,15 @@ def test_roundtrip_pairs_store_encode_of_decode(setup, tmp_path):
     (rt_out / "manifest.json").write_text(json.dumps({**m, "pair_input": "png"}))
     with pytest.raises(DataError, match="pair_input"):
         PairStore(rt_out, tok)
+
+
+def test_roundtrip_of_sdedit_latents():
+    tok = tiny_tokenizer(bottleneck="kl").eval()
+    z = torch.randn(2, 4, 16, 16)
+    rt = round_trip(tok, z, "diffusion")
+    with torch.no_grad():
+        expected = tok.encode_latents(from_uint8(to_uint8(tok.decode_latents(z))))
+    assert rt.shape == z.shape and torch.equal(rt, expected) and not torch.allclose(rt, z)
 
 
 def test_pair_input_flag_on_the_command_line():

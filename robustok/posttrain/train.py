@@ -140,7 +140,10 @@ class PostTrainTask:
             self.reused_discriminator = False
             disc = build_discriminator(discriminator_spec(lc, channels))
         if self.cfg.disc_diffaug is not None:
-            disc.augment = DiffAugment(self.cfg.disc_diffaug)
+            try:
+                disc.augment = DiffAugment(self.cfg.disc_diffaug)
+            except ConfigError as err:
+                raise ConfigError(str(err).replace("loss.diffaug", "disc_diffaug")) from None
             disc.spec["diffaug"] = self.cfg.disc_diffaug
         return disc
 
