@@ -219,3 +219,17 @@ def test_authors_recipe_is_a_valid_configuration(tmp_path):
     assert cfg.epochs == 40 and cfg.train.ema_decay == 0.9999 and cfg.eval_ema and not cfg.ema_warmup
     assert cfg.loss.disc_weight == 0.5 and cfg.loss.disc_start == 0 and not cfg.reuse_discriminator
     assert cfg.loss.diffaug == "color,translation,cutout" and cfg.loss.perceptual == "aux"
+
+
+def test_post_train_summary_records_the_recipe(setup, tmp_path):
+    from robustok.posttrain.train import post_train
+
+    tok, out = setup
+    tok.save_pretrained(tmp_path / "tok")
+    cfg = _cfg(tmp_path, f"tokenizer={tmp_path / 'tok'}", f"pairs={out}", "epochs=1", "eval_every=0",
+               "train.ema_decay=0.9")
+    s = post_train(cfg, log=lambda *_: None)
+    assert s["steps"] == 3 and s["epochs"] == 1.0 and s["pair_input"] == "ids" and s["ema"] is True
+    assert s["disc_diffaug"] is None and [c["step"] for c in s["curve"]] == [3]
+    saved = json.loads((tmp_path / "post" / "posttrain.json").read_text())
+    assert saved["config"]["epochs"] == 1.0 and saved["config"]["train"]["steps"] == 3
