@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0)
     p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps for SDEdit")
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
+    p.add_argument("--pair-input", default="ids", choices=["ids", "roundtrip"],
+                   help="what the decoder is trained on: the generated ids (default) or, as the authors, "
+                        "encode(decode(ids)) after rounding the decoded image to uint8 (roundtrip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--no-progress", action="store_true")
@@ -65,7 +68,7 @@ def run_data(args: argparse.Namespace) -> int:
     tok = load_tokenizer(args.tokenizer).to(device).eval()
     spec = PairsSpec(sigma=args.sigma, num_pairs=args.num_pairs, num_eval=args.num_eval, data=args.data,
                      resolution=tok.config.image_size, channels=tok.config.channels, seed=args.seed,
-                     batch_size=args.batch_size)
+                     batch_size=args.batch_size, pair_input=args.pair_input)
     opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
                            temperature=args.temperature, top_k=args.top_k or None,
                            top_p=args.top_p if args.top_p < 1 else None, steps=args.steps)

@@ -3,7 +3,10 @@
 AR generators: teacher forcing with preservation ratio sigma. For each real image, its tokens from the
 main-trained tokenizer are kept i.i.d. per position with probability sigma during raster sampling, otherwise the
 generator samples; the chosen token is fed back. Diffusion generators: SDEdit, noising the real latent to
-t = 1 - sigma and denoising it. Token ids are stored directly (no decode -> PNG -> re-encode round trip).
+t = 1 - sigma and denoising it. `pair_input` (in the manifest) says what the decoder is trained on: "ids" (ours,
+the default) stores the generated token ids / latents directly; "roundtrip" (the authors') decodes them, rounds to
+uint8 (a PNG) and re-encodes, storing encode(decode(ids)). The held-out samples are always plain ids: at
+generation time the decoder sees the generator's own tokens.
 
 A store is a folder: `manifest.json`, `generated.npy` (uint16 ids (N, h*w) or float16 latents (N, C, h, w)),
 `index.npy` (int64 real-image index), `labels.npy`, and `eval_generated.npy`: free samples (sigma = 0) of the
@@ -22,6 +25,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robustok.data.transforms import from_uint8, to_uint8
 from robustok.distributed_outputs import finish_parts, mine, sharded
 from robustok.errors import CheckpointError, ConfigError, DataError, RobustokError
 from robustok.generator.ar import ARGenerator
@@ -43,6 +47,7 @@ class PairsSpec:
     channels: int = 1
     seed: int = 0
     batch_size: int = 100
+    pair_input: str = "ids"       # a name in PAIR_INPUTS: ids (ours) | roundtrip (the authors')
 
 
 def _generator_kind(gen: Any) -> str:
@@ -70,6 +75,26 @@ def generate_batch(gen: Any, tok: Any, images: torch.Tensor, labels: torch.Tenso
         return z
     return gen.denoise_from(z, 1.0 - sigma, labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler,
                             generator=sample_rng)
+
+
+@torch.no_grad()
+def round_trip(tok: Any, generated: torch.Tensor, kind: str) -> torch.Tensor:
+    """encode(uint8(decode(generated))): what the authors' decoder is trained on (decoded to PNG, re-encoded)."""
+    if kind == "ar":
+        return tok.encode(from_uint8(to_uint8(tok.decode(generated))).to(generated.device)).view_as(generated)
+    image = tok.decode_latents(generated).clamp(-1, 1)
+    return tok.encode_latents(from_uint8(to_uint8(image)).to(generated.device))
+
+
+PAIR_INPUTS = {  # pair_input name -> (tokenizer, generated batch, kind) -> what is stored as the decoder's input
+    "ids": lambda tok, generated, kind: generated,
+    "roundtrip": round_trip,
+}
+
+
+def check_pair_input(name: str, where: str = "--pair-input") -> None:
+    if name not in PAIR_INPUTS:
+        raise ConfigError(f"{where}: unknown pair input {name!r}; choose from {sorted(PAIR_INPUTS)}")
 
 
 def _as_stored(x: torch.Tensor, kind: str) -> np.ndarray:
@@ -117,6 +142,7 @@ def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOp
             sample_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b)
             mask_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b + 500_000_009)
             gen_out = generate_batch(gen, tok, images, labels, spec.sigma, opts, sample_rng, mask_rng)
+            gen_out = PAIR_INPUTS[spec.pair_input](tok, gen_out, kind)
             yield b, {"generated": _as_stored(gen_out, kind), "labels": labels.cpu().numpy()}
         else:
             e = b - n_pair_batches
@@ -141,6 +167,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     check_pair(gen, tok)
     if not 0.0 <= spec.sigma <= 1.0:
         raise ConfigError(f"--sigma must lie in [0, 1], got {spec.sigma}")
+    check_pair_input(spec.pair_input)
     if isinstance(dataset, torch.utils.data.IterableDataset):
         raise DataError(f"--data {spec.data}: pairs store the index of their real image, so they need an image folder "
                         "(or fashion-mnist), not a wds: stream")
@@ -225,6 +252,11 @@ class PairStore:
         if not path.is_file():
             raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data`?")
         self.manifest = _read_manifest(path)
+        self.pair_input = self.manifest.get("pair_input", "ids")  # stores written before the option: ids
+        try:
+            check_pair_input(self.pair_input, f"{path}: pair_input")
+        except ConfigError as err:
+            raise DataError(str(err)) from None
         if tokenizer is not None and self.manifest["tokenizer_fingerprint"] != tokenizer.fingerprint():
             raise CheckpointError(f"{path}: pairs were made with tokenizer {self.manifest['tokenizer_fingerprint']}, "
                                   f"not with this tokenizer ({tokenizer.fingerprint()})")

@@ -6,11 +6,16 @@ generators and token stores made with the tokenizer stay valid. Losses are those
 `control=True` runs the same fine-tuning on clean pairs (the real image's own tokens, sigma = 1): the
 equal-compute control without which no gain can be attributed to the generated tokens.
 Every `eval_every` steps a gFID proxy is computed: the held-out free samples of the same generator decoded by
-the current decoder, against reference statistics of the real data; the best decoder is kept.
+the current decoder (the EMA decoder when `train.ema_decay > 0` and `eval_ema`), against reference statistics of
+the real data; the best decoder is kept. Recipe options (paper values in docs/posttrain.md): `epochs` (length
+over the pairs), `eval_ema` / `ema_warmup` (an EMA that starts at the untouched decoder), `reuse_discriminator`
+/ `disc_diffaug` with the `loss.disc_*` keys (GAN from step 0), `loss.perceptual=aux` (an offline perceptual
+network that is not the FID network) and, in the pairs, `pair_input` (token ids or the authors' round trip).
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +27,7 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
+from robustok.losses.diffaug import DiffAugment
 from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
@@ -36,7 +42,17 @@ class PostTrainConfig:
     pairs: str = ""                     # pairs folder from `robustok post-train-data`
     control: bool = False               # train on the real tokens instead (sigma = 1 control)
     clean_fraction: float = 0.0         # share of each batch trained on clean pairs (protects rFID)
-    reuse_discriminator: bool = True    # load <tokenizer>/discriminator.safetensors if present
+    reuse_discriminator: bool = True    # load <tokenizer>/discriminator.safetensors if present (authors: false,
+                                        # fresh heads from step 0: their yaml sets debug_disc)
+    disc_diffaug: Optional[str] = None  # DiffAugment policy of the post-training D; None: a reused D keeps its
+                                        # own, a fresh one uses loss.diffaug (authors: color,translation,cutout)
+    epochs: float = 0.0                 # > 0: train.steps = ceil(epochs * num_pairs / data.batch_size)
+                                        # (paper: 40, Table 4b); 0: train.steps as given
+    eval_ema: bool = True               # with train.ema_decay > 0: proxy, best and exported decoder are the EMA
+                                        # (authors: EMA 0.9999, evaluated with the EMA); false: the online one
+    ema_warmup: bool = False            # false: the EMA starts at the untouched decoder with the plain decay
+                                        # (authors); true: the loop's warm-up min(decay, (1+s)/(10+s)), which
+                                        # soon forgets the untouched decoder
     eval_every: int = 0                 # steps between gFID-proxy evaluations (0: only at the end)
     eval_features: str = "fmnist"       # feature network of the proxy FID
     eval_reference: str = ""            # data spec of the proxy's reference set (default: the pairs' data)
@@ -47,7 +63,8 @@ class PostTrainConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, min_lr=5e-5, warmup_steps=20,
                                                                     ema_decay=0.0))
 
-    BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2"}
+    BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2",
+                              "epochs": ">=0"}
     DATA_SPECS: ClassVar[tuple] = ("eval_reference",)
     NPZ_SPECS: ClassVar[tuple] = ("eval_reference",)   # may also be a statistics / samples .npz (ADM's batch)
 
@@ -66,6 +83,14 @@ def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:
     return trainable
 
 
+def epochs_to_steps(epochs: float, num_pairs: int, batch_size: int) -> int:
+    """Optimisation steps for `epochs` passes over `num_pairs` pairs at global batch `batch_size` (at least 1)."""
+    if epochs <= 0 or num_pairs < 1 or batch_size < 1:
+        raise ConfigError(f"epochs ({epochs}), number of pairs ({num_pairs}) and data.batch_size ({batch_size}) "
+                          "must be positive")
+    return max(1, math.ceil(epochs * num_pairs / batch_size))
+
+
 class PostTrainTask:
     kind = "tokenizer"
     preview_nrow = 8
@@ -82,11 +107,14 @@ class PostTrainTask:
         self.model.train()
         self.params = freeze_encoder_side(self.model)
         self.store = store if store is not None else PairStore(cfg.pairs, self.model)
+        if cfg.epochs > 0:  # the length in passes over the pairs; the loop (and the saved config) see the steps
+            cfg.train.steps = epochs_to_steps(cfg.epochs, len(self.store), cfg.data.batch_size)
+        self.eval_ema, self.ema_warmup = cfg.eval_ema, cfg.ema_warmup  # read by the training loop
         m = self.store.manifest
         images = build_dataset(m["data"], m["resolution"], m["channels"], train=False, root=cfg.data.root)
         self.dataset = PairDataset(self.store, images)
         lc = cfg.loss
-        self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin)
+        self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin, lc.aux_perceptual_weights)
         self.disc = None
         if lc.disc_weight > 0:
             torch.manual_seed(cfg.run.seed)  # a fresh discriminator: the same one in every process (resume)
@@ -108,9 +136,16 @@ class PostTrainTask:
         if self.cfg.reuse_discriminator and d and (d / "discriminator.safetensors").is_file():
             disc = load_discriminator(d, lc.dino_disc_checkpoint)
             self.reused_discriminator = True
-            return disc
-        self.reused_discriminator = False
-        return build_discriminator(discriminator_spec(lc, channels))
+        else:
+            self.reused_discriminator = False
+            disc = build_discriminator(discriminator_spec(lc, channels))
+        if self.cfg.disc_diffaug is not None:
+            try:
+                disc.augment = DiffAugment(self.cfg.disc_diffaug)
+            except ConfigError as err:
+                raise ConfigError(str(err).replace("loss.diffaug", "disc_diffaug")) from None
+            disc.spec["diffaug"] = self.cfg.disc_diffaug
+        return disc
 
     def decode(self, model: nn.Module, generated: Tensor) -> Tensor:
         if self.store.kind == "ar":
@@ -230,6 +265,9 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
         log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
         out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
         summary = {"features": cfg.eval_features, "sigma": task.store.sigma, "steps": cfg.train.steps,
+                   "epochs": cfg.train.steps * cfg.data.batch_size / len(task.store),
+                   "pair_input": task.store.pair_input, "ema": cfg.train.ema_decay > 0 and cfg.eval_ema,
+                   "disc_diffaug": task.disc.augment.extra_repr() if task.disc is not None else None,
                    "gfid_proxy_before": before,
                    "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
                    "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),

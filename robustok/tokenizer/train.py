@@ -26,10 +26,12 @@ from robustok.tokenizer.perturbation import PerturbationConfig, scheduled
 class LossConfig:
     l1_weight: float = 1.0
     l2_weight: float = 1.0
-    perceptual: str = "none"          # none | lpips (needs lpips_vgg + lpips_lin weight files)
+    perceptual: str = "none"          # none | lpips (needs lpips_vgg + lpips_lin weight files) | aux (needs
+                                      # aux_perceptual_weights: robustok.losses.aux_perceptual, not the FID net)
     perceptual_weight: float = 1.0
     lpips_vgg: Optional[str] = None
     lpips_lin: Optional[str] = None
+    aux_perceptual_weights: Optional[str] = None  # `python -m robustok.losses.aux_perceptual --train FILE`
     disc_weight: float = 0.0          # GAN term weight (paper: 0.5); 0 disables the discriminator
     disc_start: int = 0               # step at which the GAN terms switch on
     disc_lr: float = 1e-4
@@ -88,6 +90,8 @@ def check_weight_files(cfg: TokenizerTrainConfig) -> None:
     wanted = {"model.dinov2_checkpoint": cfg.model.dinov2_checkpoint}
     if lc.perceptual == "lpips":
         wanted.update({"loss.lpips_vgg": lc.lpips_vgg, "loss.lpips_lin": lc.lpips_lin})
+    if lc.perceptual == "aux":
+        wanted["loss.aux_perceptual_weights"] = lc.aux_perceptual_weights
     if lc.disc_weight > 0 and lc.disc_kind == "dino":
         wanted["loss.dino_disc_checkpoint"] = lc.dino_disc_checkpoint
     if lc.semantic != "none" and lc.semantic_weight != 0:
@@ -144,7 +148,7 @@ class TokenizerTask:
             cfg.data.train, cfg.data.resolution, cfg.data.channels, train=cfg.data.augment, root=cfg.data.root,
             seed=cfg.run.seed)
         lc = cfg.loss
-        self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin)
+        self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin, lc.aux_perceptual_weights)
         self.disc: Optional[Discriminator] = (build_discriminator(discriminator_spec(lc, cfg.model.channels))
                                               if lc.disc_weight > 0 else None)
         self.semantic = build_semantic(lc, cfg.model.image_size, cfg.model.image_size // cfg.model.grid_size)

@@ -11,7 +11,10 @@ A task provides:
   `trainable_parameters()` to train a subset of `model`'s parameters, `eval_every` + `evaluate(model, step)
   -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model),
   `checkpoint_state() -> dict` / `load_checkpoint_state(dict)` for task state that a resume must restore
-  (tensors, numbers, strings, lists and dicts: it is stored in `trainer.pt`, loaded with weights_only=True).
+  (tensors, numbers, strings, lists and dicts: it is stored in `trainer.pt`, loaded with weights_only=True),
+  `ema_warmup` (default True: `ema_decay_at`'s warm-up; False: the plain decay from step 0, for a model that
+  starts from trained weights) and `eval_ema` (default True: previews, `evaluate` and the export use the EMA
+  when there is one; False: the online model).
 
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
 bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step seeding (so `--resume` gives
@@ -166,6 +169,8 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
     ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    ema_warmup = getattr(task, "ema_warmup", True)
+    shown = ema if ema is not None and getattr(task, "eval_ema", True) else model  # previews, evaluation, export
 
     modules = {"model": model, **({"ema": ema} if ema is not None else {}), **({"disc": disc} if disc else {})}
     opts = {"opt": opt, "disc_opt": disc_opt}
@@ -175,7 +180,7 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
     if start >= cfg.steps:
         if info.is_main:
             print(f"nothing to do: already at step {start} of {cfg.steps}")
-        return _export(task, model, ema, run_dir, info)
+        return _export(task, shown, run_dir, info)
 
     wrapped: nn.Module = model
     if info.world > 1:
@@ -214,7 +219,7 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
         if disc is not None and "disc_loss" in out:
             _disc_update(disc, disc_opt, out["disc_loss"], cfg.grad_clip)
         if ema is not None:
-            update_ema(ema, model, ema_decay_at(step, cfg.ema_decay))
+            update_ema(ema, model, ema_decay_at(step, cfg.ema_decay) if ema_warmup else cfg.ema_decay)
         images += batch[0].shape[0] * info.world
         for k, v in out.items():
             acc[k] = acc.get(k, 0.0) + (float(v.detach().float().mean()) if torch.is_tensor(v) else float(v))
@@ -231,10 +236,10 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
             acc, n_acc, t0, images = {}, 0, time.time(), 0
         if info.is_main and run.sample_every > 0 and (done % run.sample_every == 0 or done == cfg.steps) \
                 and hasattr(task, "preview"):
-            _preview(task, ema if ema is not None else model, batch, run_dir / "samples" / f"step-{done:07d}.png")
+            _preview(task, shown, batch, run_dir / "samples" / f"step-{done:07d}.png")
         eval_every = getattr(task, "eval_every", 0)
         if eval_every and (done % eval_every == 0 or done == cfg.steps):
-            values = task.evaluate(ema if ema is not None else model, done)  # every rank: its shard
+            values = task.evaluate(shown, done)  # every rank: its shard
             logger.log(done, values)
         if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
             rdist.barrier()
@@ -244,7 +249,7 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
         fault_point("step")
     bar.close()
     logger.close()
-    return _export(task, model, ema, run_dir, info)
+    return _export(task, shown, run_dir, info)
 
 
 def _disc_update(disc: nn.Module, disc_opt: torch.optim.Optimizer, disc_loss: torch.Tensor, clip: float) -> None:
@@ -264,10 +269,10 @@ def _preview(task: Any, model: nn.Module, batch: Any, path: Path) -> None:
         save_grid(grid, path, nrow=getattr(task, "preview_nrow", None), scale=2 if grid.shape[-1] <= 64 else 1)
 
 
-def _export(task: Any, model: nn.Module, ema: Optional[nn.Module], run_dir: Path, info: rdist.DistInfo) -> Path:
-    """Save the final (EMA if enabled) weights to `<run_dir>/<kind>/` and any task extras."""
+def _export(task: Any, final: nn.Module, run_dir: Path, info: rdist.DistInfo) -> Path:
+    """Save the final weights (the EMA if enabled, unless the task's `eval_ema` is False) to `<run_dir>/<kind>/`
+    and any task extras."""
     out = run_dir / task.kind
-    final = ema if ema is not None else model
     if info.is_main:
         final.save_pretrained(out)
         fault_point("export")
