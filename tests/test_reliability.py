@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import time
+
 import pytest
 import torch
 
@@ -212,6 +214,9 @@ def test_tensorboard_rows_after_the_resumed_step_are_purged(tmp_path):
     for step in (1, 2, 3):
         log.log(step, {"loss": float(step)})
     log.close()
+    # TensorBoard orders event files by name (time in seconds, host, pid, a per-process writer counter): a resumed
+    # run is a new process started later; in one process within one second, counter 10 would sort before 9
+    time.sleep(1.1)
     log = MetricsLogger(tmp_path, start_step=1)
     for step in (2, 3):
         log.log(step, {"loss": 10.0 * step})
