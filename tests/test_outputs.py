@@ -166,3 +166,21 @@ def test_commit_rechecks_and_staging_errors(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(RobustokError, match="exists and is not a folder"):
         check_out(tmp_path / "f", overwrite=True)
+
+
+def test_make_shards_resumes_its_own_folder_and_refuses_others(w, tmp_path, capsys):
+    out = tmp_path / "shards"
+    before = _old(out)
+    args = ["make-shards", str(w / "imgs"), "--out", str(out), "--shard-size", "3"]
+    assert main(args) == 2                              # a folder of the user's files
+    assert "--overwrite" in capsys.readouterr().err and _tree(out) == before
+    fresh = tmp_path / "fresh"
+    args[3] = str(fresh)
+    assert main(args) == 0 and len(list(fresh.glob("*.tar"))) == 3
+    assert main(args) == 0 and "(0 written now)" in capsys.readouterr().out   # a rerun resumes
+    made = _tree(fresh)
+    assert main([*args[:-1], "4"]) == 2                 # other settings: the shards would not match
+    assert "shard_size" in capsys.readouterr().err and _tree(fresh) == made
+    assert main([*args[:-1], "4", "--overwrite"]) == 0 and "(2 written now)" in capsys.readouterr().out
+    args[3] = str(out)
+    assert main([*args, "--overwrite"]) == 0 and (out / "mine.txt").read_text() == "keep me\n"
