@@ -184,3 +184,9 @@ def test_make_shards_resumes_its_own_folder_and_refuses_others(w, tmp_path, caps
     assert main([*args[:-1], "4", "--overwrite"]) == 0 and "(2 written now)" in capsys.readouterr().out
     args[3] = str(out)
     assert main([*args, "--overwrite"]) == 0 and (out / "mine.txt").read_text() == "keep me\n"
+
+
+def test_fid_stats_creates_the_parent_folder(w, tmp_path):
+    out = tmp_path / "new" / "dir" / "ref.npz"
+    assert main(["fid-stats", str(w / "imgs"), "--features", "random", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ref.npz"]
