@@ -72,10 +72,13 @@ def commit_dir(tmp: str | Path, out: str | Path, overwrite: bool, what: str = "-
     try:
         tmp.rename(out)
     except BaseException:
-        if old.exists() and not out.exists():
+        if (old.exists() or old.is_symlink()) and not out.exists():
             old.rename(out)     # put the user's folder back
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    if old.is_symlink():
+        old.unlink()            # a link the user had at `out`: the link goes, the folder it pointed to stays
+    else:
+        shutil.rmtree(old, ignore_errors=True)
     return out
 
 

@@ -190,3 +190,14 @@ def test_fid_stats_creates_the_parent_folder(w, tmp_path):
     out = tmp_path / "new" / "dir" / "ref.npz"
     assert main(["fid-stats", str(w / "imgs"), "--features", "random", "--out", str(out)]) == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["ref.npz"]
+
+
+def test_overwrite_replaces_a_link_not_its_target(tmp_path):
+    target = tmp_path / "target"
+    before = _old(target)
+    (tmp_path / "link").symlink_to(target)
+    tmp = staged_dir(tmp_path / "link", overwrite=True)
+    (tmp / "new.txt").write_text("new")
+    commit_dir(tmp, tmp_path / "link", overwrite=True)
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "new.txt").is_file()
+    assert _tree(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
