@@ -152,3 +152,9 @@ def test_convert_command_writes_a_loadable_directory(tmp_path):
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     direct = load_external("llamagen-vq16", tmp_path / "vq.pt", image_size=32, norm_groups=4)
     assert torch.equal(tok.encode(x), direct.encode(x))
+    again = ["convert", "llamagen-vq16", str(tmp_path / "vq.pt"), "--out", str(tmp_path / "d"), "--image-size", "32",
+             "--set", "norm_groups=4"]
+    assert main(again) == 2                          # an existing tokenizer folder is not replaced silently
+    assert main([*again, "--overwrite"]) == 0
+    assert torch.equal(load_tokenizer(tmp_path / "d").encode(x), direct.encode(x))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

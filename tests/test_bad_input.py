@@ -156,6 +156,9 @@ CASES = [
     ("batch-size-negative", TT + ["data.batch_size=-3"], {}, r"data\.batch_size must be >= 1, got -3"),
     ("batch-size-zero", TT + ["data.batch_size=0"], {}, r"data\.batch_size must be >= 1"),
     ("log-every-zero", TT + ["run.log_every=0"], {}, r"run\.log_every must be >= 1"),
+    ("sample-every-negative", TT + ["run.sample_every=-1"], {}, r"run\.sample_every must be >= 0, got -1"),
+    ("ckpt-every-negative", TG + ["run.ckpt_every=-5"], {}, r"run\.ckpt_every must be >= 0, got -5"),
+    ("gen-log-every-zero", TG + ["run.log_every=0"], {}, r"run\.log_every must be >= 1"),
     ("lr-negative", TT + ["train.lr=-1"], {}, r"train\.lr must be > 0"),
     ("ema-decay-two", TT + ["train.ema_decay=2"], {}, r"train\.ema_decay must be in \[0, 1\)"),
     ("keep-checkpoints-negative", TT + ["run.keep_checkpoints=-1"], {}, r"run\.keep_checkpoints must be >= 1"),
@@ -196,6 +199,17 @@ CASES = [
      r"--out sentinel\.txt/s\.npz"),
     ("sample-out", SAMPLE[:5] + ["sentinel.txt/s"] + SAMPLE[6:], {}, r"--out sentinel\.txt/s"),
     ("convert-out", ["convert", "llamagen-vq16", "pickled.pt", "--out", "sentinel.txt/c"], {}, r"--out sentinel"),
+    # existing output folders: refused unless --overwrite, before any computation, naming the folder
+    ("pretokenize-out-not-empty", PRE[:5] + ["keep"] + PRE[6:], {}, r"--out keep: already exists and is not empty "
+                                                                    r"\(notes\.md\); pass --overwrite"),
+    ("pretokenize-out-is-store", PRE[:5] + ["store"] + PRE[6:], {}, r"--out store: already exists.*--overwrite"),
+    ("sample-out-not-empty", SAMPLE[:5] + ["keep"] + SAMPLE[6:], {}, r"--out keep: already exists.*--overwrite"),
+    ("convert-out-not-empty", ["convert", "llamagen-vq16", "pickled.pt", "--out", "keep"], {},
+     r"--out keep: already exists.*--overwrite"),
+    ("make-shards-out-not-empty", ["make-shards", "imgs", "--out", "keep"], {}, r"--out keep: already exists.*"
+                                                                               r"no \.shard-shards\.json.*--overwrite"),
+    ("make-shards-out-is-file", ["make-shards", "imgs", "--out", "sentinel.txt"], {}, r"--out sentinel\.txt: exists "
+                                                                                      r"and is not a folder"),
     # CLI numbers: argparse names the option and the range
     ("shard-size-zero", PRE + ["--shard-size", "0"], {}, r"--shard-size: must be >= 1, got 0"),
     ("shard-size-negative", PRE + ["--shard-size", "-5"], {}, r"--shard-size: must be >= 1, got -5"),
@@ -208,6 +222,8 @@ CASES = [
     ("sample-num-images", SAMPLE + ["--num-images", "0"], {}, r"--num-images: must be >= 1"),
     ("sigma-over-one", PTD[:5] + ["1.5"] + PTD[6:], {}, r"--sigma: must be in \[0, 1\]"),
     ("num-pairs-zero", PTD + ["--num-pairs", "0"], {}, r"--num-pairs: must be >= 1"),
+    ("make-shards-size-zero", ["make-shards", "imgs", "--out", "shards", "--shard-size", "0"], {},
+     r"--shard-size: must be >= 1"),
     # files: named, never a traceback
     ("decompression-bomb", ["fid", "bomb", "imgs", "--features", "random"], {}, r"bomb\.png: refused, image too "
                                                                                 r"large"),

@@ -106,6 +106,8 @@ def test_pretokenize_on_two_processes_equals_one(runs):
         assert json.loads((two / "manifest.json").read_text()) == json.loads((one / "manifest.json").read_text())
     m = json.loads((t / "two" / "npy" / "manifest.json").read_text())
     assert m["count"] == 39 and len(m["shards"]) == 8
+    hidden = sorted(p.name for p in (t / "two").iterdir() if p.name.startswith("."))
+    assert hidden == [], hidden  # no temp folder or parts of sample/pretokenize left next to the outputs
     for f in (t / "one" / "npy").glob("*.npy"):
         assert np.array_equal(np.load(f), np.load(t / "two" / "npy" / f.name)), f.name
     keys = []

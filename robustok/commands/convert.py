@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="image size the tokenizer will be used at")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a field of the adapter's config (repeatable), e.g. --set norm_groups=32")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder (only once the new one is complete)")
     p.set_defaults(func=run)
 
 
@@ -32,9 +34,11 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_external
 
     from robustok.errors import ConfigError
+    from robustok.outputs import check_out, commit_dir, discard, staged_dir
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")
+    check_out(args.out, args.overwrite)
 
     overrides: dict = {"image_size": args.image_size} if args.image_size else {}
     for item in args.set:
@@ -43,7 +47,13 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {item!r} is not of the form key=value")
         overrides[key] = int(value) if value.lstrip("-").isdigit() else value
     tok = load_external(args.kind, args.file, weights=args.weights, **overrides)
-    tok.save_pretrained(args.out)
+    tmp = staged_dir(args.out, args.overwrite)  # written under a temporary name, renamed when complete
+    try:
+        tok.save_pretrained(tmp)
+        commit_dir(tmp, args.out, args.overwrite)
+    except BaseException:
+        discard(tmp)
+        raise
     kind = f"{tok.codebook_size} codes" if tok.is_discrete else "continuous latents"
     print(f"{args.file} -> {args.out} ({type(tok).__name__}, {kind}, {tok.grid_size}x{tok.grid_size} grid)")
     return 0

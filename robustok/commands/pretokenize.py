@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", default=None, help="where the embedded data set's files are")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder (only once the new one is complete)")
     p.set_defaults(func=run)
 
 
@@ -34,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_tokenizer
     from robustok.data.spec import parse_data_spec
     from robustok.train.dist import setup
+    from robustok.outputs import check_out
     from robustok.validation import check_writable
 
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
     parse_data_spec(args.data, what="--data")
     check_writable(args.out, "--out", "dir")
+    check_out(args.out, args.overwrite)
     info = setup()  # under torchrun: a process group; the ranks encode strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
@@ -47,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     ds = build_dataset(args.data, c.image_size, c.channels, train=args.views > 2, root=args.root, seed=args.seed)
     m = write_token_store(tok, ds, args.out, views=args.views, seed=args.seed, batch_size=args.batch_size,
                           shard_size=args.shard_size, limit=args.num_images, source=args.data,
-                          progress=not args.no_progress, storage=args.format)
+                          progress=not args.no_progress, storage=args.format,
+                          overwrite=args.overwrite)
     if not info.is_main:
         return 0
     what = f"ids (K={m['codebook_size']})" if m["kind"] == "ids" else f"latents ({m['latent_channels']} channels)"

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing non-empty --out folder (only once the new one is complete)")
     p.set_defaults(func=run)
 
 
@@ -46,11 +48,13 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_tokenizer
     from robustok.train.dist import setup
 
+    from robustok.outputs import check_out
     from robustok.validation import check_writable
 
     if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
         raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
     check_writable(args.out, "--out", "dir")
+    check_out(args.out, args.overwrite)
     try:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     except ValueError:
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
                            top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
                            steps=args.steps, sampler=args.sampler)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
-                         progress=not args.no_progress, classes=classes)
+                         progress=not args.no_progress, classes=classes, overwrite=args.overwrite)
     if info.is_main:
         print(f"wrote {args.num_images} images to {args.out} and {path}")
     return 0

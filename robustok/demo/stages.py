@@ -144,7 +144,8 @@ def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fr
             if not (tokens / "manifest.json").is_file():
                 tok = Tokenizer.from_pretrained(tok_path).eval()
                 ds = build_dataset("fashion-mnist:train", tok.config.image_size, tok.config.channels, train=True)
-                write_token_store(tok, ds, tokens, views=1, limit=profile.pretok_images, source="fashion-mnist:train")
+                write_token_store(tok, ds, tokens, views=1, limit=profile.pretok_images, source="fashion-mnist:train",
+                                  overwrite=True)  # the demo's own cache: a store without a manifest is stale
             if not (run_dir / "generator" / "model.safetensors").is_file():
                 train(GeneratorTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
                       resume=bool(list_checkpoints(run_dir)))

@@ -74,9 +74,12 @@ def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch
 
 def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Path, opts: SamplingOptions,
                   batch_size: int = 100, seed: int = 0, progress: bool = True,
-                  classes: Optional[list[int]] = None) -> Path:
+                  classes: Optional[list[int]] = None, overwrite: bool = False) -> Path:
     """Sample `num_images` images (classes balanced, or only `classes`) into `out/<class>/<index>.png` and
     `out/samples.npz` (`arr_0` uint8 NHWC, `arr_1` int64 labels). Returns the npz path.
+
+    The images go to a temporary sibling folder that is renamed to `out` when complete; an existing non-empty
+    `out` is refused unless `overwrite` (then replaced only at that rename).
 
     Batch b draws from its own seed stream (`batch_seed(seed, b)`), so under `torchrun` the ranks take strided
     batches and the merged `samples.npz` holds the same images as one process's."""
@@ -85,6 +88,8 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
     from robustok.data import to_uint8
     from robustok.distributed_outputs import batch_seed, finish_parts, mine, sharded
     from robustok.metrics.distributed import rank_world
+    from robustok.outputs import check_out, commit_dir, discard, staged_dir, temp_sibling
+    from robustok.train.faults import fault_point
 
     if num_images < 1:
         raise ConfigError(f"--num-images must be >= 1, got {num_images}")
@@ -98,13 +103,14 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
         labels = torch.tensor(classes)[torch.arange(num_images) % len(classes)]
     else:
         labels = balanced_labels(num_images, n_cls, generator.null_class)
+    check_out(out, overwrite)
     dev = next(generator.parameters()).device
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     rank, _ = rank_world()
     num_batches = -(-num_images // batch_size)
     share = sum(min(batch_size, num_images - b * batch_size) for b in mine(num_batches))
     bar = tqdm(total=share, desc="sample", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
+    tmp = staged_dir(out, overwrite)  # every rank writes its PNGs here; rank 0 renames it to `out` at the end
 
     def produce():
         for b in mine(num_batches):  # under torchrun: this rank's strided share of the batches
@@ -112,20 +118,23 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
             y = labels[lo:lo + batch_size].to(dev)
             rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
             img = to_uint8(generate(generator, tokenizer, y, opts, rng)).permute(0, 2, 3, 1).cpu().numpy()
-            _save_pngs(out, img, y.tolist(), lo, n_cls)
+            _save_pngs(tmp, img, y.tolist(), lo, n_cls)
             bar.update(img.shape[0])
+            fault_point("samples-batch")
             yield b, {"images": img}
 
-    parts = out / ".samples-parts"
-    arrays = [a["images"] for _, a in sharded(parts, produce())]
-    bar.close()
-    path = out / "samples.npz"
-    if rank == 0:
-        tmp = out / ".samples.tmp.npz"
-        np.savez(tmp, np.concatenate(arrays), labels.numpy().astype(np.int64))
-        tmp.replace(path)
+    parts = temp_sibling(out, "parts")
+    try:
+        arrays = [a["images"] for _, a in sharded(parts, produce())]
+        bar.close()
+        if rank == 0:
+            np.savez(tmp / "samples.npz", np.concatenate(arrays), labels.numpy().astype(np.int64))
+            commit_dir(tmp, out, overwrite)
+    except BaseException:
+        discard(tmp)
+        raise
     finish_parts(parts)
-    return path
+    return out / "samples.npz"
 
 
 def _save_pngs(out: Path, img: np.ndarray, labels: list[int], start: int, num_classes: int) -> None:

@@ -8,8 +8,9 @@ labels-00000.npy       (n,) int32 class ids (-1 = unlabeled)
 ```
 With `storage="wds"` the entries go to WebDataset tar shards instead (`tokens-00000.tar`, one sample per entry:
 `ids.npy` or `latents.npy`, and `cls`), for streaming at scale; `open_token_store` opens either kind.
-The manifest is written last, so a directory without one is an incomplete store. View 0 of every image is the
-un-augmented image, view 1 its horizontal flip, views >= 2 the paper's random resized crop (+ flip), seeded by
+The manifest is written last, so a directory without one is an incomplete store (`write_token_store` builds
+the store in a temporary sibling folder and renames it into place only when complete). View 0 of every image is
+the un-augmented image, view 1 its horizontal flip, views >= 2 the paper's random resized crop (+ flip), seeded by
 (seed, view, index).
 """
 from __future__ import annotations
@@ -34,18 +35,22 @@ STORAGES = ("npy", "wds")
 
 def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int = 1, seed: int = 0,
                       batch_size: int = 256, shard_size: int = 100_000, limit: Optional[int] = None,
-                      source: str = "", progress: bool = True, storage: str = "npy") -> dict:
+                      source: str = "", progress: bool = True, storage: str = "npy", overwrite: bool = False) -> dict:
     """Encode `dataset` (`views` augmented copies of its first `limit` images) with `tokenizer` into `out`.
 
     Discrete tokenizers store ids, continuous ones (`is_discrete == False`) store float16 latents plus their
     per-channel mean/std. `storage`: "npy" (memory-mapped shards) or "wds" (WebDataset tar shards).
     Under `torchrun` the ranks encode strided batches and rank 0 cuts the shards (the same store as one
-    process's, for map-style data). Returns the manifest.
+    process's, for map-style data). The store is built in a temporary sibling folder and renamed into place when
+    complete; an existing non-empty `out` is refused unless `overwrite` (then replaced only at that rename).
+    Returns the manifest.
     """
     from tqdm import tqdm
 
     from robustok.distributed_outputs import finish_parts, sharded
     from robustok.metrics.distributed import rank_world
+    from robustok.outputs import commit_dir, discard, staged_dir, temp_sibling
+    from robustok.train.faults import fault_point
 
     if views < 1:
         raise DataError(f"--views must be >= 1, got {views}")
@@ -55,35 +60,52 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         raise DataError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     out = Path(out)
     rank, world = rank_world()
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if (out / MANIFEST).exists():
-            (out / MANIFEST).unlink()                   # the store is incomplete until rewritten
-    discrete = bool(getattr(tokenizer, "is_discrete", True))
-    total = None
-    if not isinstance(dataset, IterableDataset):
-        items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
-        total = sum(min(batch_size, items - b * batch_size) for b in range(rank, -(-items // batch_size), world))
-    bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
-    mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
-    writer = ShardWriter(out, storage, "ids" if discrete else "latents", shard_size)
-    grid: Optional[list[int]] = None
-    channels, s1, s2, max_label = 0, 0.0, 0.0, -1
-    parts = out / ".parts"                              # under torchrun: the ranks' batches, merged by rank 0
-    for _, a in sharded(parts, mine):
-        writer.add(a["x"], a["y"], a.get("idx"))
-        grid = list(a["x"].shape[1:] if discrete else a["x"].shape[2:])
-        if not discrete:
-            channels, s1, s2 = a["x"].shape[1], s1 + a["s1"], s2 + a["s2"]
-        max_label = max(max_label, int(a["y"].max()) if len(a["y"]) else -1)
-    bar.close()
-    if rank != 0:
-        finish_parts(parts)
-        return read_manifest(out)
-    writer.flush()
+    tmp = staged_dir(out, overwrite)
+    try:
+        discrete = bool(getattr(tokenizer, "is_discrete", True))
+        total = None
+        if not isinstance(dataset, IterableDataset):
+            items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
+            total = sum(min(batch_size, items - b * batch_size) for b in range(rank, -(-items // batch_size), world))
+        bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0,
+                   dynamic_ncols=True)
+        mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
+        writer = ShardWriter(tmp, storage, "ids" if discrete else "latents", shard_size)
+        grid: Optional[list[int]] = None
+        channels, s1, s2, max_label = 0, 0.0, 0.0, -1
+        parts = temp_sibling(out, "parts")              # under torchrun: the ranks' batches, merged by rank 0
+        for _, a in sharded(parts, mine):
+            writer.add(a["x"], a["y"], a.get("idx"))
+            grid = list(a["x"].shape[1:] if discrete else a["x"].shape[2:])
+            if not discrete:
+                channels, s1, s2 = a["x"].shape[1], s1 + a["s1"], s2 + a["s2"]
+            max_label = max(max_label, int(a["y"].max()) if len(a["y"]) else -1)
+            fault_point("store-batch")
+        bar.close()
+        if rank != 0:
+            finish_parts(parts)
+            return read_manifest(out)
+        writer.flush()
+        if writer.count == 0:
+            raise DataError(f"{source or 'data set'}: no images to pretokenize")
+        manifest = _manifest(tokenizer, dataset, writer, discrete, storage, grid, channels, s1, s2, max_label,
+                             views, source, seed)
+        tmp_manifest = tmp / f".{MANIFEST}.tmp"
+        tmp_manifest.write_text(json.dumps(manifest, indent=2))
+        os.replace(tmp_manifest, tmp / MANIFEST)
+        commit_dir(tmp, out, overwrite)
+    except BaseException:
+        discard(tmp)
+        raise
+    finish_parts(parts)
+    return manifest
+
+
+def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, discrete: bool, storage: str,
+              grid: Optional[list[int]], channels: int, s1: Any, s2: Any, max_label: int, views: int, source: str,
+              seed: int) -> dict:
+    """The manifest of a finished store (latents: with the per-channel mean and std)."""
     count = writer.count
-    if count == 0:
-        raise DataError(f"{source or 'data set'}: no images to pretokenize")
     fingerprint = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
     num_classes = max(int(getattr(dataset, "num_classes", 0) or 0), max_label + 1)
     manifest = {"format": FORMAT, "storage": storage, "kind": "ids" if discrete else "latents",
@@ -95,10 +117,6 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         mean = torch.from_numpy(s1 / n)
         manifest["latent_mean"] = mean.tolist()
         manifest["latent_std"] = (torch.from_numpy(s2 / n) - mean ** 2).clamp_min(1e-12).sqrt().tolist()
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, out / MANIFEST)
-    finish_parts(parts)
     return manifest
 
 

@@ -91,11 +91,16 @@ def save_stats(path: str, s: SetStats, features: str) -> None:
 
     extra = {"image_size": np.array(s.image_size)} if s.image_size else {}
     path = Path(path if str(path).endswith(".npz") else f"{path}.npz")  # as np.savez names it
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:  # written under a temporary name, then renamed
-        np.savez(f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
-                 features=np.array(features), **extra)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:  # written under a temporary name, then renamed
+            np.savez(f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
+                     features=np.array(features), **extra)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def check_sizes(a: SetStats, b: SetStats, name_a: str, name_b: str) -> None:

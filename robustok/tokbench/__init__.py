@@ -8,7 +8,6 @@ interrupted run continues where it stopped.
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -117,10 +116,10 @@ def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) ->
 
     tokens, run_dir = out / "tokens" / entry.name, out / "runs" / f"gen-{entry.name}-seed{seed}"
     if not (tokens / "manifest.json").is_file():
-        shutil.rmtree(tokens, ignore_errors=True)  # a half-written store of an interrupted run
         tok = load_tokenizer(entry.path)
         ds = build_dataset(spec.train_data, tok.config.image_size, tok.config.channels, train=True)
-        write_token_store(tok, ds, tokens, views=1, limit=spec.pretok_images, source=spec.train_data)
+        write_token_store(tok, ds, tokens, views=1, limit=spec.pretok_images, source=spec.train_data,
+                          overwrite=True)  # the benchmark's cache: replaces a half-written store of an old run
     cfg = _generator_config(spec, tokens, entry.path, run_dir, seed)
     if not (run_dir / "generator" / "model.safetensors").is_file():
         train(GeneratorTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,

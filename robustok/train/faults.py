@@ -4,7 +4,8 @@ the named point is reached (several as `a:1,b:3`). Without the variable `fault_p
 Sites: `step` (after an optimiser step), `ckpt-file` (after each file written into a checkpoint under its temp
 name), `ckpt-rename` (checkpoint complete, before pruning), `ckpt-prune` (an old checkpoint half pruned),
 `export` (between the model and its extras), `eval` (after a post-training evaluation), `pairs` (pair data
-written under its temp name).
+written under its temp name), `store-batch` (after each batch added to a token store being built), `samples-batch`
+(after each batch of sampled images), `commit` (an output folder complete under its temp name, before the rename).
 """
 from __future__ import annotations
 

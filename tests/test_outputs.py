@@ -1,0 +1,203 @@
+"""Output folders never clobber what a user has: `pretokenize` and `sample` refuse a non-empty `--out` unless
+`--overwrite`, build the new folder under a temporary name and rename it into place only when complete; a run that
+fails or is killed part-way leaves the old folder exactly as it was (robustok.outputs)."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robustok.cli import main
+from robustok.errors import RobustokError
+from robustok.generator.ar import ARConfig, ARGenerator
+from robustok.outputs import OutputExistsError, check_out, commit_dir, staged_dir
+from robustok.tokenizer import Tokenizer, TokenizerConfig
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+            for p in sorted(root.rglob("*"))}
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.fixture(scope="module")
+def w(tmp_path_factory) -> Path:
+    t = tmp_path_factory.mktemp("outputs")
+    rng = np.random.default_rng(0)
+    for c in range(2):
+        (t / "imgs" / f"c{c}").mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(t / "imgs" / f"c{c}" / f"{i}.png")
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
+                                    codebook_size=32, code_dim=4))
+    tok.save_pretrained(t / "tok")
+    ARGenerator(ARConfig(vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2,
+                         tokenizer_fingerprint=tok.fingerprint())).save_pretrained(t / "gen")
+    return t
+
+
+def _old(folder: Path) -> dict[str, str]:
+    """A folder holding a user's files (which must survive refused or failed runs)."""
+    (folder / "sub").mkdir(parents=True)
+    (folder / "mine.txt").write_text("keep me\n")
+    (folder / "sub" / "data.bin").write_bytes(b"\x00\x01" * 100)
+    return _tree(folder)
+
+
+def _pre(w: Path, out: Path, *extra: str) -> list[str]:
+    return ["pretokenize", str(w / "tok"), "--data", str(w / "imgs"), "--out", str(out), "--no-progress",
+            "--batch-size", "3", *extra]
+
+
+def _sample(w: Path, out: Path, *extra: str) -> list[str]:
+    return ["sample", str(w / "gen"), "--tokenizer", str(w / "tok"), "--num-images", "5", "--batch-size", "2",
+            "--out", str(out), "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("command", ["pretokenize", "sample"])
+def test_non_empty_out_is_refused_then_replaced_with_overwrite(w, tmp_path, capsys, command):
+    argv = _pre if command == "pretokenize" else _sample
+    out = tmp_path / "out"
+    before = _old(out)
+    assert main(argv(w, out)) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and "--overwrite" in err and "Traceback" not in err
+    assert _tree(out) == before and _hidden(tmp_path) == []
+    assert main(argv(w, out, "--overwrite")) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert "mine.txt" not in names and "sub" not in names
+    assert ("manifest.json" if command == "pretokenize" else "samples.npz") in names
+    assert _hidden(tmp_path) == []                      # no temp, parts or old folder left next to it
+    assert main(argv(w, tmp_path / "empty_ok")) == 0    # a new folder needs no --overwrite ...
+    (tmp_path / "empty").mkdir()
+    assert main(argv(w, tmp_path / "empty")) == 0       # ... nor an empty one
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def test_store_failing_part_way_keeps_the_old_store(w, tmp_path, monkeypatch):
+    from robustok.data import build_dataset
+    from robustok.generator import store_write
+    from robustok.generator.store import write_token_store
+
+    tok = Tokenizer.from_pretrained(w / "tok")
+    ds = build_dataset(str(w / "imgs"), 16, 1)
+    out = tmp_path / "store"
+    write_token_store(tok, ds, out, batch_size=3, shard_size=2, progress=False)
+    before = _tree(out)
+    real, calls = store_write.save_npy, []
+
+    def failing(path, arr):
+        calls.append(path)
+        if len(calls) == 3:                             # after a shard or two of the new store
+            raise _Boom("disk full")
+        real(path, arr)
+
+    monkeypatch.setattr(store_write, "save_npy", failing)
+    with pytest.raises(_Boom):
+        write_token_store(tok, ds, out, views=2, batch_size=3, shard_size=2, progress=False, overwrite=True)
+    assert _tree(out) == before and _hidden(tmp_path) == []
+    monkeypatch.setattr(store_write, "save_npy", real)
+    m = write_token_store(tok, ds, out, views=2, batch_size=3, shard_size=2, progress=False, overwrite=True)
+    assert m["count"] == 16 and _tree(out) != before and _hidden(tmp_path) == []
+
+
+def test_sample_failing_part_way_keeps_the_old_folder(w, tmp_path, monkeypatch, capsys):
+    from robustok.generator import sampling
+
+    out = tmp_path / "samples"
+    before = _old(out)
+    real, calls = sampling.generate, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise _Boom("out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, "generate", failing)
+    with pytest.raises(_Boom):
+        main(_sample(w, out, "--overwrite"))
+    assert _tree(out) == before and _hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("site", ["store-batch:2", "commit:1"])
+def test_killed_pretokenize_leaves_no_half_store(w, tmp_path, site):
+    """SIGKILL while the new store is built, or when it is complete but not yet renamed: the old folder is
+    untouched and a new --out is not created; the next run clears the stale temp folder."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ROBUSTOK_FAULT_AT": site}
+    old, new = tmp_path / "old", tmp_path / "new"
+    before = _old(old)
+    for out, extra in ((old, ["--overwrite"]), (new, [])):
+        cmd = [sys.executable, "-m", "robustok.cli", *_pre(w, out, *extra)]
+        r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert _tree(old) == before and not new.exists()
+    assert main(_pre(w, new)) == 0 and (new / "manifest.json").is_file()
+    assert not (tmp_path / ".new.tmp").exists()
+
+
+def test_commit_rechecks_and_staging_errors(tmp_path):
+    out = tmp_path / "o"
+    tmp = staged_dir(out, overwrite=False)
+    (tmp / "a.txt").write_text("new")
+    _old(out)                                           # appeared while we were working
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        commit_dir(tmp, out, overwrite=False)
+    assert (out / "mine.txt").is_file()
+    commit_dir(tmp, out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"] and _hidden(tmp_path) == []
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(RobustokError, match="exists and is not a folder"):
+        check_out(tmp_path / "f", overwrite=True)
+
+
+def test_make_shards_resumes_its_own_folder_and_refuses_others(w, tmp_path, capsys):
+    out = tmp_path / "shards"
+    before = _old(out)
+    args = ["make-shards", str(w / "imgs"), "--out", str(out), "--shard-size", "3"]
+    assert main(args) == 2                              # a folder of the user's files
+    assert "--overwrite" in capsys.readouterr().err and _tree(out) == before
+    fresh = tmp_path / "fresh"
+    args[3] = str(fresh)
+    assert main(args) == 0 and len(list(fresh.glob("*.tar"))) == 3
+    assert main(args) == 0 and "(0 written now)" in capsys.readouterr().out   # a rerun resumes
+    made = _tree(fresh)
+    assert main([*args[:-1], "4"]) == 2                 # other settings: the shards would not match
+    assert "shard_size" in capsys.readouterr().err and _tree(fresh) == made
+    assert main([*args[:-1], "4", "--overwrite"]) == 0 and "(2 written now)" in capsys.readouterr().out
+    args[3] = str(out)
+    assert main([*args, "--overwrite"]) == 0 and (out / "mine.txt").read_text() == "keep me\n"
+
+
+def test_fid_stats_creates_the_parent_folder(w, tmp_path):
+    out = tmp_path / "new" / "dir" / "ref.npz"
+    assert main(["fid-stats", str(w / "imgs"), "--features", "random", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.parent.iterdir()) == ["ref.npz"]
+
+
+def test_overwrite_replaces_a_link_not_its_target(tmp_path):
+    target = tmp_path / "target"
+    before = _old(target)
+    (tmp_path / "link").symlink_to(target)
+    tmp = staged_dir(tmp_path / "link", overwrite=True)
+    (tmp / "new.txt").write_text("new")
+    commit_dir(tmp, tmp_path / "link", overwrite=True)
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "new.txt").is_file()
+    assert _tree(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
