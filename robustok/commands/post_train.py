@@ -55,7 +55,8 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.generator import load_generator
     from robustok.generator.sampling import SamplingOptions
     from robustok.data.spec import parse_data_spec
-    from robustok.posttrain.pairs import PairsSpec, check_out, make_pairs
+    from robustok.outputs import check_out
+    from robustok.posttrain.pairs import PairsSpec, make_pairs
     from robustok.train.dist import setup
     from robustok.validation import check_writable
 

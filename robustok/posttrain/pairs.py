@@ -15,7 +15,6 @@ same generator, held out for the gFID proxy.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,11 +26,12 @@ from tqdm import tqdm
 
 from robustok.data.transforms import from_uint8, to_uint8
 from robustok.distributed_outputs import finish_parts, mine, sharded
-from robustok.errors import CheckpointError, ConfigError, DataError, RobustokError
+from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.ar import ARGenerator
 from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
 from robustok.hub import atomic_write_bytes
 from robustok.metrics.distributed import rank_world
+from robustok.outputs import check_out, commit_dir, temp_sibling
 from robustok.train.faults import fault_point
 
 MANIFEST = "manifest.json"
@@ -101,18 +101,6 @@ def _as_stored(x: torch.Tensor, kind: str) -> np.ndarray:
     if kind == "ar":
         return x.flatten(1).cpu().numpy().astype(np.uint16 if int(x.max()) < 65536 else np.int32)
     return x.cpu().numpy().astype(np.float16)
-
-
-def check_out(out: str | Path, overwrite: bool) -> None:
-    """Refuse an existing, non-empty `out` folder unless `overwrite` (it may hold a finished run)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise RobustokError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        names = sorted(p.name for p in out.iterdir())
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise RobustokError(f"--out {out}: already exists and is not empty ({shown}); pass --overwrite to "
-                            "replace it, or choose another folder (nothing was changed)")
 
 
 def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOptions, order: np.ndarray,
@@ -189,7 +177,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
         finish_parts(parts)
         return out
     n_cls = gen.config.num_classes
-    tmp = out.with_name(f".{out.name}.tmp")
+    tmp = temp_sibling(out)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     np.save(tmp / "generated.npy", np.concatenate(chunks))
@@ -204,12 +192,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
                 "codebook_size": int(tok.codebook_size)}
     atomic_write_bytes(tmp / MANIFEST, json.dumps(manifest, indent=2).encode())
     fault_point("pairs")
-    check_out(out, overwrite)  # again: the folder may have appeared while we were generating
-    old = out.with_name(f".{out.name}.old-{os.getpid()}")
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    shutil.rmtree(old, ignore_errors=True)
+    commit_dir(tmp, out, overwrite)
     finish_parts(parts)
     return out
 
