@@ -14,9 +14,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
@@ -24,6 +22,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from robustok.errors import DataError
+from robustok.hub import atomic_file
 
 KEEP_AS_IS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png"}
 
@@ -90,21 +89,12 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 def _write_shard(path: Path, items: list[tuple[str, Path, int]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for key, src, label in items:
-                    ext, data = _sample_bytes(src)
-                    _add(tar, f"{key}.{ext}", data)
-                    if label >= 0:
-                        _add(tar, f"{key}.cls", str(label).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for key, src, label in items:
+            ext, data = _sample_bytes(src)
+            _add(tar, f"{key}.{ext}", data)
+            if label >= 0:
+                _add(tar, f"{key}.cls", str(label).encode())
 
 
 def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, prefix: str = "shard",
