@@ -75,17 +75,50 @@ def perturbation_effect(rows: list[dict], endpoint: str) -> dict:
             "beyond_seed_spread": bool(abs(diff) > 2 * sd * np.sqrt(2 / len(base)))}
 
 
+def markdown(result: dict) -> str:
+    """README tables from a recorded result: per tokenizer, the perturbation effect, the predictor comparison."""
+    f = lambda v, d=2: "–" if v is None or v != v else f"{v:.{d}f}"  # noqa: E731 (None or NaN)
+    lines = ["| tokenizer | PSNR | rFID | pFID | usage | gFID (floor) | gFID CFG 1.5 (floor) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in result["tokenizers"]:
+        lines.append(f"| {r['name']} | {f(r['psnr'])} | {f(r['rfid'])} | {f(r['pfid'])} | {r['codebook_usage']:.0%} | "
+                     f"{f(r['gfid_nocfg'])} ({f(r['gfid_nocfg_noise'])}) | {f(r['gfid_cfg'])} ({f(r['gfid_cfg_noise'])}) |")
+    lines += ["", "| endpoint | baseline (3 seeds) | robust (3 seeds) | robust − baseline | pooled seed sd | noise floor |",
+              "|---|---|---|---:|---:|---:|"]
+    for key, e in result.get("perturbation", {}).items():
+        if e:
+            lines.append(f"| {key} | {', '.join(f(v) for v in e['baseline'])} | {', '.join(f(v) for v in e['robust'])} | "
+                         f"{e['difference']:+.2f} | {f(e['pooled_seed_sd'])} | {f(e['noise_floor'])} |")
+    lines += ["", "| endpoint | Spearman pFID / rFID | difference [95% CI] | Pearson pFID / rFID | difference [95% CI] | "
+              "pairs ordered as gFID: pFID / rFID (where they disagree) |", "|---|---|---|---|---|---|"]
+    for k, group in result["by_codebook_size"].items():
+        for key in ("gfid_nocfg", "gfid_cfg"):
+            c = group[key]
+            sp, pe, o = c["spearman"], c["pearson"], c["ordering"]
+            lines.append(f"| {key} (K={k}, n={c['n']}) | {f(sp['a'])} / {f(sp['b'])} | {sp['difference']:+.2f} "
+                         f"[{f(sp['ci95'][0])}, {f(sp['ci95'][1])}] | {f(pe['a'])} / {f(pe['b'])} | "
+                         f"{pe['difference']:+.2f} [{f(pe['ci95'][0])}, {f(pe['ci95'][1])}] | "
+                         f"{f(o['a_accuracy'])} / {f(o['b_accuracy'])} ({o['disagreeing_pairs']} pairs: "
+                         f"{f(o['a_accuracy_on_disagreeing'])} / {f(o['b_accuracy_on_disagreeing'])}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     from robustok.tokbench import BenchmarkSpec, run_benchmark
     from robustok.tokbench.report import table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", required=True)
+    p.add_argument("--markdown", metavar="JSON", help="only print README tables from a recorded result")
+    p.add_argument("--out")
     p.add_argument("--budget", default="full", choices=sorted(BUDGETS))
     p.add_argument("--only", default=None, help="comma list of members (default: all)")
     p.add_argument("--features", default=None, help="default fmnist (random for --budget quick)")
     p.add_argument("--record", action="store_true", help="write experiments/results/tokenizer_family-<budget>.json")
     a = p.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(Path(a.markdown).read_text())))
+        return
+    if not a.out:
+        p.error("--out is required")
     out = Path(a.out)
     names = a.only.split(",") if a.only else list(MEMBERS)
     unknown = sorted(set(names) - set(MEMBERS))
