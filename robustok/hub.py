@@ -205,7 +205,12 @@ class Pretrained(torch.nn.Module):
         compatible with generators and token stores made before.
         """
         prefixes = tuple(self.frozen_part_names()) if hasattr(self, "frozen_part_names") else ("",)
-        h = hashlib.sha256(json.dumps(self.config_dict(), sort_keys=True).encode())
+        config = self.config_dict()
+        defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
+        for name in getattr(type(self.config), "FINGERPRINT_SKIP_IF_DEFAULT", ()):
+            if name in config and config[name] == defaults.get(name):
+                del config[name]  # a field added later: at its default, earlier fingerprints stay valid
+        h = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
         for k, v in sorted(self.state_dict().items()):
             if not k.startswith(prefixes):
                 continue

@@ -100,3 +100,14 @@ def test_dinov2_init_from_a_timm_style_file(tmp_path):
     assert torch.equal(dst.blocks[1].mlp.fc2.weight, src.blocks[1].mlp.fc2.weight)
     with pytest.raises(CheckpointError, match="not found"):
         load_dinov2(dst, tmp_path / "none.pt")
+
+
+def test_fingerprint_is_stable_across_versions():
+    """Pinned: token stores, generators and pairs record their tokenizer's fingerprint, so a new config field (at
+    its default) or a changed formula must not change it (this value was computed before `dinov2_init_decoder`)."""
+    from robustok.tokenizer.model import Tokenizer, TokenizerConfig
+    torch.manual_seed(0)
+    tok = Tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, codebook_size=64, code_dim=4))
+    assert tok.fingerprint() == "6ada297319bf5880"
+    tok.config.dinov2_init_decoder = True  # a non-default value is part of the identity
+    assert tok.fingerprint() != "6ada297319bf5880"

@@ -36,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_tokenizer
     from robustok.data import eval_batches
-    from robustok.errors import ConfigError, DataError
+    from robustok.errors import ConfigError
     from robustok.generator import load_generator
     from robustok.generator.guidance import check_guidance
     from robustok.generator.sampling import SamplingOptions
@@ -60,10 +60,7 @@ def run(args: argparse.Namespace) -> int:
         args.features, inception_path=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
     batches = eval_batches(args.data, 250, 2 * args.num_samples, tok.config.image_size, tok.config.channels)
     opts = SamplingOptions(cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power, temperature=args.temperature)
-    try:
-        result = diagnose(gen, tok, batches, args.num_samples, cfgs, opts, features, args.seed)
-    except ValueError as err:
-        raise DataError(f"{args.data}: {err}") from None
+    result = diagnose(gen, tok, batches, args.num_samples, cfgs, opts, features, args.seed, data_name=args.data)
     result.update(generator=args.generator, tokenizer=args.tokenizer, data=args.data, features=args.features)
     print("\n".join(describe_rows(result)))
     for row in result["generated"]:

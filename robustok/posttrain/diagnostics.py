@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from robustok.data import to_uint8
+from robustok.errors import DataError
 
 # What we measured so far (README "Measured numbers"): post-training vs its equal-compute sigma=1 control, with
 # the generator's gFID over the tokenizer's rFID (both FID-fmnist). The thresholds below come from these runs only.
@@ -138,7 +139,7 @@ def _encode_real(tokenizer: Any, batches, discrete: bool) -> tuple[torch.Tensor,
 
 @torch.no_grad()
 def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[float], opts: Any,
-             features: Any = None, seed: int = 0, batch: int = 250) -> dict:
+             features: Any = None, seed: int = 0, batch: int = 250, data_name: str = "the real data") -> dict:
     """All statistics for `num` generated samples per CFG scale against 2 * `num` real images from `real_batches`.
 
     `opts` is a `SamplingOptions` whose `cfg` is replaced by each scale. With `features`, also gFID per scale, the
@@ -153,7 +154,7 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
     discrete = bool(getattr(tokenizer, "is_discrete", False))
     real_codes, real_images = _encode_real(tokenizer, real_batches, discrete)
     if len(real_codes) < 2 * num:
-        raise ValueError(f"the real data gave {len(real_codes)} images; diagnose needs 2 x --num-samples = {2 * num}")
+        raise DataError(f"{data_name}: gave {len(real_codes)} images; diagnose needs 2 x --num-samples = {2 * num}")
     ref_codes, floor_codes = real_codes[:num], real_codes[num:2 * num]
     decode = tokenizer.decode if discrete else (lambda c: tokenizer.decode_latents(c).clamp(-1, 1))
     real = {"roundtrip_change": roundtrip_change(tokenizer, ref_codes), **image_statistics(real_images[:num])}

@@ -41,6 +41,9 @@ class TokenizerConfig:
     usage_decay: float = 0.99
     kl_weight: float = 1e-6                 # for bottleneck=kl
 
+    # fields added after fingerprints were first written: left out of `fingerprint()` while at their default, so
+    # token stores, generators and pairs made earlier still match their tokenizer
+    FINGERPRINT_SKIP_IF_DEFAULT: ClassVar[tuple] = ("dinov2_init_decoder",)
     BOUNDS: ClassVar[dict] = {"image_size": ">=8", "hidden_dim": ">=1", "base_channels": ">=1", "channel_mult": ">=1",
                               "num_res_blocks": ">=0", "patch_size": ">=1", "vit_width": ">=1", "vit_depth": ">=1",
                               "vit_heads": ">=1", "codebook_size": "[2,2147483648]", "code_dim": ">=1",
