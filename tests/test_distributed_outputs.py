@@ -9,13 +9,12 @@ import tarfile
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from robustok.cli import main
 from robustok.distributed_outputs import PartWriter, batch_seed, merged_batches, mine
 from robustok.generator import ARConfig, ARGenerator
 from robustok.metrics.distributed import gather_strided
-from robustok.tokenizer import Tokenizer, TokenizerConfig
+from tests.helpers import gray_class_folder, tiny16_tokenizer
 
 DRIVER = """import json, sys
 from robustok.cli import main
@@ -50,14 +49,8 @@ def _commands(t, out):
 def runs(tmp_path_factory):
     """One process (in this one) and 2 gloo processes (one torchrun launch running every command)."""
     t = tmp_path_factory.mktemp("dist")
-    rng = np.random.default_rng(0)
-    for c in range(2):
-        (t / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(6 + c):  # 13 images: the ranks' shares differ in size
-            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(t / "imgs" / f"c{c}" / f"{i}.png")
-    torch.manual_seed(0)
-    tok = Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                                    codebook_size=32, code_dim=4))
+    gray_class_folder(t / "imgs", [6, 7])  # 13 images: the ranks' shares differ in size
+    tok = tiny16_tokenizer()
     tok.save_pretrained(t / "tok")
     gen = ARGenerator(ARConfig(vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2,
                                tokenizer_fingerprint=tok.fingerprint()))

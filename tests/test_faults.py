@@ -16,16 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from robustok.hub import load_tensors
 from robustok.train.checkpoint import list_checkpoints
 from robustok.train.faults import ENV as FAULT_ENV
 from robustok.train.logging import read_metrics
-from tests.helpers import TINY_MODEL, tiny_tokenizer
+from tests.helpers import TINY_MODEL, gray_class_folder, tiny16_tokenizer, tiny_tokenizer
 from tests.test_data import needs_fmnist
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,17 +100,10 @@ def tokenizer_args(run_dir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def token_store(tmp_path_factory) -> Path:
     from robustok.cli import main
-    from robustok.tokenizer import Tokenizer, TokenizerConfig
 
     t = tmp_path_factory.mktemp("store")
-    rng = np.random.default_rng(0)
-    for c in range(2):
-        (t / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(t / "imgs" / f"c{c}" / f"{i}.png")
-    torch.manual_seed(0)
-    Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                              codebook_size=32, code_dim=4)).save_pretrained(t / "vq")
+    gray_class_folder(t / "imgs", [6, 6])
+    tiny16_tokenizer().save_pretrained(t / "vq")
     assert main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "tokens"),
                  "--no-progress"]) == 0
     return t / "tokens"

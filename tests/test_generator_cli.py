@@ -1,25 +1,16 @@
 """End to end through the CLI: pretokenize -> train-generator -> sample (AR and diffusion), and one-line errors."""
 import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from robustok.cli import main
-from robustok.tokenizer import Tokenizer, TokenizerConfig
+from tests.helpers import gray_class_folder, tiny16_tokenizer
 
 
 @pytest.fixture
 def setup(tmp_path):
-    rng = np.random.default_rng(0)
-    for c in range(2):
-        d = tmp_path / "imgs" / f"c{c}"
-        d.mkdir(parents=True)
-        for i in range(6):
-            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(d / f"{i}.png")
+    gray_class_folder(tmp_path / "imgs", [6, 6])
     for kind in ("vq", "kl"):
-        torch.manual_seed(0)
-        Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                                  codebook_size=32, code_dim=4, bottleneck=kind)).save_pretrained(tmp_path / kind)
+        tiny16_tokenizer(kind).save_pretrained(tmp_path / kind)
     return tmp_path
 
 

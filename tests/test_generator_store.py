@@ -8,13 +8,12 @@ from PIL import Image
 
 from robustok.errors import ConfigError, DataError
 from robustok.generator.store import TokenDataset, read_manifest, write_token_store
-from robustok.tokenizer import Tokenizer, TokenizerConfig
+from robustok.tokenizer import Tokenizer
+from tests.helpers import tiny16_tokenizer
 
 
 def tiny_tokenizer(bottleneck="vq", seed=0) -> Tokenizer:
-    torch.manual_seed(seed)
-    return Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                                     codebook_size=32, code_dim=4, bottleneck=bottleneck)).eval()
+    return tiny16_tokenizer(bottleneck, seed).eval()
 
 
 @pytest.fixture

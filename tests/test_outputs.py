@@ -10,16 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
-from PIL import Image
 
 from robustok.cli import main
 from robustok.errors import RobustokError
 from robustok.generator.ar import ARConfig, ARGenerator
 from robustok.outputs import OutputExistsError, check_out, commit_dir, staged_dir
-from robustok.tokenizer import Tokenizer, TokenizerConfig
+from robustok.tokenizer import Tokenizer
+from tests.helpers import gray_class_folder, tiny16_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,14 +34,8 @@ def _hidden(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def w(tmp_path_factory) -> Path:
     t = tmp_path_factory.mktemp("outputs")
-    rng = np.random.default_rng(0)
-    for c in range(2):
-        (t / "imgs" / f"c{c}").mkdir(parents=True)
-        for i in range(4):
-            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(t / "imgs" / f"c{c}" / f"{i}.png")
-    torch.manual_seed(0)
-    tok = Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                                    codebook_size=32, code_dim=4))
+    gray_class_folder(t / "imgs", [4, 4])
+    tok = tiny16_tokenizer()
     tok.save_pretrained(t / "tok")
     ARGenerator(ARConfig(vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2,
                          tokenizer_fingerprint=tok.fingerprint())).save_pretrained(t / "gen")
