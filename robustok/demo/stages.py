@@ -107,7 +107,7 @@ def evaluate_on_test(tok_path: str, profile: DemoProfile, features, metrics: lis
 def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, features, log) -> dict:
     results = {}
     for name, path in points.items():
-        key = {"tokenizer": _weights_hash(path), "n": profile.eval_images, "features": profile.features}
+        key = {"tokenizer": weights_hash(path), "n": profile.eval_images, "features": profile.features}
         def work(path=path):
             return evaluate_on_test(path, profile, features, ["psnr", "ssim", "rfid", "pfid", "usage"])
         results[name] = cached(out, f"eval-{name}", key, fresh, work)
@@ -117,7 +117,8 @@ def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: boo
     return results
 
 
-def _weights_hash(directory: str | Path) -> str:
+def weights_hash(directory: str | Path) -> str:
+    """Short sha256 of a model directory's safetensors files: a cache key that changes with the weights."""
     h = hashlib.sha256()
     for f in sorted(Path(directory).glob("*.safetensors")):
         h.update(f.read_bytes())
@@ -137,7 +138,7 @@ def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fr
                           [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
                            f"train.steps={profile.gen_steps}", "run.sample_every=0",
                            f"run.ckpt_every={max(profile.gen_steps // 2, 1)}", *profile.gen_overrides])
-        key = {"tokenizer": _weights_hash(tok_path), "config": to_dict(cfg), "images": profile.pretok_images}
+        key = {"tokenizer": weights_hash(tok_path), "config": to_dict(cfg), "images": profile.pretok_images}
         def work(tok_path=tok_path, tokens=tokens, run_dir=run_dir, cfg=cfg):
             if fresh:
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -177,7 +178,7 @@ def gfid(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoP
 
     results = {}
     for name, tok_path in points.items():
-        key = {"gen": _weights_hash(gens[name]), "tok": _weights_hash(tok_path), "n": profile.gen_images,
+        key = {"gen": weights_hash(gens[name]), "tok": weights_hash(tok_path), "n": profile.gen_images,
                "cfg": profile.cfg, "features": profile.features}
         def work(name=name, tok_path=tok_path):
             gen, tok = load_generator(gens[name]).eval(), Tokenizer.from_pretrained(tok_path).eval()
@@ -221,7 +222,7 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
     from robustok.posttrain.train import post_train
 
     pairs_dir = out / "pairs" / name
-    key = {"gen": _weights_hash(gen_path), "tok": _weights_hash(tok_path), "sigma": profile.sigma,
+    key = {"gen": weights_hash(gen_path), "tok": weights_hash(tok_path), "sigma": profile.sigma,
            "n": profile.num_pairs, "eval": profile.gen_images, "cfg": profile.cfg}
 
     def make():

@@ -145,9 +145,9 @@ def benchmark_tokenizer(entry: Entry, spec: BenchmarkSpec, out: Path, features, 
                         log: Callable[[str], None]) -> dict:
     """All cached measurements of one tokenizer: its metrics and, per generator seed, gFID."""
     from robustok.config import to_dict
-    from robustok.demo.stages import _weights_hash, cached
+    from robustok.demo.stages import weights_hash, cached
 
-    weights = _weights_hash(entry.path)
+    weights = weights_hash(entry.path)
     metrics = cached(out, f"eval-{entry.name}", {"tok": weights, "data": spec.eval_data, "n": spec.eval_images,
                                                    "features": spec.features}, fresh,
                      lambda: _evaluate(entry, spec, features))
@@ -160,7 +160,7 @@ def benchmark_tokenizer(entry: Entry, spec: BenchmarkSpec, out: Path, features, 
                "steps": spec.gen_steps, "images": spec.pretok_images, "data": spec.train_data}
         gen_path = cached(out, f"generator-{entry.name}-seed{seed}", key, fresh,
                           lambda seed=seed: _train_generator(entry, spec, out, seed))
-        g = cached(out, f"gfid-{entry.name}-seed{seed}", {**key, "gen_weights": _weights_hash(gen_path),
+        g = cached(out, f"gfid-{entry.name}-seed{seed}", {**key, "gen_weights": weights_hash(gen_path),
                                                           "n": spec.gen_images, "cfg": spec.cfg,
                                                           "features": spec.features}, fresh,
                    lambda gen_path=gen_path: _gfid(entry, gen_path, spec, features, reference))
