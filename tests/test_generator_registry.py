@@ -13,7 +13,6 @@ from robustok.cli import main
 from robustok.errors import CheckpointError, ConfigError
 from robustok.generator import ARGenerator, DiffusionGenerator, load_generator
 from robustok.generator.base import TokenGenerator, generator_class, generator_kinds, register_generator
-from robustok.generator.guidance import condition_labels
 from tests.helpers import gray_class_folder, tiny16_tokenizer
 
 
@@ -45,7 +44,7 @@ class ToyTable(TokenGenerator):
         return self.logits[labels]
 
     def training_loss(self, model, tokens, labels, step, total_steps, objective) -> dict:
-        logits = model(condition_labels(labels, self.null_class, objective.label_dropout))
+        logits = model(self.prepare_labels(labels, objective.label_dropout))
         return {"loss": F.cross_entropy(logits.flatten(0, 2), tokens.flatten())}
 
     def sample_codes(self, labels, opts, generator: Optional[torch.Generator] = None) -> torch.Tensor:

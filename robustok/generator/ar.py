@@ -16,7 +16,7 @@ from torch import nn
 
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.base import TokenGenerator, register_generator
-from robustok.generator.guidance import DrawRule, check_guidance, condition_labels, draw
+from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
 
 
@@ -100,11 +100,8 @@ class ARGenerator(TokenGenerator):
             if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
                 raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
                                 f"{int(tokens.max())}]")
-        if labels is not None and labels.numel():
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi > self.null_class:
-                raise DataError(f"class ids must be in [0, {c.num_classes}) (or {self.null_class} = null), "
-                                f"got [{lo}, {hi}]")
+        if labels is not None:
+            self.check_labels(labels)
 
     def _embed(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
                order: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[tuple]]:
@@ -181,10 +178,6 @@ class ARGenerator(TokenGenerator):
         perm = torch.rand(batch, self.seq_len, device=device, generator=generator).argsort(1)
         pick = torch.rand(batch, 1, device=device, generator=generator) < ratio
         return torch.where(pick, perm, torch.arange(self.seq_len, device=device).expand(batch, -1))
-
-    def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
-        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
-        return condition_labels(labels, self.null_class, label_dropout)
 
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
              order_ratio: float = 0.0) -> torch.Tensor:

@@ -12,7 +12,8 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from torch import Tensor, nn
 
-from robustok.errors import CheckpointError, ConfigError
+from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.generator.guidance import condition_labels
 from robustok.hub import Pretrained
 from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, token_kind
 
@@ -73,6 +74,18 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
                mask_rng: torch.Generator) -> Tensor:
         """Post-training pairs: generated tokens that keep the real tokens `real` with preservation ratio `sigma`
         (1: `real` itself). Random draws that choose what to keep use `mask_rng`, sampling uses `rng`."""
+
+    def check_labels(self, labels: Tensor) -> None:
+        """Raise `DataError` for class ids outside [0, num_classes] (num_classes = the null class)."""
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi > self.null_class:
+                raise DataError(f"class ids must be in [0, {self.config.num_classes}) (or {self.null_class} = "
+                                f"null), got [{lo}, {hi}]")
+
+    def prepare_labels(self, labels: Tensor, label_dropout: float = 0.0) -> Tensor:
+        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
+        return condition_labels(labels, self.null_class, label_dropout)
 
     @property
     def tokens(self) -> TokenKind:

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from robustok.errors import ConfigError, DataError
 from robustok.generator.flow import integrate, interpolate, time_grid
-from robustok.generator.guidance import check_guidance, condition_labels
+from robustok.generator.guidance import check_guidance
 from robustok.generator.base import TokenGenerator, register_generator
 from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding
 
@@ -122,11 +122,8 @@ class DiffusionGenerator(TokenGenerator):
         if latents is not None and list(latents.shape[1:]) != [c.latent_channels, *c.grid]:
             raise DataError(f"latents of shape {tuple(latents.shape[1:])} do not match the generator's "
                             f"{(c.latent_channels, *c.grid)}")
-        if labels is not None and labels.numel():
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi > self.null_class:
-                raise DataError(f"class ids must be in [0, {c.num_classes}) (or {self.null_class} = null), "
-                                f"got [{lo}, {hi}]")
+        if labels is not None:
+            self.check_labels(labels)
 
     # ---- network ---------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -141,10 +138,6 @@ class DiffusionGenerator(TokenGenerator):
         h = self.out(_modulate(self.final_norm(h), shift, scale))          # (B, N, p*p*C)
         h = h.view(B, H // p, W // p, p, p, C).permute(0, 5, 1, 3, 2, 4)
         return h.reshape(B, C, H, W)
-
-    def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
-        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
-        return condition_labels(labels, self.null_class, label_dropout)
 
     def loss(self, latents: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
              time_sampling: str = "uniform") -> torch.Tensor:
