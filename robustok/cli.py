@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="robustok", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # helpers shared by commands (e.g. _sampling_args)
+            continue
         module = importlib.import_module(f"robustok.commands.{info.name}")
         module.register(sub)
     return parser

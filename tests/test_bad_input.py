@@ -78,7 +78,7 @@ def _pairs(folder: Path, tok, data: str, **manifest_changes) -> None:
 def work(tmp_path_factory) -> Path:
     """A working folder with sentinel files and every bad (and a few good) input the cases refer to."""
     from robustok.data import build_dataset
-    from robustok.generator.store import write_token_store
+    from robustok.tokens.store import write_token_store
     from robustok.metrics.sources import write_samples_npz
 
     w = tmp_path_factory.mktemp("work")

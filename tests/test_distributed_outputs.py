@@ -82,12 +82,14 @@ def test_sample_on_two_processes_equals_one(runs):
 def test_post_train_data_on_two_processes_equals_one(runs):
     t, _ = runs
     one, two = t / "one" / "pairs", t / "two" / "pairs"
-    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
-    for name in ("generated", "index", "labels", "eval_generated", "eval_labels"):
+    files = sorted(str(p.relative_to(one)) for p in one.rglob("*"))
+    assert files == sorted(str(p.relative_to(two)) for p in two.rglob("*"))
+    for name in ("ids-00000", "index", "labels-00000", "eval/ids-00000", "eval/labels-00000"):
         a, b = np.load(one / f"{name}.npy"), np.load(two / f"{name}.npy")
         assert a.dtype == b.dtype and np.array_equal(a, b), name
-    assert len(set(np.load(two / "index.npy").tolist())) == 9 and np.load(two / "eval_generated.npy").shape == (5, 64)
-    assert json.loads((two / "manifest.json").read_text()) == json.loads((one / "manifest.json").read_text())
+    assert len(set(np.load(two / "index.npy").tolist())) == 9 and np.load(two / "eval/ids-00000.npy").shape == (5, 8, 8)
+    for m in ("manifest.json", "eval/manifest.json"):
+        assert json.loads((two / m).read_text()) == json.loads((one / m).read_text())
     assert not (t / "two" / ".pairs.parts").exists() and not (t / "two" / ".pairs.tmp").exists()
 
 

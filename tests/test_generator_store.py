@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from robustok.errors import ConfigError, DataError
-from robustok.generator.store import TokenDataset, read_manifest, write_token_store
+from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 from robustok.tokenizer import Tokenizer
 from tests.helpers import tiny16_tokenizer
 
@@ -140,7 +140,7 @@ def _drain(store, n):
 @pytest.mark.parametrize("bottleneck", ["vq", "kl"])
 def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
     from robustok.data import build_dataset
-    from robustok.generator.store import TokenShards, open_token_store
+    from robustok.tokens.store import TokenShards, open_token_store
     tok = tiny_tokenizer(bottleneck)
     ds = build_dataset(str(folder), 16, 1)
     write_token_store(tok, ds, tmp_path / "npy", views=2, shard_size=5, progress=False)
@@ -171,7 +171,7 @@ def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
 
 def test_webdataset_store_trains_a_generator_and_checks_entries(folder, tmp_path):
     from robustok.data import build_dataset, train_batches
-    from robustok.generator.store import TokenShards
+    from robustok.tokens.store import TokenShards
     from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
     tok = tiny_tokenizer()
     write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
@@ -207,7 +207,7 @@ def test_webdataset_store_readers_share_without_overlap(folder, tmp_path, worker
     from torch.utils.data import DataLoader
 
     from robustok.data import build_dataset
-    from robustok.generator.store import TokenShards
+    from robustok.tokens.store import TokenShards
     tok = tiny_tokenizer()
     write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
                       progress=False)
@@ -219,7 +219,7 @@ def test_webdataset_store_readers_share_without_overlap(folder, tmp_path, worker
 
 def test_webdataset_store_shares_are_balanced_and_never_empty(folder, tmp_path):
     from robustok.data import build_dataset
-    from robustok.generator.store import TokenShards
+    from robustok.tokens.store import TokenShards
     tok = tiny_tokenizer()
     write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
                       progress=False)                 # shards of 5, 5, 2 entries

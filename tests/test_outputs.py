@@ -85,8 +85,8 @@ class _Boom(RuntimeError):
 
 def test_store_failing_part_way_keeps_the_old_store(w, tmp_path, monkeypatch):
     from robustok.data import build_dataset
-    from robustok.generator import store_write
-    from robustok.generator.store import write_token_store
+    from robustok.tokens import write as store_write
+    from robustok.tokens.store import write_token_store
 
     tok = Tokenizer.from_pretrained(w / "tok")
     ds = build_dataset(str(w / "imgs"), 16, 1)

@@ -9,7 +9,8 @@ from robustok.data import build_dataset
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, DiffusionGenerator
 from robustok.generator.sampling import SamplingOptions
-from robustok.posttrain.pairs import PairDataset, PairsSpec, PairStore, generate_batch, make_pairs
+from robustok.posttrain.pairs import PairsSpec, generate_batch, make_pairs
+from robustok.tokens.pairs import PairDataset, PairStore
 from robustok.posttrain.train import PostTrainConfig, PostTrainTask, freeze_encoder_side
 from robustok.train.loop import train
 from tests.helpers import tiny_tokenizer
@@ -67,7 +68,7 @@ def test_pair_store_records_and_checks_the_tokenizer(pairs, tmp_path):
     tok, out = pairs
     store = PairStore(out, tok)
     m = json.loads((out / "manifest.json").read_text())
-    assert len(store) == 24 and m["sigma"] == 0.7 and store.eval_generated.shape == (16, 64)
+    assert len(store) == 24 and m["sigma"] == 0.7 and store.eval_generated.shape == (16, 8, 8)
     assert store.generated.dtype == np.uint16 and len(set(store.index.tolist())) == 24
     with pytest.raises(CheckpointError, match="tokenizer"):
         PairStore(out, tiny_tokenizer(channel_mult=[1, 2, 2], hidden_dim=8))

@@ -15,7 +15,9 @@ from robustok.hub import atomic_write_bytes, load_tensors, save_tensors
 from robustok.losses.aux_perceptual import AuxNet, train_aux_perceptual
 from robustok.losses.discriminators import build_discriminator
 from robustok.losses.perceptual import perceptual_distance
-from robustok.posttrain.pairs import PairsSpec, PairStore, make_pairs, round_trip
+from robustok.posttrain.pairs import PairsSpec, make_pairs
+from robustok.tokens.kinds import token_kind
+from robustok.tokens.pairs import PairStore
 from robustok.posttrain.train import PostTrainConfig, PostTrainTask, epochs_to_steps
 from robustok.tokenizer.model import Tokenizer
 from robustok.train import loop
@@ -142,7 +144,7 @@ def test_roundtrip_pairs_store_encode_of_decode(setup, tmp_path):
     assert json.loads((rt_out / "manifest.json").read_text())["pair_input"] == "roundtrip"
     g = torch.from_numpy(np.asarray(ids.generated).astype(np.int64))
     with torch.no_grad():
-        expected = tok.encode(from_uint8(to_uint8(tok.decode(g)))).flatten(1)
+        expected = tok.encode(from_uint8(to_uint8(tok.decode(g))))
     assert np.array_equal(np.asarray(rt.generated), expected.numpy())          # encode(uint8(decode(ids)))
     assert (np.asarray(rt.generated) != np.asarray(ids.generated)).any()       # and not the ids themselves
     assert np.array_equal(rt.index, ids.index) and np.array_equal(rt.eval_generated, ids.eval_generated)
@@ -157,7 +159,7 @@ def test_roundtrip_pairs_store_encode_of_decode(setup, tmp_path):
 def test_roundtrip_of_sdedit_latents():
     tok = tiny_tokenizer(bottleneck="kl").eval()
     z = torch.randn(2, 4, 16, 16)
-    rt = round_trip(tok, z, "diffusion")
+    rt = token_kind("latents").round_trip(tok, z)
     with torch.no_grad():
         expected = tok.encode_latents(from_uint8(to_uint8(tok.decode_latents(z))))
     assert rt.shape == z.shape and torch.equal(rt, expected) and not torch.allclose(rt, z)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.commands._sampling_args import add_sampling_args, sampling_options
 from robustok.validation import bounded
 
 
@@ -21,13 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="held-out free samples for the gFID proxy")
     p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance scale")
-    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"])
-    p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0)
-    p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0)
-    p.add_argument("--top-k", type=bounded(int, ">=0"), default=0)
-    p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0)
-    p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps for SDEdit")
+    add_sampling_args(p, steps_help="diffusion: ODE steps for SDEdit")
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--pair-input", default="ids", choices=["ids", "roundtrip"],
                    help="what the decoder is trained on: the generated ids (default) or, as the authors, "
@@ -53,7 +48,6 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.adapters import load_tokenizer
     from robustok.data import build_dataset
     from robustok.generator import load_generator
-    from robustok.generator.sampling import SamplingOptions
     from robustok.data.spec import parse_data_spec
     from robustok.outputs import check_out
     from robustok.posttrain.pairs import PairsSpec, make_pairs
@@ -70,9 +64,7 @@ def run_data(args: argparse.Namespace) -> int:
     spec = PairsSpec(sigma=args.sigma, num_pairs=args.num_pairs, num_eval=args.num_eval, data=args.data,
                      resolution=tok.config.image_size, channels=tok.config.channels, seed=args.seed,
                      batch_size=args.batch_size, pair_input=args.pair_input)
-    opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
-                           temperature=args.temperature, top_k=args.top_k or None,
-                           top_p=args.top_p if args.top_p < 1 else None, steps=args.steps)
+    opts = sampling_options(args)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
                      overwrite=args.overwrite)

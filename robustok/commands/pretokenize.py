@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset
     from robustok.errors import DataError
-    from robustok.generator.store import write_token_store
+    from robustok.tokens.store import write_token_store
     from robustok.adapters import load_tokenizer
     from robustok.data.spec import parse_data_spec
     from robustok.train.dist import setup

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.commands._sampling_args import add_sampling_args, sampling_options
 from robustok.validation import bounded
 
 
@@ -18,19 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", required=True, help="the tokenizer the generator was trained with")
     p.add_argument("--num-images", type=bounded(int, ">=1"), default=10_000)
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--cfg", type=float, default=1.0,
-                   help="classifier-free guidance scale (1 = off, default 1)")
-    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
-                   help="AR: how the scale grows over the token steps (power = RAR's guidance_scale_pow)")
-    p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0, help="AR: exponent of the power schedule")
-    p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0,
-                   help="AR: softmax temperature (0 = greedy)")
-    p.add_argument("--top-k", type=bounded(int, ">=0"), default=0, help="AR: keep the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0, help="AR: nucleus mass (1 = off)")
-    p.add_argument("--static-cache", action="store_true",
-                   help="AR: static KV cache and CUDA-graph decoding steps (same images, much faster on a GPU)")
-    p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps")
-    p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
+    add_sampling_args(p)
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all, balanced)")
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -44,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
-    from robustok.generator.sampling import SamplingOptions, write_samples
+    from robustok.generator.sampling import write_samples
     from robustok.adapters import load_tokenizer
     from robustok.train.dist import setup
 
@@ -63,10 +52,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
-    opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
-                           temperature=args.temperature, top_k=args.top_k or None,
-                           top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
-                           steps=args.steps, sampler=args.sampler)
+    opts = sampling_options(args)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes, overwrite=args.overwrite)
     if info.is_main:

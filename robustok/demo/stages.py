@@ -127,7 +127,7 @@ def weights_hash(directory: str | Path) -> str:
 
 def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, log) -> dict[str, str]:
     from robustok.data import build_dataset
-    from robustok.generator.store import write_token_store
+    from robustok.tokens.store import write_token_store
     from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
 
     gens = {}

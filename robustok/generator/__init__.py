@@ -1,21 +1,23 @@
 """Generators on tokens: an autoregressive transformer (discrete ids) and a flow-matching DiT (continuous latents),
-token stores from `robustok pretokenize`, and the `train-generator` task."""
+both `TokenGenerator`s in the registry of `robustok.generator.base`, and the `train-generator` task. Token stores
+live in `robustok.tokens`."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Union
 
-from robustok.hub import load_by_class
 from robustok.generator.ar import ARConfig, ARGenerator
+from robustok.generator.base import (TokenGenerator, generator_class, generator_classes_by_name, generator_kinds,
+                                     register_generator)
 from robustok.generator.diffusion import DiffusionConfig, DiffusionGenerator
-from robustok.generator.store import TokenDataset, read_manifest, write_token_store
+from robustok.hub import load_by_class
+from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 
-Generator = Union[ARGenerator, DiffusionGenerator]
+Generator = TokenGenerator
 __all__ = ["ARConfig", "ARGenerator", "DiffusionConfig", "DiffusionGenerator", "Generator", "TokenDataset",
-           "load_generator", "read_manifest", "write_token_store"]
+           "TokenGenerator", "generator_class", "generator_kinds", "load_generator", "read_manifest",
+           "register_generator", "write_token_store"]
 
 
-def load_generator(directory: str | Path, map_location: str = "cpu") -> Generator:
-    """Load an AR or diffusion generator directory (the class is read from its `config.json`)."""
-    classes = {"ARGenerator": ARGenerator, "DiffusionGenerator": DiffusionGenerator}
-    return load_by_class(directory, classes, "generator (e.g. runs/gen/generator)", map_location)
+def load_generator(directory: str | Path, map_location: str = "cpu") -> TokenGenerator:
+    """Load a generator directory: the class named in its `config.json`, among the registered generator kinds."""
+    return load_by_class(directory, generator_classes_by_name(), "generator (e.g. runs/gen/generator)", map_location)

@@ -8,16 +8,16 @@ the grid position it must predict next, and training draws a random permutation 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustok.errors import ConfigError, DataError
-from robustok.generator.guidance import DrawRule, check_guidance, condition_labels, draw
+from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.generator.base import TokenGenerator, register_generator
+from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
-from robustok.hub import Pretrained
 
 
 @dataclass
@@ -38,10 +38,12 @@ class ARConfig:
     preset: str = ""
 
 
-class ARGenerator(Pretrained):
+@register_generator("ar")
+class ARGenerator(TokenGenerator):
     """Decoder-only transformer with a class token, null class (index `num_classes`) for CFG and a KV cache."""
 
     config_class = ARConfig
+    token_kind = "ids"
 
     def __init__(self, config: ARConfig):
         super().__init__(config)
@@ -98,11 +100,8 @@ class ARGenerator(Pretrained):
             if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
                 raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
                                 f"{int(tokens.max())}]")
-        if labels is not None and labels.numel():
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi > self.null_class:
-                raise DataError(f"class ids must be in [0, {c.num_classes}) (or {self.null_class} = null), "
-                                f"got [{lo}, {hi}]")
+        if labels is not None:
+            self.check_labels(labels)
 
     def _embed(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
                order: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[tuple]]:
@@ -180,10 +179,6 @@ class ARGenerator(Pretrained):
         pick = torch.rand(batch, 1, device=device, generator=generator) < ratio
         return torch.where(pick, perm, torch.arange(self.seq_len, device=device).expand(batch, -1))
 
-    def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
-        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
-        return condition_labels(labels, self.null_class, label_dropout)
-
     def loss(self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
              order_ratio: float = 0.0) -> torch.Tensor:
         """Next-token cross-entropy (label dropout for CFG; random orders with probability `order_ratio`)."""
@@ -257,8 +252,62 @@ class ARGenerator(Pretrained):
         if rule.guided:
             seq[batch:, s] = tok
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    # ---- the generator protocol (robustok.generator.base) ------------------------------------------------
+    @classmethod
+    def build(cls, model_cfg: Any, store: Any) -> "ARGenerator":
+        from robustok.generator.presets import AR_PRESETS, resolve
+
+        mc = model_cfg
+        dim, depth, heads, ratio = resolve(AR_PRESETS, mc.preset)
+        return cls(ARConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
+                            dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
+                            mlp_ratio=mc.mlp_ratio or ratio, qk_norm=mc.qk_norm, pos=mc.pos, dropout=mc.dropout,
+                            random_order=mc.random_order, adaln=mc.adaln,
+                            tokenizer_fingerprint=store.fingerprint, preset=mc.preset))
+
+    def fit_problems(self, store: Any) -> list[str]:
+        problems = super().fit_problems(store)
+        if store.kind == "ids" and self.config.vocab_size != store.codebook_size:
+            problems.append(f"vocabulary {self.config.vocab_size} vs the store's {store.codebook_size}")
+        return problems
+
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        super().check_tokenizer(tokenizer)
+        if int(tokenizer.codebook_size) != self.config.vocab_size:
+            raise CheckpointError(f"tokenizer codebook size {tokenizer.codebook_size} != generator vocabulary "
+                                  f"{self.config.vocab_size}")
+
+    def training_loss(self, model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, step: int,
+                      total_steps: int, objective: Any) -> dict[str, torch.Tensor]:
+        """Next-token cross-entropy; with `random_order`, RAR's random orders at `order_ratio` of the step."""
+        ratio = order_ratio(objective, step, total_steps) if self.config.random_order else 0.0
+        loss = ar_loss(model, self, tokens, labels, objective.label_dropout, ratio)
+        return {"loss": loss, "order_ratio": torch.tensor(ratio)}
+
+    def sample_codes(self, labels: torch.Tensor, opts: Any,
+                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+                           generator=generator, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power,
+                           static_cache=opts.static_cache)
+
+    def paired(self, real: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any, rng: torch.Generator,
+               mask_rng: torch.Generator) -> torch.Tensor:
+        """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
+        in raster order with the kept tokens fed back."""
+        keep = torch.rand(real.flatten(1).shape, generator=mask_rng, device=real.device) < sigma
+        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
+                           generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
+                           cfg_power=opts.cfg_power, static_cache=opts.static_cache)
+
+
+def order_ratio(obj: Any, step: int, total: int) -> float:
+    """RAR's random-order probability: 1 until `order_anneal_start`, linear to 0 at `order_anneal_end`."""
+    frac = step / max(1, total)
+    if frac <= obj.order_anneal_start:
+        return 1.0
+    if frac >= obj.order_anneal_end:
+        return 0.0
+    return 1.0 - (frac - obj.order_anneal_start) / max(1e-12, obj.order_anneal_end - obj.order_anneal_start)
 
 
 def ar_loss(model: nn.Module, inner: ARGenerator, tokens: torch.Tensor, labels: torch.Tensor,

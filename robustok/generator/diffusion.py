@@ -7,7 +7,7 @@ plus a time embedding, injected by adaLN-Zero modulation in every block.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -15,9 +15,9 @@ from torch import Tensor, nn
 
 from robustok.errors import ConfigError, DataError
 from robustok.generator.flow import integrate, interpolate, time_grid
-from robustok.generator.guidance import check_guidance, condition_labels
+from robustok.generator.guidance import check_guidance
+from robustok.generator.base import TokenGenerator, register_generator
 from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding
-from robustok.hub import Pretrained
 
 
 @dataclass
@@ -64,10 +64,12 @@ class DiTBlock(nn.Module):
         return x + g2[:, None] * self.mlp(_modulate(self.norm2(x), s2, a2))
 
 
-class DiffusionGenerator(Pretrained):
+@register_generator("diffusion")
+class DiffusionGenerator(TokenGenerator):
     """Velocity-prediction transformer over latent patches; `sample` and `denoise_from` (SDEdit) integrate its ODE."""
 
     config_class = DiffusionConfig
+    token_kind = "latents"
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
@@ -120,11 +122,8 @@ class DiffusionGenerator(Pretrained):
         if latents is not None and list(latents.shape[1:]) != [c.latent_channels, *c.grid]:
             raise DataError(f"latents of shape {tuple(latents.shape[1:])} do not match the generator's "
                             f"{(c.latent_channels, *c.grid)}")
-        if labels is not None and labels.numel():
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi > self.null_class:
-                raise DataError(f"class ids must be in [0, {c.num_classes}) (or {self.null_class} = null), "
-                                f"got [{lo}, {hi}]")
+        if labels is not None:
+            self.check_labels(labels)
 
     # ---- network ---------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -139,10 +138,6 @@ class DiffusionGenerator(Pretrained):
         h = self.out(_modulate(self.final_norm(h), shift, scale))          # (B, N, p*p*C)
         h = h.view(B, H // p, W // p, p, p, C).permute(0, 5, 1, 3, 2, 4)
         return h.reshape(B, C, H, W)
-
-    def prepare_labels(self, labels: torch.Tensor, label_dropout: float = 0.0) -> torch.Tensor:
-        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
-        return condition_labels(labels, self.null_class, label_dropout)
 
     def loss(self, latents: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
              time_sampling: str = "uniform") -> torch.Tensor:
@@ -199,8 +194,45 @@ class DiffusionGenerator(Pretrained):
         x = integrate(self.velocity_fn(labels, cfg, cfg_interval), noise, time_grid(steps, 1.0, shift), sampler)
         return self.denormalize(x)
 
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+    # ---- the generator protocol (robustok.generator.base) ------------------------------------------------
+    @classmethod
+    def build(cls, model_cfg: Any, store: Any) -> "DiffusionGenerator":
+        from robustok.generator.presets import DIFFUSION_PRESETS, resolve
+
+        mc = model_cfg
+        dim, depth, heads, ratio = resolve(DIFFUSION_PRESETS, mc.preset)
+        mean, std = store.latent_stats
+        return cls(DiffusionConfig(latent_channels=int(store.manifest["latent_channels"]), grid=list(store.grid),
+                                   patch_size=mc.patch_size, num_classes=store.num_classes, dim=mc.dim or dim,
+                                   depth=mc.depth or depth, heads=mc.heads or heads, mlp_ratio=mc.mlp_ratio or ratio,
+                                   qk_norm=mc.qk_norm, latent_mean=mean, latent_std=std,
+                                   tokenizer_fingerprint=store.fingerprint, preset=mc.preset))
+
+    def fit_problems(self, store: Any) -> list[str]:
+        problems = super().fit_problems(store)
+        channels = store.manifest.get("latent_channels")
+        if store.kind == "latents" and self.config.latent_channels != int(channels):
+            problems.append(f"{self.config.latent_channels} latent channels vs the store's {channels}")
+        return problems
+
+    def check_objective(self, objective: Any) -> None:
+        sample_times(1, objective.time_sampling, torch.device("cpu"))      # validates objective.time_sampling
+
+    def training_loss(self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int,
+                      objective: Any) -> dict[str, Tensor]:
+        return {"loss": flow_loss(model, self, tokens, labels, objective.label_dropout, objective.time_sampling)}
+
+    def sample_codes(self, labels: Tensor, opts: Any, generator: Optional[torch.Generator] = None) -> Tensor:
+        return self.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=generator,
+                           shift=opts.shift)
+
+    def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
+               mask_rng: torch.Generator) -> Tensor:
+        """SDEdit: the real latents noised to t = 1 - sigma and denoised (sigma = 1: the real latents)."""
+        if sigma >= 1.0:
+            return real
+        return self.denoise_from(real, 1.0 - sigma, labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler,
+                                 generator=rng)
 
 
 def sample_times(batch: int, mode: str, device: torch.device) -> torch.Tensor:

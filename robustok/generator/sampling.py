@@ -8,13 +8,13 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from robustok.errors import CheckpointError, ConfigError
-from robustok.generator.ar import ARGenerator
+from robustok.errors import ConfigError
 from robustok.generator.guidance import check_guidance
 
 
 @dataclass
 class SamplingOptions:
+    """How to sample; each generator reads the fields it uses (`TokenGenerator.sample_codes`)."""
     cfg: float = 1.0
     cfg_schedule: str = "constant"     # AR: constant | linear | power
     cfg_power: float = 1.0
@@ -29,40 +29,21 @@ class SamplingOptions:
 
 def check_pair(generator: Any, tokenizer: Any) -> None:
     """Refuse a tokenizer other than the one whose tokens the generator was trained on."""
-    want = getattr(generator.config, "tokenizer_fingerprint", "")
-    have = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
-    if want and have and want != have:
-        raise CheckpointError(f"the generator was trained on tokens of tokenizer {want}, but --tokenizer is {have}")
-    if isinstance(generator, ARGenerator):
-        if not getattr(tokenizer, "is_discrete", True):
-            raise CheckpointError("an AR generator needs a discrete tokenizer; this one is continuous")
-        if int(tokenizer.codebook_size) != generator.config.vocab_size:
-            raise CheckpointError(f"tokenizer codebook size {tokenizer.codebook_size} != generator vocabulary "
-                                  f"{generator.config.vocab_size}")
-    elif getattr(tokenizer, "is_discrete", False):
-        raise CheckpointError("a diffusion generator needs a continuous tokenizer; this one is discrete")
+    generator.check_tokenizer(tokenizer)
 
 
 @torch.no_grad()
 def sample_codes(generator: Any, labels: torch.Tensor, opts: SamplingOptions,
                  rng: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Token ids (B, h, w) from an AR generator, or raw latents (B, C, h, w) from a diffusion generator."""
-    if isinstance(generator, ARGenerator):
-        return generator.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k,
-                                top_p=opts.top_p, generator=rng, cfg_schedule=opts.cfg_schedule,
-                                cfg_power=opts.cfg_power, static_cache=opts.static_cache)
-    return generator.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=rng,
-                            shift=opts.shift)
+    """The generator's tokens for class ids `labels` (B,): ids (B, h, w) or raw latents (B, C, h, w)."""
+    return generator.sample_codes(labels, opts, generator=rng)
 
 
 @torch.no_grad()
 def generate(generator: Any, tokenizer: Any, labels: torch.Tensor, opts: SamplingOptions,
              rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """Images float [-1, 1] (B, C, H, W) for class ids `labels` (B,)."""
-    codes = sample_codes(generator, labels, opts, rng)
-    if isinstance(generator, ARGenerator):
-        return tokenizer.decode(codes).float()
-    return tokenizer.decode_latents(codes).clamp(-1, 1).float()
+    return generator.decode(tokenizer, generator.sample_codes(labels, opts, generator=rng))
 
 
 def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch.Tensor:

@@ -9,10 +9,11 @@ from torch import Tensor, nn
 
 from robustok.config import RunConfig, TrainConfig
 from robustok.errors import ConfigError, DataError
-from robustok.generator.ar import ARConfig, ARGenerator, ar_loss
-from robustok.generator.diffusion import DiffusionConfig, DiffusionGenerator, flow_loss, sample_times
-from robustok.generator.presets import AR_PRESETS, DIFFUSION_PRESETS, resolve
-from robustok.generator.store import TokenDataset, TokenShards, open_token_store
+from robustok.generator.ar import order_ratio  # noqa: F401  (re-exported: the objective's schedule)
+from robustok.generator.base import TokenGenerator, generator_class
+from robustok.generator.sampling import SamplingOptions
+from robustok.tokens.kinds import check_fingerprint, token_kind
+from robustok.tokens.store import TokenDataset, TokenShards, open_token_store
 
 
 @dataclass
@@ -27,7 +28,7 @@ class GeneratorDataConfig:
 
 @dataclass
 class GeneratorModelConfig:
-    kind: str = "ar"                   # ar (discrete ids) | diffusion (continuous latents)
+    kind: str = "ar"                   # a registered generator kind: ar (discrete ids) | diffusion (latents) | ...
     preset: str = "tiny"               # ar: tiny|small|rar-b|rar-l|rar-xl; diffusion: tiny|small|sit-b|sit-l|sit-xl
     dim: int = 0                       # 0: from the preset
     depth: int = 0
@@ -81,64 +82,26 @@ class GeneratorTrainConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
-def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards) -> nn.Module:
-    """A fresh generator whose vocabulary, grid, classes (and latent statistics) come from the token store."""
-    if mc.kind == "ar":
-        if store.kind != "ids":
-            raise DataError(f"{store.dir}: holds continuous latents; model.kind=ar needs token ids")
-        dim, depth, heads, ratio = resolve(AR_PRESETS, mc.preset)
-        cfg = ARConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
-                       dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
-                       mlp_ratio=mc.mlp_ratio or ratio, qk_norm=mc.qk_norm, pos=mc.pos, dropout=mc.dropout,
-                       random_order=mc.random_order, adaln=mc.adaln,
-                       tokenizer_fingerprint=store.fingerprint, preset=mc.preset)
-        return ARGenerator(cfg)
-    if mc.kind == "diffusion":
-        if store.kind != "latents":
-            raise DataError(f"{store.dir}: holds token ids; model.kind=diffusion needs continuous latents "
-                            "(pretokenize with a continuous tokenizer)")
-        dim, depth, heads, ratio = resolve(DIFFUSION_PRESETS, mc.preset)
-        mean, std = store.latent_stats
-        cfg = DiffusionConfig(latent_channels=int(store.manifest["latent_channels"]), grid=list(store.grid),
-                              patch_size=mc.patch_size, num_classes=store.num_classes, dim=mc.dim or dim,
-                              depth=mc.depth or depth, heads=mc.heads or heads, mlp_ratio=mc.mlp_ratio or ratio,
-                              qk_norm=mc.qk_norm, latent_mean=mean, latent_std=std,
-                              tokenizer_fingerprint=store.fingerprint, preset=mc.preset)
-        return DiffusionGenerator(cfg)
-    raise ConfigError(f"model.kind must be 'ar' or 'diffusion', got {mc.kind!r}")
+def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards) -> TokenGenerator:
+    """A fresh generator of kind `mc.kind` whose vocabulary, grid, classes (and latent statistics) come from the
+    token store."""
+    cls = generator_class(mc.kind)
+    if store.kind != cls.token_kind:
+        hint = " (pretokenize with a continuous tokenizer)" if cls.token_kind == "latents" else ""
+        raise DataError(f"{store.dir}: holds {token_kind(store.kind).description}; model.kind={mc.kind} needs "
+                        f"{token_kind(cls.token_kind).description}{hint}")
+    return cls.build(mc, store)
 
 
-def init_generator(directory: str, store: TokenDataset | TokenShards) -> nn.Module:
+def init_generator(directory: str, store: TokenDataset | TokenShards) -> TokenGenerator:
     """A saved generator (its own architecture) to continue training on `store`; refuses incompatible stores."""
     from robustok.generator import load_generator
 
     model = load_generator(directory)
-    c = model.config
-    problems = []
-    if list(c.grid) != list(store.grid):
-        problems.append(f"grid {list(c.grid)} vs the store's {store.grid}")
-    if isinstance(model, ARGenerator) and (store.kind != "ids" or c.vocab_size != store.codebook_size):
-        problems.append(f"vocabulary {c.vocab_size} vs the store's {store.codebook_size or store.kind}")
-    if isinstance(model, DiffusionGenerator) and (store.kind != "latents" or
-                                                  c.latent_channels != int(store.manifest["latent_channels"])):
-        problems.append(f"{c.latent_channels} latent channels vs the store's {store.manifest.get('latent_channels')}")
-    if c.num_classes != store.num_classes:
-        problems.append(f"{c.num_classes} classes vs the store's {store.num_classes}")
-    if c.tokenizer_fingerprint and store.fingerprint and c.tokenizer_fingerprint != store.fingerprint:
-        problems.append(f"tokenizer {c.tokenizer_fingerprint} vs the store's {store.fingerprint}")
+    problems = model.fit_problems(store)
     if problems:
         raise DataError(f"model.init: {directory} does not fit data.tokens {store.dir}: {'; '.join(problems)}")
     return model
-
-
-def order_ratio(obj: ObjectiveConfig, step: int, total: int) -> float:
-    """RAR's random-order probability: 1 until `order_anneal_start`, linear to 0 at `order_anneal_end`."""
-    frac = step / max(1, total)
-    if frac <= obj.order_anneal_start:
-        return 1.0
-    if frac >= obj.order_anneal_end:
-        return 0.0
-    return 1.0 - (frac - obj.order_anneal_start) / max(1e-12, obj.order_anneal_end - obj.order_anneal_start)
 
 
 class GeneratorTask:
@@ -155,6 +118,7 @@ class GeneratorTask:
             raise ConfigError(f"objective.label_dropout must be in [0, 1), got {o.label_dropout}")
         if not 0 <= o.order_anneal_start <= o.order_anneal_end <= 1:
             raise ConfigError("objective.order_anneal_start/end are fractions of train.steps with start <= end")
+        generator_class(cfg.model.kind)                                     # a registered kind
         self.tokenizer = None
         fingerprint = None
         if cfg.data.tokenizer:
@@ -162,36 +126,35 @@ class GeneratorTask:
             self.tokenizer = load_tokenizer(cfg.data.tokenizer).eval().requires_grad_(False)
             fingerprint = self.tokenizer.fingerprint()
         self.dataset = dataset if dataset is not None else open_token_store(cfg.data.tokens, fingerprint)
-        if fingerprint and self.dataset.fingerprint and self.dataset.fingerprint != fingerprint:
-            raise DataError(f"data.tokens: the store was made by tokenizer {self.dataset.fingerprint}, "
-                            f"data.tokenizer is {fingerprint}")
+        check_fingerprint(self.dataset.fingerprint, fingerprint or "", "data.tokens (vs data.tokenizer)")
         torch.manual_seed(cfg.run.seed)
         if cfg.model.init:
             self.model = init_generator(cfg.model.init, self.dataset)
         else:
             self.model = build_generator(cfg.model, self.dataset)
-        self.is_ar = isinstance(self.model, ARGenerator)
-        if not self.is_ar:
-            sample_times(1, o.time_sampling, torch.device("cpu"))      # validates objective.time_sampling
+        self.model.check_objective(o)
         self.preview_nrow = max(1, min(10, self.dataset.num_classes or 8))
 
-    def step(self, model: nn.Module, batch, step: int) -> dict[str, Tensor]:
-        x, y = batch[0], batch[1]
-        o = self.cfg.objective
-        inner = model.module if hasattr(model, "module") else model      # DDP
-        inner = getattr(inner, "_orig_mod", inner)                        # torch.compile
-        if self.is_ar:
-            ratio = order_ratio(o, step, self.cfg.train.steps) if self.cfg.model.random_order else 0.0
-            loss = ar_loss(model, inner, x, y, o.label_dropout, ratio)
-            return {"loss": loss, "order_ratio": torch.tensor(ratio)}
-        return {"loss": flow_loss(model, inner, x, y, o.label_dropout, o.time_sampling)}
+    def step(self, model: nn.Module, batch, step: int, inner: Optional[TokenGenerator] = None) -> dict[str, Tensor]:
+        """The loss on one batch: `model` runs the forward pass (maybe DDP / compiled), `inner` is the unwrapped
+        generator (found by unwrapping `model` when not given)."""
+        if inner is None:
+            inner = model.module if hasattr(model, "module") else model      # DDP
+            inner = getattr(inner, "_orig_mod", inner)                        # torch.compile
+        return inner.training_loss(model, batch[0], batch[1], step, self.cfg.train.steps, self.cfg.objective)
+
+    def sampling_options(self) -> SamplingOptions:
+        """The `sample` section as sampling options (for the preview grids)."""
+        s = self.cfg.sample
+        return SamplingOptions(cfg=s.cfg, cfg_schedule=s.cfg_schedule, cfg_power=s.cfg_power,
+                               temperature=s.temperature, top_k=s.top_k or None,
+                               top_p=s.top_p if s.top_p < 1 else None, steps=s.steps, sampler=s.sampler)
 
     @torch.no_grad()
-    def preview(self, model: nn.Module, batch) -> Optional[Tensor]:
+    def preview(self, model: TokenGenerator, batch) -> Optional[Tensor]:
         """A class-per-column grid of samples, decoded with `data.tokenizer` (None without one)."""
         if self.tokenizer is None:
             return None
-        s = self.cfg.sample
         dev = next(model.parameters()).device
         self.tokenizer.to(dev)
         n = self.preview_nrow
@@ -201,13 +164,6 @@ class GeneratorTask:
         was = model.training
         model.eval()
         g = torch.Generator(device=dev).manual_seed(self.cfg.run.seed)
-        if self.is_ar:
-            ids = model.sample(labels, cfg=s.cfg, temperature=s.temperature, top_k=s.top_k or None,
-                               top_p=s.top_p if s.top_p < 1 else None, generator=g, cfg_schedule=s.cfg_schedule,
-                               cfg_power=s.cfg_power)
-            images = self.tokenizer.decode(ids)
-        else:
-            z = model.sample(labels, cfg=s.cfg, steps=s.steps, sampler=s.sampler, generator=g)
-            images = self.tokenizer.decode_latents(z).clamp(-1, 1)
+        images = model.decode(self.tokenizer, model.sample_codes(labels, self.sampling_options(), generator=g))
         model.train(was)
-        return images.float()
+        return images

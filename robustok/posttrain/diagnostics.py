@@ -129,10 +129,10 @@ def describe_rows(result: dict) -> list[str]:
 
 
 @torch.no_grad()
-def _encode_real(tokenizer: Any, batches, discrete: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _encode_real(generator: Any, tokenizer: Any, batches) -> tuple[torch.Tensor, torch.Tensor]:
     codes, images = [], []
     for x, _ in batches:
-        codes.append(tokenizer.encode(x) if discrete else tokenizer.encode_latents(x))
+        codes.append(generator.tokens.encode(tokenizer, x))
         images.append(x)
     return torch.cat(codes), torch.cat(images)
 
@@ -151,12 +151,13 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
     from robustok.metrics.fid import extract, fid_between
 
     check_pair(generator, tokenizer)
-    discrete = bool(getattr(tokenizer, "is_discrete", False))
-    real_codes, real_images = _encode_real(tokenizer, real_batches, discrete)
+    discrete = generator.token_kind == "ids"
+    real_codes, real_images = _encode_real(generator, tokenizer, real_batches)
     if len(real_codes) < 2 * num:
         raise DataError(f"{data_name}: gave {len(real_codes)} images; diagnose needs 2 x --num-samples = {2 * num}")
     ref_codes, floor_codes = real_codes[:num], real_codes[num:2 * num]
-    decode = tokenizer.decode if discrete else (lambda c: tokenizer.decode_latents(c).clamp(-1, 1))
+    def decode(codes: torch.Tensor) -> torch.Tensor:
+        return generator.decode(tokenizer, codes)
     real = {"roundtrip_change": roundtrip_change(tokenizer, ref_codes), **image_statistics(real_images[:num])}
     if discrete:
         k = int(tokenizer.codebook_size)

@@ -31,7 +31,7 @@ from robustok.losses.diffaug import DiffAugment
 from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
-from robustok.posttrain.pairs import PairDataset, PairStore
+from robustok.tokens.pairs import PairDataset, PairStore
 from robustok.tokenizer.train import LossConfig, load_discriminator
 from robustok.train.faults import fault_point
 
@@ -148,16 +148,14 @@ class PostTrainTask:
         return disc
 
     def decode(self, model: nn.Module, generated: Tensor) -> Tensor:
-        if self.store.kind == "ar":
-            return model.decode_codes(model.lookup(generated))
-        return model.decode_latents(generated)
+        return self.store.token_kind.decode_raw(model, generated)
 
-    def step(self, model: nn.Module, batch, step: int) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch, step: int, inner: Optional[nn.Module] = None) -> dict[str, Tensor]:
         generated, x, _ = batch
-        inner = self.model
+        inner = self.model if inner is None else inner
         if self.cfg.control or self.cfg.clean_fraction > 0:
             with torch.no_grad():
-                clean = inner.encode(x).flatten(1) if self.store.kind == "ar" else inner.encode_latents(x)
+                clean = self.store.token_kind.encode(inner, x)
             if self.cfg.control:
                 generated = clean
             else:

@@ -109,7 +109,7 @@ def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:
 def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) -> str:
     from robustok.adapters import load_tokenizer
     from robustok.data import build_dataset
-    from robustok.generator.store import write_token_store
+    from robustok.tokens.store import write_token_store
     from robustok.generator.task import GeneratorTask
     from robustok.train.checkpoint import list_checkpoints
     from robustok.train.loop import train

@@ -26,7 +26,8 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.errors import DataError
-from robustok.generator.store_write import ShardWriter, encode_batches
+from robustok.tokens.kinds import check_fingerprint, kind_of_tokenizer, token_kind
+from robustok.tokens.write import ShardWriter, encode_batches
 
 MANIFEST = "manifest.json"
 FORMAT = "robustok-tokens/1"
@@ -62,7 +63,7 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     rank, world = rank_world()
     tmp = staged_dir(out, overwrite)
     try:
-        discrete = bool(getattr(tokenizer, "is_discrete", True))
+        discrete = kind_of_tokenizer(tokenizer) == "ids"
         total = None
         if not isinstance(dataset, IterableDataset):
             items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
@@ -120,6 +121,27 @@ def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, discrete: bool,
     return manifest
 
 
+def write_array_store(out: str | Path, kind: str, codes: np.ndarray, labels: np.ndarray, fingerprint: str,
+                      codebook_size: int, num_classes: int, source: str = "", extra: Optional[dict] = None) -> dict:
+    """A complete one-shard npy token store of in-memory `codes` ((n, h, w) ids | (n, C, h, w) latents) and
+    `labels` (-1: none) in the folder `out`, manifest last (the caller stages `out` and renames it into place).
+    `extra`: more manifest fields (e.g. what made the tokens). Returns the manifest."""
+    from robustok.hub import atomic_write_bytes
+
+    token_kind(kind)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    writer = ShardWriter(out, "npy", kind, max(len(codes), 1))
+    writer.add(codes, labels.astype(np.int32), None)
+    writer.flush()
+    manifest = {"format": FORMAT, "storage": "npy", "kind": kind, "tokenizer_fingerprint": fingerprint,
+                "codebook_size": int(codebook_size) if kind == "ids" else 0, "grid": list(codes.shape[-2:]),
+                "latent_channels": int(codes.shape[1]) if codes.ndim == 4 else 0, "count": writer.count, "views": 1,
+                "num_classes": int(num_classes), "source": source, "shards": writer.shards, **(extra or {})}
+    atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
+    return manifest
+
+
 def read_manifest(directory: str | Path) -> dict:
     """The manifest of a token store, with `DataError` naming the file if missing, unreadable or empty."""
     path = Path(directory) / MANIFEST
@@ -147,10 +169,8 @@ class _StoreInfo:
         m = self.manifest = read_manifest(directory)
         if m.get("storage", "npy") != storage:
             raise DataError(f"{self.dir / MANIFEST}: a {m.get('storage', 'npy')!r} store, not {storage!r}; "
-                            "open it with robustok.generator.store.open_token_store")
-        if fingerprint and m.get("tokenizer_fingerprint") and m["tokenizer_fingerprint"] != fingerprint:
-            raise DataError(f"{self.dir / MANIFEST}: tokens come from tokenizer {m['tokenizer_fingerprint']}, "
-                            f"not from the expected tokenizer {fingerprint}")
+                            "open it with robustok.tokens.store.open_token_store")
+        check_fingerprint(m.get("tokenizer_fingerprint", ""), fingerprint or "", str(self.dir / MANIFEST))
         try:
             self.kind: str = m["kind"]
             self.grid: list[int] = [int(g) for g in m["grid"]]
@@ -159,8 +179,7 @@ class _StoreInfo:
             self.counts = [int(s["count"]) for s in m["shards"]]
         except (KeyError, TypeError, ValueError) as err:
             raise DataError(f"{self.dir / MANIFEST}: missing or invalid field ({type(err).__name__}: {err})") from None
-        if self.kind not in ("ids", "latents"):
-            raise DataError(f"{self.dir / MANIFEST}: kind must be 'ids' or 'latents', got {self.kind!r}")
+        self.token_kind = token_kind(self.kind, str(self.dir / MANIFEST))
         self.fingerprint: str = m.get("tokenizer_fingerprint", "")
         self.offsets = np.cumsum([0] + self.counts)
         if self.offsets[-1] != int(m["count"]):
@@ -193,7 +212,7 @@ class _StoreInfo:
                             f"{self.num_classes}) (num_classes in the manifest)")
 
     def _tensor(self, row: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(row.astype(np.int64 if self.kind == "ids" else np.float32))
+        return self.token_kind.to_tensor(row)
 
     def __len__(self) -> int:
         return int(self.offsets[-1])
@@ -233,6 +252,13 @@ class TokenDataset(_StoreInfo, Dataset):
             except (ValueError, OSError) as err:
                 raise DataError(f"{self.dir / sh['data']}: unreadable shard ({err})") from None
         return self._data[k], self._labels[k]  # type: ignore[return-value]
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """All entries and labels as arrays (memory-mapped for a one-shard store, else concatenated)."""
+        opened = [self._open(k) for k in range(len(self.counts))]
+        if len(opened) == 1:
+            return opened[0]
+        return np.concatenate([x for x, _ in opened]), np.concatenate([y for _, y in opened])
 
     def __getitem__(self, item) -> tuple[torch.Tensor, int]:
         i = int(item[0] if isinstance(item, tuple) else item)

@@ -1,4 +1,4 @@
-"""Writing token stores (see `robustok.generator.store`): encoded batches, and the shards they are cut into.
+"""Writing token stores (see `robustok.tokens.store`): encoded batches, and the shards they are cut into.
 
 `encode_batches` yields this rank's numbered batches (all of them in one process; a strided share under
 `torchrun`), so that rank 0 can merge every rank's batches in batch order and cut the same shards as one process.

@@ -1,0 +1,34 @@
+"""The sampling flags shared by `sample` and `post-train-data`, and the `SamplingOptions` they make."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from robustok.validation import bounded
+
+
+def add_sampling_args(p: argparse.ArgumentParser, steps_help: str = "diffusion: ODE steps") -> None:
+    """--cfg, --cfg-schedule, --cfg-power, --temperature, --top-k, --top-p, --static-cache, --steps, --sampler."""
+    p.add_argument("--cfg", type=float, default=1.0,
+                   help="classifier-free guidance scale (1 = off, default 1)")
+    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
+                   help="AR: how the scale grows over the token steps (power = RAR's guidance_scale_pow)")
+    p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0, help="AR: exponent of the power schedule")
+    p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0,
+                   help="AR: softmax temperature (0 = greedy)")
+    p.add_argument("--top-k", type=bounded(int, ">=0"), default=0, help="AR: keep the k most likely tokens (0 = all)")
+    p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0, help="AR: nucleus mass (1 = off)")
+    p.add_argument("--static-cache", action="store_true",
+                   help="AR: static KV cache and CUDA-graph decoding steps (same tokens, much faster on a GPU)")
+    p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help=steps_help)
+    p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
+
+
+def sampling_options(args: argparse.Namespace) -> Any:
+    """The `SamplingOptions` of the flags added by `add_sampling_args`."""
+    from robustok.generator.sampling import SamplingOptions
+
+    return SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
+                           temperature=args.temperature, top_k=args.top_k or None,
+                           top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
+                           steps=args.steps, sampler=args.sampler)

@@ -1,0 +1,152 @@
+"""What every generator implements (`TokenGenerator`), and the registry of generator kinds (`model.kind`).
+
+A new generator is one module: subclass `TokenGenerator`, decorate it with `@register_generator("name")`, and
+every command (train-generator, sample, post-train-data, diagnose), the demo and post-training can use it.
+Commands find a saved generator's class by the name in its `config.json` among the registered classes.
+"""
+from __future__ import annotations
+
+import abc
+from typing import Any, Callable, ClassVar, Optional
+
+import torch
+from torch import Tensor, nn
+
+from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.generator.guidance import condition_labels
+from robustok.hub import Pretrained
+from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, token_kind
+
+_REGISTRY: dict[str, type["TokenGenerator"]] = {}
+BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion")
+
+
+class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
+    """A class-conditional generative model of one tokenizer's tokens (class `num_classes` = null, for CFG).
+
+    Subclasses set `config_class` (a dataclass with `grid`, `num_classes`, `tokenizer_fingerprint`) and
+    `token_kind`, and implement `build`, `training_loss`, `sample_codes` and `paired`; `fit_problems` and
+    `check_tokenizer` are extended (call `super()`) with what only they know (vocabulary, latent channels).
+    """
+
+    kind: ClassVar[str] = ""              # registry name (`model.kind`), set by `register_generator`
+    token_kind: ClassVar[str]             # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
+    null_class: int
+
+    # ---- building ------------------------------------------------------------------------------------------
+    @classmethod
+    @abc.abstractmethod
+    def build(cls, model_cfg: Any, store: Any) -> "TokenGenerator":
+        """A fresh model from `model_cfg` (`GeneratorModelConfig`: preset and overrides) whose vocabulary / latent
+        channels, grid, classes and tokenizer fingerprint come from the token `store` (already of `token_kind`)."""
+
+    def fit_problems(self, store: Any) -> list[str]:
+        """Why this (saved) model cannot continue training on `store`: an empty list if it can."""
+        c, problems = self.config, []
+        if store.kind != self.token_kind:
+            problems.append(f"{type(self).__name__} models {self.tokens.description}, the store holds "
+                            f"{token_kind(store.kind).description}")
+        if list(c.grid) != list(store.grid):
+            problems.append(f"grid {list(c.grid)} vs the store's {store.grid}")
+        if c.num_classes != store.num_classes:
+            problems.append(f"{c.num_classes} classes vs the store's {store.num_classes}")
+        if c.tokenizer_fingerprint and store.fingerprint and c.tokenizer_fingerprint != store.fingerprint:
+            problems.append(f"tokenizer {c.tokenizer_fingerprint} vs the store's {store.fingerprint}")
+        return problems
+
+    def check_objective(self, objective: Any) -> None:
+        """Refuse `objective` (`ObjectiveConfig`) settings this generator cannot train with (default: none)."""
+
+    # ---- training ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def training_loss(self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int,
+                      objective: Any) -> dict[str, Tensor]:
+        """The loss on a batch of tokens (`"loss"`, plus scalars to log). `model` is the module to run the forward
+        pass through (this model, or its DDP / compiled wrapper); `self` is the unwrapped model."""
+
+    # ---- sampling ------------------------------------------------------------------------------------------
+    @abc.abstractmethod
+    def sample_codes(self, labels: Tensor, opts: Any, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Tokens ((B, h, w) ids | (B, C, h, w) raw latents) for class ids `labels` (B,) with `SamplingOptions`."""
+
+    @abc.abstractmethod
+    def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
+               mask_rng: torch.Generator) -> Tensor:
+        """Post-training pairs: generated tokens that keep the real tokens `real` with preservation ratio `sigma`
+        (1: `real` itself). Random draws that choose what to keep use `mask_rng`, sampling uses `rng`."""
+
+    def check_labels(self, labels: Tensor) -> None:
+        """Raise `DataError` for class ids outside [0, num_classes] (num_classes = the null class)."""
+        if labels.numel():
+            lo, hi = int(labels.min()), int(labels.max())
+            if lo < 0 or hi > self.null_class:
+                raise DataError(f"class ids must be in [0, {self.config.num_classes}) (or {self.null_class} = "
+                                f"null), got [{lo}, {hi}]")
+
+    def prepare_labels(self, labels: Tensor, label_dropout: float = 0.0) -> Tensor:
+        """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
+        return condition_labels(labels, self.null_class, label_dropout)
+
+    @property
+    def tokens(self) -> TokenKind:
+        return token_kind(self.token_kind)
+
+    def decode(self, tokenizer: Any, codes: Tensor) -> Tensor:
+        """Images float [-1, 1] (B, C, H, W) of tokens from `sample_codes`, decoded by `tokenizer`."""
+        return self.tokens.decode(tokenizer, codes).float()
+
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        """Refuse a tokenizer other than the one whose tokens this model was trained on (`CheckpointError`)."""
+        have = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
+        check_fingerprint(getattr(self.config, "tokenizer_fingerprint", ""), have,
+                          "the generator (its config.json tokenizer_fingerprint) vs --tokenizer", CheckpointError)
+        kind = "ids" if getattr(tokenizer, "is_discrete", self.token_kind == "ids") else "latents"
+        if kind != self.token_kind:
+            raise CheckpointError(f"{type(self).__name__} models {self.tokens.description}; this tokenizer gives "
+                                  f"{token_kind(kind).description}")
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def register_generator(name: str) -> Callable[[type[TokenGenerator]], type[TokenGenerator]]:
+    """Class decorator: make a `TokenGenerator` subclass available as `model.kind: <name>` and to `load_generator`."""
+    def add(cls: type[TokenGenerator]) -> type[TokenGenerator]:
+        if not (isinstance(cls, type) and issubclass(cls, TokenGenerator)):
+            raise TypeError(f"register_generator({name!r}): {cls!r} is not a TokenGenerator subclass")
+        if getattr(cls, "token_kind", None) not in TOKEN_KINDS:
+            raise TypeError(f"{cls.__name__}.token_kind must be one of {sorted(TOKEN_KINDS)}")
+        old = _REGISTRY.get(name)
+        if old is not None and old.__qualname__ != cls.__qualname__:
+            raise ConfigError(f"generator kind {name!r} is already registered to {old.__module__}.{old.__name__}")
+        cls.kind = name
+        _REGISTRY[name] = cls
+        return cls
+    return add
+
+
+def _load_builtins() -> None:
+    import importlib
+
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+
+
+def generator_kinds() -> list[str]:
+    """The registered generator kinds (the values `model.kind` accepts)."""
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def generator_class(kind: str, where: str = "model.kind") -> type[TokenGenerator]:
+    """The generator class registered as `kind`; `ConfigError` naming `where` and the known kinds otherwise."""
+    _load_builtins()
+    if kind not in _REGISTRY:
+        raise ConfigError(f"{where}: unknown generator kind {kind!r}; registered kinds: {sorted(_REGISTRY)}")
+    return _REGISTRY[kind]
+
+
+def generator_classes_by_name() -> dict[str, type[TokenGenerator]]:
+    """Registered classes by class name (the "class" field of a saved generator's config.json)."""
+    _load_builtins()
+    return {cls.__name__: cls for cls in _REGISTRY.values()}
