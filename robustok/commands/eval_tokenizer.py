@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.metrics.features import describe, get_feature_net
     from robustok.metrics.pfid import DEFAULT_ALPHAS, PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer, parse_metrics
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
 
     from robustok.data.spec import parse_data_spec

@@ -13,6 +13,7 @@ from robustok.generator.ar import ARConfig, ARGenerator, ar_loss
 from robustok.generator.diffusion import DiffusionConfig, DiffusionGenerator, flow_loss, sample_times
 from robustok.generator.presets import AR_PRESETS, DIFFUSION_PRESETS, resolve
 from robustok.generator.store import TokenDataset, TokenShards, open_token_store
+from robustok.train.task import Task
 
 
 @dataclass
@@ -141,7 +142,7 @@ def order_ratio(obj: ObjectiveConfig, step: int, total: int) -> float:
     return 1.0 - (frac - obj.order_anneal_start) / max(1e-12, obj.order_anneal_end - obj.order_anneal_start)
 
 
-class GeneratorTask:
+class GeneratorTask(Task):
     """The training step of a generator on a token store (see `robustok.train.loop` for the task protocol)."""
 
     kind = "generator"
@@ -175,7 +176,7 @@ class GeneratorTask:
             sample_times(1, o.time_sampling, torch.device("cpu"))      # validates objective.time_sampling
         self.preview_nrow = max(1, min(10, self.dataset.num_classes or 8))
 
-    def step(self, model: nn.Module, batch, step: int) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch, step: int, inner: Optional[nn.Module] = None) -> dict[str, Tensor]:
         x, y = batch[0], batch[1]
         o = self.cfg.objective
         inner = model.module if hasattr(model, "module") else model      # DDP

@@ -57,7 +57,7 @@ class Entry:
 def inspect_tokenizers(paths: list[str], group_by_k: bool) -> list[Entry]:
     """Load every tokenizer once to check it before anything is written: a directory, discrete, with a codebook;
     one K unless `group_by_k`. Names are the directory names (a run's `tokenizer/` is named after its run)."""
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
 
     if len(paths) < 2:
         raise ConfigError("benchmark-tokenizers needs at least two tokenizers to compare")
@@ -96,7 +96,7 @@ def _generator_config(spec: BenchmarkSpec, tokens: Path, tok_path: str, run_dir:
 
 
 def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import eval_batches
     from robustok.metrics.pfid import PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer
@@ -107,7 +107,7 @@ def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:
 
 
 def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) -> str:
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import build_dataset
     from robustok.generator.store import write_token_store
     from robustok.generator.task import GeneratorTask
@@ -129,7 +129,7 @@ def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) ->
 
 def _gfid(entry: Entry, gen_path: str, spec: BenchmarkSpec, features, reference) -> dict:
     """gFID without and with CFG, each from two sample sets (seeds 0 and 1): mean and noise floor."""
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.demo.stages import decoded_fid, sample_tokens
     from robustok.generator import load_generator
 
