@@ -72,7 +72,7 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     blocks = dict(task.model.decoder.named_parameters())
     assert torch.equal(blocks["blocks.0.attn.qkv.weight"], load_tensors(weights["dinov2"])["blocks.0.attn.qkv.weight"])
     x = torch.rand(4, 3, 32, 32) * 2 - 1
-    out = task.step(task.model, [x], 0)
+    out = task.step(task.model, [x], 0, task.model)
     for key in ("semantic", "g_adv", "disc_loss", "vq"):
         assert key in out and torch.isfinite(out[key]).all()
     out["loss"].backward()
