@@ -89,13 +89,10 @@ def reference_stats(profile: DemoProfile, features):
 
 def evaluate_on_test(tok_path: str, profile: DemoProfile, features, metrics: list[str]) -> dict:
     """`metrics` of a tokenizer on the profile's evaluation images (the first `eval_images` of fashion-mnist:test)."""
-    from robustok.data import eval_batches
-    from robustok.metrics.pfid import PFIDConfig
-    from robustok.metrics.tokenizer_eval import evaluate_tokenizer
+    from robustok.evaluation import evaluate_tokenizer
 
-    tok = Tokenizer.from_pretrained(tok_path).eval()
-    batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size, tok.config.channels)
-    return evaluate_tokenizer(tok, batches, metrics, features, PFIDConfig(seed=0))
+    return evaluate_tokenizer(tok_path, "fashion-mnist:test", metrics, features, num_images=profile.eval_images,
+                              batch_size=200, device="cpu")
 
 
 def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, features, log) -> dict:
@@ -157,10 +154,11 @@ def sample_tokens(gen, n: int, cfg_scale: float, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def decoded_fid(tok, ids: torch.Tensor, features, reference) -> float:
+    """FID of the images `tok` decodes from token ids `ids` against `reference` (statistics or an image set)."""
     from robustok.data import to_uint8
-    from robustok.metrics.fid import extract, fid_between
+    from robustok.evaluation import evaluate_samples
     batches = (to_uint8(tok.decode(ids[lo: lo + 250])) for lo in range(0, len(ids), 250))
-    return fid_between(extract(batches, features, "samples"), reference)
+    return evaluate_samples(batches, reference, ["fid"], features)["fid"]
 
 
 def gfid(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoProfile, fresh: bool, features,
