@@ -79,10 +79,10 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     assert task.model.quant_conv.weight.grad.abs().sum() > 0 and task.model.encoder.blocks[0].attn.qkv.weight.grad \
         is not None
     exported = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg)
-    meta = json.loads((exported / "discriminator.json").read_text())
+    meta = json.loads((exported / "discriminator" / "config.json").read_text())["config"]
     assert meta["kind"] == "dino" and meta["diffaug"] == "color,translation,cutout"
     disc = build_discriminator(meta)
-    load_state_checked(disc, load_tensors(exported / "discriminator.safetensors"), "exported disc")
+    load_state_checked(disc, load_tensors(exported / "discriminator" / "model.safetensors"), "exported disc")
     # post-training (its ImageNet config) reuses it, with the backbone file given again where it has moved
     from types import SimpleNamespace
 
