@@ -42,8 +42,9 @@ def _stats(images: ImageSet, net, what: str, keep_features: bool, keep_logits: b
     if isinstance(images, (str, Path)):
         return source_stats(str(images), net, keep_features=keep_features, keep_logits=keep_logits, **kw)
     if torch.is_tensor(images):
-        n = len(images) if kw["num_images"] is None else min(kw["num_images"], len(images))
-        images = (images[lo: min(lo + kw["batch_size"], n)] for lo in range(0, n, kw["batch_size"]))
+        tensor, step = images, kw["batch_size"]
+        n = len(tensor) if kw["num_images"] is None else min(kw["num_images"], len(tensor))
+        images = (tensor[lo: min(lo + step, n)] for lo in range(0, n, step))
     return extract(images, net, what, keep_features, keep_logits)
 
 

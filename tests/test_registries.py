@@ -11,7 +11,7 @@ from PIL import Image
 
 import robustok
 from robustok.cli import main
-from robustok.errors import ConfigError
+from robustok.errors import ConfigError, DataError
 from robustok.hub import Pretrained, load_tensors
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.train.task import Task, TaskProtocol
@@ -306,6 +306,9 @@ def test_evaluate_samples_gives_the_cli_numbers(tmp_path):
     assert as_tensor["fid"] == pytest.approx(cli["fid"], rel=1e-6)
     assert as_tensor["class_accuracy"] == cli["class_accuracy"] and as_tensor["is"] == pytest.approx(cli["is"])
     with pytest.raises(ConfigError, match="samples .npz with labels"):
+        robustok.evaluate_samples(torch.from_numpy(ref).permute(0, 3, 1, 2), str(tmp_path / "ref.npz"), ["acc"],
+                                  "random")
+    with pytest.raises(DataError, match="arr_1"):
         robustok.evaluate_samples(str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"), ["acc"], "random")
 
 

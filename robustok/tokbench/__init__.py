@@ -111,8 +111,7 @@ def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) ->
     from robustok.data import build_dataset
     from robustok.generator.store import write_token_store
     from robustok.generator.task import GeneratorTask
-    from robustok.train.checkpoint import list_checkpoints
-    from robustok.train.loop import train
+    from robustok.train.export import train_or_resume
 
     tokens, run_dir = out / "tokens" / entry.name, out / "runs" / f"gen-{entry.name}-seed{seed}"
     if not (tokens / "manifest.json").is_file():
@@ -121,10 +120,8 @@ def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) ->
         write_token_store(tok, ds, tokens, views=1, limit=spec.pretok_images, source=spec.train_data,
                           overwrite=True)  # the benchmark's cache: replaces a half-written store of an old run
     cfg = _generator_config(spec, tokens, entry.path, run_dir, seed)
-    if not (run_dir / "generator" / "model.safetensors").is_file():
-        train(GeneratorTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
-              resume=bool(list_checkpoints(run_dir)))
-    return str(run_dir / "generator")
+    return str(train_or_resume("generator", lambda: GeneratorTask(cfg), cfg.run, cfg.train, cfg.data,
+                               full_config=cfg))
 
 
 def _gfid(entry: Entry, gen_path: str, spec: BenchmarkSpec, features, reference) -> dict:
