@@ -109,9 +109,10 @@ def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: boo
 
 
 def weights_hash(directory: str | Path) -> str:
-    """Short sha256 of a model directory's safetensors files: a cache key that changes with the weights."""
+    """Short sha256 of a model directory's safetensors files (with those of sub-folders such as the saved
+    discriminator): a cache key that changes with the weights."""
     h = hashlib.sha256()
-    for f in sorted(Path(directory).glob("*.safetensors")):
+    for f in sorted(Path(directory).rglob("*.safetensors")):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
