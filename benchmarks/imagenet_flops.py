@@ -65,7 +65,7 @@ def main_training_flops(cfg: TokenizerTrainConfig, b: int) -> dict[str, float]:
     out = {}
     for name, step in (("before_disc", 0), ("with_disc", cfg.loss.disc_start)):
         def run():
-            res = task.step(task.model, [x], step)
+            res = task.step(task.model, [x], step, task.model)
             res["loss"].backward()
             if "disc_loss" in res:
                 res["disc_loss"].backward()

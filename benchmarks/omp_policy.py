@@ -44,7 +44,7 @@ def child(steps: int, threads: int) -> None:
     x = torch.rand(b, c, s, s, generator=torch.Generator().manual_seed(0)) * 2 - 1
 
     def one_step(step: int) -> None:
-        loss = task.step(model, (x, None), step)["loss"]
+        loss = task.step(model, (x, None), step, model)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -50,7 +50,7 @@ def bench(name: str, overrides: list[str], steps: int, device: torch.device, pea
 
     def one_step(step: int) -> None:
         with amp:
-            loss = task.step(model, (x, None), step)["loss"]
+            loss = task.step(model, (x, None), step, model)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -43,8 +43,7 @@ QUICK = ["model.base_channels=8", "model.channel_mult=[1,2]", "model.hidden_dim=
 def train_member(name: str, out: Path, budget: str) -> str:
     from robustok.config import load_config
     from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
-    from robustok.train.checkpoint import list_checkpoints
-    from robustok.train.loop import train
+    from robustok.train.export import train_or_resume
 
     base, extra = MEMBERS[name]
     steps = BUDGETS[budget][0] // (2 if "@half" in extra else 1)
@@ -55,10 +54,8 @@ def train_member(name: str, out: Path, budget: str) -> str:
     if budget == "quick" and "model.code_dim=16" in extra:
         overrides.remove("perturb.delta=4")
     cfg = load_config(TokenizerTrainConfig, ROOT / "configs" / "tokenizer" / f"{base}.yaml", overrides)
-    if not (run_dir / "tokenizer" / "model.safetensors").is_file():
-        train(TokenizerTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
-              resume=bool(list_checkpoints(run_dir)))
-    return str(run_dir / "tokenizer")
+    return str(train_or_resume("tokenizer", lambda: TokenizerTask(cfg), cfg.run, cfg.train, cfg.data,
+                               full_config=cfg))
 
 
 def perturbation_effect(rows: list[dict], endpoint: str) -> dict:

@@ -4,14 +4,19 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Tokenizer", "TokenizerConfig", "__version__"]
+__all__ = ["Tokenizer", "TokenizerConfig", "load_tokenizer", "evaluate_samples", "evaluate_tokenizer", "__version__"]
+
+_LAZY = {"Tokenizer": "robustok.tokenizer", "TokenizerConfig": "robustok.tokenizer",
+         "load_tokenizer": "robustok.tokenizer.loading", "evaluate_samples": "robustok.evaluation",
+         "evaluate_tokenizer": "robustok.evaluation"}
 
 
 def __getattr__(name: str) -> Any:
-    """`robustok.Tokenizer` / `robustok.TokenizerConfig`, imported on first use: `import robustok` alone does not
-    load torch, so the command line can choose OpenMP settings first (see `robustok.entry`)."""
-    if name in ("Tokenizer", "TokenizerConfig"):
-        from robustok import tokenizer
+    """`robustok.Tokenizer`, `robustok.load_tokenizer`, `robustok.evaluate_samples`, ..., imported on first use:
+    `import robustok` alone does not load torch, so the command line can choose OpenMP settings first (see
+    `robustok.entry`)."""
+    if name in _LAZY:
+        import importlib
 
-        return getattr(tokenizer, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'robustok' has no attribute {name!r}")

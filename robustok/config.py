@@ -38,7 +38,7 @@ class RunConfig:
 @dataclass
 class DataConfig:
     train: str = "fashion-mnist:train"   # fashion-mnist:{train,test} | folder path | wds:<shard pattern>
-    val: str = "fashion-mnist:test"
+    val: str = "fashion-mnist:test"     # held-out images: tokenizer training previews reconstruct them
     resolution: int = 32
     channels: int = 1                    # 1 (gray) or 3 (RGB); images are converted explicitly
     batch_size: int = 64                 # global batch, split over ranks

@@ -32,7 +32,7 @@ def test_two_gloo_processes_match_one(tmp_path):
             assert a[k] == pytest.approx(b[k], rel=1e-4), (k, a["step"], a[k], b[k])
     assert (tmp_path / "w2" / "tokenizer" / "model.safetensors").is_file()
     gan = read_metrics(tmp_path / "gan")  # the discriminator path (averaged gradients, adaptive weight) runs
-    assert "disc_loss" in gan[-1] and (tmp_path / "gan" / "tokenizer" / "discriminator.safetensors").is_file()
+    assert "disc_loss" in gan[-1] and (tmp_path / "gan" / "tokenizer" / "discriminator" / "model.safetensors").is_file()
 
 
 def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):

@@ -72,17 +72,17 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     blocks = dict(task.model.decoder.named_parameters())
     assert torch.equal(blocks["blocks.0.attn.qkv.weight"], load_tensors(weights["dinov2"])["blocks.0.attn.qkv.weight"])
     x = torch.rand(4, 3, 32, 32) * 2 - 1
-    out = task.step(task.model, [x], 0)
+    out = task.step(task.model, [x], 0, task.model)
     for key in ("semantic", "g_adv", "disc_loss", "vq"):
         assert key in out and torch.isfinite(out[key]).all()
     out["loss"].backward()
     assert task.model.quant_conv.weight.grad.abs().sum() > 0 and task.model.encoder.blocks[0].attn.qkv.weight.grad \
         is not None
     exported = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg)
-    meta = json.loads((exported / "discriminator.json").read_text())
+    meta = json.loads((exported / "discriminator" / "config.json").read_text())["config"]
     assert meta["kind"] == "dino" and meta["diffaug"] == "color,translation,cutout"
     disc = build_discriminator(meta)
-    load_state_checked(disc, load_tensors(exported / "discriminator.safetensors"), "exported disc")
+    load_state_checked(disc, load_tensors(exported / "discriminator" / "model.safetensors"), "exported disc")
     # post-training (its ImageNet config) reuses it, with the backbone file given again where it has moved
     from types import SimpleNamespace
 

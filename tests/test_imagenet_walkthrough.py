@@ -205,7 +205,7 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
     data = (f"data.train={specs['train']}", f"data.val={specs['val']}")
     run(guide[2], data + TOKENIZER)
     tok = work / "runs/tok-imagenet/tokenizer"
-    meta = json.loads((tok / "discriminator.json").read_text())
+    meta = json.loads((tok / "discriminator" / "config.json").read_text())["config"]
     assert meta["kind"] == "dino" and meta["checkpoint"] == "weights/dino_deitsmall16_pretrain.pth"
     run(guide[2], data + TOKENIZER + ("train.steps=3",), ("--resume",))
     assert "resumed from" in capsys.readouterr().out

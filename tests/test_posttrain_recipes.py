@@ -123,7 +123,7 @@ def test_gan_from_step_zero_with_fresh_or_reused_discriminator_and_diffaug(setup
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     assert not torch.equal(task.disc.augment(x), x)                  # the augmentation is applied
     generated, images, _ = _batch(task)
-    result = task.step(task.model, [generated, images, None], 0)     # step 0: GAN terms already on
+    result = task.step(task.model, [generated, images, None], 0, task.model)     # step 0: GAN terms already on
     assert {"disc_loss", "g_adv", "adaptive_w"} <= set(result) and float(result["adaptive_w"]) > 0
     result["loss"].backward()
     assert task.model.decoder.conv_out.weight.grad.abs().sum() > 0
@@ -187,7 +187,7 @@ def test_aux_perceptual_trains_deterministically_and_reaches_only_the_decoder(se
     task = PostTrainTask(_cfg(tmp_path, "loss.perceptual=aux", f"loss.aux_perceptual_weights={a}"),
                          tokenizer=tok, store=PairStore(out, tok))
     generated, images, _ = _batch(task)
-    result = task.step(task.model, [generated, images, None], 0)
+    result = task.step(task.model, [generated, images, None], 0, task.model)
     assert float(result["perceptual"]) > 0
     recon = task.decode(task.model, generated)
     perceptual_distance(task.perceptual, recon, images).backward()                 # the term alone

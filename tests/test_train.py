@@ -42,10 +42,10 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
     task = TokenizerTask(cfg)
     real_step = task.step
 
-    def killed_at_step_4(model, batch, step):
+    def killed_at_step_4(model, batch, step, inner):
         if step == 4:
             raise KeyboardInterrupt  # the run dies in step 5, after the step-3 checkpoint and step 4
-        return real_step(model, batch, step)
+        return real_step(model, batch, step, inner)
 
     task.step = killed_at_step_4
     with pytest.raises(KeyboardInterrupt):
@@ -60,7 +60,7 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
         assert a.keys() == b.keys()
         for k in [k for k in ("loss", "rec", "vq", "disc_loss", "g_adv") if k in a]:
             assert a[k] == b[k], (k, a["step"])  # bitwise: resume replays exactly
-    assert (tmp_path / "part" / "tokenizer" / "discriminator.safetensors").is_file()
+    assert (tmp_path / "part" / "tokenizer" / "discriminator" / "model.safetensors").is_file()
 
 
 def test_existing_checkpoints_are_never_overwritten_without_resume(tmp_path):

@@ -5,8 +5,8 @@
   `diffusion_pytorch_model.safetensors`), maps it strictly onto the adapter and returns it in eval mode.
   Convert once with `load_external(...).save_pretrained(dir)`; afterwards the directory loads like any
   robustok model.
-- `load_tokenizer(dir)` loads any robustok tokenizer directory (robustok's own `Tokenizer` or an adapter),
-  dispatched on the "class" field of `config.json`.
+- importing this package registers every adapter class with `robustok.tokenizer.loading`, so
+  `robustok.load_tokenizer(dir)` (re-exported here) and `Tokenizer.from_pretrained(dir)` load their directories.
 
 Loading is safe: safetensors, or `torch.load(weights_only=True)` (plus `argparse.Namespace`, which the
 LlamaGen/RobusTok training scripts store next to the weights). See docs/adapters.md.
@@ -24,8 +24,8 @@ from robustok.adapters.llamagen import LlamaGenVQ, LlamaGenVQConfig
 from robustok.adapters.maskgit import MaskGITVQGAN, MaskGITVQGANConfig
 from robustok.adapters.robustok_release import RobusTokRelease, RobusTokReleaseConfig
 from robustok.adapters.sd_vae import SDVAE, SDVAEConfig
-from robustok.errors import CheckpointError, ConfigError
-from robustok.hub import CONFIG_NAME, Pretrained, load_by_class
+from robustok.errors import ConfigError
+from robustok.tokenizer.loading import load_tokenizer, register_tokenizer_class, tokenizer_classes
 
 __all__ = ["ADAPTERS", "ENTRIES", "load_external", "load_tokenizer", "tokenizer_classes", "ExternalTokenizer",
            "LlamaGenVQ", "LlamaGenVQConfig", "MaskGITVQGAN", "MaskGITVQGANConfig", "RobusTokRelease",
@@ -76,18 +76,5 @@ def load_external(kind: str, path: str | Path, weights: Optional[str] = None,
     return model.to(map_location).eval()
 
 
-def tokenizer_classes() -> dict[str, type[Pretrained]]:
-    """Class name (as written to config.json) -> class, for every tokenizer `load_tokenizer` accepts."""
-    from robustok.tokenizer.model import Tokenizer
-
-    return {Tokenizer.__name__: Tokenizer, **{c.__name__: c for c in ADAPTERS.values()}}
-
-
-def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -> Pretrained:
-    """Load any robustok tokenizer directory (ours or an adapter's), in eval mode."""
-    path = Path(path)
-    if path.is_file():
-        raise CheckpointError(f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
-                              "model.safetensors (convert original weight files with "
-                              "robustok.adapters.load_external(kind, file).save_pretrained(dir))")
-    return load_by_class(path, tokenizer_classes(), "tokenizer", map_location).eval()
+for _cls in ADAPTERS.values():      # `robustok.load_tokenizer` finds the adapters through this registration
+    register_tokenizer_class(_cls)

@@ -6,24 +6,19 @@ encode/lookup/decode, codebook, latents, training forward, frozen parts) on top 
 images in [-1, 1]) and the `grid_size` property. `ExternalVQ` is a plain nearest-neighbour codebook without
 buffers or dead-code restarts, so a frozen codebook stays bit-identical in post-training.
 
-`read_checkpoint` opens an original weight file safely (safetensors, or `torch.load(weights_only=True)` with
-`argparse.Namespace` as the only extra allowed class, because the LlamaGen/RobusTok training scripts store
-their argparse arguments next to the weights) and `convert_state` maps its keys onto an adapter with strict
-checks.
+`read_checkpoint` (from `robustok.weight_files`, re-exported here) opens an original weight file safely and
+`convert_state` maps its keys onto an adapter with strict checks.
 """
 from __future__ import annotations
 
-import argparse
-import pickle
-import re
-from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
 
 from robustok.errors import CheckpointError, ConfigError
-from robustok.hub import load_state_checked, load_tensors
+from robustok.hub import load_state_checked
+from robustok.weight_files import read_checkpoint  # noqa: F401 - re-exported for the adapters
 from robustok.tokenizer.base import TokenizerBase
 from robustok.tokenizer.quantizer import VectorQuantizer
 
@@ -31,67 +26,6 @@ from robustok.tokenizer.quantizer import VectorQuantizer
 # --------------------------------------------------------------------------------------------------------
 # checkpoint files
 # --------------------------------------------------------------------------------------------------------
-def _torch_load_safe(path: Path) -> Any:
-    """`torch.load(weights_only=True)`, allowing `argparse.Namespace` (training args stored beside weights)."""
-    ctx = getattr(torch.serialization, "safe_globals", None)
-    try:
-        if ctx is not None:
-            with ctx([argparse.Namespace]):
-                return torch.load(str(path), map_location="cpu", weights_only=True)
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        msg = str(err)
-        if "Unsupported operand" in msg or "WeightsUnpickler" not in msg and "unsupported global" not in msg.lower():
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (invalid pickle data: "
-                                  f"{msg.splitlines()[0][:200]})") from None
-        m = (re.search(r"Unsupported global: GLOBAL \S+", msg) or re.search(r"WeightsUnpickler error: [^\n.]+", msg)
-             or re.search(r"unsupported GLOBAL \S+", msg))
-        detail = m.group(0) if m else msg.splitlines()[0][:200]
-        raise CheckpointError(
-            f"{path}: refused to load: the file needs full unpickling ({detail}); only weights-only "
-            "checkpoints (tensors, plain containers, argparse.Namespace) or safetensors files are accepted. "
-            "If you trust the file, re-save just its state dict as safetensors") from None
-    except (RuntimeError, OSError, EOFError, ValueError, AttributeError, ImportError, KeyError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
-
-
-def read_checkpoint(path: str | Path, entry: Optional[str] = None,
-                    entries: tuple[str, ...] = ("model",)) -> tuple[dict[str, Tensor], str]:
-    """Read a state dict from an original weight file. Returns `(state, description of where it came from)`.
-
-    `.safetensors` files are read directly. Pickled files (`.pt`, `.bin`, `.pth`, ...) go through
-    `torch.load(weights_only=True)`; if the object is a dict of dicts, `entry` (or the first of `entries`
-    present) selects the state dict, e.g. "ema" or "model" of a training checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    if path.suffix == ".safetensors":
-        obj: Any = load_tensors(path)
-    else:
-        obj = _torch_load_safe(path)
-    if not isinstance(obj, dict):
-        raise CheckpointError(f"{path}: holds a {type(obj).__name__}, not a state dict or checkpoint dict")
-    where = str(path)
-    if entry is not None:
-        if entry not in obj or not isinstance(obj[entry], dict):
-            raise CheckpointError(f"{path}: has no state dict under {entry!r} (top-level keys: "
-                                  f"{sorted(map(str, obj))[:8]})")
-        obj, where = obj[entry], f"{path}[{entry!r}]"
-    elif not all(isinstance(v, Tensor) for v in obj.values()):   # a training checkpoint, not a bare state dict
-        pick = next((e for e in entries if isinstance(obj.get(e), dict)), None)
-        if pick is None:
-            raise CheckpointError(f"{path}: a checkpoint dict without any of the entries {list(entries)} "
-                                  f"(top-level keys: {sorted(map(str, obj))[:8]})")
-        obj, where = obj[pick], f"{path}[{pick!r}]"
-    bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
-    if bad or not obj:
-        raise CheckpointError(f"{where}: not a state dict of tensors (e.g. {bad[:3]!r})" if bad
-                              else f"{where}: empty state dict")
-    return dict(obj), where
-
-
 def check_kind(state: dict[str, Tensor], source: str, family: str, signature: tuple[str, ...]) -> None:
     """Raise if `state` lacks a key that every original checkpoint of `family` has."""
     missing = [s for s in signature if s not in state]

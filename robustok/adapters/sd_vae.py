@@ -24,6 +24,7 @@ from robustok.adapters.base import ExternalTokenizer, check_channels, convert_st
 from robustok.adapters.blocks import ConvDownsample, ConvUpsample, LinearAttnBlock, ResBlock, group_norm
 from robustok.errors import ConfigError
 from robustok.tokenizer.base import TokenizerOutput
+from robustok.tokenizer.quantizer import GaussianBottleneck
 
 
 @dataclass
@@ -154,6 +155,7 @@ class SDVAE(ExternalTokenizer):
         self.quant_conv = nn.Conv2d(2 * c.latent_channels, 2 * c.latent_channels, 1)
         self.post_quant_conv = nn.Conv2d(c.latent_channels, c.latent_channels, 1)
         self.quantizer = None
+        self.gaussian = GaussianBottleneck(c.kl_weight)
 
     @property
     def grid_size(self) -> int:
@@ -186,21 +188,9 @@ class SDVAE(ExternalTokenizer):
         """Training forward: sample the posterior (mean in eval mode), KL loss, decode. `perturb` with
         {beta, noise_std} adds Gaussian noise to the (scaled) latents of a beta fraction of images (training only).
         """
-        from robustok.tokenizer.perturbation import perturb_continuous
-
         mean, logvar = self.moments(x)
-        if self.training:
-            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-            z = mean + eps * (0.5 * logvar).exp()
-        else:
-            z = mean
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean()
-        stats: dict[str, Tensor] = {}
-        z = z * self.latent_scale
-        if self.training and perturb is not None and perturb.get("beta", 0) > 0:
-            z, mask = perturb_continuous(z, perturb["beta"], perturb["noise_std"], generator)
-            stats["perturbed_images"] = mask.float().mean()
-        return TokenizerOutput(self.decode_codes(z), None, {"kl": self.config.kl_weight * kl}, stats)
+        z, losses, stats = self.gaussian(mean, logvar, perturb, generator, scale=self.latent_scale)
+        return TokenizerOutput(self.decode_codes(z), None, losses, stats)
 
     @classmethod
     def infer_config(cls, state: dict[str, Tensor]) -> dict[str, Any]:

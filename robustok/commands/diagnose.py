@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import eval_batches
     from robustok.errors import ConfigError
     from robustok.generator import load_generator

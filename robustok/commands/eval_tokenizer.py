@@ -47,13 +47,13 @@ def _floats(text: str | None, what: str, cast):
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustok.data import eval_batches
     from robustok.errors import ConfigError
+    from robustok.evaluation import evaluate_tokenizer
     from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe, get_feature_net
     from robustok.metrics.pfid import DEFAULT_ALPHAS, PFIDConfig
-    from robustok.metrics.tokenizer_eval import evaluate_tokenizer, parse_metrics
-    from robustok.adapters import load_tokenizer
+    from robustok.metrics.tokenizer_eval import parse_metrics
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
 
     from robustok.data.spec import parse_data_spec
@@ -84,10 +84,9 @@ def run(args: argparse.Namespace) -> int:
             pcfg.cells(tok.codebook_size)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    rank, world = rank_world()
-    batches = eval_batches(args.data, args.batch_size, args.num_images, tok.config.image_size, tok.config.channels,
-                           root=args.data_root, rank=rank, world=world)
-    res = evaluate_tokenizer(tok, batches, metrics, net, pcfg, lp, log=None)
+    res = evaluate_tokenizer(tok, args.data, metrics, net, num_images=args.num_images, batch_size=args.batch_size,
+                             pfid=pcfg, lpips=lp, data_root=args.data_root, device=device)
+    rank = rank_world()[0]
     res["tokenizer"] = str(args.tokenizer)
     res["data"] = args.data
     if rank == 0:

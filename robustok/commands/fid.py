@@ -59,12 +59,11 @@ def _net(args):
 
 
 def run_fid(args: argparse.Namespace) -> int:
-    from robustok.errors import ConfigError
-    from robustok.metrics.features import describe
-    from robustok.metrics.fid import check_sizes, fid_between, source_stats
-    from robustok.metrics.generation import class_accuracy, inception_score, precision_recall
     from robustok.data.spec import parse_data_spec
+    from robustok.errors import ConfigError
+    from robustok.evaluation import SAMPLE_METRICS, evaluate_samples
     from robustok.metrics.distributed import rank_world
+    from robustok.metrics.features import describe
     from robustok.metrics.sources import read_sample_labels
     from robustok.validation import check_writable
 
@@ -72,38 +71,22 @@ def run_fid(args: argparse.Namespace) -> int:
     for spec in (args.a, args.b):
         parse_data_spec(spec, allow_npz=True)
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    if not wanted or any(m not in ("fid", "is", "pr", "acc") for m in wanted):
+    if not wanted or any(m not in SAMPLE_METRICS for m in wanted):
         raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
-    labels = None
-    if "acc" in wanted:
+    if "acc" in wanted:   # fail before building the feature network
         if not args.a.endswith(".npz"):
             raise ConfigError(f"--metrics acc: {args.a} must be a samples .npz with labels (arr_1)")
-        labels = read_sample_labels(args.a)[:args.num_images]
+        read_sample_labels(args.a)
         if args.features == "inception":
             raise ConfigError("--metrics acc needs a classifier over the generator's classes (e.g. --features "
                               "fmnist); the FID Inception's 1008 outputs do not follow ImageNet's class ids")
     net = _net(args)
-    if ("is" in wanted or "acc" in wanted) and not net.has_logits:
-        name = getattr(net, "source", net.name)
-        raise ConfigError(f"IS and class accuracy need a feature network with logits; {name} has none")
-    main = rank_world()[0] == 0  # under torchrun every rank extracts a strided share; rank 0 reports
-    if main:
+    if rank_world()[0] == 0:  # under torchrun every rank extracts a strided share; rank 0 reports
         print(describe(net), file=sys.stderr)
-    kw = dict(batch_size=args.batch_size, num_images=args.num_images, data_root=args.data_root,
-              resolution=args.resolution)
-    a = source_stats(args.a, net, keep_features="pr" in wanted, keep_logits="is" in wanted or "acc" in wanted,
-                     **kw)
-    b = source_stats(args.b, net, keep_features="pr" in wanted, **kw)
-    check_sizes(a, b, args.a, args.b)
-    if not main:
+    out = evaluate_samples(args.a, args.b, wanted, net, num_images=args.num_images, batch_size=args.batch_size,
+                           resolution=args.resolution, data_root=args.data_root)
+    if not out:
         return 0
-    out = {"fid": fid_between(a, b), "features": net.name, "num_images": [a.stats.n, b.stats.n]}
-    if "is" in wanted:
-        out["is"], out["is_std"] = inception_score(a.logits)
-    if "acc" in wanted:
-        out["class_accuracy"] = class_accuracy(a.logits, labels)
-    if "pr" in wanted:
-        out["precision"], out["recall"] = precision_recall(b.features, a.features, k=3)
     label = f"FID-{net.name}"
     print(f"{label}: {out['fid']:.4f}  (A: {out['num_images'][0]} images, B: {out['num_images'][1]} images)")
     if "is" in wanted:

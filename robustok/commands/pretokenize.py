@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset
     from robustok.errors import DataError
     from robustok.tokens.store import write_token_store
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data.spec import parse_data_spec
     from robustok.train.dist import setup
     from robustok.outputs import check_out

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
     from robustok.generator.sampling import write_samples
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
 
     from robustok.outputs import check_out

@@ -1,5 +1,10 @@
 """Datasets behind one spec string: `fashion-mnist:train|test`, an image folder, or `wds:<shard pattern>`.
 
+`robustok.data.spec.parse_data_spec` classifies a spec; `DATASET_KINDS` maps its kind to a builder
+`(value, resolution, channels, train, root, seed) -> dataset`; `IMAGE_SUFFIXES` is the one list of image file
+suffixes (training folders and FID folders alike). A new data set registers a kind here and its names with
+`robustok.data.spec.register_named_spec`.
+
 Map-style datasets take `(index, seed)` pairs from `GlobalBatchSampler`, so augmentation is a pure function
 of (run seed, epoch, index): deterministic for any number of workers or ranks, and exactly resumable.
 """
@@ -20,6 +25,7 @@ from robustok.data.fashion_mnist import load_fashion_mnist
 from robustok.data.spec import parse_data_spec
 from robustok.data.transforms import center_crop, random_crop, to_mode, to_tensor
 from robustok.errors import DataError
+from robustok.registry import Registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".JPEG"}
 MIN_IMAGE_SIDE = 8  # smaller images are degenerate (an icon, a 1x1 placeholder): an error, not an upsample
@@ -61,6 +67,10 @@ class ImageDataset(Dataset):
 
     def load(self, i: int) -> Image.Image:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def first_image(self) -> Image.Image:
+        """The first image, in its own mode (see `native_channels`)."""
+        return self.load(0)
 
     def __getitem__(self, item) -> tuple[torch.Tensor, int]:
         i, seed = item if isinstance(item, tuple) else (item, None)
@@ -141,6 +151,22 @@ class WebDatasetShards(IterableDataset):
         if not self.urls or missing:
             raise DataError(f"wds:{pattern}: shard(s) not found: {missing[:3] or pattern}")
 
+    def first_image(self) -> Image.Image:
+        """The first image of the first shard, in its own mode."""
+        import webdataset as wds
+
+        ds = wds.WebDataset(self.urls[:1], shardshuffle=False, empty_check=False)
+        for sample in _checked(ds, self.pattern):
+            return self._image(sample)
+        raise DataError(f"wds:{self.pattern}: the first shard holds no samples")
+
+    def _image(self, sample: dict) -> Image.Image:
+        key = sample.get("__key__", "?")
+        raw = next((sample[k] for k in ("png", "jpg", "jpeg", "webp") if k in sample), None)
+        if raw is None:
+            raise DataError(f"{sample.get('__url__', self.pattern)}:{key}: sample has no .png/.jpg image")
+        return open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw)
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         import webdataset as wds
 
@@ -154,10 +180,7 @@ class WebDatasetShards(IterableDataset):
         while True:
             for sample in _checked(ds, self.pattern):
                 key = sample.get("__key__", "?")
-                raw = next((sample[k] for k in ("png", "jpg", "jpeg", "webp") if k in sample), None)
-                if raw is None:
-                    raise DataError(f"{sample.get('__url__', self.pattern)}:{key}: sample has no .png/.jpg image")
-                img = to_mode(open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw), self.channels)
+                img = to_mode(self._image(sample), self.channels)
                 if self.train:
                     img = random_crop(img, self.resolution, rng)
                 else:
@@ -211,15 +234,26 @@ def _rank() -> int:
     return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
 
 
+DATASET_KINDS: Registry = Registry("data set kind", "data spec")
+DATASET_KINDS.register("fashion-mnist", lambda value, resolution, channels, train, root, seed:
+                       FashionMNIST(value, resolution, channels, train, root))
+DATASET_KINDS.register("wds", lambda value, resolution, channels, train, root, seed:
+                       WebDatasetShards(value, resolution, channels, train, seed))
+DATASET_KINDS.register("folder", lambda value, resolution, channels, train, root, seed:
+                       ImageFolder(value, resolution, channels, train))
+
+
 def build_dataset(spec: str, resolution: int = 32, channels: int = 1, train: bool = False,
                   root: Optional[str] = None, seed: int = 0):
     """The dataset named by `spec`: `fashion-mnist:train|test`, a folder path, or `wds:<pattern>` (see data.spec)."""
     parsed = parse_data_spec(str(spec))
-    if parsed.kind == "fashion-mnist":
-        return FashionMNIST(parsed.value, resolution, channels, train, root)
-    if parsed.kind == "wds":
-        return WebDatasetShards(parsed.value, resolution, channels, train, seed)
-    return ImageFolder(parsed.value, resolution, channels, train)
+    return DATASET_KINDS.lookup(parsed.kind)(parsed.value, resolution, channels, train, root, seed)
+
+
+def native_channels(spec: str, root: Optional[str] = None) -> int:
+    """1 if the images of a data spec are gray, else 3, judged by its first image (Fashion-MNIST: 1)."""
+    img = build_dataset(spec, channels=3, root=root).first_image()
+    return 1 if img.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") else 3
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):

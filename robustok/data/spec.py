@@ -11,12 +11,19 @@ from pathlib import Path
 
 from robustok.errors import DataError
 
-NAMED = {"fashion-mnist:train": "train", "fashion-mnist:test": "test"}
+NAMED: dict[str, tuple[str, str]] = {"fashion-mnist:train": ("fashion-mnist", "train"),
+                                     "fashion-mnist:test": ("fashion-mnist", "test")}
+
+
+def register_named_spec(name: str, kind: str, value: str) -> None:
+    """Make the exact spec `name` parse as `DataSpec(kind, value)` (`kind`: a key of
+    `robustok.data.datasets.DATASET_KINDS`, e.g. a data set added by a plug-in)."""
+    NAMED[name] = (kind, value)
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    kind: str    # "fashion-mnist" | "wds" | "folder" | "npz"
+    kind: str    # "fashion-mnist" | "wds" | "folder" | "npz" | a registered kind
     value: str   # the split, the shard pattern or the path
 
 
@@ -32,7 +39,7 @@ def parse_data_spec(spec: str, allow_npz: bool = False, what: str = "data spec")
     if not isinstance(spec, str) or not spec.strip():
         raise DataError(f"{what} is empty; expected one of: {valid_forms(allow_npz)}")
     if spec in NAMED:
-        return DataSpec("fashion-mnist", NAMED[spec])
+        return DataSpec(*NAMED[spec])
     if spec.startswith("wds:"):
         if not spec[4:].strip():
             raise DataError(f"{what} {spec!r}: no shard pattern after 'wds:'")

@@ -72,7 +72,7 @@ def calibrate(device: torch.device, min_seconds: float = 2.0, max_steps: int = 3
 
         def step(i: int) -> None:
             with amp:
-                loss = task.step(model, (x, None), i)["loss"]
+                loss = task.step(model, (x, None), i, model)["loss"]
             opt.zero_grad()
             loss.backward()
             opt.step()

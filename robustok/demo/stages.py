@@ -12,11 +12,11 @@ import torch
 
 from robustok.config import load_config, to_dict
 from robustok.demo.profiles import DemoProfile
-from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors
+from robustok.hub import atomic_write_bytes
+from robustok.losses.discriminators import copy_discriminator
 from robustok.tokenizer.model import Tokenizer
 from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
-from robustok.train.checkpoint import list_checkpoints
-from robustok.train.loop import train
+from robustok.train.export import checkpoint_steps, export_checkpoint, train_or_resume
 
 NAMES = ("baseline", "robust")
 
@@ -65,22 +65,16 @@ def train_tokenizers(out: Path, profile: DemoProfile, fresh: bool, log) -> dict[
         def work(name=name, cfg=cfg, run_dir=run_dir):
             if fresh and run_dir.exists():
                 shutil.rmtree(run_dir)
-            done = (run_dir / "tokenizer" / "model.safetensors").is_file()
-            if not done:
-                train(TokenizerTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
-                      resume=bool(list_checkpoints(run_dir)))
+            final = train_or_resume("tokenizer", lambda: TokenizerTask(cfg), cfg.run, cfg.train, cfg.data,
+                                    full_config=cfg)
             exported = {}
-            for ckpt in list_checkpoints(run_dir):
-                step = int(ckpt.name.split("-")[1])
+            for step in checkpoint_steps(run_dir):
                 if step not in profile.tok_checkpoints:
                     continue
-                tok = Tokenizer(cfg.model)
-                load_state_checked(tok, load_tensors(ckpt / "ema.safetensors"), str(ckpt / "ema.safetensors"))
                 dest = out / "tokenizers" / point_name(name, step)
-                tok.save_pretrained(dest)
-                for extra in ("discriminator.safetensors", "discriminator.json"):
-                    if step == profile.tok_steps and (run_dir / "tokenizer" / extra).is_file():
-                        shutil.copy(run_dir / "tokenizer" / extra, dest / extra)
+                export_checkpoint(run_dir, step, Tokenizer(cfg.model), dest)
+                if step == profile.tok_steps:
+                    copy_discriminator(final, dest)
                 exported[point_name(name, step)] = str(dest)
             return exported
         points.update(cached(out, f"tokenizer-{name}", key, fresh, work))
@@ -95,13 +89,10 @@ def reference_stats(profile: DemoProfile, features):
 
 def evaluate_on_test(tok_path: str, profile: DemoProfile, features, metrics: list[str]) -> dict:
     """`metrics` of a tokenizer on the profile's evaluation images (the first `eval_images` of fashion-mnist:test)."""
-    from robustok.data import eval_batches
-    from robustok.metrics.pfid import PFIDConfig
-    from robustok.metrics.tokenizer_eval import evaluate_tokenizer
+    from robustok.evaluation import evaluate_tokenizer
 
-    tok = Tokenizer.from_pretrained(tok_path).eval()
-    batches = eval_batches("fashion-mnist:test", 200, profile.eval_images, tok.config.image_size, tok.config.channels)
-    return evaluate_tokenizer(tok, batches, metrics, features, PFIDConfig(seed=0))
+    return evaluate_tokenizer(tok_path, "fashion-mnist:test", metrics, features, num_images=profile.eval_images,
+                              batch_size=200, device="cpu")
 
 
 def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, features, log) -> dict:
@@ -118,9 +109,10 @@ def evaluate(out: Path, points: dict[str, str], profile: DemoProfile, fresh: boo
 
 
 def weights_hash(directory: str | Path) -> str:
-    """Short sha256 of a model directory's safetensors files: a cache key that changes with the weights."""
+    """Short sha256 of a model directory's safetensors files (with those of sub-folders such as the saved
+    discriminator): a cache key that changes with the weights."""
     h = hashlib.sha256()
-    for f in sorted(Path(directory).glob("*.safetensors")):
+    for f in sorted(Path(directory).rglob("*.safetensors")):
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
 
@@ -147,10 +139,8 @@ def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fr
                 ds = build_dataset("fashion-mnist:train", tok.config.image_size, tok.config.channels, train=True)
                 write_token_store(tok, ds, tokens, views=1, limit=profile.pretok_images, source="fashion-mnist:train",
                                   overwrite=True)  # the demo's own cache: a store without a manifest is stale
-            if not (run_dir / "generator" / "model.safetensors").is_file():
-                train(GeneratorTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
-                      resume=bool(list_checkpoints(run_dir)))
-            return str(run_dir / "generator")
+            return str(train_or_resume("generator", lambda: GeneratorTask(cfg), cfg.run, cfg.train, cfg.data,
+                                       full_config=cfg))
         gens[name] = cached(out, f"generator-{name}", key, fresh, work)
     return gens
 
@@ -165,10 +155,11 @@ def sample_tokens(gen, n: int, cfg_scale: float, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def decoded_fid(tok, ids: torch.Tensor, features, reference) -> float:
+    """FID of the images `tok` decodes from token ids `ids` against `reference` (statistics or an image set)."""
     from robustok.data import to_uint8
-    from robustok.metrics.fid import extract, fid_between
+    from robustok.evaluation import evaluate_samples
     batches = (to_uint8(tok.decode(ids[lo: lo + 250])) for lo in range(0, len(ids), 250))
-    return fid_between(extract(batches, features, "samples"), reference)
+    return evaluate_samples(batches, reference, ["fid"], features)["fid"]
 
 
 def gfid(out: Path, points: dict[str, str], gens: dict[str, str], profile: DemoProfile, fresh: bool, features,

@@ -14,6 +14,7 @@ from robustok.generator.base import TokenGenerator, generator_class
 from robustok.generator.sampling import SamplingOptions
 from robustok.tokens.kinds import check_fingerprint, token_kind
 from robustok.tokens.store import TokenDataset, TokenShards, open_token_store
+from robustok.train.task import Task
 
 
 @dataclass
@@ -104,7 +105,7 @@ def init_generator(directory: str, store: TokenDataset | TokenShards) -> TokenGe
     return model
 
 
-class GeneratorTask:
+class GeneratorTask(Task):
     """The training step of a generator on a token store (see `robustok.train.loop` for the task protocol)."""
 
     kind = "generator"
@@ -122,7 +123,7 @@ class GeneratorTask:
         self.tokenizer = None
         fingerprint = None
         if cfg.data.tokenizer:
-            from robustok.adapters import load_tokenizer
+            from robustok.tokenizer.loading import load_tokenizer
             self.tokenizer = load_tokenizer(cfg.data.tokenizer).eval().requires_grad_(False)
             fingerprint = self.tokenizer.fingerprint()
         self.dataset = dataset if dataset is not None else open_token_store(cfg.data.tokens, fingerprint)
@@ -135,12 +136,9 @@ class GeneratorTask:
         self.model.check_objective(o)
         self.preview_nrow = max(1, min(10, self.dataset.num_classes or 8))
 
-    def step(self, model: nn.Module, batch, step: int, inner: Optional[TokenGenerator] = None) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch, step: int, inner: TokenGenerator) -> dict[str, Tensor]:
         """The loss on one batch: `model` runs the forward pass (maybe DDP / compiled), `inner` is the unwrapped
-        generator (found by unwrapping `model` when not given)."""
-        if inner is None:
-            inner = model.module if hasattr(model, "module") else model      # DDP
-            inner = getattr(inner, "_orig_mod", inner)                        # torch.compile
+        generator."""
         return inner.training_loss(model, batch[0], batch[1], step, self.cfg.train.steps, self.cfg.objective)
 
     def sampling_options(self) -> SamplingOptions:

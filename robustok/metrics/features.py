@@ -1,18 +1,19 @@
-"""Feature networks behind one interface, chosen by name.
+"""Feature networks behind one interface, chosen by name from the `FEATURES` registry.
 
 A feature network has `name`, `dim`, `has_logits`, `__call__(uint8 (B, C, H, W)) -> float (B, dim)` and, when
 `has_logits`, `logits(images)`. Gray images are replicated to RGB (Inception) or used as is (fmnist).
+A new network is one registration: `FEATURES.register("mine", build)` with
+`build(device, inception_path, data_root, log) -> FeatureNet`; `--features mine` and
+`robustok.evaluate_samples(..., features="mine")` then use it.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 
-from robustok.errors import ConfigError
-
-NAMES = ("inception", "fmnist", "random")
+from robustok.registry import Registry
 
 
 class FeatureNet(Protocol):
@@ -51,19 +52,30 @@ class RandomFeatures:
         return self(images) @ self.head.T.cpu()
 
 
+FeatureBuilder = Callable[..., FeatureNet]   # (device, inception_path, data_root, log) -> FeatureNet
+
+
+def _inception(device, inception_path, data_root, log) -> FeatureNet:
+    from robustok.metrics.inception import InceptionFeatures
+    return InceptionFeatures(inception_path, device=device)
+
+
+def _fmnist(device, inception_path, data_root, log) -> FeatureNet:
+    from robustok.metrics.domain import FmnistFeatures
+    return FmnistFeatures(device=device, root=data_root, log=log)
+
+
+FEATURES: Registry[FeatureBuilder] = Registry("feature network", "--features")
+FEATURES.register("inception", _inception)
+FEATURES.register("fmnist", _fmnist)
+FEATURES.register("random", lambda device, inception_path, data_root, log: RandomFeatures(device=device))
+NAMES = tuple(FEATURES.names())   # the built-in names (FEATURES.names() also lists registered ones)
+
+
 def get_feature_net(name: str, device: str | torch.device = "cpu", inception_path: str | None = None,
                     data_root: str | None = None, log=print) -> FeatureNet:
-    """Build the feature network `name` (inception | fmnist | random)."""
-    if name == "inception":
-        from robustok.metrics.inception import InceptionFeatures
-        return InceptionFeatures(inception_path, device=device)
-    if name == "fmnist":
-        from robustok.metrics.domain import FmnistFeatures
-        net = FmnistFeatures(device=device, root=data_root, log=log)
-        return net
-    if name == "random":
-        return RandomFeatures(device=device)
-    raise ConfigError(f"--features: unknown feature network {name!r}; choose one of {', '.join(NAMES)}")
+    """Build the feature network registered as `name` (inception | fmnist | random | a registered one)."""
+    return FEATURES.lookup(name)(device, inception_path, data_root, log)
 
 
 def describe(net: FeatureNet) -> str:

@@ -1,6 +1,9 @@
 """Image sets for FID: folders of images, ADM-style sample `.npz` files (`arr_0`, uint8 NHWC), data specs.
 
 Every source yields uint8 batches (B, C, H, W); statistics `.npz` files (`mu`, `sigma`) are handled by the caller.
+Specs are classified by `robustok.data.spec.parse_data_spec` and folders use `robustok.data.datasets`'
+`IMAGE_SUFFIXES`, as everywhere else. Folders are read as RGB; a data set (`wds:`, a named set) in its own mode:
+gray stays 1 channel, colour is RGB (judged by its first image).
 """
 from __future__ import annotations
 
@@ -13,9 +16,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from robustok.data.datasets import IMAGE_SUFFIXES
 from robustok.errors import DataError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 # what np.load raises on a truncated or corrupt .npz (a zip of .npy files)
 NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
@@ -138,7 +140,9 @@ class ImageSource:
 
     def _spec_batches(self, batch_size: int, rank: int, world: int):
         from robustok.data import eval_batches, to_uint8
-        for x, _ in eval_batches(self.spec, batch_size, self.num_images, resolution=self.resolution, channels=1,
-                                 root=self.data_root, rank=rank, world=world):
+        from robustok.data.datasets import native_channels
+        channels = native_channels(self.spec, self.data_root)
+        for x, _ in eval_batches(self.spec, batch_size, self.num_images, resolution=self.resolution,
+                                 channels=channels, root=self.data_root, rank=rank, world=world):
             self._check_size(tuple(x.shape[-2:]), self.spec)
             yield to_uint8(x)

@@ -28,12 +28,14 @@ from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
 from robustok.losses.diffaug import DiffAugment
-from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
+from robustok.losses.config import LossConfig
+from robustok.losses.discriminators import (Discriminator, build_discriminator, discriminator_spec,
+                                            has_discriminator, load_discriminator)
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.tokens.pairs import PairDataset, PairStore
-from robustok.tokenizer.train import LossConfig, load_discriminator
 from robustok.train.faults import fault_point
+from robustok.train.task import Task
 
 
 @dataclass
@@ -42,7 +44,7 @@ class PostTrainConfig:
     pairs: str = ""                     # pairs folder from `robustok post-train-data`
     control: bool = False               # train on the real tokens instead (sigma = 1 control)
     clean_fraction: float = 0.0         # share of each batch trained on clean pairs (protects rFID)
-    reuse_discriminator: bool = True    # load <tokenizer>/discriminator.safetensors if present (authors: false,
+    reuse_discriminator: bool = True    # load <tokenizer>/discriminator/ if present (authors: false,
                                         # fresh heads from step 0: their yaml sets debug_disc)
     disc_diffaug: Optional[str] = None  # DiffAugment policy of the post-training D; None: a reused D keeps its
                                         # own, a fresh one uses loss.diffaug (authors: color,translation,cutout)
@@ -91,7 +93,9 @@ def epochs_to_steps(epochs: float, num_pairs: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * num_pairs / batch_size))
 
 
-class PostTrainTask:
+class PostTrainTask(Task):
+    """Decoder fine-tuning on pairs (see `robustok.train.task` for the task contract)."""
+
     kind = "tokenizer"
     preview_nrow = 8
 
@@ -101,7 +105,7 @@ class PostTrainTask:
             raise ConfigError(f"clean_fraction must lie in [0, 1], got {cfg.clean_fraction}")
         self.cfg = cfg
         if tokenizer is None:
-            from robustok.adapters import load_tokenizer  # any tokenizer directory (ours or an adapter's)
+            from robustok.tokenizer.loading import load_tokenizer  # any tokenizer directory (ours or an adapter's)
             tokenizer = load_tokenizer(cfg.tokenizer)
         self.model = tokenizer
         self.model.train()
@@ -133,7 +137,7 @@ class PostTrainTask:
     def _discriminator(self, channels: int) -> Discriminator:
         lc = self.cfg.loss
         d = Path(self.cfg.tokenizer) if self.cfg.tokenizer else None
-        if self.cfg.reuse_discriminator and d and (d / "discriminator.safetensors").is_file():
+        if self.cfg.reuse_discriminator and d and has_discriminator(d):
             disc = load_discriminator(d, lc.dino_disc_checkpoint)
             self.reused_discriminator = True
         else:
@@ -150,9 +154,8 @@ class PostTrainTask:
     def decode(self, model: nn.Module, generated: Tensor) -> Tensor:
         return self.store.token_kind.decode_raw(model, generated)
 
-    def step(self, model: nn.Module, batch, step: int, inner: Optional[nn.Module] = None) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch, step: int, inner: nn.Module) -> dict[str, Tensor]:
         generated, x, _ = batch
-        inner = self.model if inner is None else inner
         if self.cfg.control or self.cfg.clean_fraction > 0:
             with torch.no_grad():
                 clean = self.store.token_kind.encode(inner, x)

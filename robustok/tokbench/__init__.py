@@ -57,7 +57,7 @@ class Entry:
 def inspect_tokenizers(paths: list[str], group_by_k: bool) -> list[Entry]:
     """Load every tokenizer once to check it before anything is written: a directory, discrete, with a codebook;
     one K unless `group_by_k`. Names are the directory names (a run's `tokenizer/` is named after its run)."""
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
 
     if len(paths) < 2:
         raise ConfigError("benchmark-tokenizers needs at least two tokenizers to compare")
@@ -96,7 +96,7 @@ def _generator_config(spec: BenchmarkSpec, tokens: Path, tok_path: str, run_dir:
 
 
 def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import eval_batches
     from robustok.metrics.pfid import PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer
@@ -107,12 +107,11 @@ def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:
 
 
 def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) -> str:
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import build_dataset
     from robustok.tokens.store import write_token_store
     from robustok.generator.task import GeneratorTask
-    from robustok.train.checkpoint import list_checkpoints
-    from robustok.train.loop import train
+    from robustok.train.export import train_or_resume
 
     tokens, run_dir = out / "tokens" / entry.name, out / "runs" / f"gen-{entry.name}-seed{seed}"
     if not (tokens / "manifest.json").is_file():
@@ -121,15 +120,13 @@ def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) ->
         write_token_store(tok, ds, tokens, views=1, limit=spec.pretok_images, source=spec.train_data,
                           overwrite=True)  # the benchmark's cache: replaces a half-written store of an old run
     cfg = _generator_config(spec, tokens, entry.path, run_dir, seed)
-    if not (run_dir / "generator" / "model.safetensors").is_file():
-        train(GeneratorTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg,
-              resume=bool(list_checkpoints(run_dir)))
-    return str(run_dir / "generator")
+    return str(train_or_resume("generator", lambda: GeneratorTask(cfg), cfg.run, cfg.train, cfg.data,
+                               full_config=cfg))
 
 
 def _gfid(entry: Entry, gen_path: str, spec: BenchmarkSpec, features, reference) -> dict:
     """gFID without and with CFG, each from two sample sets (seeds 0 and 1): mean and noise floor."""
-    from robustok.adapters import load_tokenizer
+    from robustok.tokenizer.loading import load_tokenizer
     from robustok.demo.stages import decoded_fid, sample_tokens
     from robustok.generator import load_generator
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import ClassVar, Optional
 
 import torch
@@ -9,16 +10,15 @@ from torch import Tensor, nn
 
 from robustok.errors import ConfigError
 from robustok.tokenizer.base import TokenizerBase
-from robustok.tokenizer.conv import ConvDecoder, ConvEncoder
-from robustok.tokenizer.quantizer import VectorQuantizer
-from robustok.tokenizer.vit import ViTDecoder, ViTEncoder
+from robustok.tokenizer.components import BACKBONES, BOTTLENECKS
+from robustok.tokenizer.loading import register_tokenizer_class
 
 
 @dataclass
 class TokenizerConfig:
     image_size: int = 32
     channels: int = 1
-    backbone: str = "conv"                  # conv | vit
+    backbone: str = "conv"                  # conv | vit (robustok.tokenizer.components.BACKBONES)
     hidden_dim: int = 64                    # backbone output / decoder input width (before the projections)
     # conv backbone
     base_channels: int = 32
@@ -32,7 +32,7 @@ class TokenizerConfig:
     dinov2_checkpoint: Optional[str] = None  # local timm DINOv2 file to initialise the ViT encoder
     dinov2_init_decoder: bool = False        # also initialise the ViT decoder's blocks from it (the paper does)
     # bottleneck
-    bottleneck: str = "vq"                  # vq (discrete tokens) | kl (continuous Gaussian latents)
+    bottleneck: str = "vq"                  # vq (discrete tokens) | kl (continuous Gaussian latents): BOTTLENECKS
     codebook_size: int = 1024
     code_dim: int = 8
     l2_norm: bool = True
@@ -51,13 +51,11 @@ class TokenizerConfig:
                               "kl_weight": ">=0"}
 
     def validate(self) -> None:
-        if self.backbone not in ("conv", "vit"):
-            raise ConfigError(f"model.backbone must be 'conv' or 'vit', got {self.backbone!r}")
-        if self.bottleneck not in ("vq", "kl"):
-            raise ConfigError(f"model.bottleneck must be 'vq' or 'kl', got {self.bottleneck!r}")
+        BACKBONES.lookup(self.backbone)
+        BOTTLENECKS.lookup(self.bottleneck)
         if self.channels not in (1, 3):
             raise ConfigError(f"model.channels must be 1 or 3, got {self.channels}")
-        factor = self.patch_size if self.backbone == "vit" else 2 ** (len(self.channel_mult) - 1)
+        factor = BACKBONES.lookup(self.backbone).downsampling(self)
         if self.image_size % factor:
             raise ConfigError(f"model.image_size {self.image_size} is not divisible by the downsampling {factor}")
         if self.codebook_size < 2 or self.codebook_size > 2**31:
@@ -65,10 +63,10 @@ class TokenizerConfig:
 
     @property
     def grid_size(self) -> int:
-        factor = self.patch_size if self.backbone == "vit" else 2 ** (len(self.channel_mult) - 1)
-        return self.image_size // factor
+        return self.image_size // BACKBONES.lookup(self.backbone).downsampling(self)
 
 
+@register_tokenizer_class
 class Tokenizer(TokenizerBase):
     """An image tokenizer. Discrete (`bottleneck="vq"`): `encode` -> token ids, `decode` -> images.
 
@@ -81,19 +79,25 @@ class Tokenizer(TokenizerBase):
         super().__init__(config)
         config.validate()
         c = config
-        if c.backbone == "conv":
-            self.encoder = ConvEncoder(c.channels, c.base_channels, c.channel_mult, c.num_res_blocks, c.hidden_dim)
-            self.decoder = ConvDecoder(c.channels, c.base_channels, c.channel_mult, c.num_res_blocks, c.hidden_dim)
-        else:
-            self.encoder = ViTEncoder(c.channels, c.image_size, c.patch_size, c.vit_width, c.vit_depth, c.vit_heads,
-                                      c.hidden_dim)
-            self.decoder = ViTDecoder(c.channels, c.image_size, c.patch_size, c.vit_width, c.vit_depth, c.vit_heads,
-                                      c.hidden_dim)
-        latent_out = c.code_dim * (2 if c.bottleneck == "kl" else 1)
-        self.quant_conv = nn.Conv2d(c.hidden_dim, latent_out, 1)
+        self.encoder, self.decoder = BACKBONES.lookup(c.backbone).build(c)
+        bottleneck = BOTTLENECKS.lookup(c.bottleneck)
+        self.quant_conv = nn.Conv2d(c.hidden_dim, c.code_dim * bottleneck.input_factor, 1)
         self.post_quant_conv = nn.Conv2d(c.code_dim, c.hidden_dim, 1)
-        self.quantizer = (VectorQuantizer(c.codebook_size, c.code_dim, c.l2_norm, c.commit_weight,
-                                          c.dead_code_threshold, c.usage_decay) if c.bottleneck == "vq" else None)
+        part = bottleneck.from_config(c)
+        self.quantizer = part if part.discrete else None     # discrete: token ids (TokenizerBase's VQ paths)
+        self.gaussian = None if part.discrete else part       # continuous: sampled in `_continuous_forward`
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> TokenizerBase:
+        """Load a tokenizer directory: robustok's own, or an adapter's (any class registered with
+        `robustok.tokenizer.loading`, dispatched on config.json's "class"), in eval mode."""
+        from robustok.hub import read_model_meta
+        from robustok.tokenizer.loading import load_tokenizer, tokenizer_classes
+
+        name = read_model_meta(directory, "tokenizer").get("class")
+        if name != cls.__name__ and name in tokenizer_classes():
+            return load_tokenizer(directory, map_location)
+        return super().from_pretrained(directory, map_location)
 
     # --- hooks of TokenizerBase -------------------------------------------------------------------------
     @property
@@ -120,14 +124,5 @@ class Tokenizer(TokenizerBase):
     def _continuous_forward(self, h: Tensor, perturb: Optional[dict],
                             generator: Optional[torch.Generator]) -> tuple[Tensor, dict, dict]:
         """Gaussian bottleneck: reparameterised sample + KL; latent noise on a beta fraction of images."""
-        from robustok.tokenizer.perturbation import perturb_continuous
-
         mean, logvar = h.chunk(2, dim=1)
-        logvar = logvar.clamp(-30.0, 20.0)
-        z = mean + torch.randn_like(mean) * (0.5 * logvar).exp() if self.training else mean
-        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean()
-        stats: dict[str, Tensor] = {}
-        if perturb is not None and perturb["beta"] > 0:
-            z, mask = perturb_continuous(z, perturb["beta"], perturb["noise_std"], generator)
-            stats["perturbed_images"] = mask.float().mean()
-        return z, {"kl": self.config.kl_weight * kl}, stats
+        return self.gaussian(mean, logvar, perturb, generator)

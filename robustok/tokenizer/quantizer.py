@@ -1,10 +1,14 @@
-"""Vector quantizer with l2-normalised low-dimensional codes, straight-through gradients and dead-code restart."""
+"""The tokenizer bottlenecks: `VectorQuantizer` (l2-normalised low-dimensional codes, straight-through gradients,
+dead-code restart) and `GaussianBottleneck` (continuous latents: reparameterised sample + KL).
+
+Both are registered in `robustok.tokenizer.components.BOTTLENECKS` (`model.bottleneck`: vq | kl); each has
+`discrete`, `input_factor` (pre-quantisation channels per code dimension) and `from_config(TokenizerConfig)`."""
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 
 def _dist_ready() -> bool:
@@ -19,6 +23,13 @@ class VectorQuantizer(nn.Module):
     counts per step) are re-initialised from current encoder outputs at the start of a training forward;
     under torch.distributed usage is summed over ranks and new codes come from rank 0.
     """
+
+    discrete = True
+    input_factor = 1
+
+    @classmethod
+    def from_config(cls, c) -> "VectorQuantizer":
+        return cls(c.codebook_size, c.code_dim, c.l2_norm, c.commit_weight, c.dead_code_threshold, c.usage_decay)
 
     def __init__(self, codebook_size: int, dim: int, l2_norm: bool = True, commit_weight: float = 0.25,
                  dead_threshold: float = 0.01, usage_decay: float = 0.99, track_usage: bool = True):
@@ -93,3 +104,43 @@ class VectorQuantizer(nn.Module):
                  "restarted": torch.tensor(float(restarted))}
         z_q_st = z + (z_q - z).detach()
         return z_q_st, ids_flat.view(b, h, w), {**losses, **stats}
+
+
+class GaussianBottleneck(nn.Module):
+    """Diagonal Gaussian posterior over continuous latents (no parameters).
+
+    In training: a reparameterised sample drawn with `generator` (the global RNG when None), then latent noise on
+    a `perturb["beta"]` fraction of images; in eval mode: the mean, unperturbed. The KL to N(0, I) is weighted
+    by `kl_weight`. `scale` multiplies the latents (after sampling, before the perturbation).
+    """
+
+    discrete = False
+    input_factor = 2   # mean and log-variance
+
+    def __init__(self, kl_weight: float = 1e-6):
+        super().__init__()
+        self.kl_weight = kl_weight
+
+    @classmethod
+    def from_config(cls, c) -> "GaussianBottleneck":
+        return cls(c.kl_weight)
+
+    def forward(self, mean: Tensor, logvar: Tensor, perturb: dict | None = None,
+                generator: torch.Generator | None = None,
+                scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+        """(latents, {"kl": weighted KL}, stats) from the posterior moments (B, d, h, w)."""
+        from robustok.tokenizer.perturbation import perturb_continuous
+
+        logvar = logvar.clamp(-30.0, 20.0)
+        if self.training:
+            eps = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+            z = mean + eps * (0.5 * logvar).exp()
+        else:
+            z = mean
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=(1, 2, 3)).mean()
+        z = z * scale
+        stats: dict[str, Tensor] = {}
+        if self.training and perturb is not None and perturb.get("beta", 0) > 0:
+            z, mask = perturb_continuous(z, perturb["beta"], perturb["noise_std"], generator)
+            stats["perturbed_images"] = mask.float().mean()
+        return z, {"kl": self.kl_weight * kl}, stats

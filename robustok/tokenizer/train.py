@@ -2,10 +2,9 @@
 with latent perturbation on a beta fraction of images, annealed per step."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -13,48 +12,17 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
 from robustok.errors import CheckpointError, ConfigError
-from robustok.hub import atomic_write_bytes, save_tensors
-from robustok.losses.discriminators import Discriminator, build_discriminator, discriminator_spec
+from robustok.losses.config import LossConfig
+from robustok.losses.discriminators import (Discriminator, build_discriminator, discriminator_spec,
+                                            load_discriminator, save_discriminator)
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.losses.semantic import build_semantic
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.tokenizer.perturbation import PerturbationConfig, scheduled
+from robustok.train.task import Task
 
-
-@dataclass
-class LossConfig:
-    l1_weight: float = 1.0
-    l2_weight: float = 1.0
-    perceptual: str = "none"          # none | lpips (needs lpips_vgg + lpips_lin weight files) | aux (needs
-                                      # aux_perceptual_weights: robustok.losses.aux_perceptual, not the FID net)
-    perceptual_weight: float = 1.0
-    lpips_vgg: Optional[str] = None
-    lpips_lin: Optional[str] = None
-    aux_perceptual_weights: Optional[str] = None  # `python -m robustok.losses.aux_perceptual --train FILE`
-    disc_weight: float = 0.0          # GAN term weight (paper: 0.5); 0 disables the discriminator
-    disc_start: int = 0               # step at which the GAN terms switch on
-    disc_lr: float = 1e-4
-    disc_weight_decay: float = 0.0
-    disc_width: int = 32
-    disc_layers: int = 2
-    lecam_weight: float = 0.001
-    adaptive_weight: bool = True
-    disc_kind: str = "patch"          # a name in robustok.losses.discriminators.DISCRIMINATORS: patch | dino
-    diffaug: str = ""                 # DiffAugment policy on the discriminator's inputs, e.g. color,translation,cutout
-    dino_disc_checkpoint: Optional[str] = None   # disc_kind=dino: local DINO ViT-S/16 weights (timm key names)
-    dino_disc_image_size: int = 224   # the backbone's input size (crop/resize to it)
-    dino_disc_taps: list[int] = field(default_factory=lambda: [-1, 2, 5, 8, 11])   # -1: after the patch embedding
-    dino_disc_virtual_bs: int = 8     # local batch-norm group size of the heads
-    semantic: str = "none"            # none | dinov2 (InfoNCE to a frozen DINOv2 teacher's cls feature)
-    semantic_weight: float = 0.1
-    semantic_checkpoint: Optional[str] = None    # local DINOv2 ViT weights (timm key names)
-    semantic_logit_scale: float = 1.0
-    semantic_normalize: bool = False
-
-    BOUNDS: ClassVar[dict] = {"l1_weight": ">=0", "l2_weight": ">=0", "perceptual_weight": ">=0", "disc_weight": ">=0",
-                              "disc_start": ">=0", "disc_lr": ">0", "disc_weight_decay": ">=0", "disc_width": ">=1",
-                              "disc_layers": ">=1", "lecam_weight": ">=0"}
+__all__ = ["LossConfig", "TokenizerTask", "TokenizerTrainConfig", "check_weight_files", "load_discriminator"]
 
 
 @dataclass
@@ -103,32 +71,12 @@ def check_weight_files(cfg: TokenizerTrainConfig) -> None:
                               f"docs/imagenet.md): {', '.join(missing)}")
 
 
-def load_discriminator(directory: str | Path, backbone: Optional[str] = None) -> Discriminator:
-    """The discriminator saved beside a tokenizer (`discriminator.json` + `.safetensors`), errors naming the file.
+class TokenizerTask(Task):
+    """The training step of stage 1 (see `robustok.train.task` for the task contract).
 
-    `backbone`: a new path for a DINO discriminator's frozen backbone file (it may have moved since training).
+    Previews show reconstructions of the first 8 images of `data.val` (held-out images) next to those of the
+    current training batch.
     """
-    from robustok.hub import load_state_checked, load_tensors
-    meta_path, weights = Path(directory) / "discriminator.json", Path(directory) / "discriminator.safetensors"
-    if not meta_path.is_file():
-        raise CheckpointError(f"{meta_path}: not found, but {weights.name} is there (both are written together); "
-                              "copy it too or set reuse_discriminator=false")
-    try:
-        meta = json.loads(meta_path.read_text())
-        if not isinstance(meta, dict):
-            raise TypeError("not a JSON object")
-        if meta.get("kind") == "dino" and backbone:
-            meta["checkpoint"] = backbone
-        disc = build_discriminator(meta)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
-                              "expected the JSON written with the tokenizer (kind and its settings)") from None
-    load_state_checked(disc, load_tensors(weights), str(weights))
-    return disc
-
-
-class TokenizerTask:
-    """The training step of stage 1 (see `robustok.train.loop` for the task protocol)."""
 
     kind = "tokenizer"
     preview_nrow = 8
@@ -164,14 +112,13 @@ class TokenizerTask:
         alpha, delta, noise = scheduled(p, step, self.cfg.train.steps)
         return {"beta": p.beta, "alpha": alpha, "delta": delta, "noise_std": noise, "neighbours": p.neighbours}
 
-    def step(self, model: nn.Module, batch, step: int) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch, step: int, inner: Tokenizer) -> dict[str, Tensor]:
         x = batch[0]
         perturb = self.perturb_args(step)
         out = model(x, perturb)
         loss, d_loss, logs = reconstruction_objective(out.recon.float(), x, self.cfg.loss, self.perceptual,
-                                                      self.disc, self.model.last_layer, step)
+                                                      self.disc, inner.last_layer, step)
         if self.semantic is not None:
-            inner = self.model
             self.semantic.to(x.device)
             sem = self.semantic(x, out.latents, lambda f: inner._latent_mean(inner.quant_conv(f)))
             loss = loss + sem
@@ -182,19 +129,27 @@ class TokenizerTask:
             logs.update(alpha=torch.tensor(perturb["alpha"]), delta=torch.tensor(float(perturb["delta"])))
         result.update(loss=loss, **logs, **{k: v.detach() for k, v in {**out.losses, **out.stats}.items()})
         if out.ids is not None:
-            result["codebook_usage"] = (self.model.quantizer.usage > self.cfg.model.dead_code_threshold).float().mean()
+            result["codebook_usage"] = (inner.quantizer.usage > self.cfg.model.dead_code_threshold).float().mean()
         return result
 
     def preview(self, model: Tokenizer, batch) -> Tensor:
         x = batch[0][:8]
+        held_out = self._val_images(x.device)
         was = model.training
         model.eval()
-        rows = [x, model.reconstruct(x)]
+        rows = [x, model.reconstruct(x), held_out, model.reconstruct(held_out)]
         model.train(was)
         return torch.cat(rows)
+
+    def _val_images(self, device: torch.device) -> Tensor:
+        """The first 8 images of `data.val` (read once)."""
+        if getattr(self, "_val", None) is None:
+            from robustok.data import eval_batches
+            d = self.cfg.data
+            self._val = next(iter(eval_batches(d.val, 8, 8, d.resolution, d.channels, root=d.root)))[0]
+        return self._val.to(device)
 
     def export(self, directory: Path, model: Tokenizer) -> None:
         """Save the discriminator beside the tokenizer, so post-training can reuse it."""
         if self.disc is not None:
-            save_tensors(self.disc.state_dict(), Path(directory) / "discriminator.safetensors")
-            atomic_write_bytes(Path(directory) / "discriminator.json", json.dumps(self.disc.spec).encode())
+            save_discriminator(self.disc, directory)

@@ -127,7 +127,7 @@ def load_dinov2(module: ViTEncoder | ViTDecoder, path: str | Path) -> list[str]:
     if not path.is_file():
         raise CheckpointError(f"{path}: DINOv2 checkpoint not found (e.g. timm's vit_base_patch14_dinov2.lvd142m "
                               "model.safetensors from a local download)")
-    from robustok.adapters.base import read_checkpoint  # safetensors or weights-only, errors name the file
+    from robustok.weight_files import read_checkpoint  # safetensors or weights-only, errors name the file
     state, _ = read_checkpoint(path)
     own = module.state_dict()
     loaded: list[str] = []

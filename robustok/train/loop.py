@@ -1,26 +1,12 @@
-"""The one training loop. A stage supplies a `Task`; the loop owns everything else.
+"""The one training loop. A stage supplies a `robustok.train.task.Task`; the loop owns everything else.
 
-A task provides:
-- `kind` ("tokenizer", "generator", ...): the final model is exported to `<run.dir>/<kind>/`;
-- `model`: a `robustok.hub.Pretrained` module (DDP-wrapped, EMA'd, optimised with AdamW);
-- `dataset`: what `robustok.data.train_batches` reads (or override `batches(...)`);
-- `step(model, batch, step) -> dict[str, Tensor]` with `"loss"` (and `"disc_loss"` if it has a discriminator);
-  every other entry is logged as a scalar;
-- optional: `disc` (a module trained by `disc_loss` with its own AdamW: `disc_lr`, `disc_weight_decay`),
-  `preview(model, batch) -> images` for sample grids, `export(directory, model)` to save extra files,
-  `trainable_parameters()` to train a subset of `model`'s parameters, `eval_every` + `evaluate(model, step)
-  -> dict` for periodic evaluation, called on every rank (logged; the task may keep its best model),
-  `checkpoint_state() -> dict` / `load_checkpoint_state(dict)` for task state that a resume must restore
-  (tensors, numbers, strings, lists and dicts: it is stored in `trainer.pt`, loaded with weights_only=True),
-  `ema_warmup` (default True: `ema_decay_at`'s warm-up; False: the plain decay from step 0, for a model that
-  starts from trained weights) and `eval_ema` (default True: previews, `evaluate` and the export use the EMA
-  when there is one; False: the online model).
-
+The task contract (required members, optional hooks and their defaults) is stated in `robustok.train.task`.
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
-bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step seeding (so `--resume` gives
-the same subsequent losses), atomic checkpoints, metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a
-lock on `run.dir` (one run at a time). Only finite weights are checkpointed; rows logged after the checkpoint a
-run resumes from are dropped from the logs.
+bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step
+seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving), atomic checkpoints,
+metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a lock on `run.dir` (one run at a time). Only finite
+weights are checkpointed; rows logged after the checkpoint a run resumes from are dropped from the logs.
+The final model goes to `<run.dir>/<kind>/` (`robustok.train.export` reads runs without knowing this layout).
 """
 from __future__ import annotations
 
@@ -28,16 +14,15 @@ import contextlib
 import copy
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
-from robustok.data import train_batches
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
 from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
@@ -47,6 +32,7 @@ from robustok.train.faults import fault_point
 from robustok.train.lock import run_lock
 from robustok.train.reproducible import make_deterministic
 from robustok.train.logging import MetricsLogger, save_grid
+from robustok.train.task import Task
 
 
 def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
@@ -83,14 +69,11 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(
-        np.frombuffer(np.random.get_state()[1].tobytes(), dtype=np.uint8).copy())}
-
-
-def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
+def train(task: Task, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
           resume: bool = False) -> Path:
     """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
+    if not isinstance(task, Task):
+        raise TypeError(f"train(): the task must subclass robustok.train.task.Task, got {type(task).__name__}")
     if cfg.steps < 1:
         raise ConfigError(f"train.steps must be at least 1, got {cfg.steps}")
     info = rdist.setup()
@@ -100,9 +83,12 @@ def train(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_co
         return _train_locked(task, run, cfg, data, full_config, resume, info)
 
 
-def _restore(task: Any, run_dir: Path, modules: dict[str, nn.Module], opts: dict[str, Any], resume: bool,
+def _restore(task: Task, run_dir: Path, modules: dict[str, nn.Module], opts: dict[str, Any], resume: bool,
              keep: int, info: rdist.DistInfo) -> int:
-    """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step."""
+    """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step.
+
+    Checkpoints of earlier versions also hold an `rng` entry; it is not needed (every step reseeds) and ignored.
+    """
     if info.is_main:
         clean_stale(run_dir)
     ckpt = latest_checkpoint(run_dir)
@@ -119,7 +105,7 @@ def _restore(task: Any, run_dir: Path, modules: dict[str, nn.Module], opts: dict
     for key, o in opts.items():
         if o is not None and key in state:
             o.load_state_dict(state[key])
-    if hasattr(task, "load_checkpoint_state") and "task" in state:
+    if "task" in state:
         task.load_checkpoint_state(state["task"])
     if info.is_main:
         prune(run_dir, keep)  # a run killed between saving a checkpoint and pruning the old ones
@@ -133,11 +119,12 @@ def _diverged(run_dir: Path, what: str, step: int, out: dict) -> RobustokError:
                          f"checkpoint: {last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.")
 
 
-def _save(task: Any, run: RunConfig, run_dir: Path, done: int, modules: dict[str, nn.Module],
+def _save(task: Task, run: RunConfig, run_dir: Path, done: int, modules: dict[str, nn.Module],
           opts: dict[str, Any]) -> None:
-    state = {"step": done, "rng": _rng_state(), **{k: o.state_dict() for k, o in opts.items() if o is not None}}
-    if hasattr(task, "checkpoint_state"):
-        state["task"] = task.checkpoint_state()
+    state = {"step": done, **{k: o.state_dict() for k, o in opts.items() if o is not None}}
+    extra = task.checkpoint_state()
+    if extra is not None:
+        state["task"] = extra
     try:
         save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
     except CheckpointError as err:
@@ -145,81 +132,100 @@ def _save(task: Any, run: RunConfig, run_dir: Path, done: int, modules: dict[str
                             f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.") from None
 
 
-def _optimisers(task: Any, model: nn.Module, disc: Optional[nn.Module], cfg: TrainConfig):
+def _optimisers(task: Task, model: nn.Module, disc: Optional[nn.Module], cfg: TrainConfig):
     """The trained parameters, AdamW for them (and for the discriminator, if any)."""
-    params = list(task.trainable_parameters()) if hasattr(task, "trainable_parameters") else \
-        [p for p in model.parameters() if p.requires_grad]
+    chosen = task.trainable_parameters()
+    params = list(chosen) if chosen is not None else [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     disc_opt = None
     if disc is not None:
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=getattr(task, "disc_lr", cfg.lr), betas=tuple(cfg.betas),
-                                     weight_decay=getattr(task, "disc_weight_decay", 0.0))
+        disc_lr = task.disc_lr if task.disc_lr is not None else cfg.lr
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=disc_lr, betas=tuple(cfg.betas),
+                                     weight_decay=task.disc_weight_decay)
     return params, opt, disc_opt
 
 
-def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
-                  info: rdist.DistInfo) -> Path:
-    device = info.device
-    run_dir = Path(run.dir)
-    model: nn.Module = task.model.to(device)
-    disc: Optional[nn.Module] = getattr(task, "disc", None)
-    if disc is not None:
-        disc.to(device)
-    params, opt, disc_opt = _optimisers(task, model, disc, cfg)
-    min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
-    base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
-    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    ema_warmup = getattr(task, "ema_warmup", True)
-    shown = ema if ema is not None and getattr(task, "eval_ema", True) else model  # previews, evaluation, export
+@dataclass
+class _Run:
+    """What one training run holds while it steps: the modules, their optimisers and the logging state."""
 
-    modules = {"model": model, **({"ema": ema} if ema is not None else {}), **({"disc": disc} if disc else {})}
-    opts = {"opt": opt, "disc_opt": disc_opt}
-    start = _restore(task, run_dir, modules, opts, resume, run.keep_checkpoints, info)
+    task: Task
+    run: RunConfig
+    cfg: TrainConfig
+    info: rdist.DistInfo
+    run_dir: Path
+    model: nn.Module                 # the unwrapped model (what the task's `inner` is)
+    disc: Optional[nn.Module]
+    ema: Optional[nn.Module]
+    shown: nn.Module                 # previews, evaluation, export: the EMA unless the task's eval_ema is False
+    params: list
+    opt: torch.optim.Optimizer
+    disc_opt: Optional[torch.optim.Optimizer]
+    base_lrs: list                   # (optimiser, its configured lr), read before a resume restores its state
+
+    @property
+    def modules(self) -> dict[str, nn.Module]:
+        return {"model": self.model, **({"ema": self.ema} if self.ema is not None else {}),
+                **({"disc": self.disc} if self.disc is not None else {})}
+
+    @property
+    def opts(self) -> dict[str, Any]:
+        return {"opt": self.opt, "disc_opt": self.disc_opt}
+
+
+def _setup(task: Task, run: RunConfig, cfg: TrainConfig, info: rdist.DistInfo) -> _Run:
+    """Move the task's modules to the device, build optimisers and the EMA."""
+    model: nn.Module = task.model.to(info.device)
+    disc = task.disc
+    if disc is not None:
+        disc.to(info.device)
+    params, opt, disc_opt = _optimisers(task, model, disc, cfg)
+    ema = copy.deepcopy(model).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+    shown = ema if ema is not None and task.eval_ema else model
+    base_lrs = [(o, o.param_groups[0]["lr"]) for o in (opt, disc_opt) if o is not None]
+    return _Run(task, run, cfg, info, Path(run.dir), model, disc, ema, shown, params, opt, disc_opt, base_lrs)
+
+
+def _train_locked(task: Task, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
+                  info: rdist.DistInfo) -> Path:
+    r = _setup(task, run, cfg, info)
+    start = _restore(task, r.run_dir, r.modules, r.opts, resume, run.keep_checkpoints, info)
     if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
-        save_config(full_config, run_dir / "config.yaml")
+        save_config(full_config, r.run_dir / "config.yaml")
     if start >= cfg.steps:
         if info.is_main:
             print(f"nothing to do: already at step {start} of {cfg.steps}")
-        return _export(task, shown, run_dir, info)
-
-    wrapped: nn.Module = model
+        return _export(task, r.shown, r.run_dir, info)
+    wrapped: nn.Module = r.model
     if info.world > 1:
-        wrapped = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+        device = info.device
+        wrapped = nn.parallel.DistributedDataParallel(r.model, device_ids=[device.index] if device.type == "cuda"
                                                       else None)
     forward_model = torch.compile(wrapped) if cfg.compile else wrapped
-    batches = (task.batches(data.batch_size, run.seed, info.rank, info.world, start)
-               if hasattr(task, "batches") else
-               train_batches(task.dataset, data.batch_size, run.seed, info.rank, info.world, start,
-                             data.num_workers))
-    batches = ThroughputProbe(cfg.steps, start, device, info.world, enabled=info.is_main).wrap(batches)
-    logger = MetricsLogger(run_dir, enabled=info.is_main, start_step=start)
+    batches = task.batches(data.batch_size, run.seed, info.rank, info.world, start, data.num_workers)
+    batches = ThroughputProbe(cfg.steps, start, info.device, info.world, enabled=info.is_main).wrap(batches)
+    _steps(r, forward_model, batches, start)
+    return _export(task, r.shown, r.run_dir, info)
+
+
+def _steps(r: _Run, forward_model: nn.Module, batches, start: int) -> None:
+    """Steps `start` .. `cfg.steps - 1`: update, log, preview, evaluate, checkpoint."""
+    task, run, cfg, info, device = r.task, r.run, r.cfg, r.info, r.info.device
+    min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
+    logger = MetricsLogger(r.run_dir, enabled=info.is_main, start_step=start)
     bar = tqdm(total=cfg.steps, initial=start, disable=not (info.is_main and run.progress), dynamic_ncols=True,
                desc=f"train {task.kind}")
     acc: dict[str, float] = {}
     n_acc, t0, images = 0, time.time(), 0
-    model.train()
+    r.model.train()
     for step in range(start, cfg.steps):
         torch.manual_seed(step_seed(run.seed, step, info.rank))
         factor = lr_factor(step, cfg.warmup_steps, cfg.steps, min_ratio)
-        for o, base in base_lrs:
+        for o, base in r.base_lrs:
             for group in o.param_groups:
                 group["lr"] = base * factor
         batch = [b.to(device, non_blocking=True) if torch.is_tensor(b) else b for b in next(batches)]
-        with _autocast(cfg, device):
-            out = task.step(forward_model, batch, step)
-        loss = out["loss"]
-        if not torch.isfinite(loss.detach()).all():
-            raise _diverged(run_dir, "non-finite loss", step, out)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-        if not torch.isfinite(grad_norm):  # the update would write NaN/inf into the weights
-            raise _diverged(run_dir, "non-finite gradient", step, out)
-        opt.step()
-        if disc is not None and "disc_loss" in out:
-            _disc_update(disc, disc_opt, out["disc_loss"], cfg.grad_clip)
-        if ema is not None:
-            update_ema(ema, model, ema_decay_at(step, cfg.ema_decay) if ema_warmup else cfg.ema_decay)
+        out, grad_norm = _update(r, forward_model, batch, step)
         images += batch[0].shape[0] * info.world
         for k, v in out.items():
             acc[k] = acc.get(k, 0.0) + (float(v.detach().float().mean()) if torch.is_tensor(v) else float(v))
@@ -229,27 +235,50 @@ def _train_locked(task: Any, run: RunConfig, cfg: TrainConfig, data: DataConfig,
         done = step + 1
         if done % run.log_every == 0 or done == cfg.steps:
             values = rdist.mean_over_ranks({k: v / n_acc for k, v in acc.items()}, device)
-            dt = time.time() - t0
-            values.update(lr=opt.param_groups[0]["lr"], images_per_s=images / max(dt, 1e-9))
+            values.update(lr=r.opt.param_groups[0]["lr"], images_per_s=images / max(time.time() - t0, 1e-9))
             logger.log(done, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}", img_s=f"{values['images_per_s']:.0f}")
             acc, n_acc, t0, images = {}, 0, time.time(), 0
-        if info.is_main and run.sample_every > 0 and (done % run.sample_every == 0 or done == cfg.steps) \
-                and hasattr(task, "preview"):
-            _preview(task, shown, batch, run_dir / "samples" / f"step-{done:07d}.png")
-        eval_every = getattr(task, "eval_every", 0)
-        if eval_every and (done % eval_every == 0 or done == cfg.steps):
-            values = task.evaluate(shown, done)  # every rank: its shard
-            logger.log(done, values)
-        if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or done == cfg.steps:
-            rdist.barrier()
-            if info.is_main:
-                _save(task, run, run_dir, done, modules, opts)
-            rdist.barrier()
+        _after_step(r, logger, batch, done)
         fault_point("step")
     bar.close()
     logger.close()
-    return _export(task, shown, run_dir, info)
+
+
+def _update(r: _Run, forward_model: nn.Module, batch: list, step: int) -> tuple[dict, torch.Tensor]:
+    """One optimisation step (model, discriminator, EMA); returns the task's outputs and the gradient norm."""
+    cfg = r.cfg
+    with _autocast(cfg, r.info.device):
+        out = r.task.step(forward_model, batch, step, r.model)
+    loss = out["loss"]
+    if not torch.isfinite(loss.detach()).all():
+        raise _diverged(r.run_dir, "non-finite loss", step, out)
+    r.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(r.params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+    if not torch.isfinite(grad_norm):  # the update would write NaN/inf into the weights
+        raise _diverged(r.run_dir, "non-finite gradient", step, out)
+    r.opt.step()
+    if r.disc is not None and "disc_loss" in out:
+        _disc_update(r.disc, r.disc_opt, out["disc_loss"], cfg.grad_clip)
+    if r.ema is not None:
+        update_ema(r.ema, r.model, ema_decay_at(step, cfg.ema_decay) if r.task.ema_warmup else cfg.ema_decay)
+    return out, grad_norm
+
+
+def _after_step(r: _Run, logger: MetricsLogger, batch: list, done: int) -> None:
+    """Preview, evaluation and checkpoint after step `done` when they are due."""
+    run, last = r.run, done == r.cfg.steps
+    if r.info.is_main and run.sample_every > 0 and (done % run.sample_every == 0 or last):
+        _preview(r.task, r.shown, batch, r.run_dir / "samples" / f"step-{done:07d}.png")
+    every = r.task.eval_every
+    if every and (done % every == 0 or last):
+        logger.log(done, r.task.evaluate(r.shown, done))  # every rank: its shard
+    if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or last:
+        rdist.barrier()
+        if r.info.is_main:
+            _save(r.task, run, r.run_dir, done, r.modules, r.opts)
+        rdist.barrier()
 
 
 def _disc_update(disc: nn.Module, disc_opt: torch.optim.Optimizer, disc_loss: torch.Tensor, clip: float) -> None:
@@ -262,21 +291,22 @@ def _disc_update(disc: nn.Module, disc_opt: torch.optim.Optimizer, disc_loss: to
         disc_opt.step()
 
 
-def _preview(task: Any, model: nn.Module, batch: Any, path: Path) -> None:
+def _preview(task: Task, model: nn.Module, batch: Any, path: Path) -> None:
     with torch.no_grad():
         grid = task.preview(model, batch)
     if grid is not None:
-        save_grid(grid, path, nrow=getattr(task, "preview_nrow", None), scale=2 if grid.shape[-1] <= 64 else 1)
+        save_grid(grid, path, nrow=task.preview_nrow, scale=2 if grid.shape[-1] <= 64 else 1)
 
 
-def _export(task: Any, final: nn.Module, run_dir: Path, info: rdist.DistInfo) -> Path:
+def _export(task: Task, final: nn.Module, run_dir: Path, info: rdist.DistInfo) -> Path:
     """Save the final weights (the EMA if enabled, unless the task's `eval_ema` is False) to `<run_dir>/<kind>/`
     and any task extras."""
-    out = run_dir / task.kind
+    from robustok.train.export import final_model_dir
+
+    out = final_model_dir(run_dir, task.kind)
     if info.is_main:
         final.save_pretrained(out)
         fault_point("export")
-        if hasattr(task, "export"):
-            task.export(out, final)
+        task.export(out, final)
     rdist.barrier()
     return out

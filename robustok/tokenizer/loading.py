@@ -1,0 +1,61 @@
+"""Load any tokenizer directory: robustok's own `Tokenizer` or a registered adapter's, by `config.json`'s class.
+
+Tokenizer classes register themselves (`register_tokenizer_class`, usually as a class decorator where the class
+is defined). Plug-in packages are listed in `PLUGINS` by module name and imported on the first load, so the
+core never imports an adapter module itself; a package outside robustok adds its module with `register_plugin`
+(or registers its classes directly).
+
+    >>> import robustok
+    >>> tok = robustok.load_tokenizer("runs/tok/tokenizer")          # doctest: +SKIP
+    >>> vae = robustok.load_tokenizer("weights/sd-vae-converted")    # an adapter's directory  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+
+from robustok.errors import CheckpointError
+from robustok.hub import CONFIG_NAME, load_by_class
+
+if TYPE_CHECKING:
+    from robustok.tokenizer.base import TokenizerBase
+
+C = TypeVar("C", bound=type)
+
+_CLASSES: dict[str, type] = {}
+PLUGINS: list[str] = ["robustok.tokenizer.model", "robustok.adapters"]   # imported on first use, in order
+_imported: set[str] = set()
+
+
+def register_tokenizer_class(cls: C) -> C:
+    """Make `load_tokenizer` accept directories whose `config.json` names `cls` (usable as a decorator)."""
+    _CLASSES[cls.__name__] = cls
+    return cls
+
+
+def register_plugin(module: str) -> None:
+    """Import `module` (which registers its tokenizer classes) before the next load."""
+    if module not in PLUGINS:
+        PLUGINS.append(module)
+
+
+def tokenizer_classes() -> dict[str, type]:
+    """Class name (as written to config.json) -> class, for every tokenizer `load_tokenizer` accepts."""
+    for module in list(PLUGINS):
+        if module not in _imported:
+            importlib.import_module(module)
+            _imported.add(module)
+    return dict(_CLASSES)
+
+
+def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -> "TokenizerBase":
+    """Load any robustok tokenizer directory (ours or an adapter's), in eval mode."""
+    path = Path(path)
+    if path.is_file():
+        raise CheckpointError(f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
+                              "model.safetensors (convert original weight files with "
+                              "robustok.adapters.load_external(kind, file).save_pretrained(dir))")
+    return load_by_class(path, tokenizer_classes(), "tokenizer", map_location).eval()
