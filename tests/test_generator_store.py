@@ -181,7 +181,7 @@ def test_webdataset_store_trains_a_generator_and_checks_entries(folder, tmp_path
     task = GeneratorTask(cfg)
     assert isinstance(task.dataset, TokenShards) and task.model.config.vocab_size == 32
     x, y = next(train_batches(task.dataset, 8, seed=0))
-    assert x.shape == (8, 8, 8) and task.step(task.model, (x, y), 0)["loss"].isfinite()
+    assert x.shape == (8, 8, 8) and task.step(task.model, (x, y), 0, task.model)["loss"].isfinite()
     with pytest.raises(DataError, match="tokenizer"):
         TokenShards(tmp_path / "wds", fingerprint=tiny_tokenizer(seed=1).fingerprint())
     with pytest.raises(DataError, match="'wds' store"):
