@@ -60,6 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from robustok.plugins import load_plugins
+
+    try:
+        load_plugins()    # ROBUSTOK_PLUGINS: generators, backbones, data sets, features registered from outside
+    except RobustokError as err:
+        print(f"robustok: error: {err}", file=sys.stderr)
+        return 2
     try:
         args = parse_args(argv)
     except argparse.ArgumentError as err:  # one line, like every other bad-input error
