@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--top-k", type=bounded(int, ">=0"), default=0)
     p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0)
     p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps for SDEdit")
+    p.add_argument("--mask-steps", type=bounded(int, ">=1"), default=None,    # masked generator (issue 11 part 6)
+                   help="masked: parallel decoding steps (default: the generator's, 10)")
+    p.add_argument("--choice-temperature", type=bounded(float, ">=0"), default=None,
+                   help="masked: Gumbel scale of the token confidence, annealed to 0 (default: 4.5)")
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--pair-input", default="ids", choices=["ids", "roundtrip"],
                    help="what the decoder is trained on: the generated ids (default) or, as the authors, "
@@ -72,7 +76,8 @@ def run_data(args: argparse.Namespace) -> int:
                      batch_size=args.batch_size, pair_input=args.pair_input)
     opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
                            temperature=args.temperature, top_k=args.top_k or None,
-                           top_p=args.top_p if args.top_p < 1 else None, steps=args.steps)
+                           top_p=args.top_p if args.top_p < 1 else None, steps=args.steps,
+                           mask_steps=args.mask_steps, choice_temperature=args.choice_temperature)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
                      overwrite=args.overwrite)

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="AR: static KV cache and CUDA-graph decoding steps (same images, much faster on a GPU)")
     p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help="diffusion: ODE steps")
     p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
+    p.add_argument("--mask-steps", type=bounded(int, ">=1"), default=None,    # masked generator (issue 11 part 6)
+                   help="masked: parallel decoding steps (default: the generator's, 10)")
+    p.add_argument("--choice-temperature", type=bounded(float, ">=0"), default=None,
+                   help="masked: Gumbel scale of the token confidence, annealed to 0 (default: 4.5)")
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all, balanced)")
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     opts = SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
                            temperature=args.temperature, top_k=args.top_k or None,
                            top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
-                           steps=args.steps, sampler=args.sampler)
+                           steps=args.steps, sampler=args.sampler, mask_steps=args.mask_steps,
+                           choice_temperature=args.choice_temperature)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes, overwrite=args.overwrite)
     if info.is_main:

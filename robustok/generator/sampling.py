@@ -25,6 +25,8 @@ class SamplingOptions:
     steps: int = 50                    # diffusion
     sampler: str = "heun"              # diffusion: euler | heun
     shift: float = 1.0                 # diffusion: time-grid shift
+    mask_steps: Optional[int] = None   # masked: parallel decoding steps (None: the generator's default)
+    choice_temperature: Optional[float] = None   # masked: Gumbel scale of the confidence (None: default)
 
 
 def check_pair(generator: Any, tokenizer: Any) -> None:
@@ -33,7 +35,9 @@ def check_pair(generator: Any, tokenizer: Any) -> None:
     have = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
     if want and have and want != have:
         raise CheckpointError(f"the generator was trained on tokens of tokenizer {want}, but --tokenizer is {have}")
-    if isinstance(generator, ARGenerator):
+    if hasattr(generator, "check_tokenizer"):   # masked generator (issue 11 part 6)
+        generator.check_tokenizer(tokenizer)
+    elif isinstance(generator, ARGenerator):
         if not getattr(tokenizer, "is_discrete", True):
             raise CheckpointError("an AR generator needs a discrete tokenizer; this one is continuous")
         if int(tokenizer.codebook_size) != generator.config.vocab_size:
@@ -47,6 +51,8 @@ def check_pair(generator: Any, tokenizer: Any) -> None:
 def sample_codes(generator: Any, labels: torch.Tensor, opts: SamplingOptions,
                  rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """Token ids (B, h, w) from an AR generator, or raw latents (B, C, h, w) from a diffusion generator."""
+    if hasattr(generator, "sample_codes"):   # masked generator (issue 11 part 6)
+        return generator.sample_codes(labels, opts, rng)
     if isinstance(generator, ARGenerator):
         return generator.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k,
                                 top_p=opts.top_p, generator=rng, cfg_schedule=opts.cfg_schedule,
@@ -60,6 +66,8 @@ def generate(generator: Any, tokenizer: Any, labels: torch.Tensor, opts: Samplin
              rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """Images float [-1, 1] (B, C, H, W) for class ids `labels` (B,)."""
     codes = sample_codes(generator, labels, opts, rng)
+    if hasattr(generator, "sample_codes"):   # masked generator (issue 11 part 6)
+        return generator.decode(tokenizer, codes)
     if isinstance(generator, ARGenerator):
         return tokenizer.decode(codes).float()
     return tokenizer.decode_latents(codes).clamp(-1, 1).float()

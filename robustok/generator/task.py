@@ -27,7 +27,7 @@ class GeneratorDataConfig:
 
 @dataclass
 class GeneratorModelConfig:
-    kind: str = "ar"                   # ar (discrete ids) | diffusion (continuous latents)
+    kind: str = "ar"                   # ar | masked (discrete ids) | diffusion (continuous latents)
     preset: str = "tiny"               # ar: tiny|small|rar-b|rar-l|rar-xl; diffusion: tiny|small|sit-b|sit-l|sit-xl
     dim: int = 0                       # 0: from the preset
     depth: int = 0
@@ -105,7 +105,10 @@ def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards)
                               qk_norm=mc.qk_norm, latent_mean=mean, latent_std=std,
                               tokenizer_fingerprint=store.fingerprint, preset=mc.preset)
         return DiffusionGenerator(cfg)
-    raise ConfigError(f"model.kind must be 'ar' or 'diffusion', got {mc.kind!r}")
+    if mc.kind == "masked":   # masked generator (issue 11 part 6); to be replaced by the generator registry
+        from robustok.generator.masked import MaskedGenerator
+        return MaskedGenerator.build(mc, store)
+    raise ConfigError(f"model.kind must be 'ar', 'masked' or 'diffusion', got {mc.kind!r}")
 
 
 def init_generator(directory: str, store: TokenDataset | TokenShards) -> nn.Module:
@@ -122,6 +125,8 @@ def init_generator(directory: str, store: TokenDataset | TokenShards) -> nn.Modu
     if isinstance(model, DiffusionGenerator) and (store.kind != "latents" or
                                                   c.latent_channels != int(store.manifest["latent_channels"])):
         problems.append(f"{c.latent_channels} latent channels vs the store's {store.manifest.get('latent_channels')}")
+    if hasattr(model, "fit_problems"):   # masked generator (issue 11 part 6)
+        problems += model.fit_problems(store)
     if c.num_classes != store.num_classes:
         problems.append(f"{c.num_classes} classes vs the store's {store.num_classes}")
     if c.tokenizer_fingerprint and store.fingerprint and c.tokenizer_fingerprint != store.fingerprint:
@@ -171,7 +176,8 @@ class GeneratorTask:
         else:
             self.model = build_generator(cfg.model, self.dataset)
         self.is_ar = isinstance(self.model, ARGenerator)
-        if not self.is_ar:
+        self.protocol = hasattr(self.model, "training_loss")   # masked generator (issue 11 part 6)
+        if not self.is_ar and not self.protocol:
             sample_times(1, o.time_sampling, torch.device("cpu"))      # validates objective.time_sampling
         self.preview_nrow = max(1, min(10, self.dataset.num_classes or 8))
 
@@ -180,6 +186,8 @@ class GeneratorTask:
         o = self.cfg.objective
         inner = model.module if hasattr(model, "module") else model      # DDP
         inner = getattr(inner, "_orig_mod", inner)                        # torch.compile
+        if self.protocol:   # masked generator (issue 11 part 6)
+            return inner.training_loss(model, x, y, step, self.cfg.train.steps, o)
         if self.is_ar:
             ratio = order_ratio(o, step, self.cfg.train.steps) if self.cfg.model.random_order else 0.0
             loss = ar_loss(model, inner, x, y, o.label_dropout, ratio)
@@ -201,7 +209,13 @@ class GeneratorTask:
         was = model.training
         model.eval()
         g = torch.Generator(device=dev).manual_seed(self.cfg.run.seed)
-        if self.is_ar:
+        if self.protocol:   # masked generator (issue 11 part 6)
+            from robustok.generator.sampling import SamplingOptions
+            opts = SamplingOptions(cfg=s.cfg, cfg_schedule=s.cfg_schedule, cfg_power=s.cfg_power,
+                                   temperature=s.temperature, top_k=s.top_k or None,
+                                   top_p=s.top_p if s.top_p < 1 else None)
+            images = model.decode(self.tokenizer, model.sample_codes(labels, opts, g))
+        elif self.is_ar:
             ids = model.sample(labels, cfg=s.cfg, temperature=s.temperature, top_k=s.top_k or None,
                                top_p=s.top_p if s.top_p < 1 else None, generator=g, cfg_schedule=s.cfg_schedule,
                                cfg_power=s.cfg_power)

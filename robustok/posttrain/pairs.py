@@ -51,6 +51,8 @@ class PairsSpec:
 
 
 def _generator_kind(gen: Any) -> str:
+    if getattr(gen, "token_kind", None) == "ids":   # masked generator (issue 11 part 6): pairs of token ids
+        return "ar"
     return "ar" if isinstance(gen, ARGenerator) else "diffusion"
 
 
@@ -64,6 +66,8 @@ def generate_batch(gen: Any, tok: Any, images: torch.Tensor, labels: torch.Tenso
     """
     if not 0.0 <= sigma <= 1.0:
         raise ConfigError(f"sigma must lie in [0, 1], got {sigma}")
+    if hasattr(gen, "paired"):   # masked generator (issue 11 part 6): keep each real token w.p. sigma, decode rest
+        return gen.paired(tok.encode(images), labels, sigma, opts, sample_rng, mask_rng)
     if _generator_kind(gen) == "ar":
         real = tok.encode(images)
         keep = torch.rand(real.flatten(1).shape, generator=mask_rng, device=real.device) < sigma
