@@ -187,5 +187,7 @@ def test_cli_train_sample_pairs(tmp_path):
     assert np.array_equal(np.load(tmp_path / "pairs1" / "generated.npy"), real.numpy())     # sigma = 1: real
     assert not np.array_equal(np.load(tmp_path / "pairs0.5" / "generated.npy"), real.numpy())
     assert main(["train-generator", "configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
+                 f"run.dir={tmp_path / 'run3'}", "model.random_order=true"]) == 2
+    assert main(["train-generator", "configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
                  f"run.dir={tmp_path / 'run2'}", "train.steps=1", "data.batch_size=4", "run.progress=false",
                  f"model.init={run / 'generator'}"]) == 0

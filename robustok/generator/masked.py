@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.generator.ar import ARGenerator
 from robustok.generator.guidance import DrawRule, check_guidance, condition_labels, draw
 from robustok.generator.layers import Block
 from robustok.hub import Pretrained
@@ -89,22 +90,9 @@ class MaskedGenerator(Pretrained):
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
 
-    def check_inputs(self, tokens: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> None:
-        """Raise `DataError` for token ids outside [0, K), a wrong grid, or class ids outside [0, C] (C = null)."""
-        c = self.config
-        if tokens is not None:
-            if tokens.dim() == 3 and list(tokens.shape[1:]) != list(c.grid):
-                raise DataError(f"token grid {tuple(tokens.shape[1:])} does not match the generator's {tuple(c.grid)}")
-            if tokens.flatten(1).shape[1] != self.seq_len:
-                raise DataError(f"{tokens.flatten(1).shape[1]} tokens per image, the generator expects {self.seq_len}")
-            if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
-                raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
-                                f"{int(tokens.max())}]")
-        if labels is not None and labels.numel():
-            lo, hi = int(labels.min()), int(labels.max())
-            if lo < 0 or hi > self.null_class:
-                raise DataError(f"class ids must be in [0, {c.num_classes}) (or {self.null_class} = null), "
-                                f"got [{lo}, {hi}]")
+    # The AR generator's input checks (grid, ids in [0, K), class ids in [0, C]) read the same attributes
+    # (config.grid / vocab_size / num_classes, seq_len, null_class); the lead moves them to the protocol's base.
+    check_inputs = ARGenerator.check_inputs
 
     # ---- model -----------------------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -215,6 +203,9 @@ class MaskedGenerator(Pretrained):
 
         if store.kind != "ids":
             raise DataError(f"{store.dir}: holds continuous latents; model.kind=masked needs token ids")
+        for key in ("random_order", "adaln"):
+            if getattr(mc, key, False):
+                raise ConfigError(f"model.{key} is an AR option; model.kind=masked has no such setting")
         dim, depth, heads, ratio = resolve(MASKED_PRESETS, mc.preset)
         cfg = MaskedConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
                            dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
