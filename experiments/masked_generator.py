@@ -35,8 +35,8 @@ def gfid_stage(args, spec_dict: dict, out: Path) -> dict:
     from robustok.tokbench import BenchmarkSpec, Entry, _gfid, _train_generator
 
     keys = ("train_data", "gen_steps", "pretok_images", "gen_images", "cfg", "features")
-    spec = BenchmarkSpec(**{k: spec_dict[k] for k in keys}, generator_config=config_file("generator/fmnist-masked.yaml"),
-                         generator_overrides=list(args.override))
+    spec = BenchmarkSpec(**{k: spec_dict[k] for k in keys}, generator_overrides=list(args.override),
+                         generator_config=str(config_file("generator/fmnist-masked.yaml")))
     name = Path(args.tokens).name
     link = out / "tokens" / name
     link.parent.mkdir(parents=True, exist_ok=True)
