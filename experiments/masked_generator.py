@@ -16,6 +16,9 @@ post-training against the sigma = 1 control.
    --control`: the decoder post-trained on those pairs and the sigma = 1 control (real tokens), same steps, same
    held-out generated tokens; gFID proxy of both and of the untouched decoder.
 
+3. `--sweep`: gFID of one sample set for a few other sampling settings (CFG scale/schedule, decoding steps,
+   choice temperature), as a sensitivity check (picked on the reference set itself, so not a tuned result).
+
 Every stage is cached under `--out`, and the result JSON is rewritten after each stage (gFID first).
 """
 from __future__ import annotations
@@ -87,6 +90,39 @@ def posttrain_stage(args, gen_path: str, cfg_scale: float, out: Path) -> dict:
             "wall_s": {"pairs": round(t1 - t0, 1), "posttrain": round(time.time() - t1, 1)}}
 
 
+SWEEP = [  # (cfg, cfg_schedule, mask_steps, choice_temperature): sampling settings around the defaults
+    (1.5, "constant", 10, 4.5), (3.0, "linear", 10, 4.5), (1.5, "constant", 10, 1.0), (1.5, "constant", 16, 4.5),
+    (2.5, "constant", 10, 4.5),
+]
+
+
+def sweep_stage(args, gen_path: str, spec: dict) -> list[dict]:
+    """gFID (one sample set, seed 0, the benchmark's reference) for a few sampling settings of the masked
+    generator. Chosen after the fact on the reference set itself: a sensitivity check, not a tuned result."""
+    from robustok.adapters import load_tokenizer
+    from robustok.demo.stages import decoded_fid
+    from robustok.generator import load_generator
+    from robustok.generator.sampling import SamplingOptions, sample_codes
+    from robustok.metrics.features import get_feature_net
+    from robustok.metrics.fid import source_stats
+
+    import torch
+
+    gen, tok = load_generator(gen_path).eval(), load_tokenizer(args.tokenizer).eval()
+    features = get_feature_net(spec["features"])
+    reference = source_stats(spec["train_data"], features, num_images=spec["gen_images"])
+    n, rows = spec["gen_images"], []
+    labels = torch.arange(n) % gen.config.num_classes
+    for cfg, schedule, steps, tau in SWEEP:
+        opts = SamplingOptions(cfg=cfg, cfg_schedule=schedule, mask_steps=steps, choice_temperature=tau)
+        rng = torch.Generator().manual_seed(0)
+        ids = torch.cat([sample_codes(gen, labels[lo: lo + 250], opts, rng) for lo in range(0, n, 250)])
+        rows.append({"cfg": cfg, "cfg_schedule": schedule, "mask_steps": steps, "choice_temperature": tau,
+                     "gfid_seed0": decoded_fid(tok, ids, features, reference)})
+        print(f"  sweep {rows[-1]}")
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokenizer", required=True)
@@ -99,6 +135,7 @@ def main() -> None:
     p.add_argument("--num-eval", type=int, default=1000)
     p.add_argument("--override", action="append", default=[], help="generator config override (repeatable)")
     p.add_argument("--skip-posttrain", action="store_true")
+    p.add_argument("--sweep", action="store_true", help="also a few sampling settings (one sample set each)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,13 +155,18 @@ def main() -> None:
     m = result["masked"]
     print(f"masked: gFID {m['gfid_nocfg']:.2f} without CFG, {m['gfid_cfg']:.2f} with CFG {m['spec']['cfg']}; "
           f"AR: {ar['gfid_nocfg']:.2f} / {ar['gfid_cfg']:.2f}")
-    if args.skip_posttrain:
-        return
-    result["posttrain"] = posttrain_stage(args, m["generator"], m["spec"]["cfg"], out)
-    Path(args.result).write_text(json.dumps(result, indent=2) + "\n")
-    pt = result["posttrain"]
-    print(f"post-training (sigma={args.sigma}): untouched {pt['gfid_proxy_before']:.2f}, post-trained "
-          f"{pt['gfid_proxy_after']:.2f}, control {pt['gfid_proxy_control']:.2f}")
+    if not args.skip_posttrain:
+        result["posttrain"] = posttrain_stage(args, m["generator"], m["spec"]["cfg"], out)
+        Path(args.result).write_text(json.dumps(result, indent=2) + "\n")
+        pt = result["posttrain"]
+        print(f"post-training (sigma={args.sigma}): untouched {pt['gfid_proxy_before']:.2f}, post-trained "
+              f"{pt['gfid_proxy_after']:.2f}, control {pt['gfid_proxy_control']:.2f}")
+    if args.sweep:
+        cache = out / "sweep.json"
+        if not cache.is_file():
+            cache.write_text(json.dumps(sweep_stage(args, m["generator"], bench["spec"]), indent=2))
+        result["sampling_sweep"] = json.loads(cache.read_text())
+        Path(args.result).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
