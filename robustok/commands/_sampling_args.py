@@ -8,7 +8,8 @@ from robustok.validation import bounded
 
 
 def add_sampling_args(p: argparse.ArgumentParser, steps_help: str = "diffusion: ODE steps") -> None:
-    """--cfg, --cfg-schedule, --cfg-power, --temperature, --top-k, --top-p, --static-cache, --steps, --sampler."""
+    """--cfg, --cfg-schedule, --cfg-power, --temperature, --top-k, --top-p, --static-cache, --steps, --sampler,
+    --mask-steps, --choice-temperature."""
     p.add_argument("--cfg", type=float, default=1.0,
                    help="classifier-free guidance scale (1 = off, default 1)")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
@@ -22,6 +23,10 @@ def add_sampling_args(p: argparse.ArgumentParser, steps_help: str = "diffusion: 
                    help="AR: static KV cache and CUDA-graph decoding steps (same tokens, much faster on a GPU)")
     p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help=steps_help)
     p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
+    p.add_argument("--mask-steps", type=bounded(int, ">=1"), default=None,
+                   help="masked: parallel decoding steps (default: the generator's, 10)")
+    p.add_argument("--choice-temperature", type=bounded(float, ">=0"), default=None,
+                   help="masked: Gumbel scale of the token confidence, annealed to 0 (default: the generator's, 4.5)")
 
 
 def sampling_options(args: argparse.Namespace) -> Any:
@@ -31,4 +36,5 @@ def sampling_options(args: argparse.Namespace) -> Any:
     return SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
                            temperature=args.temperature, top_k=args.top_k or None,
                            top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
-                           steps=args.steps, sampler=args.sampler)
+                           steps=args.steps, sampler=args.sampler, mask_steps=args.mask_steps,
+                           choice_temperature=args.choice_temperature)

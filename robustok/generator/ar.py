@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError, ConfigError, DataError
-from robustok.generator.base import TokenGenerator, register_generator
+from robustok.generator.base import IdGenerator, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
 
@@ -39,7 +39,7 @@ class ARConfig:
 
 
 @register_generator("ar")
-class ARGenerator(TokenGenerator):
+class ARGenerator(IdGenerator):
     """Decoder-only transformer with a class token, null class (index `num_classes`) for CFG and a KV cache."""
 
     config_class = ARConfig
@@ -73,36 +73,13 @@ class ARGenerator(TokenGenerator):
         self.norm = nn.LayerNorm(c.dim, elementwise_affine=not c.adaln, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim)) if c.adaln else None
         self.head = nn.Linear(c.dim, c.vocab_size)
-        self.apply(self._init)
+        self.apply(self.init_weights)
         nn.init.zeros_(self.head.weight)
         for m in [b.ada for b in self.blocks if b.ada is not None] + ([self.final_ada] if c.adaln else []):
             nn.init.zeros_(m[-1].weight)
             nn.init.zeros_(m[-1].bias)
 
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Embedding):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-
     # ---- building blocks -------------------------------------------------------------------------------
-    def check_inputs(self, tokens: Optional[torch.Tensor] = None, labels: Optional[torch.Tensor] = None) -> None:
-        """Raise `DataError` for token ids outside [0, K), a wrong grid, or class ids outside [0, C] (C = null)."""
-        c = self.config
-        if tokens is not None:
-            if tokens.dim() == 3 and list(tokens.shape[1:]) != list(c.grid):
-                raise DataError(f"token grid {tuple(tokens.shape[1:])} does not match the generator's {tuple(c.grid)}")
-            if tokens.flatten(1).shape[1] != self.seq_len:
-                raise DataError(f"{tokens.flatten(1).shape[1]} tokens per image, the generator expects {self.seq_len}")
-            if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
-                raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
-                                f"{int(tokens.max())}]")
-        if labels is not None:
-            self.check_labels(labels)
-
     def _embed(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
                order: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[tuple]]:
         """Input vectors for sequence indices [start, end): index 0 is the class, index j>0 the token seq[:, j-1]."""
@@ -207,15 +184,7 @@ class ARGenerator(TokenGenerator):
         labels = labels.to(self.head.weight.device).long()
         self.check_inputs(labels=labels)
         B, L, dev = labels.shape[0], self.seq_len, labels.device
-        if keep_mask is not None:
-            if prefix_tokens is None:
-                raise ConfigError("keep_mask needs prefix_tokens (the real tokens to keep)")
-            prefix_tokens = prefix_tokens.to(dev).long().flatten(1)
-            keep_mask = keep_mask.to(dev).bool().flatten(1)
-            if keep_mask.shape != (B, L) or prefix_tokens.shape != (B, L):
-                raise DataError(f"keep_mask and prefix_tokens must be ({B}, {L}), got {tuple(keep_mask.shape)} "
-                                f"and {tuple(prefix_tokens.shape)}")
-            self.check_inputs(tokens=prefix_tokens)
+        keep_mask, prefix_tokens = self.kept_tokens(keep_mask, prefix_tokens, B, dev)
         rule = DrawRule(cfg, cfg_schedule, cfg_power, temperature, top_k, top_p)
         if static_cache:
             if not use_cache:
@@ -264,18 +233,6 @@ class ARGenerator(TokenGenerator):
                             mlp_ratio=mc.mlp_ratio or ratio, qk_norm=mc.qk_norm, pos=mc.pos, dropout=mc.dropout,
                             random_order=mc.random_order, adaln=mc.adaln,
                             tokenizer_fingerprint=store.fingerprint, preset=mc.preset))
-
-    def fit_problems(self, store: Any) -> list[str]:
-        problems = super().fit_problems(store)
-        if store.kind == "ids" and self.config.vocab_size != store.codebook_size:
-            problems.append(f"vocabulary {self.config.vocab_size} vs the store's {store.codebook_size}")
-        return problems
-
-    def check_tokenizer(self, tokenizer: Any) -> None:
-        super().check_tokenizer(tokenizer)
-        if int(tokenizer.codebook_size) != self.config.vocab_size:
-            raise CheckpointError(f"tokenizer codebook size {tokenizer.codebook_size} != generator vocabulary "
-                                  f"{self.config.vocab_size}")
 
     def training_loss(self, model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, step: int,
                       total_steps: int, objective: Any) -> dict[str, torch.Tensor]:

@@ -18,7 +18,7 @@ from robustok.hub import Pretrained
 from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, token_kind
 
 _REGISTRY: dict[str, type["TokenGenerator"]] = {}
-BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion")
+BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion", "robustok.generator.masked")
 
 
 class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
@@ -107,6 +107,64 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+class IdGenerator(TokenGenerator):
+    """Base of generators of discrete token ids (AR, masked): `config` has `vocab_size` and `grid`, the model has
+    `seq_len`; this adds the vocabulary checks and the validation of teacher-forcing inputs."""
+
+    token_kind: ClassVar[str] = "ids"
+    seq_len: int
+
+    def fit_problems(self, store: Any) -> list[str]:
+        problems = super().fit_problems(store)
+        if store.kind == "ids" and self.config.vocab_size != store.codebook_size:
+            problems.append(f"vocabulary {self.config.vocab_size} vs the store's {store.codebook_size}")
+        return problems
+
+    def check_tokenizer(self, tokenizer: Any) -> None:
+        super().check_tokenizer(tokenizer)
+        if int(tokenizer.codebook_size) != self.config.vocab_size:
+            raise CheckpointError(f"tokenizer codebook size {tokenizer.codebook_size} != generator vocabulary "
+                                  f"{self.config.vocab_size}")
+
+    def check_inputs(self, tokens: Optional[Tensor] = None, labels: Optional[Tensor] = None) -> None:
+        """Raise `DataError` for token ids outside [0, K), a wrong grid, or class ids outside [0, C] (C = null)."""
+        c = self.config
+        if tokens is not None:
+            if tokens.dim() == 3 and list(tokens.shape[1:]) != list(c.grid):
+                raise DataError(f"token grid {tuple(tokens.shape[1:])} does not match the generator's {tuple(c.grid)}")
+            if tokens.flatten(1).shape[1] != self.seq_len:
+                raise DataError(f"{tokens.flatten(1).shape[1]} tokens per image, the generator expects {self.seq_len}")
+            if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
+                raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
+                                f"{int(tokens.max())}]")
+        if labels is not None:
+            self.check_labels(labels)
+
+    def kept_tokens(self, keep_mask: Optional[Tensor], prefix_tokens: Optional[Tensor], batch: int,
+                    device: torch.device) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        """Teacher-forcing inputs as (B, L) bool mask and (B, L) ids on `device`, checked; (None, None) without."""
+        if keep_mask is None:
+            return None, None
+        if prefix_tokens is None:
+            raise ConfigError("keep_mask needs prefix_tokens (the real tokens to keep)")
+        prefix_tokens = prefix_tokens.to(device).long().flatten(1)
+        keep_mask = keep_mask.to(device).bool().flatten(1)
+        want = (batch, self.seq_len)
+        if keep_mask.shape != want or prefix_tokens.shape != want:
+            raise DataError(f"keep_mask and prefix_tokens must be {want}, got {tuple(keep_mask.shape)} "
+                            f"and {tuple(prefix_tokens.shape)}")
+        self.check_inputs(tokens=prefix_tokens)
+        return keep_mask, prefix_tokens
+
+    @staticmethod
+    def init_weights(m: nn.Module) -> None:
+        """Truncated-normal (0.02) linear and embedding weights, zero biases (GPT / MaskGIT initialisation)."""
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 def register_generator(name: str) -> Callable[[type[TokenGenerator]], type[TokenGenerator]]:

@@ -22,6 +22,12 @@ DIFFUSION_PRESETS: dict[str, tuple[int, int, int, float]] = {
     "sit-xl": (1152, 28, 16, 4.0),
 }
 
+# masked generator (issue 11 part 6): MaskGIT-style bidirectional transformer; CPU-demo sizes like the AR's.
+MASKED_PRESETS: dict[str, tuple[int, int, int, float]] = {
+    "tiny": (128, 4, 4, 4.0),
+    "small": (256, 6, 8, 4.0),
+}
+
 
 def resolve(table: dict[str, tuple[int, int, int, float]], name: str, key: str = "model.preset"):
     """The `(dim, depth, heads, mlp_ratio)` of preset `name`; `ConfigError` naming `key` if unknown."""

@@ -25,6 +25,8 @@ class SamplingOptions:
     steps: int = 50                    # diffusion
     sampler: str = "heun"              # diffusion: euler | heun
     shift: float = 1.0                 # diffusion: time-grid shift
+    mask_steps: Optional[int] = None   # masked: parallel decoding steps (None: the generator's default)
+    choice_temperature: Optional[float] = None   # masked: Gumbel scale of the confidence (None: the default)
 
 
 def check_pair(generator: Any, tokenizer: Any) -> None:
