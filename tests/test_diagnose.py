@@ -7,7 +7,8 @@ import torch
 
 from robustok.cli import main
 from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, DiffusionGenerator
-from robustok.posttrain.diagnostics import estimate, image_statistics, token_statistics
+from robustok.posttrain.diagnostics import image_statistics, token_statistics
+from robustok.posttrain.evidence import EVIDENCE, Condition, estimate, nearby
 from tests.helpers import tiny_tokenizer
 from tests.test_data import needs_fmnist
 
@@ -31,9 +32,14 @@ def test_image_statistics_sharpness_and_contrast():
     a, b = image_statistics(flat), image_statistics(sharp)
     assert a["laplacian_variance"] == 0 and b["laplacian_variance"] > 1000
     assert a["contrast"] == 0 and b["contrast"] == pytest.approx(127.5, rel=0.05)
-    assert "likely to pay" in estimate(125.0, 5.0, "fmnist")["verdict"]
-    assert "unlikely" in estimate(12.0, 2.2, "fmnist")["verdict"]
-    assert "unknown" in estimate(50.0, 5.0, "inception")["verdict"]
+    assert estimate(125.0, 5.0, "fmnist")["verdict"].startswith("likely to pay")
+    assert estimate(12.0, 2.2, "fmnist")["verdict"].startswith("unlikely to pay")
+    mixed = [Condition("a", 10.0, 1.0, 4, 2, 0.0)]
+    assert "mixed" in estimate(12.0, 1.0, "fmnist", mixed)["verdict"]
+    assert "unknown" in estimate(100.0, 1.0, "fmnist", mixed)["verdict"]
+    assert "FID-inception" in estimate(125.0, 5.0, "inception")["verdict"]
+    assert nearby(25.0) and all(0.5 <= c.ratio / 25.0 <= 2 for c in nearby(25.0))
+    assert all(c.beat <= c.runs for c in EVIDENCE)
 
 
 @needs_fmnist

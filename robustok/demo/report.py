@@ -69,6 +69,15 @@ def figures(res: dict, out: Path) -> list[tuple[str, str]]:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)  # below: never on a bar
     figs.append(("gFID of the same generated tokens decoded by each decoder (mean over post-training seeds)",
                  _png(fig)))
+    # where this run lies among the measured post-training conditions
+    from robustok.posttrain.evidence import plot_evidence
+
+    fig, ax = plt.subplots(figsize=(5, 3))
+    plot_evidence(ax, [(res[n]["gfid"] / max(res[n]["rfid"], 1e-6), res[n]["delta_vs_control"], f"this run: {n}")
+                       for n in ("baseline", "robust")])
+    figs.append(("Post-trained − control per seed against the generator's gFID over the tokenizer's rFID: this run "
+                 "(colours) among the conditions measured so far (grey, size ~ runs; README \"When does "
+                 f"post-training help?\", FID-fmnist; this run: FID-{feats})", _png(fig)))
     # correlations
     pts = res["points"]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))

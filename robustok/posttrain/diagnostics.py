@@ -15,14 +15,7 @@ import torch
 
 from robustok.data import to_uint8
 from robustok.errors import DataError
-
-# What we measured so far (README "Measured numbers"): post-training vs its equal-compute sigma=1 control, with
-# the generator's gFID over the tokenizer's rFID (both FID-fmnist). The thresholds below come from these runs only.
-EVIDENCE = [
-    {"ratio": 25.0, "runs": 6, "beat_control": 6, "where": "default demo profile (gFID ~125, rFID ~5)"},
-    {"ratio": 5.5, "runs": 24, "beat_control": 1, "where": "full demo profile and recipe study (gFID ~12, rFID ~2.2)"},
-]
-
+from robustok.posttrain.evidence import estimate
 
 def _js(p: np.ndarray, q: np.ndarray) -> float:
     """Jensen-Shannon divergence (bits) of two count vectors."""
@@ -89,22 +82,6 @@ def roundtrip_change(tokenizer: Any, codes: torch.Tensor, batch: int = 250) -> f
             changed += float((z - c).flatten(1).norm(dim=1).sum())
             total += float(c.flatten(1).norm(dim=1).sum())
     return changed / max(total, 1e-12)
-
-
-def estimate(gfid: float, rfid: float, features: str) -> dict:
-    """A plain-language estimate of whether post-training will beat its control, from `EVIDENCE`."""
-    ratio = gfid / max(rfid, 1e-6)
-    if ratio >= 15:
-        verdict = ("likely to pay: at gFID/rFID = {r:.0f} the generator's tokens are far from real ones; in our runs "
-                   "at a ratio of ~25 post-training beat its sigma=1 control on 6 of 6 seeds")
-    elif ratio <= 8:
-        verdict = ("unlikely to pay: at gFID/rFID = {r:.1f} the generator is close to its tokenizer; in our runs at a "
-                   "ratio of ~5.5 post-training lost to its sigma=1 control in 23 of 24 runs (it cost rFID too)")
-    else:
-        verdict = ("unknown: gFID/rFID = {r:.1f} lies between the conditions we measured (~5.5: lost 23 of 24; ~25: "
-                   "won 6 of 6); run `robustok post-train ... --control` and compare")
-    note = "" if features == "fmnist" else " (the measured ratios are FID-fmnist; yours is FID-" + features + ")"
-    return {"gfid_over_rfid": ratio, "verdict": verdict.format(r=ratio) + note, "evidence": EVIDENCE}
 
 
 def latent_statistics(real: torch.Tensor, generated: torch.Tensor) -> dict:
