@@ -108,15 +108,61 @@ def dose_response(rows: list[dict]) -> dict:
     return out
 
 
+def markdown(result: dict) -> str:
+    """The README table from a recorded result."""
+    f = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
+    lines = ["| arm | generator steps | pairs / held-out CFG | gFID | gFID/rFID | unseen h-bigrams | round-trip change "
+             "| untouched | post-trained | control σ = 1 | post − control per seed | mean ± sd | post − untouched |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for r in result["arms"]:
+        d, cfg = r["diagnostics"], f"{r['cfg']:g}" + (f" ({r['cfg_schedule']} {r['cfg_power']:g})"
+                                                      if r["cfg_schedule"] != "constant" else "")
+        lines.append(f"| {r['arm']} | {r['generator_steps']} | {cfg} | {f(r['gfid'], 1)} | "
+                     f"{f(r['gfid'] / r['rfid'], 1)} | {f(d.get('unseen_horizontal_bigrams'))} | "
+                     f"{f(d.get('roundtrip_change'))} | {f(r['untouched'])} | {f(np.mean(r['post']))} | "
+                     f"{f(np.mean(r['control']))} | {', '.join(f'{x:+.2f}' for x in r['delta_vs_control'])} | "
+                     f"{r['delta_mean']:+.2f} ± {r['delta_sd']:.2f} | {np.mean(r['delta_vs_untouched']):+.2f} |")
+    dr = result.get("dose_response") or {}
+    if dr:
+        lines.append("")
+        lines.append("Spearman ρ of the mean post − control with: " + ", ".join(
+            f"{k.removeprefix('spearman_delta_')} {v:+.2f}" for k, v in dr.items() if k.startswith("spearman")))
+    return "\n".join(lines)
+
+
+def plot(result: dict, png: Path) -> None:
+    """The dose-response figure: this study's arms among the other measured conditions."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from robustok.posttrain.evidence import EVIDENCE, plot_evidence
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    own = [(r["gfid"] / r["rfid"], r["delta_vs_control"], r["arm"]) for r in result["arms"]]
+    plot_evidence(ax, own, evidence=[c for c in EVIDENCE if "posttrain-dose" not in c.where])  # the others
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokenizer", required=True, help="a trained tokenizer directory")
-    p.add_argument("--tokens", required=True, help="its token store (robustok pretokenize)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--tokenizer", help="a trained tokenizer directory")
+    p.add_argument("--tokens", help="its token store (robustok pretokenize)")
+    p.add_argument("--out")
+    p.add_argument("--markdown", metavar="JSON", help="print the README table of a recorded result and stop")
+    p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the dose-response figure and stop")
     p.add_argument("--arms", default=",".join(a[0] for a in ARMS))
     p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-dose.json")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     args = p.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.plot:
+        plot(json.loads(Path(args.plot[0]).read_text()), Path(args.plot[1]))
+        return
+    if not (args.tokenizer and args.tokens and args.out):
+        p.error("--tokenizer, --tokens and --out are required to run the study")
     budget = BUDGETS[args.budget]
     out = Path(args.out).resolve()
     rows = []
