@@ -34,6 +34,12 @@ EVIDENCE: list[Condition] = [
     Condition("full demo profile, robust, 3 recipes (README: full profile, recipe study)", 11.3, 2.2, 9, 0, 0.79),
     Condition("full demo profile, both tokenizers, sigma = 0.95 pairs (README: full profile)", 12.3, 2.2, 6, 1, None),
     Condition("masked generator, sigma = 0.5 (experiments/results/masked_generator.json)", 55.05, 3.86, 1, 0, 6.86),
+    # one tokenizer, AR generators of increasing quality (experiments/results/posttrain-dose.json, issue 10 E3/E1)
+    Condition("100-step AR generator (posttrain-dose)", 259.34, 3.67, 3, 3, -13.51),
+    Condition("300-step AR generator (posttrain-dose)", 173.21, 3.67, 3, 3, -6.24),
+    Condition("800-step AR generator (posttrain-dose)", 45.34, 3.67, 3, 1, 0.40),
+    Condition("2000-step AR generator (posttrain-dose)", 12.57, 3.67, 3, 0, 0.86),
+    Condition("2000-step AR generator, pairs at CFG 5 power 1.15 (posttrain-dose)", 11.11, 3.67, 3, 0, 0.40),
 ]
 
 
@@ -76,6 +82,10 @@ def plot_evidence(ax: Any, own: Sequence[tuple[float, Sequence[float], str]] = (
         ax.scatter([ratio] * len(deltas), deltas, c=f"C{k}", label=label, zorder=3, s=18)
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xscale("log")
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+    ax.xaxis.set_major_locator(FixedLocator([1, 2, 3, 5, 10, 20, 30, 50, 100, 200]))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("generator gFID / tokenizer rFID")
     ax.set_ylabel("post-trained − control (gFID proxy)")
     if own:
