@@ -144,6 +144,43 @@ def plot(result: dict, png: Path) -> None:
     fig.savefig(png, dpi=110, bbox_inches="tight")
 
 
+def inception_check(out: Path, arms: list[str], seeds=SEEDS, num: int = 1000) -> dict:
+    """The sign check of the endpoint with FID-inception: the arm's held-out generated tokens decoded by the
+    untouched, post-trained and control decoders, against `num` fashion-mnist:test images."""
+    import torch
+
+    from robustok.data import to_uint8
+    from robustok.evaluation import evaluate_samples, feature_net
+    from robustok.metrics.fid import source_stats
+    from robustok.tokenizer.loading import load_tokenizer
+    from robustok.tokens.pairs import PairStore
+
+    net = feature_net("inception", "cpu")
+    reference = source_stats("fashion-mnist:test", net, num_images=num, batch_size=100, resolution=32)
+
+    def fid(tok_dir: Path, ids: torch.Tensor) -> float:
+        tok = load_tokenizer(tok_dir)
+        with torch.no_grad():
+            images = torch.cat([to_uint8(tok.decode(ids[i:i + 200]).float()) for i in range(0, len(ids), 200)])
+        return float(evaluate_samples(images, reference, ["fid"], net)["fid"])
+
+    result = {}
+    for arm in arms:
+        pairs = out / arm / "pairs"
+        ids = torch.as_tensor(PairStore(pairs).eval_generated[:num]).long()
+        untouched = json.loads((out / arm / "post-seed0" / "posttrain.json").read_text())["config"]["tokenizer"]
+        row = {"untouched": fid(Path(untouched), ids), "post": [], "control": []}
+        for seed in seeds:
+            run = out / arm / f"post-seed{seed}"
+            row["post"].append(fid(run / "tokenizer", ids))
+            row["control"].append(fid(run / "control" / "tokenizer", ids))
+        row["delta_vs_control"] = [p - c for p, c in zip(row["post"], row["control"])]
+        print(f"{arm}: FID-inception untouched {row['untouched']:.2f}, post - control "
+              f"{', '.join(f'{d:+.2f}' for d in row['delta_vs_control'])}", flush=True)
+        result[arm] = row
+    return result
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokenizer", help="a trained tokenizer directory")
@@ -154,12 +191,22 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(a[0] for a in ARMS))
     p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-dose.json")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    p.add_argument("--inception-check", metavar="ARMS", help="comma list of finished arms: FID-inception of their "
+                   "endpoint (with --out; adds 'inception' to the recorded result with --record)")
     args = p.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return
     if args.plot:
         plot(json.loads(Path(args.plot[0]).read_text()), Path(args.plot[1]))
+        return
+    if args.inception_check:
+        check = inception_check(Path(args.out), args.inception_check.split(","))
+        if args.record:
+            path = ROOT / "experiments" / "results" / "posttrain-dose.json"
+            result = json.loads(path.read_text())
+            result["inception"] = {**result.get("inception", {}), **check}
+            path.write_text(json.dumps(result, indent=1))
         return
     if not (args.tokenizer and args.tokens and args.out):
         p.error("--tokenizer, --tokens and --out are required to run the study")
