@@ -149,8 +149,8 @@ def inception_check(out: Path, arms: list[str], seeds=SEEDS, num: int = 1000) ->
     untouched, post-trained and control decoders, against `num` fashion-mnist:test images."""
     import torch
 
-    from robustok.data import to_uint8
-    from robustok.evaluation import evaluate_samples, feature_net
+    from robustok.demo.stages import decoded_fid
+    from robustok.evaluation import feature_net
     from robustok.metrics.fid import source_stats
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.tokens.pairs import PairStore
@@ -159,10 +159,8 @@ def inception_check(out: Path, arms: list[str], seeds=SEEDS, num: int = 1000) ->
     reference = source_stats("fashion-mnist:test", net, num_images=num, batch_size=100, resolution=32)
 
     def fid(tok_dir: Path, ids: torch.Tensor) -> float:
-        tok = load_tokenizer(tok_dir)
         with torch.no_grad():
-            images = torch.cat([to_uint8(tok.decode(ids[i:i + 200]).float()) for i in range(0, len(ids), 200)])
-        return float(evaluate_samples(images, reference, ["fid"], net)["fid"])
+            return float(decoded_fid(load_tokenizer(tok_dir), ids, net, reference))
 
     result = {}
     for arm in arms:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustok.errors import CheckpointError, ConfigError, DataError
+from robustok.errors import ConfigError
 from robustok.generator.base import IdGenerator, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
@@ -251,7 +251,7 @@ class ARGenerator(IdGenerator):
                mask_rng: torch.Generator) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
         in raster order with the kept tokens fed back."""
-        keep = torch.rand(real.flatten(1).shape, generator=mask_rng, device=real.device) < sigma
+        keep = self.keep_draw(real, sigma, mask_rng)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
                            cfg_power=opts.cfg_power, static_cache=opts.static_cache)

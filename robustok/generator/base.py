@@ -159,6 +159,13 @@ class IdGenerator(TokenGenerator):
         return keep_mask, prefix_tokens
 
     @staticmethod
+    def keep_draw(real: Tensor, sigma: float, mask_rng: Optional[torch.Generator]) -> Tensor:
+        """Which real tokens a post-training pair keeps: (B, L) bool, each with probability `sigma`."""
+        if not 0.0 <= sigma <= 1.0:
+            raise ConfigError(f"sigma must lie in [0, 1], got {sigma}")
+        return torch.rand(real.flatten(1).shape, generator=mask_rng, device=real.device) < sigma
+
+    @staticmethod
     def init_weights(m: nn.Module) -> None:
         """Truncated-normal (0.02) linear and embedding weights, zero biases (GPT / MaskGIT initialisation)."""
         if isinstance(m, (nn.Linear, nn.Embedding)):

@@ -202,12 +202,8 @@ class MaskedGenerator(IdGenerator):
                mask_rng: Optional[torch.Generator] = None) -> torch.Tensor:
         """Post-training pairs: each real token kept with probability `sigma` (drawn from `mask_rng`, else
         `rng`), the others filled in by masked decoding conditioned on the kept ones; (B, h, w)."""
-        if not 0.0 <= sigma <= 1.0:
-            raise ConfigError(f"sigma must lie in [0, 1], got {sigma}")
         real = real_codes.to(self.head.weight.device).long()
-        g = mask_rng if mask_rng is not None else rng
-        dev = g.device if g is not None else real.device
-        keep = (torch.rand(real.flatten(1).shape, generator=g, device=dev) < sigma).to(real.device)
+        keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            steps=opts.mask_steps, choice_temperature=opts.choice_temperature, generator=rng,
                            keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
