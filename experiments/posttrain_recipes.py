@@ -31,6 +31,7 @@ RECIPES = {
     "paper": ["train.lr=2.0e-4", "train.min_lr=2.0e-5", "loss.disc_weight=0.1", "loss.disc_start=0",
               "loss.disc_lr=2.0e-4"],                                      # + main training's GAN, reused D
     "authors": ["epochs=40", "train.lr=2.0e-4", "train.min_lr=2.0e-5",   # Table 4b; main training's final lr
+                "loss.l1_weight=0.0",                                      # MSE only (+ perceptual + GAN)
                 "loss.disc_weight=0.5", "loss.disc_start=0", "loss.disc_lr=2.0e-4", "loss.adaptive_weight=true",
                 "reuse_discriminator=false", "loss.diffaug=color,translation,cutout", "loss.lecam_weight=0.001",
                 "train.ema_decay=0.9999", "eval_ema=true", "ema_warmup=false",

@@ -76,3 +76,26 @@ def test_posttrain_recipe_study_runs_on_a_finished_demo(quick_demo, tmp_path):
     assert run["reused_discriminator"] is True and run["steps"] == 6      # the quick profile's post-training steps
     assert row["delta"] == [run["gfid_proxy_after"] - run["gfid_proxy_control"]]
     assert "| robust | paper |" in r.stdout
+
+
+@needs_fmnist
+def test_authors_recipe_study_runs_on_the_quick_demo(quick_demo, tmp_path):
+    from robustok.losses.aux_perceptual import train_aux_perceptual
+
+    train_aux_perceptual(tmp_path / "aux-perceptual.safetensors", steps=2, log=lambda *_: None)  # reused
+    cmd = [sys.executable, "experiments/posttrain_authors.py", "--tokenizer", str(quick_demo / "tokenizers" /
+           "robust-00024"), "--generator", str(quick_demo / "runs" / "gen-robust-00024" / "generator"),
+           "--out", str(tmp_path), "--budget", "quick"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads((tmp_path / "results.json").read_text())
+    assert result["same_held_out"] and [a["arm"] for a in result["arms"]] == ["ids", "roundtrip"]
+    run = json.loads((tmp_path / "roundtrip" / "post-seed2" / "posttrain.json").read_text())
+    assert run["pair_input"] == "roundtrip" and run["ema"] and run["reused_discriminator"] is False
+    assert run["steps"] == 4 and [c["epoch"] for c in run["curve"]] == [1.0, 2.0]   # quick: 32 pairs, batch 16
+    assert run["config"]["loss"]["l1_weight"] == 0 and run["config"]["loss"]["perceptual"] == "aux"
+    assert all("gfid_proxy_raw" in c for c in run["control_curve"])
+    ids = result["arms"][0]
+    assert ids["delta_vs_control"] == [p - c for p, c in zip(ids["post"], ids["control"])]
+    assert len(ids["curve"]) == 2 and len(ids["curve"][1]["raw"]["delta_vs_control"]) == 3
+    assert "| roundtrip | 4 (2) |" in r.stdout

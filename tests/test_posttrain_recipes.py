@@ -88,6 +88,11 @@ def test_ema_starts_at_the_untouched_decoder_and_is_evaluated(setup, tmp_path, m
     assert all(torch.equal(first_ema[0][k], v) for k, v in untouched.items())   # EMA == untouched after 0 updates
     [shown] = evaluated
     assert (shown is task.model) == (not eval_ema)                             # the proxy saw the EMA if asked
+    [point] = task.curve                                     # an evaluated EMA: the raw weights' proxy beside it
+    assert ("gfid_proxy_raw" in point) == eval_ema and point["epoch"] == 8 / 24
+    if eval_ema:
+        assert point["gfid_proxy_raw"] == pytest.approx(task.proxy_fid(task.model))
+        assert point["gfid_proxy_raw"] != pytest.approx(point["gfid_proxy"])
     name = "decoder.conv_out.weight"
     online = task.model.state_dict()[name]
     d = 0.1 if warmup else 0.9             # ema_decay_at(0, 0.9) = 0.1: the warm-up nearly drops the untouched one
@@ -232,6 +237,7 @@ def test_post_train_summary_records_the_recipe(setup, tmp_path):
                "train.ema_decay=0.9")
     s = post_train(cfg, log=lambda *_: None)
     assert s["steps"] == 3 and s["epochs"] == 1.0 and s["pair_input"] == "ids" and s["ema"] is True
-    assert s["disc_diffaug"] is None and [c["step"] for c in s["curve"]] == [3]
+    assert s["disc_diffaug"] is None and [(c["step"], c["epoch"]) for c in s["curve"]] == [(3, 1.0)]
+    assert s["gfid_proxy_after_raw"] == s["curve"][-1]["gfid_proxy_raw"] != s["gfid_proxy_after"]
     saved = json.loads((tmp_path / "post" / "posttrain.json").read_text())
     assert saved["config"]["epochs"] == 1.0 and saved["config"]["train"]["steps"] == 3

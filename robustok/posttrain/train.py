@@ -7,7 +7,7 @@ generators and token stores made with the tokenizer stay valid. Losses are those
 equal-compute control without which no gain can be attributed to the generated tokens.
 Every `eval_every` steps a gFID proxy is computed: the held-out free samples of the same generator decoded by
 the current decoder (the EMA decoder when `train.ema_decay > 0` and `eval_ema`), against reference statistics of
-the real data; the best decoder is kept. Recipe options (paper values in docs/posttrain.md): `epochs` (length
+the real data (with an EMA, the raw weights' proxy is recorded beside it); the best decoder is kept. Recipe options (paper values in docs/posttrain.md): `epochs` (length
 over the pairs), `eval_ema` / `ema_warmup` (an EMA that starts at the untouched decoder), `reuse_discriminator`
 / `disc_diffaug` with the `loss.disc_*` keys (GAN from step 0), `loss.perceptual=aux` (an offline perceptual
 network that is not the FID network) and, in the pairs, `pair_input` (token ids or the authors' round trip).
@@ -213,8 +213,12 @@ class PostTrainTask(Task):
         return fid_between(stats, ref)
 
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+        """The gFID proxy of `model` (the EMA when one is evaluated: then also of the raw weights, reported only)."""
         fid = self.proxy_fid(model)
-        self.curve.append({"step": step, "gfid_proxy": fid})
+        point = {"step": step, "epoch": step * self.cfg.data.batch_size / len(self.store), "gfid_proxy": fid}
+        if model is not self.model:  # the EMA is evaluated: the raw (online) decoder's proxy beside it
+            point["gfid_proxy_raw"] = self.proxy_fid(self.model)
+        self.curve.append(point)
         if self.best is None or fid < self.best:
             self.best = fid
             frozen = tuple(self.model.frozen_part_names())
@@ -222,7 +226,7 @@ class PostTrainTask(Task):
                                if not k.startswith(frozen)}
             self._save_best(model)
         fault_point("eval")
-        return {"gfid_proxy": fid, "gfid_proxy_best": self.best}
+        return {k: v for k, v in point.items() if k.startswith("gfid")} | {"gfid_proxy_best": self.best}
 
     def _save_best(self, model: nn.Module) -> None:
         """Write `<run.dir>/tokenizer-best/` (rank 0) from the best decoder tensors + the frozen parts."""
@@ -271,6 +275,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
                    "disc_diffaug": task.disc.augment.extra_repr() if task.disc is not None else None,
                    "gfid_proxy_before": before,
                    "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
+                   "gfid_proxy_after_raw": task.curve[-1].get("gfid_proxy_raw") if task.curve else None,
                    "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),
                    "reused_discriminator": getattr(task, "reused_discriminator", None),
                    "num_eval_samples": int(len(task.store.eval_generated))}
@@ -281,6 +286,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
             ctask = PostTrainTask(ccfg, reference_stats=task._reference)
             train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume)
             summary.update(gfid_proxy_control=ctask.curve[-1]["gfid_proxy"] if ctask.curve else None,
+                           gfid_proxy_control_raw=ctask.curve[-1].get("gfid_proxy_raw") if ctask.curve else None,
                            gfid_proxy_control_best=ctask.best, control_curve=ctask.curve,
                            control_tokenizer=str(Path(ccfg.run.dir) / "tokenizer"))
         summary["config"] = to_dict(cfg)
