@@ -1,9 +1,9 @@
 """Issue 10 E2: the authors' post-training recipe at length, trained on token ids and on the authors' round trip.
 
-    python experiments/posttrain_authors.py --tokenizer TOK --generator GEN --out runs/e2 [--arms ids,roundtrip]
+    python experiments/posttrain_authors.py --out runs/e2 [--tokenizer TOK --generator GEN] [--arms ids,roundtrip]
 
-One tokenizer and one trained generator (the dose study's `baseline-s0` and its 2000-step AR: gFID-fmnist 11 at
-the authors' sampler regime). Pairs (sigma = 0.9) and 1000 held-out generated tokens are sampled at CFG 5 with the
+One tokenizer and one trained generator (by default the committed `experiments/models/baseline-s0/`: the dose
+study's tokenizer and its 2000-step AR generator, gFID-fmnist 11 at the authors' sampler regime). Pairs (sigma = 0.9) and 1000 held-out generated tokens are sampled at CFG 5 with the
 power schedule 1.15 (as the authors'); the two arms differ only in what the decoder is trained on: the generated
 ids, or encode(uint8(decode(ids))) (the authors' round trip). Both arms are judged on the same held-out tokens
 (checked). Recipe: `experiments/posttrain_recipes.py`'s `authors` (40 epochs over the pairs, MSE + offline
@@ -12,7 +12,8 @@ main training's final lr, an EMA that starts at the untouched decoder and is eva
 adaptations to this scale, both fixed before the run:
 - the EMA decay is set so that at 40 epochs the EMA holds the same share of the untouched decoder as the
   authors' 0.9999 after their 40 epochs (200k pairs at batch 1024: 7800 steps, 0.9999^7800 = 0.46);
-- 512 pairs at batch 32 (16 steps an epoch, 640 steps for 40 epochs; one warm-up epoch as the authors').
+- 320 pairs at batch 32 (10 steps an epoch, 400 steps for 40 epochs; one warm-up epoch as the authors'), so
+  that both arms' three seeds with their controls fit in an hour on two cores (one process per arm).
 Every run has its sigma = 1 control with the same recipe, seed and steps (`post-train --control`).
 
 Endpoints, fixed before the run (README "When does post-training help?"):
@@ -36,13 +37,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from posttrain_recipes import RECIPES  # noqa: E402  (the recipe is defined once, there)
+from study_models import GENERATOR, TOKENIZER  # noqa: E402
 
 ARMS = ("ids", "roundtrip")
 SEEDS = (0, 1, 2)
 SIGMA = 0.9
 GUIDANCE = ["--cfg", "5", "--cfg-schedule", "power", "--cfg-power", "1.15"]
 AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the authors' EMA after 40 epochs (0.46)
-BUDGETS = {"full": {"num_pairs": 512, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
+BUDGETS = {"full": {"num_pairs": 320, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
            "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
 RESULT = ROOT / "experiments" / "results" / "posttrain-authors.json"
 
@@ -143,8 +145,9 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokenizer", help="a trained tokenizer directory")
-    p.add_argument("--generator", help="a trained generator of its tokens")
+    p.add_argument("--tokenizer", default=str(TOKENIZER), help="a trained tokenizer directory (default: the "
+                   "committed models of experiments/study_models.py)")
+    p.add_argument("--generator", default=str(GENERATOR), help="a trained generator of its tokens")
     p.add_argument("--out")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
@@ -171,8 +174,10 @@ def main() -> None:
             result["inception"] = {**result.get("inception", {}), **check}
             RESULT.write_text(json.dumps(result, indent=1))
         return
-    if not (args.tokenizer and args.generator):
-        p.error("--tokenizer and --generator are required to run the study")
+    for what, path in (("--tokenizer", args.tokenizer), ("--generator", args.generator)):
+        if not (Path(path) / "config.json").is_file():
+            p.error(f"{what} {path}: no trained model there (build the committed ones with "
+                    "`python experiments/study_models.py --out runs/study-models --install`)")
     budget = BUDGETS[args.budget]
     tok, gen = str(Path(args.tokenizer).resolve()), str(Path(args.generator).resolve())
     rows = [run_arm(arm, tok, gen, out, budget) for arm in arms]

@@ -28,6 +28,9 @@ def test_quick_demo_writes_results_and_report(quick_demo):
         assert KEYS <= set(res[name]), name
         assert len(res[name]["pfid_grid"]) == 15
     assert "spearman_pfid_gfid" in res and "spearman_rfid_gfid" in res and len(res["points"]) == 6
+    for name in ("baseline", "robust"):  # the verdict gives both comparisons with their per-seed values
+        per_seed = ", ".join(f"{x:+.2f}" for x in res[name]["delta_vs_control"])
+        assert f"post − control per seed {per_seed}" in res["verdict"] and "post − untouched per seed" in res["verdict"]
     assert set(res["stage_time_s"]) == {"tokenizers", "evaluation", "generators", "gFID", "post-training", "report"}
     assert res["features"] == "random" and res["profile_config"]["name"] == "quick"
     page = (quick_demo / "report.html").read_text()

@@ -116,7 +116,8 @@ def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False
                      "pfid": e["pfid"], "pfid_grid": e["pfid_grid"], "codebook_usage": e["codebook_usage"],
                      "gfid": g["gfid"], "gfid_noise": g["gfid_noise"], "gfid_post": q["gfid_post"],
                      "gfid_control": q["gfid_control"], "gfid_before_paired": q["gfid_before_paired"],
-                     "delta_vs_control": q["delta_vs_control"], "delta_vs_control_mean": q["delta_vs_control_mean"],
+                     "delta_post": q["delta_post"], "delta_vs_control": q["delta_vs_control"],
+                     "delta_vs_control_mean": q["delta_vs_control_mean"],
                      "delta_vs_control_sd": q["delta_vs_control_sd"], "gfid_post_sd": q["gfid_post_sd"],
                      "gfid_control_sd": q["gfid_control_sd"], "rfid_post": q["rfid_post"],
                      "rfid_post_sd": q["rfid_post_sd"], "rfid_control": q["rfid_control"],
@@ -155,10 +156,12 @@ def verdict(res: dict) -> str:
             reading = "higher (worse) than the control beyond the seed spread."
         else:
             reading = "no gain over the equal-compute control beyond the seed spread."
+        seeds = lambda xs: ", ".join(f"{x:+.2f}" for x in xs)  # noqa: E731
         parts.append(f"Post-training ({name}): gFID of the same tokens {d['gfid_before_paired']:.2f} → "
-                     f"{d['gfid_post']:.2f}, control {d['gfid_control']:.2f}; post − control "
-                     f"{d['delta_vs_control_mean']:+.2f}{sd_txt}: {reading} rFID {d['rfid']:.2f} → "
-                     f"{d['rfid_post']:.2f} (control {d['rfid_control']:.2f}).")
+                     f"{d['gfid_post']:.2f}, control {d['gfid_control']:.2f}; post − untouched per seed "
+                     f"{seeds(d['delta_post'])} (the paper's comparison); post − control per seed "
+                     f"{seeds(d['delta_vs_control'])}, mean {d['delta_vs_control_mean']:+.2f}{sd_txt} (ours): "
+                     f"{reading} rFID {d['rfid']:.2f} → {d['rfid_post']:.2f} (control {d['rfid_control']:.2f}).")
     rp, rr = res["spearman_pfid_gfid"], res["spearman_rfid_gfid"]
     if rp is not None and rr is not None:
         parts.append(f"Correlation with gFID over {len(res['points'])} checkpoints: pFID ρ = {rp:.2f}, "
