@@ -241,3 +241,13 @@ def test_post_train_summary_records_the_recipe(setup, tmp_path):
     assert s["gfid_proxy_after_raw"] == s["curve"][-1]["gfid_proxy_raw"] != s["gfid_proxy_after"]
     saved = json.loads((tmp_path / "post" / "posttrain.json").read_text())
     assert saved["config"]["epochs"] == 1.0 and saved["config"]["train"]["steps"] == 3
+
+
+def test_authors_study_names_a_missing_model(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--out", str(tmp_path), "--tokenizer",
+                        str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "nowhere: no trained model there" in r.stderr and "study_models.py" in r.stderr
+    assert not (tmp_path / "ids").exists()
