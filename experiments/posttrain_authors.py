@@ -12,8 +12,8 @@ main training's final lr, an EMA that starts at the untouched decoder and is eva
 adaptations to this scale, both fixed before the run:
 - the EMA decay is set so that at 40 epochs the EMA holds the same share of the untouched decoder as the
   authors' 0.9999 after their 40 epochs (200k pairs at batch 1024: 7800 steps, 0.9999^7800 = 0.46);
-- 256 pairs at batch 32 (8 steps an epoch, 320 steps for 40 epochs; one warm-up epoch as the authors'), so
-  that both arms' three seeds with their controls fit in 45 minutes on two cores (one process per arm).
+- 192 pairs at batch 32 (6 steps an epoch, 240 steps for 40 epochs; one warm-up epoch as the authors'), so
+  that both arms' three seeds with their controls fit in 40 minutes on two cores (one process per arm).
 Every run has its sigma = 1 control with the same recipe, seed and steps (`post-train --control`).
 
 Endpoints, fixed before the run (README "When does post-training help?"):
@@ -44,7 +44,7 @@ SEEDS = (0, 1, 2)
 SIGMA = 0.9
 GUIDANCE = ["--cfg", "5", "--cfg-schedule", "power", "--cfg-power", "1.15"]
 AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the authors' EMA after 40 epochs (0.46)
-BUDGETS = {"full": {"num_pairs": 256, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
+BUDGETS = {"full": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
            "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
 RESULT = ROOT / "experiments" / "results" / "posttrain-authors.json"
 
