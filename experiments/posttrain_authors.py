@@ -143,6 +143,31 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def plot(result: dict, png: Path) -> None:
+    """Post - control (per seed, EMA and raw decoders) against epochs, one panel per arm."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = result["arms"]
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.4 * len(arms), 3), sharey=True, squeeze=False)
+    for ax, r in zip(axes[0], arms):
+        for k, (label, marker) in enumerate((("ema", "o"), ("raw", "x"))):
+            epochs = [c["epoch"] for c in r["curve"]]
+            deltas = [c[label]["delta_vs_control"] for c in r["curve"]]
+            for e, ds in zip(epochs, deltas):
+                ax.scatter([e + (k - 0.5) * 0.8] * len(ds), ds, c=f"C{k}", marker=marker, s=16,
+                           label=label if e == epochs[0] else None)
+            ax.plot(epochs, [np.mean(d) for d in deltas], c=f"C{k}", lw=1)
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.axhline(-0.5, color="0.5", lw=0.8, ls=":")   # the success threshold on every seed
+        ax.set_title(f"decoder input: {r['arm']}", fontsize=9)
+        ax.set_xlabel("epochs over the pairs")
+    axes[0][0].set_ylabel("post-trained − control (gFID proxy)")
+    axes[0][0].legend(fontsize=7, frameon=False)
+    fig.savefig(png, dpi=110, bbox_inches="tight")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokenizer", default=str(TOKENIZER), help="a trained tokenizer directory (default: the "
@@ -153,11 +178,15 @@ def main() -> None:
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     p.add_argument("--record", action="store_true", help=f"write {RESULT.relative_to(ROOT)} (full budget only)")
     p.add_argument("--markdown", metavar="JSON", help="print the README tables of a recorded result and stop")
+    p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the curves of a recorded result and stop")
     p.add_argument("--inception-check", action="store_true", help="FID-inception of every finished arm's "
                    "endpoint (with --out; adds 'inception' to the recorded result with --record)")
     args = p.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
+    if args.plot:
+        plot(json.loads(Path(args.plot[0]).read_text()), Path(args.plot[1]))
         return
     if not args.out:
         p.error("--out is required")

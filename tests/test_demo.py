@@ -102,3 +102,6 @@ def test_authors_recipe_study_runs_on_the_quick_demo(quick_demo, tmp_path):
     assert ids["delta_vs_control"] == [p - c for p, c in zip(ids["post"], ids["control"])]
     assert len(ids["curve"]) == 2 and len(ids["curve"][1]["raw"]["delta_vs_control"]) == 3
     assert "| roundtrip | 4 (2) |" in r.stdout
+    r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--plot", str(tmp_path / "results.json"),
+                        str(tmp_path / "curves.png")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 5000, r.stderr[-2000:]
