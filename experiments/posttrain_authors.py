@@ -67,7 +67,7 @@ def scaled_recipe(budget: dict, aux: Path) -> list[str]:
             f"train.ema_decay={decay:.6f}", f"eval_every={budget['eval_epochs'] * steps_per_epoch}"]
 
 
-def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict) -> dict:
+def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS) -> dict:
     pairs = out / arm / "pairs"
     if not (pairs / "manifest.json").is_file():
         robustok("post-train-data", gen, "--tokenizer", tok, "--sigma", SIGMA, "--num-pairs", budget["num_pairs"],
@@ -77,7 +77,7 @@ def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict) -> dict:
     if not aux.is_file():
         robustok_module("robustok.losses.aux_perceptual", "--train", aux)
     runs = []
-    for seed in SEEDS:
+    for seed in seeds:
         run = out / arm / f"post-seed{seed}"
         if not (run / "posttrain.json").is_file():
             robustok("post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={tok}", f"pairs={pairs}",
@@ -106,7 +106,8 @@ def summarize(arm: str, runs: list[dict]) -> dict:
     return {"arm": arm, "pair_input": runs[0]["pair_input"], "steps": runs[0]["steps"],
             "epochs": runs[0]["epochs"], "untouched": before, "post": post, "control": control,
             "delta_vs_control": delta, "delta_vs_untouched": [p - before for p in post],
-            "delta_mean": float(np.mean(delta)), "delta_sd": float(np.std(delta, ddof=1)),
+            "delta_mean": float(np.mean(delta)),
+            "delta_sd": float(np.std(delta, ddof=1)) if len(delta) > 1 else None,
             "post_raw": [r["gfid_proxy_after_raw"] for r in runs],
             "control_raw": [r["gfid_proxy_control_raw"] for r in runs],
             "beats_control_every_seed": bool(all(d <= -0.5 for d in delta)), "curve": curve}
@@ -128,10 +129,10 @@ def markdown(result: dict) -> str:
              "|---|---:|---:|---:|---:|---|---:|---:|---|"]
     for r in result["arms"]:
         raw = [p - c for p, c in zip(r["post_raw"], r["control_raw"])]
+        sd = "" if r["delta_sd"] is None else f" ± {r['delta_sd']:.2f}"
         lines.append(f"| {r['arm']} | {r['steps']} ({r['epochs']:g}) | {r['untouched']:.2f} | "
                      f"{np.mean(r['post']):.2f} | {np.mean(r['control']):.2f} | {f(r['delta_vs_control'])} | "
-                     f"{r['delta_mean']:+.2f} ± {r['delta_sd']:.2f} | {np.mean(r['delta_vs_untouched']):+.2f} | "
-                     f"{f(raw)} |")
+                     f"{r['delta_mean']:+.2f}{sd} | {np.mean(r['delta_vs_untouched']):+.2f} | {f(raw)} |")
     lines += ["", "| decoder input | epoch | EMA: post − control per seed | EMA: post − untouched | "
               "raw: post − control per seed | raw: post − untouched |", "|---|---:|---|---:|---|---:|"]
     for r in result["arms"]:
@@ -176,6 +177,7 @@ def main() -> None:
     p.add_argument("--out")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
+    p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="post-training seeds (default: 0,1,2)")
     p.add_argument("--record", action="store_true", help=f"write {RESULT.relative_to(ROOT)} (full budget only)")
     p.add_argument("--markdown", metavar="JSON", help="print the README tables of a recorded result and stop")
     p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the curves of a recorded result and stop")
@@ -197,7 +199,7 @@ def main() -> None:
     if args.inception_check:
         from posttrain_dose import inception_check
 
-        check = inception_check(out, arms, SEEDS)
+        check = inception_check(out, arms, [int(x) for x in args.seeds.split(",") if x])
         if args.record:
             result = json.loads(RESULT.read_text())
             result["inception"] = {**result.get("inception", {}), **check}
@@ -209,9 +211,10 @@ def main() -> None:
                     "`python experiments/study_models.py --out runs/study-models --install`)")
     budget = BUDGETS[args.budget]
     tok, gen = str(Path(args.tokenizer).resolve()), str(Path(args.generator).resolve())
-    rows = [run_arm(arm, tok, gen, out, budget) for arm in arms]
+    seeds = [int(x) for x in args.seeds.split(",") if x]
+    rows = [run_arm(arm, tok, gen, out, budget, seeds) for arm in arms]
     result = {"sigma": SIGMA, "guidance": " ".join(GUIDANCE), "budget": args.budget, **budget,
-              "recipe": scaled_recipe(budget, Path("<aux>")), "seeds": list(SEEDS), "tokenizer": args.tokenizer,
+              "recipe": scaled_recipe(budget, Path("<aux>")), "seeds": seeds, "tokenizer": args.tokenizer,
               "generator": args.generator, "same_held_out": same_held_out(out, arms), "arms": rows}
     (out / "results.json").write_text(json.dumps(result, indent=1))
     if args.record and args.budget == "full":
