@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from posttrain_recipes import RECIPES  # noqa: E402  (the recipe is defined once, there)
+from posttrain_dose import inception_check, robustok  # noqa: E402  (the CLI runner and the FID-inception check)
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
 
 ARMS = ("ids", "roundtrip")
@@ -47,14 +47,6 @@ AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the author
 BUDGETS = {"full": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
            "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
 RESULT = ROOT / "experiments" / "results" / "posttrain-authors.json"
-
-
-def robustok(*args) -> None:
-    robustok_module("robustok.cli", *args)
-
-
-def robustok_module(module: str, *args) -> None:
-    subprocess.run([sys.executable, "-m", module, *map(str, args)], check=True, cwd=ROOT)
 
 
 def scaled_recipe(budget: dict, aux: Path) -> list[str]:
@@ -75,7 +67,8 @@ def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS) 
                  "--overwrite", "--no-progress")
     aux = out / "aux-perceptual.safetensors"
     if not aux.is_file():
-        robustok_module("robustok.losses.aux_perceptual", "--train", aux)
+        from robustok.losses.aux_perceptual import train_aux_perceptual
+        train_aux_perceptual(aux)
     runs = []
     for seed in seeds:
         run = out / arm / f"post-seed{seed}"
@@ -197,8 +190,6 @@ def main() -> None:
     if unknown := set(arms) - set(ARMS):
         p.error(f"--arms: unknown {sorted(unknown)}; choose from {list(ARMS)}")
     if args.inception_check:
-        from posttrain_dose import inception_check
-
         check = inception_check(out, arms, [int(x) for x in args.seeds.split(",") if x])
         if args.record:
             result = json.loads(RESULT.read_text())

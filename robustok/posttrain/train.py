@@ -7,8 +7,8 @@ generators and token stores made with the tokenizer stay valid. Losses are those
 equal-compute control without which no gain can be attributed to the generated tokens.
 Every `eval_every` steps a gFID proxy is computed: the held-out free samples of the same generator decoded by
 the current decoder (the EMA decoder when `train.ema_decay > 0` and `eval_ema`), against reference statistics of
-the real data (with an EMA, the raw weights' proxy is recorded beside it); the best decoder is kept. Recipe options (paper values in docs/posttrain.md): `epochs` (length
-over the pairs), `eval_ema` / `ema_warmup` (an EMA that starts at the untouched decoder), `reuse_discriminator`
+the real data (with an EMA, the raw weights' proxy is recorded beside it); the best decoder is kept. Recipe
+options (paper values in docs/posttrain.md): `epochs` (length over the pairs), `eval_ema` / `ema_warmup` (an EMA that starts at the untouched decoder), `reuse_discriminator`
 / `disc_diffaug` with the `loss.disc_*` keys (GAN from step 0), `loss.perceptual=aux` (an offline perceptual
 network that is not the FID network) and, in the pairs, `pair_input` (token ids or the authors' round trip).
 """
@@ -212,10 +212,14 @@ class PostTrainTask(Task):
         model.train(was)
         return fid_between(stats, ref)
 
+    def epoch_at(self, step: int) -> float:
+        """Passes over the pairs after `step` optimisation steps."""
+        return step * self.cfg.data.batch_size / len(self.store)
+
     def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
         """The gFID proxy of `model` (the EMA when one is evaluated: then also of the raw weights, reported only)."""
         fid = self.proxy_fid(model)
-        point = {"step": step, "epoch": step * self.cfg.data.batch_size / len(self.store), "gfid_proxy": fid}
+        point = {"step": step, "epoch": self.epoch_at(step), "gfid_proxy": fid}
         if model is not self.model:  # the EMA is evaluated: the raw (online) decoder's proxy beside it
             point["gfid_proxy_raw"] = self.proxy_fid(self.model)
         self.curve.append(point)
@@ -270,7 +274,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
         log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
         out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
         summary = {"features": cfg.eval_features, "sigma": task.store.sigma, "steps": cfg.train.steps,
-                   "epochs": cfg.train.steps * cfg.data.batch_size / len(task.store),
+                   "epochs": task.epoch_at(cfg.train.steps),
                    "pair_input": task.store.pair_input, "ema": cfg.train.ema_decay > 0 and cfg.eval_ema,
                    "disc_diffaug": task.disc.augment.extra_repr() if task.disc is not None else None,
                    "gfid_proxy_before": before,
