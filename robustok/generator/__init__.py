@@ -6,15 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from robustok.generator.ar import ARConfig, ARGenerator
-from robustok.generator.base import (TokenGenerator, generator_class, generator_classes_by_name, generator_kinds,
-                                     register_generator)
+from robustok.generator.base import (GeneratorConfig, IdGeneratorConfig, TokenGenerator, generator_class,
+                                     generator_classes_by_name, generator_kinds, register_generator)
 from robustok.generator.diffusion import DiffusionConfig, DiffusionGenerator
 from robustok.hub import load_by_class
 from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 
 Generator = TokenGenerator
-__all__ = ["ARConfig", "ARGenerator", "DiffusionConfig", "DiffusionGenerator", "Generator", "TokenDataset",
-           "TokenGenerator", "generator_class", "generator_kinds", "load_generator", "read_manifest",
+__all__ = ["ARConfig", "ARGenerator", "DiffusionConfig", "DiffusionGenerator", "Generator", "GeneratorConfig",
+           "IdGeneratorConfig", "TokenDataset", "TokenGenerator", "generator_class", "generator_kinds", "load_generator", "read_manifest",
            "register_generator", "write_token_store"]
 
 

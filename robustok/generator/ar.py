@@ -7,7 +7,7 @@ the grid position it must predict next, and training draws a random permutation 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -15,27 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import ConfigError
-from robustok.generator.base import IdGenerator, register_generator
+from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
 
 
 @dataclass
-class ARConfig:
-    vocab_size: int = 4096           # K, codebook size of the tokenizer
-    grid: list[int] = field(default_factory=lambda: [8, 8])   # token grid (h, w); L = h*w
-    num_classes: int = 10            # 0: unconditional (only the null class)
-    dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    qk_norm: bool = True
+class ARConfig(IdGeneratorConfig):
     pos: str = "rope"                # rope (2-D rotary) | learned (2-D table, one vector per grid cell)
-    dropout: float = 0.0
     random_order: bool = False       # RAR: target-aware positions so permuted orders can be trained
     adaln: bool = False              # RAR: the class embedding also modulates every block (adaLN-Zero)
-    tokenizer_fingerprint: str = ""  # the tokenizer whose tokens this model was trained on
-    preset: str = ""
 
 
 @register_generator("ar")

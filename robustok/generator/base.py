@@ -7,6 +7,7 @@ Commands find a saved generator's class by the name in its `config.json` among t
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
 import torch
@@ -16,6 +17,30 @@ from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.guidance import condition_labels
 from robustok.hub import Pretrained
 from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, token_kind
+
+@dataclass
+class GeneratorConfig:
+    """The fields every built-in generator shares: the token grid, the classes, the transformer's size, and the
+    tokenizer it belongs to. A generator's own config subclasses this (or `IdGeneratorConfig`) and adds its fields."""
+
+    grid: list[int] = field(default_factory=lambda: [8, 8])   # token / latent grid (h, w); L = h*w
+    num_classes: int = 10            # 0: unconditional (only the null class)
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: float = 4.0
+    qk_norm: bool = True
+    tokenizer_fingerprint: str = ""  # the tokenizer whose tokens this model was trained on
+    preset: str = ""
+
+
+@dataclass
+class IdGeneratorConfig(GeneratorConfig):
+    """`GeneratorConfig` of a generator of discrete token ids: the vocabulary and dropout."""
+
+    vocab_size: int = 4096           # K, codebook size of the tokenizer
+    dropout: float = 0.0
+
 
 _REGISTRY: dict[str, type["TokenGenerator"]] = {}
 BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion", "robustok.generator.masked")

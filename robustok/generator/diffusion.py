@@ -16,25 +16,16 @@ from torch import Tensor, nn
 from robustok.errors import ConfigError, DataError
 from robustok.generator.flow import integrate, interpolate, time_grid
 from robustok.generator.guidance import check_guidance
-from robustok.generator.base import TokenGenerator, register_generator
+from robustok.generator.base import GeneratorConfig, TokenGenerator, register_generator
 from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding
 
 
 @dataclass
-class DiffusionConfig:
+class DiffusionConfig(GeneratorConfig):
     latent_channels: int = 4
-    grid: list[int] = field(default_factory=lambda: [8, 8])   # latent (h, w)
     patch_size: int = 1
-    num_classes: int = 10          # 0: unconditional
-    dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    qk_norm: bool = True
     latent_mean: list[float] = field(default_factory=list)   # per channel; empty = 0
     latent_std: list[float] = field(default_factory=list)    # per channel; empty = 1
-    tokenizer_fingerprint: str = ""
-    preset: str = ""
 
 
 def _randn(shape, generator: Optional[torch.Generator], device: torch.device, dtype: torch.dtype) -> torch.Tensor:

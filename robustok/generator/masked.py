@@ -16,7 +16,7 @@ Registered as `model.kind: masked`; the methods below the `protocol` line are th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -24,26 +24,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import ConfigError, DataError
-from robustok.generator.base import IdGenerator, register_generator
+from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block
 
 
 @dataclass
-class MaskedConfig:
-    vocab_size: int = 4096           # K, codebook size of the tokenizer; the [MASK] id is K
-    grid: list[int] = field(default_factory=lambda: [8, 8])   # token grid (h, w); L = h*w
-    num_classes: int = 10            # 0: unconditional (only the null class)
-    dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: float = 4.0
-    qk_norm: bool = True
-    dropout: float = 0.0
+class MaskedConfig(IdGeneratorConfig):      # vocab_size = K; the [MASK] id is K
     decode_steps: int = 10           # default number of parallel decoding steps T
     choice_temperature: float = 4.5  # default Gumbel scale of the confidence, annealed linearly to 0
-    tokenizer_fingerprint: str = ""  # the tokenizer whose tokens this model was trained on
-    preset: str = ""
 
 
 def cosine_ratio(frac: torch.Tensor | float) -> torch.Tensor | float:
