@@ -134,6 +134,14 @@ def markdown(result: dict) -> str:
             lines.append(f"| {r['arm']} | {c['epoch']:g} | {f(e['delta_vs_control'])} | "
                          f"{np.mean(e['post']) - r['untouched']:+.2f} | {f(w['delta_vs_control'])} | "
                          f"{np.mean(w['post']) - r['untouched']:+.2f} |")
+    if result.get("inception"):
+        lines += ["", "| decoder input | FID-inception: untouched | post-trained (EMA) | control σ = 1 (EMA) | "
+                  "post − control per seed | same sign as FID-fmnist |", "|---|---:|---:|---:|---|---|"]
+        fmnist = {r["arm"]: r["delta_vs_control"] for r in result["arms"]}
+        for arm, r in result["inception"].items():
+            same = sum((a < 0) == (b < 0) for a, b in zip(r["delta_vs_control"], fmnist.get(arm, [])))
+            lines.append(f"| {arm} | {r['untouched']:.2f} | {np.mean(r['post']):.2f} | {np.mean(r['control']):.2f} | "
+                         f"{f(r['delta_vs_control'])} | {same} of {len(r['delta_vs_control'])} seeds |")
     return "\n".join(lines)
 
 

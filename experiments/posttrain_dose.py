@@ -165,7 +165,7 @@ def inception_check(out: Path, arms: list[str], seeds=SEEDS, num: int = 1000) ->
     result = {}
     for arm in arms:
         pairs = out / arm / "pairs"
-        ids = torch.as_tensor(PairStore(pairs).eval_generated[:num]).long()
+        ids = torch.from_numpy(np.array(PairStore(pairs).eval_generated[:num], dtype=np.int64))  # a writable copy
         untouched = json.loads((out / arm / "post-seed0" / "posttrain.json").read_text())["config"]["tokenizer"]
         row = {"untouched": fid(Path(untouched), ids), "post": [], "control": []}
         for seed in seeds:

@@ -105,3 +105,9 @@ def test_authors_recipe_study_runs_on_the_quick_demo(quick_demo, tmp_path):
     r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--plot", str(tmp_path / "results.json"),
                         str(tmp_path / "curves.png")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 5000, r.stderr[-2000:]
+    result["inception"] = {"ids": {"untouched": 50.0, "post": [1.0, 2.0, 3.0], "control": [2.0, 2.0, 2.0],
+                                   "delta_vs_control": ids["delta_vs_control"]}}   # the table of --inception-check
+    (tmp_path / "with-inception.json").write_text(json.dumps(result))
+    r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--markdown",
+                        str(tmp_path / "with-inception.json")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "| ids | 50.00 | 2.00 | 2.00 |" in r.stdout and "| 3 of 3 seeds |" in r.stdout

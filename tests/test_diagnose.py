@@ -42,6 +42,26 @@ def test_image_statistics_sharpness_and_contrast():
     assert all(c.beat <= c.runs for c in EVIDENCE)
 
 
+
+def test_evidence_rows_match_the_recorded_studies():
+    """The dose-response and E2 rows of EVIDENCE hold the numbers of their committed results files."""
+    from pathlib import Path
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    dose = {r["arm"]: r for r in json.loads((results / "posttrain-dose.json").read_text())["arms"]}
+    authors = {r["arm"]: r for r in json.loads((results / "posttrain-authors.json").read_text())["arms"]}
+    cfg5 = dose["gen2000-cfg5"]
+    expected = {f"{r['generator_steps']}-step AR generator" + (", pairs at CFG 5 power 1.15" if r["cfg"] == 5 else "")
+                + " (posttrain-dose)": (r, r) for r in dose.values()}
+    expected["authors' recipe, 40 epochs, token-id pairs (posttrain-authors)"] = (cfg5, authors["ids"])
+    expected["authors' recipe, 40 epochs, round-trip pairs (posttrain-authors)"] = (cfg5, authors["roundtrip"])
+    rows = {c.where: c for c in EVIDENCE if c.where in expected}
+    assert rows.keys() == expected.keys()
+    for where, (gen, run) in expected.items():
+        c, deltas = rows[where], run["delta_vs_control"]
+        assert (round(c.gfid, 2), round(c.rfid, 2)) == (round(gen["gfid"], 2), round(gen["rfid"], 2)), where
+        assert (c.runs, c.beat) == (len(deltas), sum(d < 0 for d in deltas)), where
+        assert c.mean_delta == pytest.approx(sum(deltas) / len(deltas), abs=0.006), where
+
 @needs_fmnist
 def test_diagnose_command_on_tiny_models(tmp_path, capsys):
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()
