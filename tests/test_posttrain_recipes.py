@@ -228,6 +228,35 @@ def test_authors_recipe_is_a_valid_configuration(tmp_path):
     assert cfg.loss.diffaug == "color,translation,cutout" and cfg.loss.perceptual == "aux"
 
 
+
+def test_shipped_authors_config_is_the_e2_recipe():
+    """configs/posttrain/fmnist-authors.yaml holds what experiments/posttrain_authors.py ran (full budget)."""
+    import dataclasses
+
+    spec = importlib.util.spec_from_file_location("posttrain_authors", "experiments/posttrain_authors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    aux = "weights/aux-perceptual.safetensors"
+    study = load_config(PostTrainConfig, "configs/posttrain/fmnist.yaml", mod.scaled_recipe(mod.BUDGETS["full"], aux))
+    shipped = load_config(PostTrainConfig, "configs/posttrain/fmnist-authors.yaml")
+    a, b = dataclasses.asdict(study), dataclasses.asdict(shipped)
+    for d in (a, b):   # where the run writes, how long (epochs decide) and how it is judged are the caller's
+        del d["run"]["dir"], d["train"]["steps"], d["train"]["ema_decay"], d["ema_keep"], d["eval_num_reference"]
+    assert a == b
+    steps = epochs_to_steps(shipped.epochs, 192, shipped.data.batch_size)
+    assert steps == 240 and shipped.ema_keep ** (1 / steps) == pytest.approx(study.train.ema_decay, abs=1e-6)
+
+
+def test_ema_keep_sets_the_decay_from_the_length(setup, tmp_path):
+    tok, out = setup
+    task = PostTrainTask(_cfg(tmp_path, "epochs=2", "ema_keep=0.5"), tokenizer=tok, store=PairStore(out, tok))
+    assert task.cfg.train.steps == 6 and task.cfg.train.ema_decay == pytest.approx(0.5 ** (1 / 6))
+    assert task.cfg.train.ema_decay ** 6 == pytest.approx(0.5)   # the untouched decoder's share after the last step
+    task = PostTrainTask(_cfg(tmp_path, "train.ema_decay=0.9"), tokenizer=tok, store=PairStore(out, tok))
+    assert task.cfg.train.ema_decay == 0.9                       # ema_keep: 0 leaves the decay as given
+    with pytest.raises(ConfigError, match="ema_keep"):
+        _cfg(tmp_path, "ema_keep=1.5")
+
 def test_post_train_summary_records_the_recipe(setup, tmp_path):
     from robustok.posttrain.train import post_train
 

@@ -21,27 +21,31 @@ class Condition:
     runs: int                   # post-training runs, each next to its own control
     beat: int                   # runs whose post-trained decoder ended below its control
     mean_delta: Optional[float]  # mean of post - control (gFID proxy of held-out generated tokens)
+    recipe: str = ""            # the post-training config it used, where one file holds it
 
     @property
     def ratio(self) -> float:
         return self.gfid / self.rfid
 
 
+OURS, AUTHORS = "configs/posttrain/fmnist.yaml", "configs/posttrain/fmnist-authors.yaml"   # the recipes' configs
+
 EVIDENCE: list[Condition] = [
-    Condition("default demo profile, baseline tokenizer (README: demo, default profile)", 124.7, 4.44, 3, 3, -5.2),
-    Condition("default demo profile, robust tokenizer (README: demo, default profile)", 124.6, 5.18, 3, 3, -6.5),
+    Condition("default demo profile, baseline tokenizer (README: demo, default profile)", 124.7, 4.44, 3, 3, -5.2,
+              OURS),
+    Condition("default demo profile, robust tokenizer (README: demo, default profile)", 124.6, 5.18, 3, 3, -6.5, OURS),
     Condition("full demo profile, baseline, 3 recipes (README: full profile, recipe study)", 13.3, 2.2, 9, 0, 0.78),
     Condition("full demo profile, robust, 3 recipes (README: full profile, recipe study)", 11.3, 2.2, 9, 0, 0.79),
     Condition("full demo profile, both tokenizers, sigma = 0.95 pairs (README: full profile)", 12.3, 2.2, 6, 1, None),
     Condition("masked generator, sigma = 0.5 (experiments/results/masked_generator.json)", 55.05, 3.86, 1, 0, 6.86),
     # one tokenizer, AR generators of increasing quality (experiments/results/posttrain-dose.json, issue 10 E3/E1)
-    Condition("100-step AR generator (posttrain-dose)", 259.34, 3.67, 3, 3, -13.51),
-    Condition("300-step AR generator (posttrain-dose)", 173.21, 3.67, 3, 3, -6.24),
-    Condition("800-step AR generator (posttrain-dose)", 45.34, 3.67, 3, 1, 0.40),
-    Condition("2000-step AR generator (posttrain-dose)", 12.57, 3.67, 3, 0, 0.86),
-    Condition("2000-step AR generator, pairs at CFG 5 power 1.15 (posttrain-dose)", 11.11, 3.67, 3, 0, 0.40),
+    Condition("100-step AR generator (posttrain-dose)", 259.34, 3.67, 3, 3, -13.51, OURS),
+    Condition("300-step AR generator (posttrain-dose)", 173.21, 3.67, 3, 3, -6.24, OURS),
+    Condition("800-step AR generator (posttrain-dose)", 45.34, 3.67, 3, 1, 0.40, OURS),
+    Condition("2000-step AR generator (posttrain-dose)", 12.57, 3.67, 3, 0, 0.86, OURS),
+    Condition("2000-step AR generator, pairs at CFG 5 power 1.15 (posttrain-dose)", 11.11, 3.67, 3, 0, 0.40, OURS),
     # the same generator and guidance, the authors' recipe at length (experiments/results/posttrain-authors.json, E2)
-    Condition("authors' recipe, 40 epochs, token-id pairs (posttrain-authors)", 11.11, 3.67, 3, 3, -0.11),
+    Condition("authors' recipe, 40 epochs, token-id pairs (posttrain-authors)", 11.11, 3.67, 3, 3, -0.11, AUTHORS),
     Condition("authors' recipe, 40 epochs, round-trip pairs (posttrain-authors)", 11.11, 3.67, 3, 0, 0.22),
 ]
 
@@ -69,6 +73,11 @@ def estimate(gfid: float, rfid: float, features: str, evidence: Sequence[Conditi
         verdict = (f"{word}: at gFID/rFID = {ratio:.1f}, in the {len(near)} measured condition(s) with a ratio within "
                    f"2x ({', '.join(f'{c.ratio:.1f}' for c in near)}) post-training beat its sigma=1 control in "
                    f"{beat} of {runs} runs")
+        won = [c for c in near if c.recipe and c.runs and c.beat == c.runs and c.mean_delta is not None]
+        if won:
+            best = min(won, key=lambda c: c.mean_delta)
+            verdict += (f"; the recipe that beat its control on every run there: {best.recipe} ({best.beat} of "
+                        f"{best.runs}, mean post - control {best.mean_delta:+.2f})")
     note = "" if features == "fmnist" else f" (the measured ratios are FID-fmnist; yours is FID-{features})"
     return {"gfid_over_rfid": ratio, "verdict": verdict + note, "runs_nearby": runs, "beat_nearby": beat,
             "evidence": [dict(vars(c), ratio=c.ratio) for c in near]}
