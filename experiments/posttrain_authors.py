@@ -22,6 +22,11 @@ Endpoints, fixed before the run (README "When does post-training help?"):
   on every seed;
 - reported beside it, not selected on: the raw (online) decoders, the points at 10, 20 and 30 epochs of the same
   schedule (not separate shorter runs: the lr has not decayed there), and post-trained - untouched (the paper's).
+`--budget long` (token ids only, fixed before its run): does the same recipe, run on, widen the gap? 80 epochs
+with E2's per-step EMA decay (so the EMA keeps 0.46^2 = 0.21 of the untouched decoder at the end, as the authors'
+fixed 0.9999 would after 80 epochs) and the learning rate's cosine stretched over the 80 epochs; endpoint: Delta of
+the EMA decoders after 80 epochs, <= -0.5 on every seed to count; the points every 10 epochs reported beside it.
+Recorded in `experiments/results/posttrain-authors-long.json`.
 Every step goes through the CLI and is skipped when its output exists, so an interrupted study continues.
 """
 from __future__ import annotations
@@ -45,15 +50,18 @@ SIGMA = 0.9
 GUIDANCE = ["--cfg", "5", "--cfg-schedule", "power", "--cfg-power", "1.15"]
 AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the authors' EMA after 40 epochs (0.46)
 BUDGETS = {"full": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
+           "long": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 80, "eval_epochs": 10,
+                    "ema_epochs": 40},   # E2's decay per step: the authors' share is reached at 40 epochs
            "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
-RESULT = ROOT / "experiments" / "results" / "posttrain-authors.json"
+RESULTS = {"full": ROOT / "experiments" / "results" / "posttrain-authors.json",
+           "long": ROOT / "experiments" / "results" / "posttrain-authors-long.json"}
 
 
 def scaled_recipe(budget: dict, aux: Path) -> list[str]:
     """The `authors` recipe with this scale's batch, warm-up, evaluation points and EMA decay."""
     steps_per_epoch = budget["num_pairs"] // budget["batch"]
-    steps = budget["epochs"] * steps_per_epoch
-    decay = AUTHORS_EMA_KEEP ** (1 / steps)   # the same share of the untouched decoder after the last step
+    ema_steps = budget.get("ema_epochs", budget["epochs"]) * steps_per_epoch
+    decay = AUTHORS_EMA_KEEP ** (1 / ema_steps)   # the authors' share of the untouched decoder after ema_steps
     return [*(o.format(aux=aux) for o in RECIPES["authors"]), f"epochs={budget['epochs']}",
             f"data.batch_size={budget['batch']}", f"train.warmup_steps={steps_per_epoch}",
             f"train.ema_decay={decay:.6f}", f"eval_every={budget['eval_epochs'] * steps_per_epoch}"]
@@ -179,7 +187,8 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="post-training seeds (default: 0,1,2)")
-    p.add_argument("--record", action="store_true", help=f"write {RESULT.relative_to(ROOT)} (full budget only)")
+    p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-authors[-long].json "
+                   "(budgets full and long)")
     p.add_argument("--markdown", metavar="JSON", help="print the README tables of a recorded result and stop")
     p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the curves of a recorded result and stop")
     p.add_argument("--inception-check", action="store_true", help="FID-inception of every finished arm's "
@@ -199,10 +208,11 @@ def main() -> None:
         p.error(f"--arms: unknown {sorted(unknown)}; choose from {list(ARMS)}")
     if args.inception_check:
         check = inception_check(out, arms, [int(x) for x in args.seeds.split(",") if x])
-        if args.record:
-            result = json.loads(RESULT.read_text())
+        if args.record and args.budget in RESULTS:
+            record = RESULTS[args.budget]
+            result = json.loads(record.read_text())
             result["inception"] = {**result.get("inception", {}), **check}
-            RESULT.write_text(json.dumps(result, indent=1))
+            record.write_text(json.dumps(result, indent=1))
         return
     for what, path in (("--tokenizer", args.tokenizer), ("--generator", args.generator)):
         if not (Path(path) / "config.json").is_file():
@@ -216,12 +226,13 @@ def main() -> None:
               "recipe": scaled_recipe(budget, Path("<aux>")), "seeds": seeds, "tokenizer": args.tokenizer,
               "generator": args.generator, "same_held_out": same_held_out(out, arms), "arms": rows}
     (out / "results.json").write_text(json.dumps(result, indent=1))
-    if args.record and args.budget == "full":
-        previous = json.loads(RESULT.read_text()) if RESULT.is_file() else {"arms": []}
+    if args.record and args.budget in RESULTS:
+        record = RESULTS[args.budget]
+        previous = json.loads(record.read_text()) if record.is_file() else {"arms": []}
         done = {r["arm"] for r in rows}  # an arm run on its own adds to (or replaces its row in) the record
         result["arms"] = [r for r in previous["arms"] if r["arm"] not in done] + rows
         result["same_held_out"] = same_held_out(out, [r["arm"] for r in result["arms"]])
-        RESULT.write_text(json.dumps(result, indent=1))
+        record.write_text(json.dumps(result, indent=1))
     print(markdown(result))
 
 
