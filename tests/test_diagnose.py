@@ -34,7 +34,7 @@ def test_image_statistics_sharpness_and_contrast():
     assert a["contrast"] == 0 and b["contrast"] == pytest.approx(127.5, rel=0.05)
     assert estimate(125.0, 5.0, "fmnist")["verdict"].startswith("likely to pay")
     assert estimate(12.0, 2.2, "fmnist")["verdict"].startswith("unlikely to pay")
-    assert "fmnist-authors.yaml (3 of 3" in estimate(11.1, 3.67, "fmnist")["verdict"]   # the one that won there
+    assert "fmnist-authors.yaml epochs=80 ema_keep=0.21 (3 of 3" in estimate(11.1, 3.67, "fmnist")["verdict"]
     assert "recipe" not in estimate(12.0, 1.0, "fmnist", [Condition("a", 10.0, 1.0, 4, 4, -1.0)])["verdict"]
     mixed = [Condition("a", 10.0, 1.0, 4, 2, 0.0)]
     assert "mixed" in estimate(12.0, 1.0, "fmnist", mixed)["verdict"]
@@ -56,6 +56,8 @@ def test_evidence_rows_match_the_recorded_studies():
                 + " (posttrain-dose)": (r, r) for r in dose.values()}
     expected["authors' recipe, 40 epochs, token-id pairs (posttrain-authors)"] = (cfg5, authors["ids"])
     expected["authors' recipe, 40 epochs, round-trip pairs (posttrain-authors)"] = (cfg5, authors["roundtrip"])
+    long = json.loads((results / "posttrain-authors-long.json").read_text())["arms"][0]
+    expected["authors' recipe, 80 epochs, token-id pairs (posttrain-authors-long)"] = (cfg5, long)
     rows = {c.where: c for c in EVIDENCE if c.where in expected}
     assert rows.keys() == expected.keys()
     for where, (gen, run) in expected.items():
