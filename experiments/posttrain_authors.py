@@ -26,7 +26,9 @@ Endpoints, fixed before the run (README "When does post-training help?"):
 with E2's per-step EMA decay (so the EMA keeps 0.46^2 = 0.21 of the untouched decoder at the end, as the authors'
 fixed 0.9999 would after 80 epochs) and the learning rate's cosine stretched over the 80 epochs; endpoint: Delta of
 the EMA decoders after 80 epochs, <= -0.5 on every seed to count; the points every 10 epochs reported beside it.
-Recorded in `experiments/results/posttrain-authors-long.json`.
+Recorded in `experiments/results/posttrain-authors-long.json`. `--budget longer`: the same at 160 epochs (EMA keeps
+0.46^4 = 0.04), run after `long` ended short of -0.5; the same endpoint at 160 epochs, FID-inception checked only if it
+passes; `experiments/results/posttrain-authors-longer.json`.
 Every step goes through the CLI and is skipped when its output exists, so an interrupted study continues.
 """
 from __future__ import annotations
@@ -52,9 +54,12 @@ AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the author
 BUDGETS = {"full": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
            "long": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 80, "eval_epochs": 10,
                     "ema_epochs": 40},   # E2's decay per step: the authors' share is reached at 40 epochs
+           "longer": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 160, "eval_epochs": 20,
+                      "ema_epochs": 40},
            "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
 RESULTS = {"full": ROOT / "experiments" / "results" / "posttrain-authors.json",
-           "long": ROOT / "experiments" / "results" / "posttrain-authors-long.json"}
+           "long": ROOT / "experiments" / "results" / "posttrain-authors-long.json",
+           "longer": ROOT / "experiments" / "results" / "posttrain-authors-longer.json"}
 
 
 def scaled_recipe(budget: dict, aux: Path) -> list[str]:
