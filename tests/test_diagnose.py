@@ -58,6 +58,8 @@ def test_evidence_rows_match_the_recorded_studies():
     expected["authors' recipe, 40 epochs, round-trip pairs (posttrain-authors)"] = (cfg5, authors["roundtrip"])
     long = json.loads((results / "posttrain-authors-long.json").read_text())["arms"][0]
     expected["authors' recipe, 80 epochs, token-id pairs (posttrain-authors-long)"] = (cfg5, long)
+    longer = json.loads((results / "posttrain-authors-longer.json").read_text())["arms"][0]
+    expected["authors' recipe, 160 epochs, token-id pairs (posttrain-authors-longer)"] = (cfg5, longer)
     rows = {c.where: c for c in EVIDENCE if c.where in expected}
     assert rows.keys() == expected.keys()
     for where, (gen, run) in expected.items():

@@ -47,9 +47,11 @@ EVIDENCE: list[Condition] = [
     # the same generator and guidance, the authors' recipe at length (experiments/results/posttrain-authors.json, E2)
     Condition("authors' recipe, 40 epochs, token-id pairs (posttrain-authors)", 11.11, 3.67, 3, 3, -0.11, AUTHORS),
     Condition("authors' recipe, 40 epochs, round-trip pairs (posttrain-authors)", 11.11, 3.67, 3, 0, 0.22),
-    # E2's token-id arm run on to 80 epochs with the same EMA decay per step (posttrain-authors-long.json)
+    # E2's token-id arm run on to 80 and 160 epochs with the same EMA decay per step (posttrain-authors-long*.json)
     Condition("authors' recipe, 80 epochs, token-id pairs (posttrain-authors-long)", 11.11, 3.67, 3, 3, -0.36,
               AUTHORS + " epochs=80 ema_keep=0.21"),
+    Condition("authors' recipe, 160 epochs, token-id pairs (posttrain-authors-longer)", 11.11, 3.67, 3, 3, -0.25,
+              AUTHORS + " epochs=160 ema_keep=0.04"),
 ]
 
 
