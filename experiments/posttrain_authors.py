@@ -192,8 +192,8 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="post-training seeds (default: 0,1,2)")
-    p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-authors[-long].json "
-                   "(budgets full and long)")
+    p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-authors"
+                   "[-long|-longer].json (budgets full, long, longer)")
     p.add_argument("--markdown", metavar="JSON", help="print the README tables of a recorded result and stop")
     p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the curves of a recorded result and stop")
     p.add_argument("--inception-check", action="store_true", help="FID-inception of every finished arm's "
