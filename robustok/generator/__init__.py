@@ -15,8 +15,7 @@ from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 Generator = TokenGenerator
 __all__ = ["ARConfig", "ARGenerator", "DiffusionConfig", "DiffusionGenerator", "Generator", "GeneratorConfig",
            "IdGeneratorConfig", "TokenDataset", "TokenGenerator", "generator_class", "generator_kinds",
-           "load_generator", "read_manifest",
-           "register_generator", "write_token_store"]
+           "load_generator", "read_manifest", "register_generator", "write_token_store"]
 
 
 def load_generator(directory: str | Path, map_location: str = "cpu") -> TokenGenerator:
