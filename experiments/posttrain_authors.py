@@ -51,11 +51,10 @@ SEEDS = (0, 1, 2)
 SIGMA = 0.9
 GUIDANCE = ["--cfg", "5", "--cfg-schedule", "power", "--cfg-power", "1.15"]
 AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the authors' EMA after 40 epochs (0.46)
-BUDGETS = {"full": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10},
-           "long": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 80, "eval_epochs": 10,
-                    "ema_epochs": 40},   # E2's decay per step: the authors' share is reached at 40 epochs
-           "longer": {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 160, "eval_epochs": 20,
-                      "ema_epochs": 40},
+FULL = {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10}
+BUDGETS = {"full": FULL,   # long, longer: E2 run on with its decay per step (the authors' share reached at 40 epochs)
+           "long": {**FULL, "epochs": 80, "ema_epochs": 40},
+           "longer": {**FULL, "epochs": 160, "eval_epochs": 20, "ema_epochs": 40},
            "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
 RESULTS = {"full": ROOT / "experiments" / "results" / "posttrain-authors.json",
            "long": ROOT / "experiments" / "results" / "posttrain-authors-long.json",
@@ -211,8 +210,9 @@ def main() -> None:
     arms = [a for a in args.arms.split(",") if a]
     if unknown := set(arms) - set(ARMS):
         p.error(f"--arms: unknown {sorted(unknown)}; choose from {list(ARMS)}")
+    seeds = [int(x) for x in args.seeds.split(",") if x]
     if args.inception_check:
-        check = inception_check(out, arms, [int(x) for x in args.seeds.split(",") if x])
+        check = inception_check(out, arms, seeds)
         if args.record and args.budget in RESULTS:
             record = RESULTS[args.budget]
             result = json.loads(record.read_text())
@@ -225,7 +225,6 @@ def main() -> None:
                     "`python experiments/study_models.py --out runs/study-models --install`)")
     budget = BUDGETS[args.budget]
     tok, gen = str(Path(args.tokenizer).resolve()), str(Path(args.generator).resolve())
-    seeds = [int(x) for x in args.seeds.split(",") if x]
     rows = [run_arm(arm, tok, gen, out, budget, seeds) for arm in arms]
     result = {"sigma": SIGMA, "guidance": " ".join(GUIDANCE), "budget": args.budget, **budget,
               "recipe": scaled_recipe(budget, Path("<aux>")), "seeds": seeds, "tokenizer": args.tokenizer,

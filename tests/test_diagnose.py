@@ -44,10 +44,10 @@ def test_image_statistics_sharpness_and_contrast():
     assert all(c.beat <= c.runs for c in EVIDENCE)
 
 
-
 def test_evidence_rows_match_the_recorded_studies():
     """The dose-response and E2 rows of EVIDENCE hold the numbers of their committed results files."""
     from pathlib import Path
+
     results = Path(__file__).resolve().parents[1] / "experiments" / "results"
     dose = {r["arm"]: r for r in json.loads((results / "posttrain-dose.json").read_text())["arms"]}
     authors = {r["arm"]: r for r in json.loads((results / "posttrain-authors.json").read_text())["arms"]}
@@ -67,6 +67,7 @@ def test_evidence_rows_match_the_recorded_studies():
         assert (round(c.gfid, 2), round(c.rfid, 2)) == (round(gen["gfid"], 2), round(gen["rfid"], 2)), where
         assert (c.runs, c.beat) == (len(deltas), sum(d < 0 for d in deltas)), where
         assert c.mean_delta == pytest.approx(sum(deltas) / len(deltas), abs=0.006), where
+
 
 @needs_fmnist
 def test_diagnose_command_on_tiny_models(tmp_path, capsys):

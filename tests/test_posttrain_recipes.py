@@ -228,7 +228,6 @@ def test_authors_recipe_is_a_valid_configuration(tmp_path):
     assert cfg.loss.diffaug == "color,translation,cutout" and cfg.loss.perceptual == "aux"
 
 
-
 def test_shipped_authors_config_is_the_e2_recipe():
     """configs/posttrain/fmnist-authors.yaml holds what experiments/posttrain_authors.py ran (full budget)."""
     import dataclasses
@@ -256,6 +255,7 @@ def test_ema_keep_sets_the_decay_from_the_length(setup, tmp_path):
     assert task.cfg.train.ema_decay == 0.9                       # ema_keep: 0 leaves the decay as given
     with pytest.raises(ConfigError, match="ema_keep"):
         _cfg(tmp_path, "ema_keep=1.5")
+
 
 def test_post_train_summary_records_the_recipe(setup, tmp_path):
     from robustok.posttrain.train import post_train
