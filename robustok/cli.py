@@ -15,7 +15,7 @@ if __name__ == "__main__":      # `python -m robustok.cli`: shorten OpenMP spinn
 
     choose_omp_policy()
 
-from robustok import commands
+from robustok import __version__, commands
 from robustok.errors import RobustokError
 from robustok.train import dist as rdist
 
@@ -30,6 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="robustok", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"robustok {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):  # helpers shared by commands (e.g. _sampling_args)

@@ -74,16 +74,16 @@ def _to_container(cfg: Any) -> Any:
 def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
     """Load `path` (YAML) over the defaults of dataclass `schema`, then apply `key=value` overrides.
 
-    Returns an instance of `schema` (nested dataclasses included). Raises `ConfigError` naming the key on
-    unknown keys, wrong types or malformed overrides.
+    `path` may also name a preset shipped with the package when the schema declares its `PRESETS` stage
+    (`fmnist-robust` for `TokenizerTrainConfig`). Returns an instance of `schema` (nested dataclasses included).
+    Raises `ConfigError` naming the key on unknown keys, wrong types or malformed overrides.
     """
     base = OmegaConf.structured(schema)
     where = "defaults"
     try:
         if path is not None:
+            path = _config_file(schema, path)
             where = str(path)
-            if not Path(path).is_file():
-                raise ConfigError(f"config file not found: {path}")
             base = OmegaConf.merge(base, OmegaConf.load(path))
         bad = [o for o in overrides if "=" not in o]
         if bad:
@@ -97,6 +97,18 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         raise ConfigError(f"{where}: invalid config key {key!r}: {msg}") from None
     check_bounds(obj)
     return obj  # type: ignore[return-value]
+
+
+def _config_file(schema: type, path: str | Path) -> Path:
+    """`path` itself, or, for a schema with a `PRESETS` stage, the shipped preset of that name (`robustok.presets`)."""
+    stage = getattr(schema, "PRESETS", "")
+    if stage:
+        from robustok.presets import resolve_config
+
+        return resolve_config(path, stage)
+    if not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    return Path(path)
 
 
 def to_dict(cfg: Any) -> dict:

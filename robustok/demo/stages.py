@@ -13,6 +13,7 @@ import torch
 from robustok.config import load_config, to_dict
 from robustok.demo.profiles import DemoProfile
 from robustok.hub import atomic_write_bytes
+from robustok.presets import preset_path
 from robustok.losses.discriminators import copy_discriminator
 from robustok.tokenizer.model import Tokenizer
 from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
@@ -48,11 +49,9 @@ def tokenizer_config(name: str, profile: DemoProfile, run_dir: Path) -> Tokenize
 
 
 def config_file(relative: str) -> Path:
-    """A file under the repository's `configs/` (found next to the package, so any working directory works)."""
-    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
-        if (root / "configs" / relative).is_file():
-            return root / "configs" / relative
-    raise FileNotFoundError(f"configs/{relative} not found: run from a robustok checkout (pip install -e .)")
+    """A config shipped with the package, e.g. `tokenizer/fmnist-robust.yaml` (`robustok.presets`)."""
+    stage, name = relative.split("/", 1)
+    return preset_path(stage, name.removesuffix(".yaml"))
 
 
 def train_tokenizers(out: Path, profile: DemoProfile, fresh: bool, log) -> dict[str, str]:

@@ -82,6 +82,8 @@ class GeneratorTrainConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    PRESETS: ClassVar[str] = "generator"   # `robustok train-generator fmnist-ar`: robustok/configs/generator/
+
 
 def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards) -> TokenGenerator:
     """A fresh generator of kind `mc.kind` whose vocabulary, grid, classes (and latent statistics) come from the

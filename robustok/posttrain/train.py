@@ -73,6 +73,7 @@ class PostTrainConfig:
     BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2",
                               "epochs": ">=0", "ema_keep": "[0,1]"}
     DATA_SPECS: ClassVar[tuple] = ("eval_reference",)
+    PRESETS: ClassVar[str] = "posttrain"   # `robustok post-train fmnist`: robustok/configs/posttrain/
     NPZ_SPECS: ClassVar[tuple] = ("eval_reference",)   # may also be a statistics / samples .npz (ADM's batch)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,8 @@ class TokenizerTrainConfig:
     perturb: PerturbationConfig = field(default_factory=PerturbationConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    PRESETS: ClassVar[str] = "tokenizer"   # `robustok train-tokenizer fmnist-robust`: robustok/configs/tokenizer/
 
     def validate(self) -> None:
         self.model.validate()
