@@ -16,7 +16,7 @@ adaptations to this scale, both fixed before the run:
   that both arms' three seeds with their controls fit in 40 minutes on two cores (one process per arm).
 Every run has its sigma = 1 control with the same recipe, seed and steps (`post-train --control`).
 
-Endpoints, fixed before the run (README "When does post-training help?"):
+Endpoints, fixed before the run (docs/studies.md):
 - per arm and seed: Delta = gFID-proxy(post-trained) - gFID-proxy(control) of the EMA decoders after 40 epochs
   on the arm's held-out generated tokens (FID-fmnist, 1000 images); success as issue 10's criterion: Delta <= -0.5
   on every seed;
@@ -127,7 +127,7 @@ def same_held_out(out: Path, arms: list[str]) -> bool:
 
 
 def markdown(result: dict) -> str:
-    """The README tables from a recorded result: the endpoint per arm, then the curves."""
+    """The docs/studies.md tables from a recorded result: the endpoint per arm, then the curves."""
     f = lambda xs: ", ".join(f"{x:+.2f}" for x in xs)  # noqa: E731
     lines = ["| decoder input | steps (epochs) | untouched | post-trained (EMA) | control σ = 1 (EMA) | "
              "post − control per seed | mean ± sd | post − untouched (paper's) | raw weights: post − control |",
@@ -193,7 +193,7 @@ def main() -> None:
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="post-training seeds (default: 0,1,2)")
     p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-authors"
                    "[-long|-longer].json (budgets full, long, longer)")
-    p.add_argument("--markdown", metavar="JSON", help="print the README tables of a recorded result and stop")
+    p.add_argument("--markdown", metavar="JSON", help="print the docs tables of a recorded result and stop")
     p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the curves of a recorded result and stop")
     p.add_argument("--inception-check", action="store_true", help="FID-inception of every finished arm's "
                    "endpoint (with --out; adds 'inception' to the recorded result with --record)")

@@ -9,7 +9,7 @@ arm repeats the best generator with pairs and held-out tokens sampled at high gu
 1.15, the authors' sampler regime: E1). Everything goes through the CLI, so the study measures the shipped
 commands; every step is skipped when its output exists, so an interrupted study continues.
 
-Endpoints, fixed before the run (README "When does post-training help?"):
+Endpoints, fixed before the run (docs/studies.md):
 - per arm and seed: Delta = gFID-proxy(post-trained) - gFID-proxy(control) on the arm's held-out generated tokens
   (FID-fmnist, 1000 images, the final step); the paper's comparison, post-trained - untouched, beside it;
 - the effect counts for an arm when Delta <= -0.5 on every seed; the dose-response is the Spearman correlation of
@@ -109,7 +109,7 @@ def dose_response(rows: list[dict]) -> dict:
 
 
 def markdown(result: dict) -> str:
-    """The README table from a recorded result."""
+    """The docs/studies.md table from a recorded result."""
     f = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
     lines = ["| arm | generator steps | pairs / held-out CFG | gFID | gFID/rFID | unseen h-bigrams | round-trip change "
              "| untouched | post-trained | control σ = 1 | post − control per seed | mean ± sd | post − untouched |",
@@ -184,7 +184,7 @@ def main() -> None:
     p.add_argument("--tokenizer", help="a trained tokenizer directory")
     p.add_argument("--tokens", help="its token store (robustok pretokenize)")
     p.add_argument("--out")
-    p.add_argument("--markdown", metavar="JSON", help="print the README table of a recorded result and stop")
+    p.add_argument("--markdown", metavar="JSON", help="print the docs table of a recorded result and stop")
     p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the dose-response figure and stop")
     p.add_argument("--arms", default=",".join(a[0] for a in ARMS))
     p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-dose.json")

@@ -73,7 +73,7 @@ def perturbation_effect(rows: list[dict], endpoint: str) -> dict:
 
 
 def markdown(result: dict) -> str:
-    """README tables from a recorded result: per tokenizer, the perturbation effect, the predictor comparison."""
+    """The docs tables (docs/studies.md, docs/measured.md) from a recorded result: per tokenizer, the perturbation effect, the predictor comparison."""
     f = lambda v, d=2: "–" if v is None or v != v else f"{v:.{d}f}"  # noqa: E731 (None or NaN)
     lines = ["| tokenizer | PSNR | rFID | pFID | usage | gFID (floor) | gFID CFG 1.5 (floor) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["tokenizers"]:
@@ -104,7 +104,7 @@ def main() -> None:
     from robustok.tokbench.report import table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--markdown", metavar="JSON", help="only print README tables from a recorded result")
+    p.add_argument("--markdown", metavar="JSON", help="only print the docs tables from a recorded result")
     p.add_argument("--out")
     p.add_argument("--budget", default="full", choices=sorted(BUDGETS))
     p.add_argument("--only", default=None, help="comma list of members (default: all)")

@@ -6,7 +6,7 @@ mean per-position Jensen-Shannon divergence of the token histograms, share of to
 trip through uint8 images changes (relative latent change for continuous tokenizers), sharpness (variance of the
 Laplacian), mean intensity and contrast of the decoded images, and (with --features) gFID of the samples and rFID
 of the tokenizer on the same real images. Ends with a plain-language estimate from the gFID/rFID ratio and the
-post-training runs measured so far (see README "When does post-training help?").
+post-training runs measured so far (see docs/studies.md).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """How long the demo will take here, from a few seconds of calibration, and which profile fits a time budget.
 
 A stage-by-stage cost model in seconds of the reference machine (2 free cores that train the robust tokenizer at
-`REFERENCE_IMAGES_PER_S`), fitted to the measured default (28 min 55 s) and full (75 min 23 s) demos (README,
+`REFERENCE_IMAGES_PER_S`), fitted to the measured default (28 min 55 s) and full (75 min 23 s) demos (docs/measured.md,
 "Measured numbers"), is scaled by the speed of this machine: the same tokenizer training step, timed on the
 device the demo will use. A rough guide (within ~10% on the reference machine; stages whose mix of work differs
 from a conv training step scale less exactly, most of all on a GPU), and for a run from scratch: stages already

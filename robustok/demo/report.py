@@ -76,8 +76,8 @@ def figures(res: dict, out: Path) -> list[tuple[str, str]]:
     plot_evidence(ax, [(res[n]["gfid"] / max(res[n]["rfid"], 1e-6), res[n]["delta_vs_control"], f"this run: {n}")
                        for n in ("baseline", "robust")])
     figs.append(("Post-trained − control per seed against the generator's gFID over the tokenizer's rFID: this run "
-                 "(colours) among the conditions measured so far (grey, size ~ runs; README \"When does "
-                 f"post-training help?\", FID-fmnist; this run: FID-{feats})", _png(fig)))
+                 "(colours) among the conditions measured so far (grey, size ~ runs; docs/studies.md, "
+                 f"FID-fmnist; this run: FID-{feats})", _png(fig)))
     # correlations
     pts = res["points"]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))

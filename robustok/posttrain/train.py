@@ -12,7 +12,7 @@ options (paper values in docs/posttrain.md): `epochs` (length over the pairs), `
 `ema_keep` (an EMA that starts at the untouched decoder, its decay optionally set from the run's length),
 `reuse_discriminator` / `disc_diffaug` with the `loss.disc_*` keys (GAN from step 0), `loss.perceptual=aux` (an
 offline perceptual network that is not the FID network) and, in the pairs, `pair_input` (token ids or the
-authors' round trip). `configs/posttrain/fmnist-authors.yaml` combines them (README, E2).
+authors' round trip). `configs/posttrain/fmnist-authors.yaml` combines them (docs/studies.md, E2).
 """
 from __future__ import annotations
 
