@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from robustok.commands._sampling_args import add_sampling_args, sampling_options
+from robustok.generator.published import add_preset_args
 from robustok.validation import bounded
 
 
@@ -20,6 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-images", type=bounded(int, ">=1"), default=10_000)
     p.add_argument("--out", required=True, help="output folder")
     add_sampling_args(p)
+    add_preset_args(p)
     p.add_argument("--classes", default=None, help="comma-separated class ids (default: all, balanced)")
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -33,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
+    from robustok.generator.published import resolve_preset
     from robustok.generator.sampling import write_samples
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
@@ -40,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from robustok.outputs import check_out
     from robustok.validation import check_writable
 
-    if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
-        raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
+    if args.resize < 0:
+        raise ConfigError(f"--resize must be >= 0, got {args.resize}")
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
     try:
@@ -51,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     info = setup()  # under torchrun: a process group; the ranks take strided batches
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device)
+    resolve_preset(args, gen.kind)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     opts = sampling_options(args)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
-                         progress=not args.no_progress, classes=classes, overwrite=args.overwrite)
+                         progress=not args.no_progress, classes=classes, overwrite=args.overwrite,
+                         labels=args.labels, resize=args.resize)
     if info.is_main:
         print(f"wrote {args.num_images} images to {args.out} and {path}")
     return 0

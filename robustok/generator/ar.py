@@ -182,14 +182,16 @@ class ARGenerator(IdGenerator):
             return static_sample(self, labels, rule, generator, keep_mask, prefix_tokens)
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if rule.guided else labels
         seq = torch.empty(rows.shape[0], L, dtype=torch.long, device=dev)
-        cache = None
-        if use_cache:
-            c = self.config
-            cache = KVCache(c.depth, rows.shape[0], c.heads, L, c.dim // c.heads, dev, self.head.weight.dtype)
+        cache = self.new_cache(rows.shape[0], dev, self.head.weight.dtype) if use_cache else None
         mods = self.modulations(rows)
         for s in range(L):
             self.decode_step(seq, rows, s, B, rule, cache, mods, generator, keep=keep_mask, prefix=prefix_tokens)
         return seq[:B].view(B, *self.config.grid)
+
+    def new_cache(self, rows: int, device: torch.device, dtype: torch.dtype) -> KVCache:
+        """An empty KV cache for `rows` sequences (the class input and L - 1 tokens)."""
+        c = self.config
+        return KVCache(c.depth, rows, c.heads, self.seq_len, c.dim // c.heads, device, dtype)
 
     def decode_step(self, seq: torch.Tensor, rows: torch.Tensor, s: int, batch: int, rule: DrawRule,
                     cache: Optional[KVCache] = None, mods: Optional[list[tuple]] = None,

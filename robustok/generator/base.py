@@ -43,7 +43,8 @@ class IdGeneratorConfig(GeneratorConfig):
 
 
 _REGISTRY: dict[str, type["TokenGenerator"]] = {}
-BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion", "robustok.generator.masked")
+BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion", "robustok.generator.masked",
+                   "robustok.generator.llamagen_gpt", "robustok.generator.rar")
 
 
 class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):

@@ -18,7 +18,6 @@ import torch
 
 from robustok.errors import ConfigError
 from robustok.generator.guidance import DrawRule, uniforms
-from robustok.generator.layers import KVCache
 
 STEPS_PER_GRAPH = 16        # decoding steps per CUDA graph (a 256-token grid: 16 graphs)
 _DECODERS: "weakref.WeakKeyDictionary[torch.nn.Module, StaticDecoder]" = weakref.WeakKeyDictionary()
@@ -44,7 +43,7 @@ class StaticDecoder:
 
     def __init__(self, model, capacity: int, rule: DrawRule, teacher: bool, graphs: Optional[bool] = None,
                  steps_per_graph: int = STEPS_PER_GRAPH):
-        c, p = model.config, model.head.weight
+        p = model.head.weight
         dev = p.device
         self.capacity, self.rule, self.teacher, self.length = capacity, rule, teacher, model.seq_len
         self.use_graphs = dev.type == "cuda" if graphs is None else graphs
@@ -59,7 +58,7 @@ class StaticDecoder:
         self.u = torch.full((L, capacity, 1), 0.5, dtype=torch.float64, device=dev)
         self.keep = torch.zeros(capacity, L, dtype=torch.bool, device=dev) if teacher else None
         self.prefix = torch.zeros(capacity, L, dtype=torch.long, device=dev) if teacher else None
-        self.cache = KVCache(c.depth, rows, c.heads, L, c.dim // c.heads, dev, p.dtype)
+        self.cache = model.new_cache(rows, dev, p.dtype)
         self.mods: Optional[list[tuple]] = None
         self.graphs: list = []
         self.captures = 0

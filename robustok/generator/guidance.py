@@ -13,20 +13,21 @@ SCHEDULES = ("constant", "linear", "power")
 
 
 def check_guidance(scale: float, schedule: str = "constant", power: float = 1.0) -> None:
-    """Raise `ConfigError` for a negative scale, an unknown schedule or a non-positive power."""
+    """Raise `ConfigError` for a negative scale, an unknown schedule or a negative power (power 0: RAR's constant
+    scale)."""
     if not math.isfinite(scale) or scale < 0:
         raise ConfigError(f"cfg scale must be >= 0, got {scale}")
     if schedule not in SCHEDULES:
         raise ConfigError(f"cfg schedule must be one of {SCHEDULES}, got {schedule!r}")
-    if not power > 0:
-        raise ConfigError(f"cfg power must be > 0, got {power}")
+    if not (math.isfinite(power) and power >= 0):
+        raise ConfigError(f"cfg power must be >= 0, got {power}")
 
 
 def guidance_scale(scale: float, step: int, total: int, schedule: str = "constant", power: float = 1.0) -> float:
     """The guidance scale at sampling step `step` of `total` (0-based).
 
     constant: `scale`; linear: 1 -> scale as step/total grows; power (RAR's `guidance_scale_pow`):
-    `1 + (scale-1) * (1 - cos(pi * (step/total)**power)) / 2`.
+    `1 + (scale-1) * (1 - cos(pi * (step/total)**power)) / 2` (power 0: `scale` at every step, 0**0 = 1).
     """
     frac = step / total
     if schedule == "constant":

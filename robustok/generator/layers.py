@@ -65,17 +65,22 @@ class KVCache:
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention (SDPA), optional qk-norm and RoPE; causal or bidirectional."""
+    """Multi-head self-attention (SDPA), optional qk-norm and RoPE; causal or bidirectional.
 
-    def __init__(self, dim: int, heads: int, qk_norm: bool = False, bias: bool = True, dropout: float = 0.0):
+    `bias`: biases of the qkv and output projections; `qk_norm_kind`: "rms" (RMSNorm) or "layer" (affine
+    LayerNorm, eps 1e-6, as RAR) per head."""
+
+    def __init__(self, dim: int, heads: int, qk_norm: bool = False, bias: bool = True, dropout: float = 0.0,
+                 qk_norm_kind: str = "rms"):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
         self.heads, self.head_dim, self.dropout = heads, dim // heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
-        self.proj = nn.Linear(dim, dim)
-        self.q_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = RMSNorm(self.head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim, bias=bias)
+        norm = {"rms": RMSNorm, "layer": lambda d: nn.LayerNorm(d, eps=1e-6)}[qk_norm_kind]
+        self.q_norm = norm(self.head_dim) if qk_norm else nn.Identity()
+        self.k_norm = norm(self.head_dim) if qk_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
                 causal: bool = True, cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
@@ -100,31 +105,36 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """Two-layer GELU feed-forward."""
+    """Two-layer GELU feed-forward (`gelu`: "tanh" approximation, or "none": exact, as RAR)."""
 
-    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0, gelu: str = "tanh"):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
         self.drop = nn.Dropout(dropout)
+        self.gelu = gelu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(F.gelu(self.fc1(x), approximate="tanh")))
+        return self.drop(self.fc2(F.gelu(self.fc1(x), approximate=self.gelu)))
 
 
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(norm(x)); x + mlp(norm(x)).
 
     With `adaln`, a condition vector c (B, dim) sets shift/scale/gate of both sub-layers (adaLN-Zero: the
-    modulation starts at zero, so every block starts as the identity), as RAR and DiT do.
+    modulation starts at zero, so every block starts as the identity), as RAR and DiT do. `affine` (default: not
+    `adaln`): learned gains/biases of the two LayerNorms (RAR's released models have both). `mlp_hidden`
+    (default dim * mlp_ratio), `qk_norm_kind` and `gelu` as in `Attention` and `MLP`.
     """
 
     def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False, dropout: float = 0.0,
-                 adaln: bool = False):
+                 adaln: bool = False, affine: Optional[bool] = None, mlp_hidden: int = 0, qk_norm_kind: str = "rms",
+                 gelu: str = "tanh"):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, elementwise_affine=not adaln, eps=1e-6)
-        self.norm2 = nn.LayerNorm(dim, elementwise_affine=not adaln, eps=1e-6)
-        self.attn = Attention(dim, heads, qk_norm, dropout=dropout)
-        self.mlp = MLP(dim, int(dim * mlp_ratio), dropout)
+        affine = not adaln if affine is None else affine
+        self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, elementwise_affine=affine, eps=1e-6)
+        self.attn = Attention(dim, heads, qk_norm, dropout=dropout, qk_norm_kind=qk_norm_kind)
+        self.mlp = MLP(dim, mlp_hidden or int(dim * mlp_ratio), dropout, gelu)
         self.drop = nn.Dropout(dropout)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 

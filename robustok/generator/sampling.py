@@ -57,9 +57,13 @@ def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch
 
 def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Path, opts: SamplingOptions,
                   batch_size: int = 100, seed: int = 0, progress: bool = True,
-                  classes: Optional[list[int]] = None, overwrite: bool = False) -> Path:
+                  classes: Optional[list[int]] = None, overwrite: bool = False, labels: str = "balanced",
+                  resize: int = 0) -> Path:
     """Sample `num_images` images (classes balanced, or only `classes`) into `out/<class>/<index>.png` and
     `out/samples.npz` (`arr_0` uint8 NHWC, `arr_1` int64 labels). Returns the npz path.
+
+    `labels="random"`: uniform class draws seeded by `seed` (LlamaGen's evaluation) instead of equal counts.
+    `resize`: the decoded images are resized to this size (bicubic, as LlamaGen's 384 -> 256) before saving.
 
     The images go to a temporary sibling folder that is renamed to `out` when complete; an existing non-empty
     `out` is refused unless `overwrite` (then replaced only at that rename).
@@ -84,8 +88,12 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
         if bad or n_cls == 0:
             raise ConfigError(f"--classes {bad or classes}: the generator has {n_cls} classes")
         labels = torch.tensor(classes)[torch.arange(num_images) % len(classes)]
-    else:
+    elif labels == "random" and n_cls > 0:
+        labels = torch.randint(0, n_cls, (num_images,), generator=torch.Generator().manual_seed(seed))
+    elif labels in ("balanced", "random"):
         labels = balanced_labels(num_images, n_cls, generator.null_class)
+    else:
+        raise ConfigError(f"labels must be 'balanced' or 'random', got {labels!r}")
     check_out(out, overwrite)
     dev = next(generator.parameters()).device
     out = Path(out)
@@ -100,7 +108,10 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
             lo = b * batch_size
             y = labels[lo:lo + batch_size].to(dev)
             rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
-            img = to_uint8(generate(generator, tokenizer, y, opts, rng)).permute(0, 2, 3, 1).cpu().numpy()
+            img = generate(generator, tokenizer, y, opts, rng)
+            if resize:
+                img = torch.nn.functional.interpolate(img, size=(resize, resize), mode="bicubic")
+            img = to_uint8(img).permute(0, 2, 3, 1).cpu().numpy()
             _save_pngs(tmp, img, y.tolist(), lo, n_cls)
             bar.update(img.shape[0])
             fault_point("samples-batch")
