@@ -43,8 +43,6 @@ def run(args: argparse.Namespace) -> int:
     from robustok.outputs import check_out
     from robustok.validation import check_writable
 
-    if args.resize < 0:
-        raise ConfigError(f"--resize must be >= 0, got {args.resize}")
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
     try:

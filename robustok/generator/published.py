@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from robustok.errors import ConfigError
+from robustok.validation import bounded
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def add_preset_args(p: argparse.ArgumentParser, images: bool = True) -> None:
     if images:
         p.add_argument("--labels", default="balanced", choices=["balanced", "random"],
                        help="class labels: equal counts per class (RAR), or uniform random draws (LlamaGen)")
-        p.add_argument("--resize", type=int, default=0,
+        p.add_argument("--resize", type=bounded(int, ">=0"), default=0,
                        help="resize the decoded images to this size (bicubic) before saving, e.g. LlamaGen's "
                             "384 -> 256 (0: off)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
