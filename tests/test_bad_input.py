@@ -127,6 +127,16 @@ def work(tmp_path_factory) -> Path:
     (w / "pairs_trunc" / "eval_generated.npy").write_bytes(raw[: len(raw) // 2])
     _pairs(w / "pairs_negidx", tok, str(w / "imgs"))
     np.save(w / "pairs_negidx" / "index.npy", np.arange(-1, 11, dtype=np.int64))
+
+    # released generators (issue 20): a converted MaskGIT tokenizer, its file, RAR files (K = 32 fits it, 64 not)
+    from robustok.adapters import load_external
+    from tests.released_standins import maskgit_shapes, random_state, rar_state
+    torch.save(random_state(maskgit_shapes(ch=8, z=16, K=32)), w / "mg.bin")
+    load_external("maskgit-vqgan", w / "mg.bin", image_size=64, norm_groups=4).save_pretrained(w / "mgtok")
+    torch.save(rar_state(1, K=32), w / "rar.bin")
+    torch.save(rar_state(2, K=64), w / "rar_k64.bin")
+    raw = (w / "rar.bin").read_bytes()
+    (w / "rar_trunc.bin").write_bytes(raw[: len(raw) // 2])
     return w
 
 
@@ -149,6 +159,8 @@ EV = ["eval-tokenizer", "tok", "--data", "imgs", "--metrics", "psnr", "--num-ima
 FID = ["fid", "imgs", "imgs", "--features", "random"]
 SAMPLE = ["sample", "gen", "--tokenizer", "tok", "--out", "samples", "--no-progress"]
 PTD = ["post-train-data", "gen", "--tokenizer", "tok", "--sigma", "0.7", "--out", "pairs", "--no-progress"]
+
+GCONV = ["convert", "rar", "rar.bin", "--tokenizer", "mgtok", "--out", "gen_out"]
 
 # (id, argv, environment, regex the message must match: it names the file or key)
 CASES = [
@@ -246,6 +258,15 @@ CASES = [
                                                                            r"indices must be non-negative"),
     ("discriminator-without-json", PT[:2] + ["tokenizer=tok_disc"] + PT[3:] + ["loss.disc_weight=0.5"], {},
      r"tok_disc/discriminator\.json: not found"),
+    ("generator-is-tokenizer-file", GCONV[:2] + ["mg.bin"] + GCONV[3:], {}, r"mg\.bin: not a RAR checkpoint"),
+    ("generator-truncated", GCONV[:2] + ["rar_trunc.bin"] + GCONV[3:], {}, r"rar_trunc\.bin: not a readable"),
+    ("generator-pickle", GCONV[:2] + ["pickled.pt"] + GCONV[3:], {}, r"pickled\.pt: refused to load"),
+    ("generator-vocabulary", GCONV[:2] + ["rar_k64.bin"] + GCONV[3:], {}, r"rar_k64\.bin: a RAR generator over 64 "
+                                                                        r"token ids; the tokenizer has 32"),
+    ("generator-tokenizer-family", ["convert", "robustok-rar"] + GCONV[2:], {}, r"robustok-rar: --tokenizer is a "
+                                                                              r"maskgit-vqgan tokenizer"),
+    ("generator-without-tokenizer", GCONV[:3] + GCONV[5:], {}, r"convert rar: --tokenizer DIR is required"),
+    ("generator-tokenizer-missing", GCONV[:4] + ["no_such_tok"] + GCONV[5:], {}, r"no_such_tok"),
     ("dinov2-pickle", TT + ["model.backbone=vit", "model.dinov2_checkpoint=pickled.pt", "model.vit_width=32",
                             "model.vit_depth=1", "model.vit_heads=2"], {}, r"pickled\.pt: refused to load"),
     ("inception-unknown-torchscript", ["fid", "imgs", "imgs", "--features", "inception", "--inception-weights",
