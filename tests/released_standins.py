@@ -10,6 +10,7 @@ writes, under OUT_DIR, files named as the releases name them (random values, tin
   and `rar/rar_b.bin` (RAR: a bare state dict, width 32, 2 layers, 2 heads);
 - `robustok/main-train.pt` (RobusTok release tokenizer, K = 64, 32 px: 4x4 grid; convert with `--set heads=2`)
   and `robustok/rar_b.bin` (RAR over its 64 codes).
+- `images/` (NUM_CLASSES class folders of 64-px random RGB PNGs: the real images of post-train-data / diagnose).
 All generators are class-conditional over `NUM_CLASSES` classes. The shapes follow the upstream modules:
 LlamaGen `autoregressive/models/gpt.py`, 1d-tokenizer `modeling/rar.py` (see robustok.generator.llamagen_gpt/rar).
 """
@@ -97,7 +98,22 @@ def write_standins(out: str | Path) -> dict[str, Path]:
     torch.save({"model": robustok_tokenizer_state(0), "ema": robustok_tokenizer_state(1), "steps": 5,
                 "args": argparse.Namespace(ema=True)}, files["robustok"])
     torch.save(rar_state(2, K=64, L=16), files["robustok-rar"])
+    files["images"] = image_folder(out / "images", 64)
     return files
+
+
+def image_folder(root: Path, size: int, per_class: int = 2) -> Path:
+    """NUM_CLASSES class folders `c00`.. of `per_class` random RGB PNGs."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(NUM_CLASSES):
+        d = root / f"c{c:02d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return root
 
 
 # the `robustok convert` commands for the stand-ins (tokenizer first), as a user runs them on the real files

@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from robustok.adapters import load_external
 from robustok.adapters.generators import load_external_generator
@@ -23,7 +22,7 @@ from robustok.generator.guidance import guidance_scale
 from robustok.generator.published import PRESETS
 from robustok.tokenizer.loading import load_tokenizer
 from robustok.weight_files import read_checkpoint
-from tests.released_standins import CONVERT, NUM_CLASSES, llamagen_gpt_state, rar_state, write_standins
+from tests.released_standins import CONVERT, NUM_CLASSES, image_folder, llamagen_gpt_state, write_standins
 from tests.test_adapters_llamagen import _one_thread  # noqa: F401  (autouse fixture)
 
 
@@ -237,21 +236,11 @@ def test_ema_entry_and_sizes_read_off_shapes(converted):
 
 
 # ---- the CLI on converted generators ----------------------------------------------------------------------------
-def _image_folder(root: Path, size: int, per_class: int = 2) -> Path:
-    rng = np.random.default_rng(0)
-    for c in range(NUM_CLASSES):
-        d = root / f"c{c:02d}"
-        d.mkdir(parents=True)
-        for i in range(per_class):
-            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return root
-
-
 def test_cli_sample_pairs_posttrain_and_diagnose(converted, tmp_path, monkeypatch, capsys):
     root, _ = converted
     out = root / "out"
     monkeypatch.chdir(tmp_path)
-    images = _image_folder(tmp_path / "imgs", 32)
+    images = image_folder(tmp_path / "imgs", 32)
     gen, tok = str(out / "robustok-rar-b"), str(out / "robustok-tok")
     assert main(["sample", gen, "--tokenizer", tok, "--num-images", "12", "--batch-size", "6", "--preset",
                  "robustok-rar-b", "--static-cache", "--out", "s", "--no-progress"]) == 0
