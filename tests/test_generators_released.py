@@ -278,3 +278,22 @@ def test_cli_llamagen_random_labels_and_resize(converted, tmp_path, monkeypatch)
     assert list(b["arr_1"]) == [i % NUM_CLASSES for i in range(8)]
     expected = torch.randint(0, NUM_CLASSES, (8,), generator=torch.Generator().manual_seed(0))
     assert list(a["arr_1"]) == expected.tolist()
+
+
+def test_converted_generators_train_but_are_not_built_fresh(converted):
+    from robustok.generator.task import GeneratorModelConfig, ObjectiveConfig, build_generator
+
+    root, _ = converted
+    gen = load_generator(root / "out" / "rar-b").train()
+    tokens, labels = _tokens(32)
+    loss = gen.training_loss(gen, tokens.view(-1, 4, 4), labels, 0, 1, ObjectiveConfig(label_dropout=0.0))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and gen.step_emb.grad is not None and gen.step_emb.grad.abs().sum() > 0
+    with torch.no_grad():
+        expected = F.cross_entropy(gen(tokens.view(-1, 4, 4), labels).flatten(0, 1), tokens.flatten())
+    assert torch.allclose(loss, expected)
+
+    class Store:
+        kind, codebook_size, grid, num_classes, fingerprint, dir = "ids", 32, [4, 4], NUM_CLASSES, "", "store"
+    with pytest.raises(ConfigError, match=r"model\.kind=rar: a RAR generator is converted from its released weights"):
+        build_generator(GeneratorModelConfig(kind="rar"), Store())
