@@ -61,7 +61,8 @@ def flops_per_image(p: PublishedSampling) -> dict[str, float]:
         rows = 1 if p.cfg == 1.0 and p.cfg_schedule == "constant" else 2
         tokens, labels = torch.zeros(rows, h, w, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
         z = torch.zeros(1, tok.codebook.shape[1], h, w)
-        return {"params": float(sum(t.numel() for t in gen.parameters())), "generator": count(lambda: gen(tokens, labels)),
+        params = float(sum(t.numel() for t in gen.parameters()))
+        return {"params": params, "generator": count(lambda: gen(tokens, labels)),
                 "decoder": count(lambda: tok.decode_codes(z))}
 
 

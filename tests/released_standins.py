@@ -51,7 +51,8 @@ def rar_shapes(D: int = 32, depth: int = 2, heads: int = 2, mlp: int = 64, K: in
     dh = D // heads
     S = {"cls_token": (1, 1, D), "embeddings.weight": (K + 1 + C + 1, D), "pos_embed": (1, L + 1024, D),
          "target_aware_pos_embed": (1, L + 1024, D), "timesteps_embeddings": (1, L + 100, D),
-         "adaln_before_head.adaLN_modulation.1.weight": (2 * D, D), "adaln_before_head.adaLN_modulation.1.bias": (2 * D,),
+         "adaln_before_head.adaLN_modulation.1.weight": (2 * D, D),
+         "adaln_before_head.adaLN_modulation.1.bias": (2 * D,),
          "lm_head.weight": (K, D), "lm_head.bias": (K,)}
     for i in range(depth):
         p = f"blocks.{i}."

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -252,7 +251,7 @@ def test_cli_sample_pairs_posttrain_and_diagnose(converted, tmp_path, monkeypatc
     manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
     assert manifest["generator"] == "rar" and manifest["sampling"]["cfg"] == 6.0
     assert manifest["sampling"]["cfg_power"] == 1.15 and manifest["sampling"]["temperature"] == 1.02
-    cfg = str(Path(__file__).resolve().parents[1] / "configs" / "posttrain" / "fmnist.yaml")
+    cfg = "fmnist"                                     # the shipped post-training preset
     assert main(["post-train", cfg, f"tokenizer={tok}", "pairs=pairs", "run.dir=post", "run.progress=false",
                  "data.batch_size=2", "train.steps=2", "train.warmup_steps=1", "eval_every=1", "eval_features=random",
                  "eval_num_reference=8", "--control"]) == 0

@@ -17,7 +17,6 @@ import dataclasses
 import re
 from typing import Any, Callable, Optional
 
-import torch
 from torch import Tensor
 
 from robustok.adapters.base import check_kind, level_indices, read_checkpoint
