@@ -2,7 +2,8 @@
 # Every GPU check and benchmark in one call on a CUDA machine with no internet; logs go to $OUT (or /tmp/gpu-out).
 #
 #   bash benchmarks/gpu.sh                 # all steps
-#   bash benchmarks/gpu.sh sampling job    # only the named steps (tests bench sampling sampling-large inception job demo suite)
+#   bash benchmarks/gpu.sh sampling job    # only the named steps (tests bench sampling sampling-large released
+#                                          # inception job demo suite)
 #
 # Needs an ignored folder .gpu/ in this repository's root, made on a machine with the packages:
 #   .gpu/whl/        wheels of the dependencies the GPU image lacks (omegaconf, antlr4-python3-runtime,
@@ -12,7 +13,7 @@
 set -u
 O=${OUT:-/tmp/gpu-out}
 mkdir -p "$O"
-STEPS=${*:-tests bench sampling sampling-large inception job demo suite}
+STEPS=${*:-tests bench sampling sampling-large released inception job demo suite}
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl \
   || exit 1
 export PYTHONPATH=$PWD:/tmp/site PYTHONUNBUFFERED=1 ROBUSTOK_DATA=$PWD/.gpu/fmnist ROBUSTOK_CACHE=/tmp/robustok-cache
@@ -37,6 +38,10 @@ want sampling "AR sampling, RAR-B size, 256 tokens, batch 64, no cache vs KV cac
 want sampling-large "AR sampling, RAR-B size, 256 tokens, batch 256, KV cache vs static decoder (CUDA graphs)" &&
   timeout 240 python3 benchmarks/sampling.py --preset rar-b --grid 16 --vocab 4096 --batch-sizes 256 --repeats 1 \
     --device cuda --dtype bfloat16 --cache-only 2>&1 | tee "$O/sampling-large.txt"
+
+want released "released generators: RAR-L size (converted-RAR module), static decoder, batch 64, bf16" &&
+  timeout 240 python3 benchmarks/released_generators.py --speed rar-l --batch 64 --dtype bfloat16 --repeats 2 \
+    2>&1 | tee "$O/released.txt"
 
 want inception "FID Inception features" &&
   timeout 90 python3 benchmarks/fid_features.py --device cuda --num-images 2048 --batch-size 256 \
