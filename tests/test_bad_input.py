@@ -266,6 +266,8 @@ CASES = [
     ("generator-tokenizer-family", ["convert", "robustok-rar"] + GCONV[2:], {}, r"robustok-rar: --tokenizer is a "
                                                                               r"maskgit-vqgan tokenizer"),
     ("generator-without-tokenizer", GCONV[:3] + GCONV[5:], {}, r"convert rar: --tokenizer DIR is required"),
+    ("tokenizer-with-tokenizer", ["convert", "maskgit-vqgan", "mg.bin", "--tokenizer", "mgtok", "--out", "t_out"], {},
+     r"convert maskgit-vqgan: --tokenizer is for generator kinds"),
     ("generator-tokenizer-missing", GCONV[:4] + ["no_such_tok"] + GCONV[5:], {}, r"no_such_tok"),
     ("dinov2-pickle", TT + ["model.backbone=vit", "model.dinov2_checkpoint=pickled.pt", "model.vit_width=32",
                             "model.vit_depth=1", "model.vit_heads=2"], {}, r"pickled\.pt: refused to load"),

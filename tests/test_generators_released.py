@@ -232,6 +232,9 @@ def test_ema_entry_and_sizes_read_off_shapes(converted):
     assert not torch.equal(a.tok_emb.weight, b.tok_emb.weight)
     assert (a.config.dim, a.config.depth, a.config.num_classes, a.config.vocab_size) == (32, 2, NUM_CLASSES, 64)
     assert a.config.tokenizer_fingerprint == vq.fingerprint()
+    torch.save({**model, "freqs_cis": torch.zeros(17, 8, 2)}, path.with_name("consolidated.pth"))  # FSDP: bare
+    bare = load_external_generator("llamagen-gpt", path.with_name("consolidated.pth"), vq, heads=2)
+    assert all(torch.equal(x, y) for x, y in zip(bare.state_dict().values(), a.state_dict().values()))
 
 
 # ---- the CLI on converted generators ----------------------------------------------------------------------------
