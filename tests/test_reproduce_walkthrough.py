@@ -66,3 +66,17 @@ def test_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     assert main(["sample", "tiny/rar-b", "--tokenizer", "tiny/robustok-main", "--num-images", "2", "--out", "x",
                  "--no-progress"]) == 2
     assert "vocabulary" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_table_costs_come_from_the_flop_counter():
+    """The GFLOP column is what benchmarks/released_generators.py counts (three rows; the script prints all)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("released_generators", REPO / "benchmarks/released_generators.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    text = GUIDE.read_text()
+    for name in ("llamagen-b", "rar-l", "robustok-rar-b"):
+        f = bench.flops_per_image(PRESETS[name])
+        cell = f"`--preset {name}` | {PRESETS[name].fid:.2f} | {f['generator'] / 1e9:.0f} + {f['decoder'] / 1e9:.0f} |"
+        assert cell in text, cell
