@@ -121,17 +121,19 @@ class GeneratorAdapter:
         return self.cls.family
 
 
-_RAR = dict(cls=RARGenerator, entries=("model", "ema", "state_dict"),
-            signature=("embeddings.weight", "lm_head.weight", "cls_token", "pos_embed", "target_aware_pos_embed",
-                       "timesteps_embeddings"),
-            rename=_rar_key, infer_config=_rar_config, tables=_rar_tables,
-            table_keys=("embeddings.weight", "pos_embed", "target_aware_pos_embed", "timesteps_embeddings"))
+def _rar(tokenizer_kind: str) -> GeneratorAdapter:
+    return GeneratorAdapter(RARGenerator, tokenizer_kind, ("model", "ema", "state_dict"),
+                            ("embeddings.weight", "lm_head.weight", "cls_token", "pos_embed", "target_aware_pos_embed",
+                             "timesteps_embeddings"), _rar_key, _rar_config, _rar_tables,
+                            ("embeddings.weight", "pos_embed", "target_aware_pos_embed", "timesteps_embeddings"))
+
+
 GENERATOR_ADAPTERS: dict[str, GeneratorAdapter] = {
     "llamagen-gpt": GeneratorAdapter(LlamaGenGPT, "llamagen-vq16", ("model", "ema", "module", "state_dict"),
                                      ("tok_embeddings.weight", "cls_embedding.embedding_table.weight",
                                       "output.weight"), _llamagen_key, _llamagen_config, ignore=("freqs_cis",)),
-    "rar": GeneratorAdapter(tokenizer_kind="maskgit-vqgan", **_RAR),
-    "robustok-rar": GeneratorAdapter(tokenizer_kind="robustok-release", **_RAR),
+    "rar": _rar("maskgit-vqgan"),
+    "robustok-rar": _rar("robustok-release"),
 }
 
 

@@ -139,9 +139,11 @@ class Block(nn.Module):
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim)) if adaln else None
 
     def modulation(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """adaLN vectors (B, 1, dim) for condition vectors `cond` (B, dim): shift, 1 + scale and gate of the
-        attention, then of the MLP (the 1 + is added here, so sampling pays for it once per call)."""
-        s1, a1, g1, s2, a2, g2 = self.ada(cond)[:, None].chunk(6, dim=-1)
+        """adaLN vectors (B, 1, dim) for condition vectors `cond` (B, dim), or (B, T, dim) for a condition per
+        position (B, T, dim): shift, 1 + scale and gate of the attention, then of the MLP (the 1 + is added here,
+        so sampling pays for it once per call)."""
+        m = self.ada(cond)
+        s1, a1, g1, s2, a2, g2 = (m[:, None] if cond.dim() == 2 else m).chunk(6, dim=-1)
         return s1, 1 + a1, g1, s2, 1 + a2, g2
 
     def forward(self, x: torch.Tensor, rope=None, causal: bool = True, cache: Optional[KVCache] = None,

@@ -67,6 +67,8 @@ class LlamaGenGPT(ReleasedAR):
 
     config_class = LlamaGenGPTConfig
     family: ClassVar[str] = "LlamaGen GPT"
+    rope_cos: torch.Tensor
+    rope_sin: torch.Tensor
 
     def __init__(self, config: LlamaGenGPTConfig):
         super().__init__(config)

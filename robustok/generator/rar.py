@@ -19,7 +19,7 @@ This module keeps only the rows it uses: `embeddings` is sliced into `tok_emb` (
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, cast
 
 import torch
 from torch import nn
@@ -87,9 +87,8 @@ class RARGenerator(ReleasedAR):
             target = torch.cat([torch.zeros_like(target[:1]), target])
         h = h + self.pos_emb[start:end] + target
         c = cond[:, None] + self.step_emb[start:end]                       # (R, T, D): changes per position
-        for i, blk in enumerate(self.blocks):
-            s1, a1, g1, s2, a2, g2 = blk.ada(c).chunk(6, dim=-1)
-            h = blk(h, None, True, cache, i, mod=(s1, 1 + a1, g1, s2, 1 + a2, g2))
+        for i, blk in enumerate(cast(list[Block], self.blocks)):
+            h = blk(h, None, True, cache, i, mod=blk.modulation(c))
         if cache is not None:
             cache.length += h.shape[1]
         scale, shift = self.final_ada(c).chunk(2, dim=-1)

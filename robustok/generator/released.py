@@ -87,7 +87,7 @@ class ReleasedAR(IdGenerator):
         """Raster step `s` in place, as `ARGenerator.decode_step` (the step the static decoder captures)."""
         logits = rule.apply(self.step_logits(seq, rows, s, cache, mods).float(), batch, s, self.seq_len)
         tok = draw(logits, generator, greedy=rule.temperature == 0, u=u)
-        if keep is not None:
+        if keep is not None and prefix is not None:
             tok = torch.where(keep[:, s], prefix[:, s], tok)
         seq[:batch, s] = tok
         if rule.guided:
