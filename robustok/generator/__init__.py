@@ -19,5 +19,8 @@ __all__ = ["ARConfig", "ARGenerator", "DiffusionConfig", "DiffusionGenerator", "
 
 
 def load_generator(directory: str | Path, map_location: str = "cpu") -> TokenGenerator:
-    """Load a generator directory: the class named in its `config.json`, among the registered generator kinds."""
-    return load_by_class(directory, generator_classes_by_name(), "generator (e.g. runs/gen/generator)", map_location)
+    """Load a generator directory (or a Hub reference `hf://<org>/<repo>[/<dir>]`): the class named in its
+    `config.json`, among the registered generator kinds."""
+    from robustok.hf_hub import resolve_weights
+
+    return load_by_class(resolve_weights(directory, directory=True), generator_classes_by_name(), "generator (e.g. runs/gen/generator)", map_location)
