@@ -50,7 +50,7 @@ def _offline(hub: Any) -> bool:
 
 def _fetch(hub: Any, ref: HubRef, directory: bool, local_only: bool, cache_dir: Optional[str]) -> Path:
     """The local path of `ref` from the cache (`local_only`) or the Hub; huggingface_hub's errors pass through."""
-    common = dict(revision=ref.revision, cache_dir=cache_dir, local_files_only=local_only)
+    common = {"revision": ref.revision, "cache_dir": cache_dir, "local_files_only": local_only}
     if not directory:
         return Path(hub.hf_hub_download(ref.repo_id, ref.path, **common))
     patterns = [f"{ref.path}/*", f"{ref.path}/**"] if ref.path else None
@@ -76,7 +76,7 @@ def resolve_weights(ref: str | Path, directory: bool = False) -> Path:
     what = "folder" if directory else "file"
     try:
         path: Optional[Path] = _fetch(hub, parsed, directory, True, cache_dir)
-    except Exception:       # not cached (huggingface_hub raises several types across versions)
+    except Exception:  # noqa: BLE001 - not cached (huggingface_hub raises several types across versions)
         path = None
     if path is not None and (path.is_dir() if directory else path.is_file()):
         return path
@@ -88,7 +88,7 @@ def resolve_weights(ref: str | Path, directory: bool = False) -> Path:
                               "path")
     try:
         path = _fetch(hub, parsed, directory, False, cache_dir)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - any failure of the download is reported in one line
         first = (str(err).strip().splitlines() or [""])[0][:200]
         raise CheckpointError(f"{text}: {what} not in the Hugging Face cache and not downloadable "
                               f"({type(err).__name__}: {first})") from None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
 
 BN_EPS = 1e-3
 # "valid" (unpadded) convolutions with a kernel > 1 and the stride-2 convolutions of the TF graph.
@@ -308,7 +309,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_inception(path: str | None = None, check_hash: bool = True) -> tuple[InceptionV3, Path]:
-    """Find, verify and load the FID Inception; returns (model, file used)."""
+    """Find, verify and load the FID Inception (`path` may be `hf://<org>/<repo>/<file>`); returns (model, file
+    used)."""
+    path = str(resolve_weights(path)) if path else None
     tried = []
     for cand in candidate_paths(path):
         if cand.is_file():
