@@ -100,6 +100,12 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
         """Post-training pairs: generated tokens that keep the real tokens `real` with preservation ratio `sigma`
         (1: `real` itself). Random draws that choose what to keep use `mask_rng`, sampling uses `rng`."""
 
+    def token_cross_entropy(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy (nats per token) of real `tokens` for class ids `labels` (-1: the null class); only
+        generators of token ids have one (`IdGenerator`)."""
+        raise ConfigError(f"{type(self).__name__} models {self.tokens.description}: a cross-entropy over a "
+                          "vocabulary needs a generator of token ids")
+
     def check_labels(self, labels: Tensor) -> None:
         """Raise `DataError` for class ids outside [0, num_classes] (num_classes = the null class)."""
         if labels.numel():
@@ -139,7 +145,19 @@ class IdGenerator(TokenGenerator):
     `seq_len`; this adds the vocabulary checks and the validation of teacher-forcing inputs."""
 
     token_kind: ClassVar[str] = "ids"
+    cross_entropy_kind: ClassVar[str] = "next-token"   # what `token_cross_entropy` scores (its training loss)
     seq_len: int
+
+    @torch.no_grad()
+    def token_cross_entropy(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        """The training loss on real `tokens` (B, h, w) without label dropout, at the end of the training schedule
+        (AR: raster next-token cross-entropy; masked: masked-token cross-entropy under a random training mask).
+        Call it in eval mode; random draws (masks) use torch's global generator."""
+        from robustok.generator.task import ObjectiveConfig
+
+        labels = self.prepare_labels(labels)
+        self.check_inputs(tokens, labels)
+        return self.training_loss(self, tokens, labels, 1, 1, ObjectiveConfig(label_dropout=0.0))["loss"].float()
 
     def fit_problems(self, store: Any) -> list[str]:
         problems = super().fit_problems(store)

@@ -47,6 +47,7 @@ class MaskedGenerator(IdGenerator):
     """Bidirectional transformer with a class token, a [MASK] id and a null class for classifier-free guidance."""
 
     config_class = MaskedConfig
+    cross_entropy_kind = "masked-token"
 
     def __init__(self, config: MaskedConfig):
         super().__init__(config)
