@@ -102,7 +102,8 @@ def import_pairs(tokenizer: Any, dataset: Any, data: str, tokens: str | Path, in
     n, m = len(generated), len(held_out)
     if n > len(dataset):
         raise DataError(f"{tokens}: {n} pairs, more than the {len(dataset)} images of --data {data}")
-    idx = check_ints(load_array(Path(index)), str(index), n, 0, len(dataset), f"real-image index (into the {len(dataset)} images of --data {data})")
+    where = f"real-image index (into the {len(dataset)} images of --data {data})"
+    idx = check_ints(load_array(Path(index)), str(index), n, 0, len(dataset), where)
     num_classes = int(dataset.num_classes)
     if labels is not None:
         y = check_ints(load_array(Path(labels)), str(labels), n, -1, max(num_classes, 0), "class id")

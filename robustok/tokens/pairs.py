@@ -107,7 +107,8 @@ class PairStore:
         self.dir = Path(directory)
         path = self.dir / MANIFEST
         if not path.is_file():
-            raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data`?")
+            raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data` "
+                            "or `robustok import-pairs`?")
         self.manifest = _read_json(path)
         self.pair_input = self.manifest.get("pair_input", "ids")  # stores written before the option: ids
         try:
