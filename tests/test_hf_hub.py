@@ -61,6 +61,9 @@ def test_convert_and_load_from_the_cache_offline(offline_cache, tmp_path):
         "tok/model.safetensors": tmp_path / "tokdir" / "model.safetensors"})
     assert resolve_weights("hf://someone/llamagen/vq_ds16_c2i.pt") == snap / "vq_ds16_c2i.pt"
     assert resolve_weights(f"hf://someone/llamagen@{REV}/vq_ds16_c2i.pt") == snap / "vq_ds16_c2i.pt"
+    with pytest.MonkeyPatch.context() as online:       # online: a cached file is still read without the network
+        online.delenv("HF_HUB_OFFLINE")
+        assert resolve_weights("hf://someone/llamagen/vq_ds16_c2i.pt") == snap / "vq_ds16_c2i.pt"
     assert main(["convert", "llamagen-vq16", "hf://someone/llamagen/vq_ds16_c2i.pt", "--out", str(tmp_path / "d"),
                  "--image-size", "32", "--set", "norm_groups=4"]) == 0
     from robustok.adapters import load_external, load_tokenizer
@@ -73,6 +76,12 @@ def test_convert_and_load_from_the_cache_offline(offline_cache, tmp_path):
     cached_repo(offline_cache, "someone/tok-only", {n: tmp_path / "tokdir" / n
                                                     for n in ("config.json", "model.safetensors")})
     assert load_tokenizer("hf://someone/tok-only").fingerprint() == tok.fingerprint()
+    from robustok.generator import ARConfig, ARGenerator, load_generator
+    gen = ARGenerator(ARConfig(vocab_size=32, grid=[8, 8], dim=32, depth=1, heads=2))
+    gen.save_pretrained(tmp_path / "gen")
+    cached_repo(offline_cache, "someone/gens", {f"ar/{n}": tmp_path / "gen" / n
+                                                for n in ("config.json", "model.safetensors")})
+    assert load_generator("hf://someone/gens/ar").fingerprint() == gen.fingerprint()
 
 
 def test_missing_files_and_missing_extra_are_one_line(offline_cache, tmp_path, capsys, monkeypatch):
