@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
 from robustok.hub import CONFIG_NAME, load_by_class
 
 if TYPE_CHECKING:
@@ -54,8 +55,6 @@ def tokenizer_classes() -> dict[str, type]:
 def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -> "TokenizerBase":
     """Load any robustok tokenizer directory (ours or an adapter's, or a Hub reference `hf://<org>/<repo>[/<dir>]`),
     in eval mode."""
-    from robustok.hf_hub import resolve_weights
-
     path = resolve_weights(path, directory=True)
     if path.is_file():
         raise CheckpointError(f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
