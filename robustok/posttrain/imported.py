@@ -42,6 +42,7 @@ def check_tokens(arr: np.ndarray, path: str, kind: str, shape: tuple[int, ...], 
     """`arr` as stored in a pairs folder (ids: (n, h, w) in the id dtype; latents: (n, C, h, w) float16), or a
     `DataError` naming `path`: wrong shape, grid, channels, dtype, id range or non-finite values."""
     n = len(arr) if arr.ndim else 0
+    out: np.ndarray
     if kind == "ids":
         want = f"(N, {shape[0]}, {shape[1]}) or (N, {shape[0] * shape[1]}) token ids"
         if arr.ndim == 2 and arr.shape[1] == shape[0] * shape[1]:
