@@ -48,15 +48,21 @@ def measure(out: Path, repeats: int, record: bool) -> dict:
            "generator": "experiments/models/baseline-s0/generator-ar2000", "cfg": CFG, "features": "fmnist",
            "reference": "fashion-mnist:train (first n images)", "seeds": [], "sets": {str(n): [] for n in SIZES}}
     for seed in range(FIRST_SEED, FIRST_SEED + repeats):
-        cache = out / f"ids-seed{seed}.npy"
-        if cache.is_file():
-            ids = torch.from_numpy(np.load(cache).astype(np.int64))
+        cache, done = out / f"ids-seed{seed}.npy", out / f"fids-seed{seed}.json"
+        if done.is_file():
+            fids = json.loads(done.read_text())
         else:
-            ids = sample_tokens(gen, SIZES[0], CFG, seed)
-            np.save(cache, ids.numpy().astype(np.uint16))
-        for n in SIZES:   # disjoint slices of this seed's set; labels cycle 0..9, so every slice is class-balanced
-            for lo in range(0, SIZES[0], n):
-                res["sets"][str(n)].append(decoded_fid(tok, ids[lo: lo + n], features, refs[n]))
+            if cache.is_file():
+                ids = torch.from_numpy(np.load(cache).astype(np.int64))
+            else:
+                ids = sample_tokens(gen, SIZES[0], CFG, seed)
+                np.save(cache, ids.numpy().astype(np.uint16))
+            # disjoint slices of this seed's set; labels cycle 0..9, so every slice is class-balanced
+            fids = {str(n): [decoded_fid(tok, ids[lo: lo + n], features, refs[n]) for lo in range(0, SIZES[0], n)]
+                    for n in SIZES}
+            done.write_text(json.dumps(fids))
+        for n in SIZES:
+            res["sets"][str(n)] += fids[str(n)]
         res["seeds"].append(seed)
         print(f"seed {seed}: " + ", ".join(f"n={n}: {np.round(res['sets'][str(n)][-SIZES[0] // n:], 2).tolist()}"
                                            for n in SIZES), flush=True)
