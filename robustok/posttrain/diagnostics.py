@@ -162,6 +162,6 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
         if ref_stats is not None:
             row["gfid"] = fid_between(extract((to_uint8(images[lo:lo + batch]) for lo in range(0, num, batch)),
                                               features, "samples"), ref_stats)
-            row["estimate"] = estimate(row["gfid"], real["rfid"], features.name)
+            row["estimate"] = estimate(row["gfid"], real["rfid"], features.name, generator=generator.kind)
         rows.append(row)
     return {"num_samples": num, "discrete": discrete, "real": real, "generated": rows}
