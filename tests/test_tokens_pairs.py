@@ -27,9 +27,9 @@ def _pairs(tmp_path, kind="ids", num_classes=2, name="pairs"):
         gen = DiffusionGenerator(DiffusionConfig(latent_channels=4, grid=[8, 8], num_classes=num_classes, dim=16,
                                                  depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()))
     spec = PairsSpec(sigma=0.5, num_pairs=7, num_eval=5, data=str(folder), resolution=16, batch_size=3)
-    from robustok.generator.sampling import SamplingOptions
-    out = make_pairs(gen.eval(), tok, build_dataset(str(folder), 16, 1), spec, tmp_path / name,
-                     SamplingOptions(steps=2), progress=False)
+    opts = gen.sampling(steps=2) if kind == "latents" else gen.sampling()
+    out = make_pairs(gen.eval(), tok, build_dataset(str(folder), 16, 1), spec, tmp_path / name, opts,
+                     progress=False)
     return tok, out
 
 
