@@ -12,6 +12,7 @@ from PIL import Image
 import robustok
 from robustok.cli import main
 from robustok.errors import ConfigError, DataError
+from robustok.metrics.features import FeatureNet
 from robustok.hub import Pretrained, load_tensors
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.train.task import Task, TaskProtocol
@@ -219,7 +220,7 @@ def _rgb_folder(root, n=6, size=32):
     return root
 
 
-class ChannelRecorder:
+class ChannelRecorder(FeatureNet):
     """A feature network that records the channel counts it sees; features = per-channel means (RGB if gray)."""
 
     name, dim, has_logits = "recorder", 3, False

@@ -19,7 +19,7 @@ from robustok.generator.guidance import condition_labels
 from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert
 from robustok.hub import Pretrained
 from robustok.registry import Registry
-from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, token_kind
+from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, kind_of_tokenizer, token_kind
 
 @dataclass
 class GeneratorConfig:
@@ -61,7 +61,7 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     """
 
     kind: ClassVar[str] = ""              # registry name (`model.kind`), set by `register_generator`
-    token_kind: ClassVar[str]             # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
+    token_kind: ClassVar[str] = ""        # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
     options_class: ClassVar[type[GeneratorModelConfig]] = GeneratorModelConfig
     objective_class: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
     sampling_class: ClassVar[type[SamplingOptions]] = SamplingOptions
@@ -155,10 +155,9 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer other than the one whose tokens this model was trained on (`CheckpointError`)."""
-        have = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
-        check_fingerprint(getattr(self.config, "tokenizer_fingerprint", ""), have,
+        check_fingerprint(self.config.tokenizer_fingerprint, tokenizer.fingerprint(),
                           "the generator (its config.json tokenizer_fingerprint) vs --tokenizer", CheckpointError)
-        kind = "ids" if getattr(tokenizer, "is_discrete", self.token_kind == "ids") else "latents"
+        kind = kind_of_tokenizer(tokenizer)
         if kind != self.token_kind:
             raise CheckpointError(f"{type(self).__name__} models {self.tokens.description}; this tokenizer gives "
                                   f"{token_kind(kind).description}")
@@ -237,7 +236,7 @@ def register_generator(name: str) -> Callable[[type[TokenGenerator]], type[Token
     def add(cls: type[TokenGenerator]) -> type[TokenGenerator]:
         if not (isinstance(cls, type) and issubclass(cls, TokenGenerator)):
             raise TypeError(f"register_generator({name!r}): {cls!r} is not a TokenGenerator subclass")
-        if getattr(cls, "token_kind", None) not in TOKEN_KINDS:
+        if cls.token_kind not in TOKEN_KINDS:
             raise TypeError(f"{cls.__name__}.token_kind must be one of {sorted(TOKEN_KINDS)}")
         for attr, option_class, base in (("options_class", cls.options_class, GeneratorModelConfig),
                                          ("objective_class", cls.objective_class, ObjectiveConfig),

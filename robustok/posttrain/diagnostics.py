@@ -68,7 +68,7 @@ def image_statistics(images: torch.Tensor) -> dict:
 def roundtrip_change(tokenizer: Any, codes: torch.Tensor, batch: int = 250) -> float:
     """Share of token ids (discrete) or relative L2 change of latents (continuous) after decode -> uint8 image ->
     encode, the authors' pair-making round trip."""
-    discrete = getattr(tokenizer, "is_discrete", False)
+    discrete = tokenizer.is_discrete
     changed, total = 0.0, 0.0
     for lo in range(0, len(codes), batch):
         c = codes[lo:lo + batch]

@@ -67,7 +67,7 @@ def inspect_tokenizers(paths: list[str], group_by_k: bool) -> list[Entry]:
         if not path.is_dir():
             raise ConfigError(f"{path}: not a tokenizer directory (config.json + model.safetensors)")
         tok = load_tokenizer(path)
-        if not getattr(tok, "is_discrete", False):
+        if not tok.is_discrete:
             raise ConfigError(f"{path}: a continuous tokenizer has no codebook, so no pFID (and no token ids for "
                               "the AR generator); benchmark-tokenizers compares discrete tokenizers")
         name = path.resolve().parent.name if path.name in ("tokenizer", "tokenizer-best") else path.name

@@ -101,8 +101,8 @@ def token_kind(name: str, where: str = "kind") -> TokenKind:
 
 
 def kind_of_tokenizer(tokenizer: Any) -> str:
-    """"ids" for a discrete tokenizer (the default when it does not say), "latents" for a continuous one."""
-    return "ids" if getattr(tokenizer, "is_discrete", True) else "latents"
+    """"ids" for a discrete tokenizer, "latents" for a continuous one (`TokenizerBase.is_discrete`)."""
+    return "ids" if tokenizer.is_discrete else "latents"
 
 
 def id_dtype(codebook_size: int) -> type:

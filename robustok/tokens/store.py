@@ -107,7 +107,7 @@ def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, discrete: bool,
               seed: int) -> dict:
     """The manifest of a finished store (latents: with the per-channel mean and std)."""
     count = writer.count
-    fingerprint = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
+    fingerprint = tokenizer.fingerprint()
     num_classes = max(int(getattr(dataset, "num_classes", 0) or 0), max_label + 1)
     manifest = {"format": FORMAT, "storage": storage, "kind": "ids" if discrete else "latents",
                 "tokenizer_fingerprint": fingerprint, "codebook_size": int(tokenizer.codebook_size) if discrete else 0,

@@ -70,10 +70,10 @@ def encode_batches(tokenizer: Any, dataset: Any, views: int, seed: int, batch_si
                    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """(batch number, arrays) for this rank: `x` (ids or float16 latents), `y` (int32 labels), `idx` (item indices,
     map-style data only) and, for latents, `s1`/`s2` (per-channel sums of z and z^2, float64)."""
-    discrete = bool(getattr(tokenizer, "is_discrete", True))
+    discrete = tokenizer.is_discrete
     K = int(tokenizer.codebook_size) if discrete else 0
     id_dtype = np.uint16 if K <= 65536 else np.int32
-    device = next(tokenizer.parameters()).device if hasattr(tokenizer, "parameters") else torch.device("cpu")
+    device = next(tokenizer.parameters(), torch.empty(0)).device
     with torch.no_grad():
         for b, x, y, idx in _batches(dataset, views, seed, batch_size, limit, permute, rank, world):
             x = x.to(device)
