@@ -15,7 +15,7 @@ from robustok.errors import ConfigError, DataError
 from robustok.metrics.features import FeatureNet
 from robustok.hub import Pretrained, load_tensors
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
-from robustok.train.task import Task, TaskProtocol
+from robustok.train.task import Task
 from tests.helpers import tiny_tokenizer, tiny_train_config
 
 
@@ -69,7 +69,7 @@ def test_a_minimal_task_trains_and_exports(tmp_path):
     from robustok.train.loop import train
 
     task = MinimalTask()
-    assert isinstance(task, TaskProtocol)
+    assert isinstance(task, Task)
     run = RunConfig(dir=str(tmp_path / "run"), progress=False, sample_every=0, ckpt_every=20, keep_checkpoints=5,
                     log_every=10)
     cfg = TrainConfig(steps=60, lr=0.05, min_lr=0.05, warmup_steps=0, ema_decay=0.9)
