@@ -94,8 +94,9 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     @classmethod
     @abc.abstractmethod
     def build(cls, model_cfg: Any, store: Any) -> "TokenGenerator":
-        """A fresh model from `model_cfg` (an `options_class`: preset, overrides, the kind's fields) whose vocabulary / latent
-        channels, grid, classes and tokenizer fingerprint come from the token `store` (already of `token_kind`)."""
+        """A fresh model from `model_cfg` (an `options_class`: preset, overrides, the kind's fields) whose
+        vocabulary / latent channels, grid, classes and tokenizer fingerprint come from the token `store` (already
+        of `token_kind`)."""
 
     def fit_problems(self, store: Any) -> list[str]:
         """Why this (saved) model cannot continue training on `store`: an empty list if it can."""

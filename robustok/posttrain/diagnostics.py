@@ -119,8 +119,8 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
              features: Any = None, seed: int = 0, batch: int = 250, data_name: str = "the real data") -> dict:
     """All statistics for `num` generated samples per CFG scale against 2 * `num` real images from `real_batches`.
 
-    `opts` are the generator's sampling options (`generator.sampling(...)`); `cfg` is replaced by each scale. With `features`, also gFID per scale, the
-    tokenizer's rFID on the same real images, and `estimate`.
+    `opts` are the generator's sampling options (`generator.sampling(...)`); `cfg` is replaced by each scale.
+    With `features`, also gFID per scale, the tokenizer's rFID on the same real images, and `estimate`.
     """
     import dataclasses
 
