@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="held-out free samples for the gFID proxy")
     p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    add_sampling_args(p, steps_help="diffusion: ODE steps for SDEdit")
+    add_sampling_args(p)
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--pair-input", default="ids", choices=["ids", "roundtrip"],
                    help="what the decoder is trained on: the generated ids (default) or, as the authors, "
@@ -64,7 +64,7 @@ def run_data(args: argparse.Namespace) -> int:
     spec = PairsSpec(sigma=args.sigma, num_pairs=args.num_pairs, num_eval=args.num_eval, data=args.data,
                      resolution=tok.config.image_size, channels=tok.config.channels, seed=args.seed,
                      batch_size=args.batch_size, pair_input=args.pair_input)
-    opts = sampling_options(args)
+    opts = sampling_options(args, gen)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
                      overwrite=args.overwrite)

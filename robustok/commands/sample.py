@@ -40,8 +40,6 @@ def run(args: argparse.Namespace) -> int:
     from robustok.outputs import check_out
     from robustok.validation import check_writable
 
-    if args.temperature < 0 or not 0 < args.top_p <= 1 or args.top_k < 0 or args.batch_size < 1:
-        raise ConfigError("need --temperature >= 0, 0 < --top-p <= 1, --top-k >= 0, --batch-size >= 1")
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
     try:
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
-    opts = sampling_options(args)
+    opts = sampling_options(args, gen)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes, overwrite=args.overwrite)
     if info.is_main:

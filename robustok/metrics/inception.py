@@ -18,6 +18,7 @@ from torch import nn
 
 from robustok.errors import CheckpointError
 from robustok.hf_hub import resolve_weights
+from robustok.metrics.features import FeatureNet
 
 BN_EPS = 1e-3
 # "valid" (unpadded) convolutions with a kernel > 1 and the stride-2 convolutions of the TF graph.
@@ -324,7 +325,7 @@ def load_inception(path: str | None = None, check_hash: bool = True) -> tuple[In
     raise CheckpointError(f"FID Inception weights not found (looked in: {', '.join(tried)}). {HOW_TO_GET}")
 
 
-class InceptionFeatures(nn.Module):
+class InceptionFeatures(nn.Module, FeatureNet):
     """The `inception` feature network: uint8 (B, 1|3, H, W) -> 2048-d pool3 features (and logits if present)."""
 
     name = "inception"
