@@ -102,7 +102,8 @@ def sweep_stage(args, gen_path: str, spec: dict) -> list[dict]:
     from robustok.adapters import load_tokenizer
     from robustok.demo.stages import decoded_fid
     from robustok.generator import load_generator
-    from robustok.generator.sampling import SamplingOptions, sample_codes
+    from robustok.generator.masked import MaskedSampling
+    from robustok.generator.sampling import sample_codes
     from robustok.metrics.features import get_feature_net
     from robustok.metrics.fid import source_stats
 
@@ -114,7 +115,7 @@ def sweep_stage(args, gen_path: str, spec: dict) -> list[dict]:
     n, rows = spec["gen_images"], []
     labels = torch.arange(n) % gen.config.num_classes
     for cfg, schedule, steps, tau in SWEEP:
-        opts = SamplingOptions(cfg=cfg, cfg_schedule=schedule, mask_steps=steps, choice_temperature=tau)
+        opts = MaskedSampling(cfg=cfg, cfg_schedule=schedule, mask_steps=steps, choice_temperature=tau)
         rng = torch.Generator().manual_seed(0)
         ids = torch.cat([sample_codes(gen, labels[lo: lo + 250], opts, rng) for lo in range(0, n, 250)])
         rows.append({"cfg": cfg, "cfg_schedule": schedule, "mask_steps": steps, "choice_temperature": tau,

@@ -71,14 +71,17 @@ def _to_container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
+def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                defaults: Optional[T] = None) -> T:
     """Load `path` (YAML) over the defaults of dataclass `schema`, then apply `key=value` overrides.
 
     `path` may also name a preset shipped with the package when the schema declares its `PRESETS` stage
     (`fmnist-robust` for `TokenizerTrainConfig`). Returns an instance of `schema` (nested dataclasses included).
-    Raises `ConfigError` naming the key on unknown keys, wrong types or malformed overrides.
+    Raises `ConfigError` naming the key on unknown keys, wrong types or malformed overrides. `defaults`: an
+    instance of `schema` to start from instead of `schema()`; its sections may be subclasses of the declared ones,
+    whose own keys are then accepted.
     """
-    base = OmegaConf.structured(schema)
+    base = OmegaConf.structured(schema if defaults is None else defaults)
     where = "defaults"
     try:
         if path is not None:

@@ -90,7 +90,7 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
     net = feature_net(features, device, inception_weights, data_root)
     if ("is" in wanted or "acc" in wanted) and not net.has_logits:
         raise ConfigError(f"IS and class accuracy need a feature network with logits; "
-                          f"{getattr(net, 'source', net.name)} has none")
+                          f"{net.source or net.name} has none")
     kw = dict(batch_size=batch_size, num_images=num_images, data_root=data_root, resolution=resolution)
     a = _stats(samples, net, str(samples) if isinstance(samples, (str, Path)) else "samples", "pr" in wanted,
                "is" in wanted or "acc" in wanted, kw)

@@ -197,14 +197,18 @@ class Pretrained(torch.nn.Module):
         load_state_checked(model, load_tensors(path), str(path))
         return model.to(map_location).eval()
 
+    def frozen_part_names(self) -> list[str]:
+        """State-dict prefixes that identify the model in `fingerprint` (default: the whole state dict)."""
+        return [""]
+
     def fingerprint(self) -> str:
         """A short content hash of config + weights: identifies the model that produced data.
 
-        Models that define `frozen_part_names()` (tokenizers) hash only those parts (encoder, projection,
-        codebook): they decide the tokens, so a decoder post-trained on them keeps the fingerprint and stays
-        compatible with generators and token stores made before.
+        Tokenizers override `frozen_part_names()` to hash only those parts (encoder, projection, codebook): they
+        decide the tokens, so a decoder post-trained on them keeps the fingerprint and stays compatible with
+        generators and token stores made before.
         """
-        prefixes = tuple(self.frozen_part_names()) if hasattr(self, "frozen_part_names") else ("",)
+        prefixes = tuple(self.frozen_part_names())
         config = self.config_dict()
         defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
         for name in getattr(type(self.config), "FINGERPRINT_SKIP_IF_DEFAULT", ()):

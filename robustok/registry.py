@@ -45,6 +45,15 @@ class Registry(Generic[T]):
     def names(self) -> list[str]:
         return list(self._entries)
 
+    def items(self) -> list[tuple[str, T]]:
+        return list(self._entries.items())
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())
+
+    def __getitem__(self, name: str) -> T:
+        return self.lookup(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._entries
 

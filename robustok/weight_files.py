@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
 from robustok.hub import load_tensors
 
 
@@ -51,9 +52,10 @@ def read_checkpoint(path: str | Path, entry: Optional[str] = None,
 
     `.safetensors` files are read directly. Pickled files (`.pt`, `.bin`, `.pth`, ...) go through
     `torch.load(weights_only=True)`; if the object is a dict of dicts, `entry` (or the first of `entries`
-    present) selects the state dict, e.g. "ema" or "model" of a training checkpoint.
+    present) selects the state dict, e.g. "ema" or "model" of a training checkpoint. `path` may be a Hub
+    reference `hf://<org>/<repo>/<file>` (`robustok.hf_hub`).
     """
-    path = Path(path)
+    path = resolve_weights(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
     if path.suffix == ".safetensors":

@@ -128,6 +128,16 @@ def work(tmp_path_factory) -> Path:
     _pairs(w / "pairs_negidx", tok, str(w / "imgs"))
     np.save(w / "pairs_negidx" / "index.npy", np.arange(-1, 11, dtype=np.int64))
 
+    # bring-your-own pairs (import-pairs): tok has K = 64 on a 16x16 grid, imgs holds 12 images of 2 classes
+    tiny_tokenizer(bottleneck="kl").save_pretrained(w / "tok_kl")
+    byo = {"ids": rng_ids((6, 16, 16)), "free": rng_ids((4, 16, 16)), "index": np.arange(6),
+           "float": rng_ids((6, 16, 16)).astype(np.float32), "range": rng_ids((6, 16, 16)) + 1,
+           "grid": rng_ids((6, 8, 8)), "index12": np.arange(7, 13), "index5": np.arange(5),
+           "latents3": np.zeros((6, 3, 16, 16), np.float32), "labels9": np.full(6, 9)}
+    for name, arr in byo.items():
+        np.save(w / f"byo_{name}.npy", arr)
+    np.save(w / "byo_pickle.npy", np.array([{"ids": 1}] * 6, dtype=object), allow_pickle=True)
+
     # released generators (issue 20): a converted MaskGIT tokenizer, its file, RAR files (K = 32 fits it, 64 not)
     from robustok.adapters import load_external
     from tests.released_standins import maskgit_shapes, random_state, rar_state
@@ -138,6 +148,13 @@ def work(tmp_path_factory) -> Path:
     raw = (w / "rar.bin").read_bytes()
     (w / "rar_trunc.bin").write_bytes(raw[: len(raw) // 2])
     return w
+
+
+def rng_ids(shape: tuple[int, ...]) -> np.ndarray:
+    """Token ids in [0, 64) (the range of `tiny_tokenizer`), at least one of them 63."""
+    ids = np.random.default_rng(0).integers(0, 64, shape)
+    ids.flat[0] = 63
+    return ids
 
 
 def _tree(root: Path) -> dict[str, str]:
@@ -159,6 +176,21 @@ EV = ["eval-tokenizer", "tok", "--data", "imgs", "--metrics", "psnr", "--num-ima
 FID = ["fid", "imgs", "imgs", "--features", "random"]
 SAMPLE = ["sample", "gen", "--tokenizer", "tok", "--out", "samples", "--no-progress"]
 PTD = ["post-train-data", "gen", "--tokenizer", "tok", "--sigma", "0.7", "--out", "pairs", "--no-progress"]
+IMP = ["import-pairs", "--tokens", "byo_ids.npy", "--index", "byo_index.npy", "--heldout", "byo_free.npy",
+       "--tokenizer", "tok", "--data", "imgs", "--sigma", "0.7", "--out", "byo_out"]
+
+
+def imp(**changes: str) -> list[str]:
+    """IMP with options replaced (`tokens="byo_float.npy"`) or added (`labels="byo_labels9.npy"`)."""
+    argv = list(IMP)
+    for key, value in changes.items():
+        flag = "--" + key.replace("_", "-")
+        if flag in argv:
+            argv[argv.index(flag) + 1] = value
+        else:
+            argv += [flag, value]
+    return argv
+
 
 GCONV = ["convert", "rar", "rar.bin", "--tokenizer", "mgtok", "--out", "gen_out"]
 
@@ -256,6 +288,27 @@ CASES = [
                                                                           r"unreadable"),
     ("pairs-negative-index", PT[:3] + ["pairs=pairs_negidx"] + PT[4:], {}, r"pairs_negidx/index\.npy: real-image "
                                                                            r"indices must be non-negative"),
+    # bring-your-own pairs: every array checked against the tokenizer and the data set before anything is written
+    ("byo-float-ids", imp(tokens="byo_float.npy"), {}, r"byo_float\.npy: token ids must be integers"),
+    ("byo-id-range", imp(tokens="byo_range.npy"), {}, r"byo_range\.npy: token ids span \[\d+, 64\], outside "
+                                                        r"\[0, 64\)"),
+    ("byo-heldout-range", imp(heldout="byo_range.npy"), {}, r"byo_range\.npy: token ids span"),
+    ("byo-grid", imp(tokens="byo_grid.npy"), {}, r"byo_grid\.npy: shape \(6, 8, 8\), expected \(N, 16, 16\)"),
+    ("byo-latents-for-ids", imp(tokens="byo_latents3.npy"), {}, r"byo_latents3\.npy: shape \(6, 3, 16, 16\)"),
+    ("byo-latent-channels", imp(tokens="byo_latents3.npy", heldout="byo_latents3.npy", tokenizer="tok_kl"), {},
+     r"byo_latents3\.npy: 3 latent channels, the tokenizer has 4"),
+    ("byo-index-range", imp(index="byo_index12.npy"), {}, r"byo_index12\.npy: real-image index .* values span "
+                                                          r"\[7, 12\], outside \[0, 12\)"),
+    ("byo-index-count", imp(index="byo_index5.npy"), {}, r"byo_index5\.npy: shape \(5,\), expected \(6,\)"),
+    ("byo-labels-range", imp(labels="byo_labels9.npy"), {}, r"byo_labels9\.npy: class id values span \[9, 9\], "
+                                                            r"outside \[-1, 2\)"),
+    ("byo-pickle", imp(tokens="byo_pickle.npy"), {}, r"byo_pickle\.npy: unreadable array"),
+    ("byo-missing", imp(heldout="no_such.npy"), {}, r"no_such\.npy: not found"),
+    ("byo-fingerprint", imp(fingerprint="0123456789abcdef"), {}, r"--fingerprint 0123456789abcdef: tokens come "
+                                                                 r"from tokenizer 0123456789abcdef"),
+    ("byo-too-many", imp(data="tiny"), {}, r"byo_ids\.npy: 6 pairs, more than the 3 images of --data tiny"),
+    ("byo-sigma", imp(sigma="1.5"), {}, r"--sigma: must be in \[0, 1\]"),
+    ("byo-out-not-empty", imp(out="keep"), {}, r"--out keep: already exists.*--overwrite"),
     ("discriminator-without-json", PT[:2] + ["tokenizer=tok_disc"] + PT[3:] + ["loss.disc_weight=0.5"], {},
      r"tok_disc/discriminator\.json: not found"),
     ("generator-is-tokenizer-file", GCONV[:2] + ["mg.bin"] + GCONV[3:], {}, r"mg\.bin: not a RAR checkpoint"),

@@ -8,7 +8,7 @@ import torch
 from robustok.cli import main
 from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, DiffusionGenerator
 from robustok.posttrain.diagnostics import image_statistics, token_statistics
-from robustok.posttrain.evidence import EVIDENCE, Condition, estimate, nearby
+from robustok.posttrain.evidence import EVIDENCE, Condition, estimate, load_evidence, nearby
 from tests.helpers import tiny_tokenizer
 from tests.test_data import needs_fmnist
 
@@ -34,39 +34,54 @@ def test_image_statistics_sharpness_and_contrast():
     assert a["contrast"] == 0 and b["contrast"] == pytest.approx(127.5, rel=0.05)
     assert estimate(125.0, 5.0, "fmnist")["verdict"].startswith("likely to pay")
     assert estimate(12.0, 2.2, "fmnist")["verdict"].startswith("unlikely to pay")
-    assert "fmnist-authors.yaml epochs=80 ema_keep=0.21 (3 of 3" in estimate(11.1, 3.67, "fmnist")["verdict"]
+    assert "fmnist-authors.yaml on token-id pairs (3 of 3" in estimate(11.1, 3.67, "fmnist")["verdict"]
     assert "recipe" not in estimate(12.0, 1.0, "fmnist", [Condition("a", 10.0, 1.0, 4, 4, -1.0)])["verdict"]
     mixed = [Condition("a", 10.0, 1.0, 4, 2, 0.0)]
     assert "mixed" in estimate(12.0, 1.0, "fmnist", mixed)["verdict"]
     assert "unknown" in estimate(100.0, 1.0, "fmnist", mixed)["verdict"]
     assert "FID-inception" in estimate(125.0, 5.0, "inception")["verdict"]
     assert nearby(25.0) and all(0.5 <= c.ratio / 25.0 <= 2 for c in nearby(25.0))
-    assert all(c.beat <= c.runs for c in EVIDENCE)
+    assert all(c.beat <= c.runs == len(c.deltas) for c in EVIDENCE)
 
 
-def test_evidence_rows_match_the_recorded_studies():
-    """The dose-response and E2 rows of EVIDENCE hold the numbers of their committed results files."""
+def test_estimate_pools_one_generator_kind_and_names_a_recipe_only_if_it_won_everywhere():
+    won = [Condition("x at 15", 15.0, 1.0, 3, 3, -1.0, "x.yaml", deltas=(-1.0, -1.0, -1.0)),
+           Condition("x at 12", 12.0, 1.0, 3, 1, 0.5, "x.yaml", deltas=(1.0, 1.0, -0.5)),
+           Condition("y at 14", 14.0, 1.0, 2, 2, -0.2, "y.yaml", deltas=(-0.1, -0.3))]
+    verdict = estimate(15.0, 1.0, "fmnist", won)["verdict"]
+    assert "x.yaml" not in verdict   # x lost 2 of 3 at 12, inside the window, so it is not named for 15
+    assert "y.yaml (2 of 2, mean post - control -0.20)" in verdict and "6 of 8 runs" in verdict
+    assert "x.yaml (3 of 3" in estimate(25.0, 1.0, "fmnist", won)["verdict"]   # 12 is outside 2x of 25
+    masked = [Condition("m", 14.0, 1.0, 1, 0, 6.9, "x.yaml", generator="masked", deltas=(6.9,))]
+    assert "3 of 3 runs" in estimate(15.0, 1.0, "fmnist", won[:1] + masked)["verdict"]   # not pooled with AR
+    assert "0 of 1 runs" in estimate(15.0, 1.0, "fmnist", won[:1] + masked, generator="masked")["verdict"]
+    assert estimate(15.0, 1.0, "fmnist", won, generator="diffusion")["verdict"].startswith("unknown: no post-")
+
+
+def test_shipped_evidence_is_generated_from_the_committed_results():
+    """evidence.json equals a fresh `experiments/build_evidence.py`; spot checks against the results files."""
+    import importlib.util
     from pathlib import Path
 
-    results = Path(__file__).resolve().parents[1] / "experiments" / "results"
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("build_evidence", root / "experiments" / "build_evidence.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    fresh = build.render(build.build())
+    assert (root / "robustok" / "posttrain" / "evidence.json").read_text() == fresh
+    assert load_evidence(fresh) == EVIDENCE
+    results = root / "experiments" / "results"
     dose = {r["arm"]: r for r in json.loads((results / "posttrain-dose.json").read_text())["arms"]}
-    authors = {r["arm"]: r for r in json.loads((results / "posttrain-authors.json").read_text())["arms"]}
-    cfg5 = dose["gen2000-cfg5"]
-    expected = {f"{r['generator_steps']}-step AR generator" + (", pairs at CFG 5 power 1.15" if r["cfg"] == 5 else "")
-                + " (posttrain-dose)": (r, r) for r in dose.values()}
-    expected["authors' recipe, 40 epochs, token-id pairs (posttrain-authors)"] = (cfg5, authors["ids"])
-    expected["authors' recipe, 40 epochs, round-trip pairs (posttrain-authors)"] = (cfg5, authors["roundtrip"])
-    long = json.loads((results / "posttrain-authors-long.json").read_text())["arms"][0]
-    expected["authors' recipe, 80 epochs, token-id pairs (posttrain-authors-long)"] = (cfg5, long)
-    longer = json.loads((results / "posttrain-authors-longer.json").read_text())["arms"][0]
-    expected["authors' recipe, 160 epochs, token-id pairs (posttrain-authors-longer)"] = (cfg5, longer)
-    rows = {c.where: c for c in EVIDENCE if c.where in expected}
-    assert rows.keys() == expected.keys()
-    for where, (gen, run) in expected.items():
-        c, deltas = rows[where], run["delta_vs_control"]
-        assert (round(c.gfid, 2), round(c.rfid, 2)) == (round(gen["gfid"], 2), round(gen["rfid"], 2)), where
-        assert (c.runs, c.beat) == (len(deltas), sum(d < 0 for d in deltas)), where
-        assert c.mean_delta == pytest.approx(sum(deltas) / len(deltas), abs=0.006), where
+    gen100 = next(c for c in EVIDENCE if c.members == ("posttrain-dose.json:gen100",))
+    assert (gen100.gfid, gen100.rfid) == (round(dose["gen100"]["gfid"], 4), round(dose["gen100"]["rfid"], 4))
+    assert list(gen100.deltas) == [round(d, 4) for d in dose["gen100"]["delta_vs_control"]]
+    # E2's token-id runs (first run, rerun, 80 and 160 epochs: the same seeds and pairs) are one condition of 3 runs
+    ids = next(c for c in EVIDENCE if c.recipe.endswith("on token-id pairs"))
+    assert (ids.runs, ids.beat, len(ids.members)) == (3, 3, 4)
+    per_file = [json.loads((results / f"posttrain-authors{n}.json").read_text())["arms"][0]["delta_vs_control"]
+                for n in ("-first-run", "", "-long", "-longer")]
+    assert ids.deltas == pytest.approx([sum(col) / 4 for col in zip(*per_file)], abs=1e-4)
+    assert all((results / m.split(":")[0]).is_file() for c in EVIDENCE for m in c.members)
 
 
 @needs_fmnist

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGE = (ROOT / "docs" / "extending.md").read_text()
 
 
-def plugin_files() -> dict[str, str]:
-    blocks = re.findall(r"```python\n(.*?)```", PAGE, re.S)
+def plugin_files(lang: str = "python") -> dict[str, str]:
+    blocks = re.findall(rf"```{lang}\n(.*?)```", PAGE, re.S)
     return {re.match(r"# file: (\S+)\n", b).group(1): b for b in blocks}
 
 
@@ -34,7 +34,7 @@ def test_the_page_has_four_plugins_and_uses_them_all():
 
 
 def test_walkthrough_runs_from_outside_the_package(tmp_path):
-    for name, text in plugin_files().items():
+    for name, text in {**plugin_files(), **plugin_files("yaml")}.items():
         (tmp_path / name).write_text(text)
     cmds = commands()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTOK_PLUGINS": cmds[0].split("=", 1)[1],
@@ -48,11 +48,13 @@ def test_walkthrough_runs_from_outside_the_package(tmp_path):
     runs = tmp_path / "runs"
     config = json.loads((runs / "stripes-tok" / "tokenizer" / "config.json").read_text())
     assert "patch" in json.dumps(config)
-    assert json.loads((runs / "stripes-gen" / "generator" / "config.json").read_text())["class"] == "TableGenerator"
+    generator = json.loads((runs / "stripes-gen" / "generator" / "config.json").read_text())
+    assert generator["class"] == "TableGenerator" and generator["config"]["label_smoothing"] == 0.05
     images = np.load(runs / "stripes-samples" / "samples.npz")["arr_0"]
     assert images.shape == (256, 32, 32, 1)
     manifest = json.loads((runs / "stripes-pairs" / "manifest.json").read_text())
     assert manifest["generator"] == "table" and manifest["sigma"] == 0.7
+    assert manifest["sampling"] == {"cfg": 1.0, "temperature": 1.0}
 
 
 def test_plugin_errors_name_the_variable(tmp_path, monkeypatch):

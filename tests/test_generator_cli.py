@@ -22,14 +22,14 @@ def test_pipeline(setup, kind):
                  "--no-progress"]) == 0
     overrides = [f"data.tokens={t / 'store'}", f"data.tokenizer={tok}", f"run.dir={t / 'run'}", "train.steps=4",
                  "data.batch_size=4", "run.log_every=2", "run.sample_every=4", "run.progress=false",
-                 "model.dim=32", "model.depth=1", "model.heads=2", "sample.steps=2"]
-    if kind == "ar":
-        overrides += ["model.random_order=true"]
+                 "model.dim=32", "model.depth=1", "model.heads=2"]
+    # each kind's own keys: `sample.steps` is a diffusion option, `model.random_order` an AR one
+    overrides += ["model.random_order=true"] if kind == "ar" else ["sample.steps=2"]
     assert main(["train-generator", f"configs/generator/fmnist-{kind}.yaml", *overrides]) == 0
     assert (t / "run" / "generator" / "model.safetensors").is_file()
     assert list((t / "run" / "samples").glob("*.png"))
     args = ["sample", str(t / "run" / "generator"), "--tokenizer", str(tok), "--num-images", "5", "--cfg", "2",
-            "--out", str(t / "samples"), "--batch-size", "3", "--steps", "2", "--no-progress"]
+            "--out", str(t / "samples"), "--batch-size", "3", "--no-progress", *(["--steps", "2"] * (kind != "ar"))]
     assert main(args) == 0
     npz = np.load(t / "samples" / "samples.npz")
     assert npz["arr_0"].shape == (5, 16, 16, 1) and npz["arr_0"].dtype == np.uint8
@@ -55,7 +55,11 @@ def test_cli_errors_are_one_line(setup, capsys):
     cases = [
         (["sample", gen, "--tokenizer", str(t / "kl"), "--num-images", "2", "--out", str(t / "o")], "tokenizer"),
         (["sample", gen, "--tokenizer", str(t / "vq"), "--num-images", "2", "--cfg", "-1", "--out", str(t / "o")],
-         "cfg scale must be >= 0"),
+         "--cfg: must be >= 0"),
+        (["sample", gen, "--tokenizer", str(t / "vq"), "--num-images", "2", "--mask-steps", "3", "--out",
+          str(t / "o")], "--mask-steps: not a sampling option of this generator (kind 'ar'"),
+        (["train-generator", "configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'st'}", "model.patch_size=2"],
+         "invalid config key 'model.patch_size': Key 'patch_size' not in 'ARModelOptions'"),
         (["sample", gen, "--tokenizer", str(t / "vq"), "--num-images", "2", "--classes", "7", "--out", str(t / "o")],
          "classes"),
         (["sample", str(t / "st"), "--tokenizer", str(t / "vq"), "--out", str(t / "o")], "config.json"),

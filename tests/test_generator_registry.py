@@ -13,6 +13,7 @@ from robustok.cli import main
 from robustok.errors import CheckpointError, ConfigError
 from robustok.generator import ARGenerator, DiffusionGenerator, load_generator
 from robustok.generator.base import TokenGenerator, generator_class, generator_kinds, register_generator
+from robustok.generator.options import SamplingOptions
 from tests.helpers import gray_class_folder, tiny16_tokenizer
 
 
@@ -24,12 +25,18 @@ class ToyConfig:
     tokenizer_fingerprint: str = ""
 
 
+@dataclass
+class ToySampling(SamplingOptions):
+    temperature: float = field(default=1.0, metadata={"help": "softmax temperature"})
+
+
 @register_generator("toy-table")
 class ToyTable(TokenGenerator):
     """Independent tokens: one learned categorical distribution per class and grid position."""
 
     config_class = ToyConfig
     token_kind = "ids"
+    sampling_class = ToySampling
 
     def __init__(self, config: ToyConfig):
         super().__init__(config)
@@ -48,7 +55,7 @@ class ToyTable(TokenGenerator):
         return {"loss": F.cross_entropy(logits.flatten(0, 2), tokens.flatten())}
 
     def sample_codes(self, labels, opts, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        probs = self.logits[labels.long().to(self.logits.device)].softmax(-1)
+        probs = (self.logits[labels.long().to(self.logits.device)] / self.sampling(opts).temperature).softmax(-1)
         return torch.multinomial(probs.flatten(0, 2), 1, generator=generator).view(len(labels), *self.config.grid)
 
     def paired(self, real, labels, sigma, opts, rng, mask_rng) -> torch.Tensor:
@@ -146,7 +153,8 @@ def test_toy_generator_through_the_cli(tmp_path):
     tiny16_tokenizer("vq").save_pretrained(t / "vq")
     assert main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "store"),
                  "--no-progress"]) == 0
-    assert main(["train-generator", "configs/generator/fmnist-ar.yaml", "model.kind=toy-table",
+    (t / "toy.yaml").write_text("model:\n  kind: toy-table\nobjective:\n  label_dropout: 0.1\n")
+    assert main(["train-generator", str(t / "toy.yaml"),
                  f"data.tokens={t / 'store'}", f"data.tokenizer={t / 'vq'}", f"run.dir={t / 'run'}", "train.steps=3",
                  "data.batch_size=4", "run.sample_every=3", "run.progress=false", "train.lr=0.1"]) == 0
     gen = load_generator(t / "run" / "generator")
@@ -156,7 +164,7 @@ def test_toy_generator_through_the_cli(tmp_path):
     assert np.load(t / "samples" / "samples.npz")["arr_0"].shape == (4, 16, 16, 1)
     assert main(["post-train-data", str(t / "run" / "generator"), "--tokenizer", str(t / "vq"), "--data",
                  str(t / "imgs"), "--sigma", "0.5", "--num-pairs", "8", "--num-eval", "4", "--batch-size", "4",
-                 "--sampler", "euler", "--out", str(t / "pairs"), "--no-progress"]) == 0
+                 "--temperature", "0.5", "--out", str(t / "pairs"), "--no-progress"]) == 0
     store = PairStore(t / "pairs", tiny16_tokenizer("vq"))
     assert store.kind == "ids" and store.generated.shape == (8, 8, 8) and store.eval_generated.shape == (4, 8, 8)
-    assert store.manifest["generator"] == "toy-table" and store.manifest["sampling"]["sampler"] == "euler"
+    assert store.manifest["generator"] == "toy-table" and store.manifest["sampling"] == {"cfg": 1.0, "temperature": 0.5}

@@ -127,8 +127,8 @@ def test_task_checks_grid_kind_and_tokenizer(folder, tmp_path):
 
 
 def test_order_ratio_schedule():
-    from robustok.generator.task import ObjectiveConfig, order_ratio
-    o = ObjectiveConfig(order_anneal_start=0.5, order_anneal_end=0.75)
+    from robustok.generator.task import ARObjective, order_ratio
+    o = ARObjective(order_anneal_start=0.5, order_anneal_end=0.75)
     assert [order_ratio(o, s, 1000) for s in (0, 500, 625, 750, 999)] == [1.0, 1.0, 0.5, 0.0, 0.0]
 
 

@@ -11,6 +11,7 @@ from robustok.cli import main
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator import load_generator
 from robustok.generator.masked import MaskedConfig, MaskedGenerator, masked_loss
+from robustok.generator.masked import MaskedSampling
 from robustok.generator.sampling import SamplingOptions
 from robustok.tokens.pairs import PairStore
 from tests.helpers import gray_class_folder, tiny16_tokenizer
@@ -92,7 +93,7 @@ def test_same_seed_same_tokens():
     a = m.sample(labels, cfg=1.5, generator=gen(7))
     assert torch.equal(a, m.sample(labels, cfg=1.5, generator=gen(7)))
     assert not torch.equal(a, m.sample(labels, cfg=1.5, generator=gen(8)))
-    opts = SamplingOptions(cfg=1.5, mask_steps=4, choice_temperature=2.0)
+    opts = MaskedSampling(cfg=1.5, mask_steps=4, choice_temperature=2.0)
     assert torch.equal(m.sample_codes(labels, opts, gen(1)), m.sample_codes(labels, opts, gen(1)))
 
 

@@ -8,6 +8,7 @@ from robustok.config import load_config
 from robustok.data import build_dataset
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, DiffusionGenerator
+from robustok.generator.diffusion import DiffusionSampling
 from robustok.generator.sampling import SamplingOptions
 from robustok.posttrain.pairs import PairsSpec, generate_batch, make_pairs
 from robustok.tokens.pairs import PairDataset, PairStore
@@ -47,7 +48,7 @@ def test_sdedit_pairs_for_continuous_latents():
     gen = DiffusionGenerator(DiffusionConfig(latent_channels=4, grid=[16, 16], dim=32, depth=1, heads=2)).eval()
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     rng = torch.Generator().manual_seed(0)
-    z = generate_batch(gen, tok, x, torch.tensor([0, 1]), 0.7, SamplingOptions(steps=4), rng, rng)
+    z = generate_batch(gen, tok, x, torch.tensor([0, 1]), 0.7, DiffusionSampling(steps=4), rng, rng)
     assert z.shape == (2, 4, 16, 16)
     assert torch.equal(generate_batch(gen, tok, x, torch.tensor([0, 1]), 1.0, SamplingOptions(), rng, rng),
                        tok.encode_latents(x))

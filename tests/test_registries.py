@@ -12,9 +12,10 @@ from PIL import Image
 import robustok
 from robustok.cli import main
 from robustok.errors import ConfigError, DataError
+from robustok.metrics.features import FeatureNet
 from robustok.hub import Pretrained, load_tensors
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
-from robustok.train.task import Task, TaskProtocol
+from robustok.train.task import Task
 from tests.helpers import tiny_tokenizer, tiny_train_config
 
 
@@ -68,7 +69,7 @@ def test_a_minimal_task_trains_and_exports(tmp_path):
     from robustok.train.loop import train
 
     task = MinimalTask()
-    assert isinstance(task, TaskProtocol)
+    assert isinstance(task, Task)
     run = RunConfig(dir=str(tmp_path / "run"), progress=False, sample_every=0, ckpt_every=20, keep_checkpoints=5,
                     log_every=10)
     cfg = TrainConfig(steps=60, lr=0.05, min_lr=0.05, warmup_steps=0, ema_decay=0.9)
@@ -219,7 +220,7 @@ def _rgb_folder(root, n=6, size=32):
     return root
 
 
-class ChannelRecorder:
+class ChannelRecorder(FeatureNet):
     """A feature network that records the channel counts it sees; features = per-channel means (RGB if gray)."""
 
     name, dim, has_logits = "recorder", 3, False
@@ -321,3 +322,32 @@ def test_evaluate_tokenizer_gives_the_cli_numbers(tmp_path):
     api = robustok.evaluate_tokenizer(tmp_path / "tok", "fashion-mnist:test", ["psnr", "ssim", "rfid", "usage"],
                                       "random", num_images=40, device="cpu")
     assert api == {k: v for k, v in cli.items() if k not in ("tokenizer", "data")}
+
+
+def test_every_extension_point_is_a_registry():
+    from robustok.adapters import ADAPTERS, ENTRIES, LlamaGenVQ
+    from robustok.generator.base import GENERATORS, generator_kinds
+    from robustok.metrics.features import FEATURES
+    from robustok.registry import Registry
+    from robustok.tokenizer.loading import PLUGINS, TOKENIZER_CLASSES, tokenizer_classes
+
+    for reg in (ADAPTERS, ENTRIES, GENERATORS, FEATURES, PLUGINS, TOKENIZER_CLASSES):
+        assert isinstance(reg, Registry)
+    generator_kinds()
+    assert {"ar", "diffusion", "masked"} <= set(GENERATORS)
+    assert ADAPTERS["llamagen-vq16"] is LlamaGenVQ and ENTRIES["sd-vae"] == ("state_dict",)
+    assert dict(ADAPTERS.items())["llamagen-vq16"] in ADAPTERS.values()
+    assert tokenizer_classes()["LlamaGenVQ"] is LlamaGenVQ and "robustok.adapters" in PLUGINS
+    with pytest.raises(ConfigError, match="convert KIND: unknown tokenizer kind 'nope'"):
+        ADAPTERS["nope"]
+
+
+def test_feature_builders_must_return_a_feature_net():
+    from robustok.metrics.features import FEATURES, get_feature_net
+
+    FEATURES.register("not-a-net", lambda device, inception_path, data_root, log: object())
+    try:
+        with pytest.raises(ConfigError, match="not-a-net.*not a robustok.metrics.features.FeatureNet"):
+            get_feature_net("not-a-net")
+    finally:
+        FEATURES.unregister("not-a-net")

@@ -27,9 +27,9 @@ def _pairs(tmp_path, kind="ids", num_classes=2, name="pairs"):
         gen = DiffusionGenerator(DiffusionConfig(latent_channels=4, grid=[8, 8], num_classes=num_classes, dim=16,
                                                  depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()))
     spec = PairsSpec(sigma=0.5, num_pairs=7, num_eval=5, data=str(folder), resolution=16, batch_size=3)
-    from robustok.generator.sampling import SamplingOptions
-    out = make_pairs(gen.eval(), tok, build_dataset(str(folder), 16, 1), spec, tmp_path / name,
-                     SamplingOptions(steps=2), progress=False)
+    opts = gen.sampling(steps=2) if kind == "latents" else gen.sampling()
+    out = make_pairs(gen.eval(), tok, build_dataset(str(folder), 16, 1), spec, tmp_path / name, opts,
+                     progress=False)
     return tok, out
 
 
@@ -107,3 +107,22 @@ def test_token_kinds_and_fingerprint_check():
     assert token_kind("ids").to_array(ids, tok.codebook_size).dtype == np.uint16
     assert torch.equal(token_kind("ids").round_trip(tok, ids), tok.encode(
         (tok.decode(ids).add(1).mul(127.5).round() / 127.5 - 1)))
+
+
+def test_token_kinds_own_storage_rules():
+    ids, lat = token_kind("ids"), token_kind("latents")
+    x = np.zeros((2, 4, 3), np.uint16)
+    z = np.zeros((2, 5, 4, 3), np.float16)
+    assert (ids.grid(x), ids.channels(x), ids.codebook_field(16)) == ([4, 3], 0, 16)
+    assert (lat.grid(z), lat.channels(z), lat.codebook_field(16)) == ([4, 3], 5, 0)
+    assert ids.entry_shape([4, 3], {}) == (4, 3) and lat.entry_shape([4, 3], {"latent_channels": 5}) == (5, 4, 3)
+    with pytest.raises(DataError, match="where: token id 16 >= codebook size 16"):
+        ids.check_rows("where", np.full((1, 2), 16), 16)
+    with pytest.raises(DataError, match="must be integers"):
+        ids.check_rows("where", np.zeros((1, 2), np.float32), 16)
+    lat.check_rows("where", z, 0)                                        # any float is a latent
+    sums: dict = {}
+    for _ in range(2):
+        lat.add_sums(sums, {"s1": np.array([2.0]), "s2": np.array([8.0])})
+    assert lat.statistics(sums, 2) == {"latent_mean": [2.0], "latent_std": [2.0]}     # E[z]=2, E[z^2]=8
+    assert ids.statistics({}, 2) == {}

@@ -25,26 +25,31 @@ from robustok.adapters.maskgit import MaskGITVQGAN, MaskGITVQGANConfig
 from robustok.adapters.robustok_release import RobusTokRelease, RobusTokReleaseConfig
 from robustok.adapters.sd_vae import SDVAE, SDVAEConfig
 from robustok.errors import ConfigError
+from robustok.registry import Registry
 from robustok.tokenizer.loading import load_tokenizer, register_tokenizer_class, tokenizer_classes
 
 __all__ = ["ADAPTERS", "ENTRIES", "load_external", "load_tokenizer", "tokenizer_classes", "ExternalTokenizer",
            "LlamaGenVQ", "LlamaGenVQConfig", "MaskGITVQGAN", "MaskGITVQGANConfig", "RobusTokRelease",
            "RobusTokReleaseConfig", "SDVAE", "SDVAEConfig"]
 
-ADAPTERS: dict[str, type[ExternalTokenizer]] = {
+ADAPTERS: Registry[type[ExternalTokenizer]] = Registry("tokenizer kind", "convert KIND")
+for _name, _adapter in {
     "llamagen-vq16": LlamaGenVQ,
     "maskgit-vqgan": MaskGITVQGAN,
     "robustok-release": RobusTokRelease,
     "sd-vae": SDVAE,
-}
+}.items():
+    ADAPTERS.register(_name, _adapter)
 
 # which entry of a checkpoint dict holds the weights, in order of preference (raw state dicts need none)
-ENTRIES: dict[str, tuple[str, ...]] = {
+ENTRIES: Registry[tuple[str, ...]] = Registry("checkpoint entries of tokenizer kind", "convert KIND")
+for _name, _entries in {
     "llamagen-vq16": ("model", "ema", "state_dict"),
     "maskgit-vqgan": ("model", "state_dict"),
     "robustok-release": ("ema", "model"),
     "sd-vae": ("state_dict",),
-}
+}.items():
+    ENTRIES.register(_name, _entries)
 
 
 def load_external(kind: str, path: str | Path, weights: Optional[str] = None,

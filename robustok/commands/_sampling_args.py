@@ -1,40 +1,65 @@
-"""The sampling flags shared by `sample` and `post-train-data`, and the `SamplingOptions` they make."""
+"""The sampling flags of `sample` and `post-train-data`, derived from the registered generator kinds' sampling
+options (`TokenGenerator.sampling_class`), and the options they make for the loaded generator.
+
+Each field of a kind's sampling dataclass is a flag (`top_k` -> `--top-k`; a bool is a switch); its help and
+choices come from the field's `metadata`, its range from the class's `BOUNDS`. A flag is only set when given, so
+the generator's own defaults apply otherwise, and a flag of another kind is refused once the generator is known.
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from typing import Any
 
 from robustok.validation import bounded
 
 
-def add_sampling_args(p: argparse.ArgumentParser, steps_help: str = "diffusion: ODE steps") -> None:
-    """--cfg, --cfg-schedule, --cfg-power, --temperature, --top-k, --top-p, --static-cache, --steps, --sampler,
-    --mask-steps, --choice-temperature."""
-    p.add_argument("--cfg", type=float, default=1.0,
-                   help="classifier-free guidance scale (1 = off, default 1)")
-    p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
-                   help="AR: how the scale grows over the token steps (power = RAR's guidance_scale_pow)")
-    p.add_argument("--cfg-power", type=bounded(float, ">=0"), default=1.0, help="AR: exponent of the power schedule")
-    p.add_argument("--temperature", type=bounded(float, ">=0"), default=1.0,
-                   help="AR: softmax temperature (0 = greedy)")
-    p.add_argument("--top-k", type=bounded(int, ">=0"), default=0, help="AR: keep the k most likely tokens (0 = all)")
-    p.add_argument("--top-p", type=bounded(float, "(0,1]"), default=1.0, help="AR: nucleus mass (1 = off)")
-    p.add_argument("--static-cache", action="store_true",
-                   help="AR: static KV cache and CUDA-graph decoding steps (same tokens, much faster on a GPU)")
-    p.add_argument("--steps", type=bounded(int, ">=1"), default=50, help=steps_help)
-    p.add_argument("--sampler", default="heun", choices=["euler", "heun"], help="diffusion: ODE solver")
-    p.add_argument("--mask-steps", type=bounded(int, ">=1"), default=None,
-                   help="masked: parallel decoding steps (default: the generator's, 10)")
-    p.add_argument("--choice-temperature", type=bounded(float, ">=0"), default=None,
-                   help="masked: Gumbel scale of the token confidence, annealed to 0 (default: the generator's, 4.5)")
+def _flag_fields() -> dict[str, tuple[dataclasses.Field, type, str, list[str]]]:
+    """name -> (field, type, range rule, kinds) over the sampling classes of the registered generator kinds."""
+    from robustok.generator.base import generator_class, generator_kinds
+
+    table: dict[str, tuple[dataclasses.Field, type, str, list[str]]] = {}
+    for kind in generator_kinds():
+        cls = generator_class(kind).sampling_class
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name in table:
+                table[f.name][3].append(kind)
+                continue
+            tp = hints[f.name]
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            table[f.name] = (f, args[0] if typing.get_origin(tp) is typing.Union else tp,
+                             cls.BOUNDS.get(f.name, ""), [kind])
+    return table
 
 
-def sampling_options(args: argparse.Namespace) -> Any:
-    """The `SamplingOptions` of the flags added by `add_sampling_args`."""
-    from robustok.generator.sampling import SamplingOptions
+def add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """One flag per sampling option of the registered generator kinds (the help names the kinds that have it)."""
+    table = _flag_fields()
+    every = len({k for *_, kinds in table.values() for k in kinds})
+    group = p.add_argument_group("sampling (the options of the generator's kind; unset: its defaults)")
+    for name, (f, tp, rule, kinds) in table.items():
+        flag = "--" + name.replace("_", "-")
+        who = "" if len(kinds) == every else ", ".join(kinds) + ": "
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        text = f"{who}{f.metadata.get('help', name)}" + ("" if default is None else f" (default {default})")
+        if tp is bool:
+            group.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
+            continue
+        group.add_argument(flag, type=bounded(tp, rule) if rule else tp, default=argparse.SUPPRESS,
+                           choices=f.metadata.get("choices"), help=text)
 
-    return SamplingOptions(cfg=args.cfg, cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
-                           temperature=args.temperature, top_k=args.top_k or None,
-                           top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
-                           steps=args.steps, sampler=args.sampler, mask_steps=args.mask_steps,
-                           choice_temperature=args.choice_temperature)
+
+def sampling_options(args: argparse.Namespace, generator: Any) -> Any:
+    """The sampling options of `generator`'s kind from the flags given (`ConfigError` for another kind's flag)."""
+    from robustok.errors import ConfigError
+
+    given = {k: v for k, v in vars(args).items() if k in _flag_fields()}
+    own = {f.name for f in dataclasses.fields(generator.sampling_class)}
+    other = sorted(k for k in given if k not in own)
+    if other:
+        flags = ", ".join("--" + k.replace("_", "-") for k in other)
+        raise ConfigError(f"{flags}: not a sampling option of this generator (kind {generator.kind!r}; its "
+                          f"options: {', '.join('--' + k.replace('_', '-') for k in sorted(own))})")
+    return generator.sampling(**given)

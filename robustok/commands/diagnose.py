@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
     from robustok.generator.guidance import check_guidance
-    from robustok.generator.sampling import SamplingOptions
+    from robustok.generator.options import DrawOptions
     from robustok.metrics.features import get_feature_net
     from robustok.posttrain.diagnostics import describe_rows, diagnose
 
@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     features = None if args.features == "none" else get_feature_net(
         args.features, inception_path=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
     batches = eval_batches(args.data, 250, 2 * args.num_samples, tok.config.image_size, tok.config.channels)
-    opts = SamplingOptions(cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power, temperature=args.temperature)
+    opts = gen.sampling(DrawOptions(cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
+                                    temperature=args.temperature))   # refused if set for a kind without them
     result = diagnose(gen, tok, batches, args.num_samples, cfgs, opts, features, args.seed, data_name=args.data)
     result.update(generator=args.generator, tokenizer=args.tokenizer, data=args.data, features=args.features)
     print("\n".join(describe_rows(result)))

@@ -23,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="held-out free samples for the gFID proxy")
     p.add_argument("--out", required=True, help="output folder (refused if it exists and is not empty)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
-    add_sampling_args(p, steps_help="diffusion: ODE steps for SDEdit")
+    add_sampling_args(p)
     add_preset_args(p, images=False)
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--pair-input", default="ids", choices=["ids", "roundtrip"],
@@ -50,7 +50,7 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import build_dataset
     from robustok.generator import load_generator
-    from robustok.generator.published import resolve_preset
+    from robustok.generator.published import apply_preset
     from robustok.data.spec import parse_data_spec
     from robustok.outputs import check_out
     from robustok.posttrain.pairs import PairsSpec, make_pairs
@@ -63,12 +63,12 @@ def run_data(args: argparse.Namespace) -> int:
     info = setup()  # under torchrun: a process group; the ranks generate strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device).eval()
-    resolve_preset(args, gen.kind)
+    apply_preset(args, gen.kind)
     tok = load_tokenizer(args.tokenizer).to(device).eval()
     spec = PairsSpec(sigma=args.sigma, num_pairs=args.num_pairs, num_eval=args.num_eval, data=args.data,
                      resolution=tok.config.image_size, channels=tok.config.channels, seed=args.seed,
                      batch_size=args.batch_size, pair_input=args.pair_input)
-    opts = sampling_options(args)
+    opts = sampling_options(args, gen)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
                      overwrite=args.overwrite)

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
-    from robustok.generator.published import resolve_preset
+    from robustok.generator.published import apply_preset, image_options
     from robustok.generator.sampling import write_samples
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
@@ -52,12 +52,13 @@ def run(args: argparse.Namespace) -> int:
     info = setup()  # under torchrun: a process group; the ranks take strided batches
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device)
-    resolve_preset(args, gen.kind)
+    chosen = apply_preset(args, gen.kind)
+    labels, resize = image_options(args, chosen)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
-    opts = sampling_options(args)
+    opts = sampling_options(args, gen)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes, overwrite=args.overwrite,
-                         labels=args.labels, resize=args.resize)
+                         labels=labels, resize=resize)
     if info.is_main:
         print(f"wrote {args.num_images} images to {args.out} and {path}")
     return 0

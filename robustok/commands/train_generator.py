@@ -15,13 +15,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustok.config import load_config
-    from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+    from robustok.generator.task import GeneratorTask, load_generator_config
     from robustok.train.loop import train
 
     from robustok.validation import check_writable
 
-    cfg = load_config(GeneratorTrainConfig, args.config, args.overrides)
+    cfg = load_generator_config(args.config, args.overrides)
     check_writable(cfg.run.dir, "run.dir", "dir")
     task = GeneratorTask(cfg)
     n = sum(p.numel() for p in task.model.parameters())

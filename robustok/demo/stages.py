@@ -119,16 +119,16 @@ def weights_hash(directory: str | Path) -> str:
 def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fresh: bool, log) -> dict[str, str]:
     from robustok.data import build_dataset
     from robustok.tokens.store import write_token_store
-    from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+    from robustok.generator.task import GeneratorTask, load_generator_config
 
     gens = {}
     for name, tok_path in points.items():
         run_dir = out / "runs" / f"gen-{name}"
         tokens = out / "tokens" / name
-        cfg = load_config(GeneratorTrainConfig, config_file("generator/fmnist-ar.yaml"),
-                          [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
-                           f"train.steps={profile.gen_steps}", "run.sample_every=0",
-                           f"run.ckpt_every={max(profile.gen_steps // 2, 1)}", *profile.gen_overrides])
+        cfg = load_generator_config(config_file("generator/fmnist-ar.yaml"),
+                                    [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
+                                     f"train.steps={profile.gen_steps}", "run.sample_every=0",
+                                     f"run.ckpt_every={max(profile.gen_steps // 2, 1)}", *profile.gen_overrides])
         key = {"tokenizer": weights_hash(tok_path), "config": to_dict(cfg), "images": profile.pretok_images}
         def work(tok_path=tok_path, tokens=tokens, run_dir=run_dir, cfg=cfg):
             if fresh:
@@ -146,9 +146,9 @@ def train_generators(out: Path, points: dict[str, str], profile: DemoProfile, fr
 
 @torch.no_grad()
 def sample_tokens(gen, n: int, cfg_scale: float, seed: int) -> torch.Tensor:
-    from robustok.generator.sampling import SamplingOptions, sample_codes
+    from robustok.generator.sampling import sample_codes
     labels = torch.arange(n) % max(gen.config.num_classes, 1)
-    rng, opts = torch.Generator().manual_seed(seed), SamplingOptions(cfg=cfg_scale)
+    rng, opts = torch.Generator().manual_seed(seed), gen.sampling(cfg=cfg_scale)
     return torch.cat([sample_codes(gen, labels[lo: lo + 250], opts, rng) for lo in range(0, n, 250)])
 
 
@@ -207,7 +207,6 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
     """Pairs at sigma from the point's generator, then post-training + the sigma=1 control, per seed."""
     from robustok.data import build_dataset
     from robustok.generator import load_generator
-    from robustok.generator.sampling import SamplingOptions
     from robustok.posttrain.pairs import PairsSpec, make_pairs
     from robustok.posttrain.train import post_train
 
@@ -221,7 +220,7 @@ def post_train_point(out: Path, name: str, tok_path: str, gen_path: str, profile
         spec = PairsSpec(sigma=profile.sigma, num_pairs=profile.num_pairs, num_eval=profile.gen_images,
                          data="fashion-mnist:train", resolution=tok.config.image_size,
                          channels=tok.config.channels, seed=0, batch_size=250)
-        make_pairs(gen, tok, ds, spec, pairs_dir, SamplingOptions(cfg=profile.cfg), overwrite=True)
+        make_pairs(gen, tok, ds, spec, pairs_dir, gen.sampling(cfg=profile.cfg), overwrite=True)
         return str(pairs_dir)
     cached(out, f"pairs-{name}", key, fresh, make)
     runs = []

@@ -9,6 +9,7 @@ from robustok.generator.ar import ARConfig, ARGenerator
 from robustok.generator.base import (GeneratorConfig, IdGeneratorConfig, TokenGenerator, generator_class,
                                      generator_classes_by_name, generator_kinds, register_generator)
 from robustok.generator.diffusion import DiffusionConfig, DiffusionGenerator
+from robustok.hf_hub import resolve_weights
 from robustok.hub import load_by_class
 from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 
@@ -19,5 +20,7 @@ __all__ = ["ARConfig", "ARGenerator", "DiffusionConfig", "DiffusionGenerator", "
 
 
 def load_generator(directory: str | Path, map_location: str = "cpu") -> TokenGenerator:
-    """Load a generator directory: the class named in its `config.json`, among the registered generator kinds."""
-    return load_by_class(directory, generator_classes_by_name(), "generator (e.g. runs/gen/generator)", map_location)
+    """Load a generator directory (or a Hub reference `hf://<org>/<repo>[/<dir>]`): the class named in its
+    `config.json`, among the registered generator kinds."""
+    return load_by_class(resolve_weights(directory, directory=True), generator_classes_by_name(),
+                         "generator (e.g. runs/gen/generator)", map_location)

@@ -7,8 +7,8 @@ the grid position it must predict next, and training draws a random permutation 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from robustok.errors import ConfigError
 from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
+from robustok.generator.options import DrawOptions, GeneratorModelConfig, ObjectiveConfig
 
 
 @dataclass
@@ -27,12 +28,43 @@ class ARConfig(IdGeneratorConfig):
     adaln: bool = False              # RAR: the class embedding also modulates every block (adaLN-Zero)
 
 
+@dataclass
+class ARModelOptions(GeneratorModelConfig):
+    """`model:` of `model.kind: ar` (presets tiny|small|rar-b|rar-l|rar-xl)."""
+    qk_norm: bool = True
+    pos: str = "rope"                  # rope | learned
+    dropout: float = 0.0               # RAR uses 0.1
+    random_order: bool = False         # RAR randomized-order training (see objective.order_anneal_*)
+    adaln: bool = False                # class-conditional adaLN-Zero in every block (RAR)
+
+    BOUNDS: ClassVar[dict] = {**GeneratorModelConfig.BOUNDS, "dropout": "[0,1)"}
+
+
+@dataclass
+class ARObjective(ObjectiveConfig):
+    """`objective:` of `model.kind: ar`: the random-order schedule of RAR (with `model.random_order`)."""
+    order_anneal_start: float = 0.5    # random-order probability 1 until this fraction of train.steps ...
+    order_anneal_end: float = 0.75     # ... then linearly to 0 here (RAR: 125k and 187.5k of 250k steps)
+
+    BOUNDS: ClassVar[dict] = {**ObjectiveConfig.BOUNDS, "order_anneal_start": "[0,1]", "order_anneal_end": "[0,1]"}
+
+
+@dataclass
+class ARSampling(DrawOptions):
+    """Sampling options of `model.kind: ar`."""
+    static_cache: bool = field(default=False, metadata={
+        "help": "static KV cache and CUDA-graph decoding steps (same tokens, much faster on a GPU)"})
+
+
 @register_generator("ar")
 class ARGenerator(IdGenerator):
     """Decoder-only transformer with a class token, null class (index `num_classes`) for CFG and a KV cache."""
 
     config_class = ARConfig
     token_kind = "ids"
+    options_class = ARModelOptions
+    objective_class = ARObjective
+    sampling_class = ARSampling
 
     def __init__(self, config: ARConfig):
         super().__init__(config)
@@ -214,10 +246,10 @@ class ARGenerator(IdGenerator):
 
     # ---- the generator protocol (robustok.generator.base) ------------------------------------------------
     @classmethod
-    def build(cls, model_cfg: Any, store: Any) -> "ARGenerator":
+    def build(cls, model_cfg: ARModelOptions, store: Any) -> "ARGenerator":
         from robustok.generator.presets import AR_PRESETS, resolve
 
-        mc = model_cfg
+        mc = cls.model_options(model_cfg)
         dim, depth, heads, ratio = resolve(AR_PRESETS, mc.preset)
         return cls(ARConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
                             dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
@@ -225,15 +257,21 @@ class ARGenerator(IdGenerator):
                             random_order=mc.random_order, adaln=mc.adaln,
                             tokenizer_fingerprint=store.fingerprint, preset=mc.preset))
 
+    def check_objective(self, objective: ObjectiveConfig) -> None:
+        o = self.objective(objective)
+        if not 0 <= o.order_anneal_start <= o.order_anneal_end <= 1:
+            raise ConfigError("objective.order_anneal_start/end are fractions of train.steps with start <= end")
+
     def training_loss(self, model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, step: int,
-                      total_steps: int, objective: Any) -> dict[str, torch.Tensor]:
+                      total_steps: int, objective: ObjectiveConfig) -> dict[str, torch.Tensor]:
         """Next-token cross-entropy; with `random_order`, RAR's random orders at `order_ratio` of the step."""
-        ratio = order_ratio(objective, step, total_steps) if self.config.random_order else 0.0
+        ratio = order_ratio(self.objective(objective), step, total_steps) if self.config.random_order else 0.0
         loss = ar_loss(model, self, tokens, labels, objective.label_dropout, ratio)
         return {"loss": loss, "order_ratio": torch.tensor(ratio)}
 
     def sample_codes(self, labels: torch.Tensor, opts: Any,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        opts = self.sampling(opts)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=generator, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power,
                            static_cache=opts.static_cache)
@@ -242,13 +280,14 @@ class ARGenerator(IdGenerator):
                mask_rng: torch.Generator) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
         in raster order with the kept tokens fed back."""
+        opts = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
                            cfg_power=opts.cfg_power, static_cache=opts.static_cache)
 
 
-def order_ratio(obj: Any, step: int, total: int) -> float:
+def order_ratio(obj: ARObjective, step: int, total: int) -> float:
     """RAR's random-order probability: 1 until `order_anneal_start`, linear to 0 at `order_anneal_end`."""
     frac = step / max(1, total)
     if frac <= obj.order_anneal_start:

@@ -7,6 +7,7 @@ Commands find a saved generator's class by the name in its `config.json` among t
 from __future__ import annotations
 
 import abc
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
@@ -15,8 +16,10 @@ from torch import Tensor, nn
 
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.guidance import condition_labels
+from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert
 from robustok.hub import Pretrained
-from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, token_kind
+from robustok.registry import Registry
+from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, kind_of_tokenizer, token_kind
 
 @dataclass
 class GeneratorConfig:
@@ -42,7 +45,7 @@ class IdGeneratorConfig(GeneratorConfig):
     dropout: float = 0.0
 
 
-_REGISTRY: dict[str, type["TokenGenerator"]] = {}
+GENERATORS: Registry[type["TokenGenerator"]] = Registry("generator kind", "model.kind")
 BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion", "robustok.generator.masked",
                    "robustok.generator.llamagen_gpt", "robustok.generator.rar")
 
@@ -53,18 +56,48 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     Subclasses set `config_class` (a dataclass with `grid`, `num_classes`, `tokenizer_fingerprint`) and
     `token_kind`, and implement `build`, `training_loss`, `sample_codes` and `paired`; `fit_problems` and
     `check_tokenizer` are extended (call `super()`) with what only they know (vocabulary, latent channels).
+    Their own options are dataclasses that subclass the shared ones (`robustok.generator.options`):
+    `options_class` (the `model:` section), `objective_class` (`objective:`) and `sampling_class` (`sample:`,
+    and the flags of `sample` / `post-train-data`).
     """
 
     kind: ClassVar[str] = ""              # registry name (`model.kind`), set by `register_generator`
-    token_kind: ClassVar[str]             # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
+    token_kind: ClassVar[str] = ""        # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
+    options_class: ClassVar[type[GeneratorModelConfig]] = GeneratorModelConfig
+    objective_class: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
+    sampling_class: ClassVar[type[SamplingOptions]] = SamplingOptions
     null_class: int
+
+    # ---- options -------------------------------------------------------------------------------------------
+    @classmethod
+    def model_options(cls, options: GeneratorModelConfig) -> GeneratorModelConfig:
+        """`options` (a `model:` section) as this kind's `options_class` (`ConfigError` for another kind's field)."""
+        return convert(options, cls.options_class, "model", cls.kind)
+
+    @classmethod
+    def objective(cls, options: ObjectiveConfig) -> ObjectiveConfig:
+        """`options` (an `objective:` section) as this kind's `objective_class`."""
+        return convert(options, cls.objective_class, "objective", cls.kind)
+
+    @classmethod
+    def sampling(cls, options: Optional[SamplingOptions] = None, **values: Any) -> SamplingOptions:
+        """This kind's sampling options: `options` converted to `sampling_class` (the shared fields kept, the
+        kind's own at their defaults; another kind's field set is a `ConfigError`), or `sampling_class(**values)`."""
+        if options is None:
+            unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls.sampling_class)})
+            if unknown:
+                raise ConfigError(f"sampling option(s) {', '.join(unknown)} are not options of generator kind "
+                                  f"{cls.kind!r}")
+            return cls.sampling_class(**values)
+        return convert(options, cls.sampling_class, "sampling", cls.kind)
 
     # ---- building ------------------------------------------------------------------------------------------
     @classmethod
     @abc.abstractmethod
     def build(cls, model_cfg: Any, store: Any) -> "TokenGenerator":
-        """A fresh model from `model_cfg` (`GeneratorModelConfig`: preset and overrides) whose vocabulary / latent
-        channels, grid, classes and tokenizer fingerprint come from the token `store` (already of `token_kind`)."""
+        """A fresh model from `model_cfg` (an `options_class`: preset, overrides, the kind's fields) whose
+        vocabulary / latent channels, grid, classes and tokenizer fingerprint come from the token `store` (already
+        of `token_kind`)."""
 
     def fit_problems(self, store: Any) -> list[str]:
         """Why this (saved) model cannot continue training on `store`: an empty list if it can."""
@@ -81,7 +114,7 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
         return problems
 
     def check_objective(self, objective: Any) -> None:
-        """Refuse `objective` (`ObjectiveConfig`) settings this generator cannot train with (default: none)."""
+        """Refuse `objective` (an `objective_class`) settings this generator cannot train with (default: none)."""
 
     # ---- training ------------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -93,13 +126,20 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     # ---- sampling ------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def sample_codes(self, labels: Tensor, opts: Any, generator: Optional[torch.Generator] = None) -> Tensor:
-        """Tokens ((B, h, w) ids | (B, C, h, w) raw latents) for class ids `labels` (B,) with `SamplingOptions`."""
+        """Tokens ((B, h, w) ids | (B, C, h, w) raw latents) for class ids `labels` (B,); `opts`: a
+        `SamplingOptions` (convert it with `self.sampling(opts)`)."""
 
     @abc.abstractmethod
     def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
                mask_rng: torch.Generator) -> Tensor:
         """Post-training pairs: generated tokens that keep the real tokens `real` with preservation ratio `sigma`
         (1: `real` itself). Random draws that choose what to keep use `mask_rng`, sampling uses `rng`."""
+
+    def token_cross_entropy(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        """Mean cross-entropy (nats per token) of real `tokens` for class ids `labels` (-1: the null class); only
+        generators of token ids have one (`IdGenerator`)."""
+        raise ConfigError(f"{type(self).__name__} models {self.tokens.description}: a cross-entropy over a "
+                          "vocabulary needs a generator of token ids")
 
     def check_labels(self, labels: Tensor) -> None:
         """Raise `DataError` for class ids outside [0, num_classes] (num_classes = the null class)."""
@@ -123,10 +163,9 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer other than the one whose tokens this model was trained on (`CheckpointError`)."""
-        have = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
-        check_fingerprint(getattr(self.config, "tokenizer_fingerprint", ""), have,
+        check_fingerprint(self.config.tokenizer_fingerprint, tokenizer.fingerprint(),
                           "the generator (its config.json tokenizer_fingerprint) vs --tokenizer", CheckpointError)
-        kind = "ids" if getattr(tokenizer, "is_discrete", self.token_kind == "ids") else "latents"
+        kind = kind_of_tokenizer(tokenizer)
         if kind != self.token_kind:
             raise CheckpointError(f"{type(self).__name__} models {self.tokens.description}; this tokenizer gives "
                                   f"{token_kind(kind).description}")
@@ -140,7 +179,19 @@ class IdGenerator(TokenGenerator):
     `seq_len`; this adds the vocabulary checks and the validation of teacher-forcing inputs."""
 
     token_kind: ClassVar[str] = "ids"
+    cross_entropy_kind: ClassVar[str] = "next-token"   # what `token_cross_entropy` scores (its training loss)
     seq_len: int
+
+    @torch.no_grad()
+    def token_cross_entropy(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        """The training loss on real `tokens` (B, h, w) without label dropout, at the end of the training schedule
+        (AR: raster next-token cross-entropy; masked: masked-token cross-entropy under a random training mask).
+        Call it in eval mode; random draws (masks) use torch's global generator."""
+        from robustok.generator.task import ObjectiveConfig
+
+        labels = self.prepare_labels(labels)
+        self.check_inputs(tokens, labels)
+        return self.training_loss(self, tokens, labels, 1, 1, ObjectiveConfig(label_dropout=0.0))["loss"].float()
 
     def fit_problems(self, store: Any) -> list[str]:
         problems = super().fit_problems(store)
@@ -205,14 +256,20 @@ def register_generator(name: str) -> Callable[[type[TokenGenerator]], type[Token
     def add(cls: type[TokenGenerator]) -> type[TokenGenerator]:
         if not (isinstance(cls, type) and issubclass(cls, TokenGenerator)):
             raise TypeError(f"register_generator({name!r}): {cls!r} is not a TokenGenerator subclass")
-        if getattr(cls, "token_kind", None) not in TOKEN_KINDS:
+        if cls.token_kind not in TOKEN_KINDS:
             raise TypeError(f"{cls.__name__}.token_kind must be one of {sorted(TOKEN_KINDS)}")
-        old = _REGISTRY.get(name)
-        if old is not None and old.__qualname__ != cls.__qualname__:
-            raise ConfigError(f"generator kind {name!r} is already registered to {old.__module__}.{old.__name__}")
+        for attr, option_class, base in (("options_class", cls.options_class, GeneratorModelConfig),
+                                         ("objective_class", cls.objective_class, ObjectiveConfig),
+                                         ("sampling_class", cls.sampling_class, SamplingOptions)):
+            if not (dataclasses.is_dataclass(option_class) and issubclass(option_class, base)):
+                raise TypeError(f"{cls.__name__}.{attr} must be a dataclass subclassing {base.__name__}")
+        if name in GENERATORS:
+            old = GENERATORS.lookup(name)
+            if old.__qualname__ != cls.__qualname__:
+                raise ConfigError(f"generator kind {name!r} is already registered to {old.__module__}.{old.__name__}")
+            GENERATORS.unregister(name)             # the same class again (a plug-in file imported twice)
         cls.kind = name
-        _REGISTRY[name] = cls
-        return cls
+        return GENERATORS.register(name, cls)
     return add
 
 
@@ -226,18 +283,18 @@ def _load_builtins() -> None:
 def generator_kinds() -> list[str]:
     """The registered generator kinds (the values `model.kind` accepts)."""
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(GENERATORS.names())
 
 
 def generator_class(kind: str, where: str = "model.kind") -> type[TokenGenerator]:
     """The generator class registered as `kind`; `ConfigError` naming `where` and the known kinds otherwise."""
     _load_builtins()
-    if kind not in _REGISTRY:
-        raise ConfigError(f"{where}: unknown generator kind {kind!r}; registered kinds: {sorted(_REGISTRY)}")
-    return _REGISTRY[kind]
+    if kind not in GENERATORS:
+        raise ConfigError(f"{where}: unknown generator kind {kind!r}; registered kinds: {sorted(GENERATORS.names())}")
+    return GENERATORS.lookup(kind)
 
 
 def generator_classes_by_name() -> dict[str, type[TokenGenerator]]:
     """Registered classes by class name (the "class" field of a saved generator's config.json)."""
     _load_builtins()
-    return {cls.__name__: cls for cls in _REGISTRY.values()}
+    return {cls.__name__: cls for cls in (GENERATORS.lookup(name) for name in GENERATORS)}

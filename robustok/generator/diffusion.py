@@ -7,7 +7,7 @@ plus a time embedding, injected by adaLN-Zero modulation in every block.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +18,7 @@ from robustok.generator.flow import integrate, interpolate, time_grid
 from robustok.generator.guidance import check_guidance
 from robustok.generator.base import GeneratorConfig, TokenGenerator, register_generator
 from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding
+from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions
 
 
 @dataclass
@@ -26,6 +27,31 @@ class DiffusionConfig(GeneratorConfig):
     patch_size: int = 1
     latent_mean: list[float] = field(default_factory=list)   # per channel; empty = 0
     latent_std: list[float] = field(default_factory=list)    # per channel; empty = 1
+
+
+@dataclass
+class DiffusionModelOptions(GeneratorModelConfig):
+    """`model:` of `model.kind: diffusion` (presets tiny|small|sit-b|sit-l|sit-xl)."""
+    qk_norm: bool = True
+    patch_size: int = 1
+
+    BOUNDS: ClassVar[dict] = {**GeneratorModelConfig.BOUNDS, "patch_size": ">=1"}
+
+
+@dataclass
+class DiffusionObjective(ObjectiveConfig):
+    """`objective:` of `model.kind: diffusion`."""
+    time_sampling: str = "uniform"     # uniform | logit-normal
+
+
+@dataclass
+class DiffusionSampling(SamplingOptions):
+    """Sampling options of `model.kind: diffusion` (also SDEdit of post-training pairs)."""
+    steps: int = field(default=50, metadata={"help": "ODE steps"})
+    sampler: str = field(default="heun", metadata={"help": "ODE solver", "choices": ("euler", "heun")})
+    shift: float = field(default=1.0, metadata={"help": "time-grid shift"})
+
+    BOUNDS: ClassVar[dict] = {**SamplingOptions.BOUNDS, "steps": ">=1", "shift": ">0"}
 
 
 def _randn(shape, generator: Optional[torch.Generator], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -60,6 +86,9 @@ class DiffusionGenerator(TokenGenerator):
     """Velocity-prediction transformer over latent patches; `sample` and `denoise_from` (SDEdit) integrate its ODE."""
 
     config_class = DiffusionConfig
+    options_class = DiffusionModelOptions
+    objective_class = DiffusionObjective
+    sampling_class = DiffusionSampling
     token_kind = "latents"
 
     def __init__(self, config: DiffusionConfig):
@@ -187,10 +216,10 @@ class DiffusionGenerator(TokenGenerator):
 
     # ---- the generator protocol (robustok.generator.base) ------------------------------------------------
     @classmethod
-    def build(cls, model_cfg: Any, store: Any) -> "DiffusionGenerator":
+    def build(cls, model_cfg: DiffusionModelOptions, store: Any) -> "DiffusionGenerator":
         from robustok.generator.presets import DIFFUSION_PRESETS, resolve
 
-        mc = model_cfg
+        mc = cls.model_options(model_cfg)
         dim, depth, heads, ratio = resolve(DIFFUSION_PRESETS, mc.preset)
         mean, std = store.latent_stats
         return cls(DiffusionConfig(latent_channels=int(store.manifest["latent_channels"]), grid=list(store.grid),
@@ -206,20 +235,23 @@ class DiffusionGenerator(TokenGenerator):
             problems.append(f"{self.config.latent_channels} latent channels vs the store's {channels}")
         return problems
 
-    def check_objective(self, objective: Any) -> None:
-        sample_times(1, objective.time_sampling, torch.device("cpu"))      # validates objective.time_sampling
+    def check_objective(self, objective: ObjectiveConfig) -> None:
+        sample_times(1, self.objective(objective).time_sampling, torch.device("cpu"))   # validates time_sampling
 
     def training_loss(self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int,
-                      objective: Any) -> dict[str, Tensor]:
-        return {"loss": flow_loss(model, self, tokens, labels, objective.label_dropout, objective.time_sampling)}
+                      objective: ObjectiveConfig) -> dict[str, Tensor]:
+        o = self.objective(objective)
+        return {"loss": flow_loss(model, self, tokens, labels, o.label_dropout, o.time_sampling)}
 
     def sample_codes(self, labels: Tensor, opts: Any, generator: Optional[torch.Generator] = None) -> Tensor:
+        opts = self.sampling(opts)
         return self.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=generator,
                            shift=opts.shift)
 
     def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
                mask_rng: torch.Generator) -> Tensor:
         """SDEdit: the real latents noised to t = 1 - sigma and denoised (sigma = 1: the real latents)."""
+        opts = self.sampling(opts)
         if sigma >= 1.0:
             return real
         return self.denoise_from(real, 1.0 - sigma, labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler,

@@ -16,8 +16,8 @@ Registered as `model.kind: masked`; the methods below the `protocol` line are th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +27,33 @@ from robustok.errors import ConfigError, DataError
 from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block
+from robustok.generator.options import DrawOptions, GeneratorModelConfig
 
 
 @dataclass
 class MaskedConfig(IdGeneratorConfig):      # vocab_size = K; the [MASK] id is K
     decode_steps: int = 10           # default number of parallel decoding steps T
     choice_temperature: float = 4.5  # default Gumbel scale of the confidence, annealed linearly to 0
+
+
+@dataclass
+class MaskedModelOptions(GeneratorModelConfig):
+    """`model:` of `model.kind: masked` (presets tiny|small)."""
+    qk_norm: bool = True
+    dropout: float = 0.0
+
+    BOUNDS: ClassVar[dict] = {**GeneratorModelConfig.BOUNDS, "dropout": "[0,1)"}
+
+
+@dataclass
+class MaskedSampling(DrawOptions):
+    """Sampling options of `model.kind: masked` (None: the generator's `decode_steps` / `choice_temperature`)."""
+    mask_steps: Optional[int] = field(default=None, metadata={
+        "help": "parallel decoding steps (default: the generator's, 10)"})
+    choice_temperature: Optional[float] = field(default=None, metadata={
+        "help": "Gumbel scale of the token confidence, annealed to 0 (default: the generator's, 4.5)"})
+
+    BOUNDS: ClassVar[dict] = {**DrawOptions.BOUNDS, "mask_steps": ">=1", "choice_temperature": ">=0"}
 
 
 def cosine_ratio(frac: torch.Tensor | float) -> torch.Tensor | float:
@@ -47,6 +68,9 @@ class MaskedGenerator(IdGenerator):
     """Bidirectional transformer with a class token, a [MASK] id and a null class for classifier-free guidance."""
 
     config_class = MaskedConfig
+    options_class = MaskedModelOptions
+    sampling_class = MaskedSampling
+    cross_entropy_kind = "masked-token"
 
     def __init__(self, config: MaskedConfig):
         super().__init__(config)
@@ -159,13 +183,11 @@ class MaskedGenerator(IdGenerator):
 
     # ---- protocol (what the generator registry calls) --------------------------------------------------
     @classmethod
-    def build(cls, mc: Any, store: Any) -> "MaskedGenerator":
+    def build(cls, mc: MaskedModelOptions, store: Any) -> "MaskedGenerator":
         """A fresh generator for the model config `mc` (preset + overrides) on the token store `store`."""
         from robustok.generator.presets import MASKED_PRESETS, resolve
 
-        for key in ("random_order", "adaln"):
-            if getattr(mc, key, False):
-                raise ConfigError(f"model.{key} is an AR option; model.kind=masked has no such setting")
+        mc = cls.model_options(mc)
         dim, depth, heads, ratio = resolve(MASKED_PRESETS, mc.preset)
         cfg = MaskedConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
                            dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
@@ -180,7 +202,8 @@ class MaskedGenerator(IdGenerator):
 
     def sample_codes(self, labels: torch.Tensor, opts: Any,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Token ids (B, h, w) with the `SamplingOptions` `opts` (mask_steps / choice_temperature optional)."""
+        """Token ids (B, h, w) with the sampling options `opts` (see `MaskedSampling`)."""
+        opts = self.sampling(opts)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            steps=opts.mask_steps, choice_temperature=opts.choice_temperature, generator=generator,
                            cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power)
@@ -191,6 +214,7 @@ class MaskedGenerator(IdGenerator):
                mask_rng: Optional[torch.Generator] = None) -> torch.Tensor:
         """Post-training pairs: each real token kept with probability `sigma` (drawn from `mask_rng`, else
         `rng`), the others filled in by masked decoding conditioned on the kept ones; (B, h, w)."""
+        opts = self.sampling(opts)
         real = real_codes.to(self.head.weight.device).long()
         keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,

@@ -69,8 +69,8 @@ PRESETS: dict[str, PublishedSampling] = {
                            1.36),
 }
 
-# the flags a preset sets, with the value each takes without a preset
-_FLAGS = ("cfg", "cfg_schedule", "cfg_power", "temperature", "top_k", "top_p", "labels", "resize")
+# the sampling options a preset sets (fields of `DrawOptions`)
+SAMPLING_FIELDS = ("cfg", "cfg_schedule", "cfg_power", "temperature", "top_k", "top_p")
 
 
 def preset(name: str) -> PublishedSampling:
@@ -82,26 +82,34 @@ def preset(name: str) -> PublishedSampling:
 def add_preset_args(p: argparse.ArgumentParser, images: bool = True) -> None:
     """`--preset NAME` (and with `images`, `--labels`, `--resize`) on a parser that has the sampling flags
     (`robustok.commands._sampling_args`). Flags given explicitly override the preset's values."""
-    if images:
-        p.add_argument("--labels", default="balanced", choices=["balanced", "random"],
-                       help="class labels: equal counts per class (RAR), or uniform random draws (LlamaGen)")
-        p.add_argument("--resize", type=bounded(int, ">=0"), default=0,
-                       help="resize the decoded images to this size (bicubic) before saving, e.g. LlamaGen's "
-                            "384 -> 256 (0: off)")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
                    help="a released generator's published sampling settings (docs/reproduce.md); explicit "
                         "sampling flags override them")
-    defaults = {k: p.get_default(k) for k in _FLAGS if p.get_default(k) is not None}
-    p.set_defaults(**{k: None for k in defaults}, _plain_defaults=defaults)
+    if images:
+        p.add_argument("--labels", default=argparse.SUPPRESS, choices=["balanced", "random"],
+                       help="class labels: equal counts per class (RAR), or uniform random draws (LlamaGen) "
+                            "(default: the preset's, else balanced)")
+        p.add_argument("--resize", type=bounded(int, ">=0"), default=argparse.SUPPRESS,
+                       help="resize the decoded images to this size (bicubic) before saving, e.g. LlamaGen's "
+                            "384 -> 256 (default: the preset's, else 0: off)")
 
 
-def resolve_preset(args: argparse.Namespace, generator_kind: str) -> Optional[PublishedSampling]:
-    """Fill the sampling flags the user did not give from `--preset` (or from the plain defaults); refuse a
-    preset of another generator kind. Returns the preset (None without one)."""
-    chosen = preset(args.preset) if args.preset else None
-    if chosen is not None and chosen.kind != generator_kind:
+def apply_preset(args: argparse.Namespace, generator_kind: str) -> Optional[PublishedSampling]:
+    """Set the sampling flags the user did not give (absent from `args`) to `--preset`'s values; refuse a preset
+    of another generator kind. Returns the preset (None without one)."""
+    if not args.preset:
+        return None
+    chosen = preset(args.preset)
+    if chosen.kind != generator_kind:
         raise ConfigError(f"--preset {args.preset} is for {chosen.kind} generators, this one is a {generator_kind}")
-    for k, default in args._plain_defaults.items():
-        if getattr(args, k) is None:
-            setattr(args, k, getattr(chosen, k) if chosen is not None else default)
+    given = vars(args)
+    for name in SAMPLING_FIELDS:
+        given.setdefault(name, getattr(chosen, name))
     return chosen
+
+
+def image_options(args: argparse.Namespace, chosen: Optional[PublishedSampling]) -> tuple[str, int]:
+    """(labels, resize) of `sample`: the flags if given, else the preset's, else ("balanced", 0)."""
+    given = vars(args)
+    return (given.get("labels", chosen.labels if chosen else "balanced"),
+            given.get("resize", chosen.resize if chosen else 0))

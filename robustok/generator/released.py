@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError, ConfigError
+from robustok.generator.ar import ARSampling
 from robustok.generator.base import IdGenerator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import KVCache
@@ -30,6 +31,7 @@ class ReleasedAR(IdGenerator):
     projection: its weight gives the device and dtype), and implement `step_logits` and `forward`."""
 
     token_kind: ClassVar[str] = "ids"
+    sampling_class = ARSampling              # the AR kind's options: guidance, temperature, top-k/p, static cache
     family: ClassVar[str] = ""               # readable name of the upstream model ("LlamaGen GPT", "RAR")
     cache_len: int
     head: nn.Linear
@@ -109,6 +111,7 @@ class ReleasedAR(IdGenerator):
 
     def sample_codes(self, labels: torch.Tensor, opts: Any,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        opts = self.sampling(opts)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=generator, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power,
                            static_cache=opts.static_cache)
@@ -117,6 +120,7 @@ class ReleasedAR(IdGenerator):
                mask_rng: torch.Generator) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma`, the rest sampled in raster order with
         the kept tokens fed back (the RobusTok release's `post_train_data.py` pairs)."""
+        opts = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,

@@ -1,7 +1,6 @@
 """From a trained generator + its tokenizer to images: batched sampling, PNG folders and ADM-style `samples.npz`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,29 +8,9 @@ import numpy as np
 import torch
 
 from robustok.errors import ConfigError
-from robustok.generator.guidance import check_guidance
+from robustok.generator.options import SamplingOptions
 
-
-@dataclass
-class SamplingOptions:
-    """How to sample; each generator reads the fields it uses (`TokenGenerator.sample_codes`)."""
-    cfg: float = 1.0
-    cfg_schedule: str = "constant"     # AR: constant | linear | power
-    cfg_power: float = 1.0
-    temperature: float = 1.0           # AR
-    top_k: Optional[int] = None        # AR
-    top_p: Optional[float] = None      # AR
-    static_cache: bool = False         # AR: the static decoder (CUDA graphs on a GPU), same tokens, faster
-    steps: int = 50                    # diffusion
-    sampler: str = "heun"              # diffusion: euler | heun
-    shift: float = 1.0                 # diffusion: time-grid shift
-    mask_steps: Optional[int] = None   # masked: parallel decoding steps (None: the generator's default)
-    choice_temperature: Optional[float] = None   # masked: Gumbel scale of the confidence (None: the default)
-
-
-def check_pair(generator: Any, tokenizer: Any) -> None:
-    """Refuse a tokenizer other than the one whose tokens the generator was trained on."""
-    generator.check_tokenizer(tokenizer)
+__all__ = ["SamplingOptions", "balanced_labels", "generate", "sample_codes", "write_samples"]
 
 
 @torch.no_grad()
@@ -80,8 +59,9 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
 
     if num_images < 1:
         raise ConfigError(f"--num-images must be >= 1, got {num_images}")
-    check_guidance(opts.cfg, opts.cfg_schedule, opts.cfg_power)
-    check_pair(generator, tokenizer)
+    opts = generator.sampling(opts)
+    opts.check()
+    generator.check_tokenizer(tokenizer)
     n_cls = generator.config.num_classes
     if classes:
         bad = [c for c in classes if not 0 <= c < max(n_cls, 1)]

@@ -1,17 +1,26 @@
-"""`train-generator`: the config schema and the training task (AR or diffusion) for `robustok.train.loop.train`."""
+"""`train-generator`: the config schema and the training task (any generator kind) for `robustok.train.loop.train`.
+
+The `model:`, `objective:` and `sample:` sections are the generator kind's own option classes
+(`TokenGenerator.options_class` / `objective_class` / `sampling_class`); `load_generator_config` picks them by
+`model.kind`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar, Optional
+from pathlib import Path
+from typing import ClassVar, Optional, Sequence
 
 import torch
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import Tensor, nn
 
-from robustok.config import RunConfig, TrainConfig
+from robustok.config import RunConfig, TrainConfig, load_config
 from robustok.errors import ConfigError, DataError
-from robustok.generator.ar import order_ratio  # noqa: F401  (re-exported: the objective's schedule)
+from robustok.generator.ar import ARObjective, order_ratio  # noqa: F401  (re-exported: the objective's schedule)
 from robustok.generator.base import TokenGenerator, generator_class
-from robustok.generator.sampling import SamplingOptions
+from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions
+from robustok.presets import resolve_config
 from robustok.tokens.kinds import check_fingerprint, token_kind
 from robustok.tokens.store import TokenDataset, TokenShards, open_token_store
 from robustok.train.task import Task
@@ -28,66 +37,52 @@ class GeneratorDataConfig:
 
 
 @dataclass
-class GeneratorModelConfig:
-    kind: str = "ar"                   # a registered generator kind: ar (discrete ids) | diffusion (latents) | ...
-    preset: str = "tiny"               # ar: tiny|small|rar-b|rar-l|rar-xl; diffusion: tiny|small|sit-b|sit-l|sit-xl
-    dim: int = 0                       # 0: from the preset
-    depth: int = 0
-    heads: int = 0
-    mlp_ratio: float = 0.0
-    qk_norm: bool = True
-    pos: str = "rope"                  # ar: rope | learned
-    dropout: float = 0.0               # ar only (RAR uses 0.1)
-    random_order: bool = False         # ar: RAR randomized-order training (see objective.order_anneal_*)
-    adaln: bool = False                # ar: class-conditional adaLN-Zero in every block (RAR)
-    patch_size: int = 1                # diffusion only
-    init: Optional[str] = None         # start from this generator directory (same architecture)
-
-    BOUNDS: ClassVar[dict] = {"dim": ">=0", "depth": ">=0", "heads": ">=0", "mlp_ratio": ">=0",
-                              "dropout": "[0,1)", "patch_size": ">=1"}
-
-
-@dataclass
-class ObjectiveConfig:
-    label_dropout: float = 0.1         # probability of the null class (enables classifier-free guidance)
-    order_anneal_start: float = 0.5    # random-order probability 1 until this fraction of train.steps ...
-    order_anneal_end: float = 0.75     # ... then linearly to 0 here (RAR: 125k and 187.5k of 250k steps)
-    time_sampling: str = "uniform"     # diffusion: uniform | logit-normal
-
-    BOUNDS: ClassVar[dict] = {"label_dropout": "[0,1)", "order_anneal_start": "[0,1]", "order_anneal_end": "[0,1]"}
-
-
-@dataclass
-class SampleConfig:
-    """Sampling settings of the preview grids written during training."""
-    cfg: float = 2.0
-    cfg_schedule: str = "constant"     # constant | linear | power
-    cfg_power: float = 1.0
-    temperature: float = 1.0
-    top_k: int = 0                     # 0: off
-    top_p: float = 1.0                 # 1: off
-    steps: int = 25                    # diffusion ODE steps
-    sampler: str = "heun"              # diffusion: euler | heun
-
-    BOUNDS: ClassVar[dict] = {"cfg": ">=0", "cfg_power": ">=0", "temperature": ">=0", "top_k": ">=0",
-                              "top_p": "(0,1]", "steps": ">=1"}
-
-
-@dataclass
 class GeneratorTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     data: GeneratorDataConfig = field(default_factory=GeneratorDataConfig)
     model: GeneratorModelConfig = field(default_factory=GeneratorModelConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    sample: SamplingOptions = field(default_factory=lambda: SamplingOptions(cfg=PREVIEW_CFG))
     train: TrainConfig = field(default_factory=TrainConfig)
 
     PRESETS: ClassVar[str] = "generator"   # `robustok train-generator fmnist-ar`: robustok/configs/generator/
 
 
+PREVIEW_CFG = 2.0      # the default guidance scale of the preview grids (`sample:`)
+
+
+def generator_config_defaults(kind: str) -> GeneratorTrainConfig:
+    """The defaults of a `train-generator` config for generator kind `kind`: its `model:`, `objective:` and
+    `sample:` sections are the kind's own option classes (so their keys are checked against the kind)."""
+    cls = generator_class(kind)
+    return GeneratorTrainConfig(model=cls.options_class(kind=kind), objective=cls.objective_class(),
+                                sample=cls.sampling_class(cfg=PREVIEW_CFG))
+
+
+def load_generator_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> GeneratorTrainConfig:
+    """`load_config` of a `train-generator` YAML + `key=value` overrides, checked against the options of the
+    generator kind it names (`model.kind`, default ar). `path` may name a shipped preset (`fmnist-diffusion`)."""
+    if path is not None:
+        path = resolve_config(path, GeneratorTrainConfig.PRESETS)
+    return load_config(GeneratorTrainConfig, path, overrides,
+                       defaults=generator_config_defaults(_kind(path, overrides)))
+
+
+def _kind(path: str | Path | None, overrides: Sequence[str]) -> str:
+    """`model.kind` of a YAML file + overrides (the default when unreadable: `load_config` then says why)."""
+    kind = None
+    try:
+        raw = OmegaConf.load(path) if path is not None and Path(path).is_file() else OmegaConf.create()
+        raw = OmegaConf.merge(raw, OmegaConf.from_dotlist([o for o in overrides if "=" in o]))
+        kind = OmegaConf.select(raw, "model.kind", default=None)
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError):
+        pass
+    return kind if isinstance(kind, str) and kind else GeneratorModelConfig.kind
+
+
 def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards) -> TokenGenerator:
-    """A fresh generator of kind `mc.kind` whose vocabulary, grid, classes (and latent statistics) come from the
-    token store."""
+    """A fresh generator of kind `mc.kind` (`mc`: its `options_class`, or the shared fields) whose vocabulary,
+    grid, classes (and latent statistics) come from the token store."""
     cls = generator_class(mc.kind)
     if store.kind != cls.token_kind:
         hint = " (pretokenize with a continuous tokenizer)" if cls.token_kind == "latents" else ""
@@ -119,9 +114,8 @@ class GeneratorTask(Task):
         o = cfg.objective
         if not 0 <= o.label_dropout < 1:
             raise ConfigError(f"objective.label_dropout must be in [0, 1), got {o.label_dropout}")
-        if not 0 <= o.order_anneal_start <= o.order_anneal_end <= 1:
-            raise ConfigError("objective.order_anneal_start/end are fractions of train.steps with start <= end")
-        generator_class(cfg.model.kind)                                     # a registered kind
+        kind = generator_class(cfg.model.kind)                              # a registered kind
+        kind.model_options(cfg.model), kind.objective(o), kind.sampling(cfg.sample)   # its options only
         self.tokenizer = None
         fingerprint = None
         if cfg.data.tokenizer:
@@ -135,20 +129,15 @@ class GeneratorTask(Task):
             self.model = init_generator(cfg.model.init, self.dataset)
         else:
             self.model = build_generator(cfg.model, self.dataset)
-        self.model.check_objective(o)
+        self.objective = self.model.objective(o)
+        self.model.check_objective(self.objective)
+        self.preview_options = self.model.sampling(cfg.sample)
         self.preview_nrow = max(1, min(10, self.dataset.num_classes or 8))
 
     def step(self, model: nn.Module, batch, step: int, inner: TokenGenerator) -> dict[str, Tensor]:
         """The loss on one batch: `model` runs the forward pass (maybe DDP / compiled), `inner` is the unwrapped
         generator."""
-        return inner.training_loss(model, batch[0], batch[1], step, self.cfg.train.steps, self.cfg.objective)
-
-    def sampling_options(self) -> SamplingOptions:
-        """The `sample` section as sampling options (for the preview grids)."""
-        s = self.cfg.sample
-        return SamplingOptions(cfg=s.cfg, cfg_schedule=s.cfg_schedule, cfg_power=s.cfg_power,
-                               temperature=s.temperature, top_k=s.top_k or None,
-                               top_p=s.top_p if s.top_p < 1 else None, steps=s.steps, sampler=s.sampler)
+        return inner.training_loss(model, batch[0], batch[1], step, self.cfg.train.steps, self.objective)
 
     @torch.no_grad()
     def preview(self, model: TokenGenerator, batch) -> Optional[Tensor]:
@@ -164,6 +153,6 @@ class GeneratorTask(Task):
         was = model.training
         model.eval()
         g = torch.Generator(device=dev).manual_seed(self.cfg.run.seed)
-        images = model.decode(self.tokenizer, model.sample_codes(labels, self.sampling_options(), generator=g))
+        images = model.decode(self.tokenizer, model.sample_codes(labels, self.preview_options, generator=g))
         model.train(was)
         return images

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
 
 VERSION = "v1"
 SEED = 20261129       # not the FID network's seed (robustok.metrics.domain.SEED)
@@ -94,6 +95,7 @@ def load_aux_perceptual(path: Optional[str]) -> AuxPerceptual:
 
     if not path:
         raise CheckpointError(f"loss.perceptual=aux needs loss.aux_perceptual_weights=FILE; {TRAIN_HINT}")
+    path = str(resolve_weights(path))
     if not Path(path).is_file():
         raise CheckpointError(f"loss.aux_perceptual_weights={path}: not found; {TRAIN_HINT}")
     net = AuxNet()

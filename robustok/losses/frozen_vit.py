@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
 from robustok.tokenizer.vit import Block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -101,7 +102,7 @@ def _resize_pos_embed(pos: Tensor, grid: int) -> Tensor:
 def read_state_dict(path: str | Path, what: str, how_to_get: str) -> dict[str, Tensor]:
     """A state dict from `.safetensors` or a `torch.load(weights_only=True)` file (`model`/`state_dict`/`teacher`
     sub-dicts unwrapped, `module.`/`backbone.` prefixes stripped); a clear error naming the file otherwise."""
-    p = Path(path) if path else None
+    p = resolve_weights(path) if path else None
     if p is None or not p.is_file():
         raise CheckpointError(f"{path or '(no path given)'}: {what} weights file not found. {how_to_get}")
     if p.suffix == ".safetensors":

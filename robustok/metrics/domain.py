@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError
+from robustok.metrics.features import FeatureNet
 
 VERSION = "v1"
 SEED = 1234
@@ -156,7 +157,7 @@ def train_and_save(path: Path, root: str | None = None, log=print) -> float:
     return acc
 
 
-class FmnistFeatures:
+class FmnistFeatures(FeatureNet):
     """The `fmnist` feature network: uint8 (B, 1|3, H, W) -> 128-d features; `logits` for IS."""
 
     name = "fmnist"

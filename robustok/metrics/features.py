@@ -1,30 +1,50 @@
-"""Feature networks behind one interface, chosen by name from the `FEATURES` registry.
+"""Feature networks behind one interface (`FeatureNet`), chosen by name from the `FEATURES` registry.
 
-A feature network has `name`, `dim`, `has_logits`, `__call__(uint8 (B, C, H, W)) -> float (B, dim)` and, when
-`has_logits`, `logits(images)`. Gray images are replicated to RGB (Inception) or used as is (fmnist).
-A new network is one registration: `FEATURES.register("mine", build)` with
-`build(device, inception_path, data_root, log) -> FeatureNet`; `--features mine` and
+A feature network subclasses `FeatureNet`: `name`, `dim`, `__call__(uint8 (B, C, H, W)) -> float (B, dim)` and,
+with `has_logits`, `logits(images)`; `source` and `accuracy` describe its weights. Gray images are replicated to
+RGB (Inception) or used as is (fmnist). A new network is one registration: `FEATURES.register("mine", build)`
+with `build(device, inception_path, data_root, log) -> FeatureNet`; `--features mine` and
 `robustok.evaluate_samples(..., features="mine")` then use it.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
+from robustok.errors import ConfigError
 from robustok.registry import Registry
 
 
-class FeatureNet(Protocol):
-    name: str
-    dim: int
-    has_logits: bool
+class FeatureNet:
+    """What FID, IS, precision/recall, pFID and the gFID proxy use of a feature network."""
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor: ...
+    name: str = ""
+    dim: int = 0
+    has_logits: bool = False            # `logits` classifies (Inception Score, class accuracy)
+    source: str = ""                    # where the weights come from ("": nothing to say)
+    accuracy: Optional[float] = None    # a classifier's test accuracy, if measured
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Features (B, dim) float (CPU) of uint8 images (B, C, H, W)."""
+        raise NotImplementedError
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Class logits (B, classes) of uint8 images; only with `has_logits`."""
+        raise ConfigError(f"feature network {self.name!r} has no logits")
+
+    def forward_all(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, logits) of one batch; networks that get both from one pass override it."""
+        return self(images), self.logits(images)
+
+    def describe(self) -> str:
+        """One line naming the features (with their source and the classifier's accuracy)."""
+        extra = f", test accuracy {self.accuracy:.4f}" if self.accuracy is not None else ""
+        return f"features: {self.name}" + (f" ({self.source}{extra})" if self.source else "")
 
 
-class RandomFeatures:
+class RandomFeatures(FeatureNet):
     """A fixed random conv net (seeded); for smoke tests and plumbing only: its FIDs mean little."""
 
     name = "random"
@@ -75,11 +95,13 @@ NAMES = tuple(FEATURES.names())   # the built-in names (FEATURES.names() also li
 def get_feature_net(name: str, device: str | torch.device = "cpu", inception_path: str | None = None,
                     data_root: str | None = None, log=print) -> FeatureNet:
     """Build the feature network registered as `name` (inception | fmnist | random | a registered one)."""
-    return FEATURES.lookup(name)(device, inception_path, data_root, log)
+    net = FEATURES.lookup(name)(device, inception_path, data_root, log)
+    if not isinstance(net, FeatureNet):
+        raise ConfigError(f"--features {name}: the registered builder returned a {type(net).__name__}, not a "
+                          "robustok.metrics.features.FeatureNet subclass")
+    return net
 
 
 def describe(net: FeatureNet) -> str:
     """One line naming the features (and the domain net's accuracy)."""
-    extra = f", test accuracy {net.accuracy:.4f}" if hasattr(net, "accuracy") else ""
-    source = f" ({net.source}{extra})" if hasattr(net, "source") else ""
-    return f"features: {net.name}{source}"
+    return net.describe()

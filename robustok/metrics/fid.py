@@ -37,7 +37,7 @@ def extract(batches, net: FeatureNet, what: str, keep_features: bool = False, ke
         elif tuple(images.shape[-2:]) != size:
             raise DataError(f"{what}: image size {tuple(images.shape[-2:])} differs from the set's {size}")
         if keep_logits:
-            f, lg = net.forward_all(images) if hasattr(net, "forward_all") else (net(images), net.logits(images))
+            f, lg = net.forward_all(images)
             logits.append(lg.numpy())
         else:
             f = net(images)

@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
+from robustok.metrics.features import FeatureNet
 
 BN_EPS = 1e-3
 # "valid" (unpadded) convolutions with a kernel > 1 and the stride-2 convolutions of the TF graph.
@@ -308,7 +310,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_inception(path: str | None = None, check_hash: bool = True) -> tuple[InceptionV3, Path]:
-    """Find, verify and load the FID Inception; returns (model, file used)."""
+    """Find, verify and load the FID Inception (`path` may be `hf://<org>/<repo>/<file>`); returns (model, file
+    used)."""
+    path = str(resolve_weights(path)) if path else None
     tried = []
     for cand in candidate_paths(path):
         if cand.is_file():
@@ -321,7 +325,7 @@ def load_inception(path: str | None = None, check_hash: bool = True) -> tuple[In
     raise CheckpointError(f"FID Inception weights not found (looked in: {', '.join(tried)}). {HOW_TO_GET}")
 
 
-class InceptionFeatures(nn.Module):
+class InceptionFeatures(nn.Module, FeatureNet):
     """The `inception` feature network: uint8 (B, 1|3, H, W) -> 2048-d pool3 features (and logits if present)."""
 
     name = "inception"

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import CheckpointError
+from robustok.hf_hub import resolve_weights
 
 # torchvision vgg16 `features` indices of the 13 convolutions; LPIPS taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -30,7 +31,7 @@ HOW_TO_GET = ("LPIPS needs two local files: the torchvision VGG16 weights (vgg16
 
 
 def _load(path: str | Path, what: str) -> dict[str, torch.Tensor]:
-    p = Path(path)
+    p = resolve_weights(path)
     if not p.is_file():
         raise CheckpointError(f"{p}: {what} file not found. {HOW_TO_GET}")
     try:

@@ -45,7 +45,7 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
     need_fid = "rfid" in metrics or "pfid" in metrics
     if need_fid and features is None:
         raise ConfigError("rfid/pfid need a feature network (--features)")
-    if ("pfid" in metrics or "usage" in metrics) and not getattr(tok, "is_discrete", False):
+    if ("pfid" in metrics or "usage" in metrics) and not tok.is_discrete:
         which = "pFID" if "pfid" in metrics else "codebook usage"
         raise ConfigError(f"{which} needs a discrete tokenizer with a codebook (token ids to perturb); this "
                           "tokenizer is continuous. Drop 'pfid'/'usage' from --metrics")
@@ -53,7 +53,7 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
         raise ConfigError("lpips needs LPIPS weights (--lpips-vgg and --lpips-heads)")
     rank, _ = rank_world()
     pfid = pfid or PFIDConfig()
-    discrete = getattr(tok, "is_discrete", False)
+    discrete = tok.is_discrete
     codebook = tok.codebook.detach() if discrete else None
     k = tok.codebook_size if discrete else 0
     cells = pfid.cells(k) if "pfid" in metrics else []
@@ -135,8 +135,6 @@ def _sum_counts(counts: torch.Tensor) -> torch.Tensor:
 
 def _device(tok) -> torch.device:
     """The device of the tokenizer's first parameter or buffer (cpu if it has none)."""
-    for tensors in (getattr(tok, "parameters", None), getattr(tok, "buffers", None)):
-        if tensors is not None:
-            for t in tensors():
-                return t.device
+    for t in (*tok.parameters(), *tok.buffers()):
+        return t.device
     return torch.device("cpu")

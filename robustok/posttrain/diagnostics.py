@@ -68,7 +68,7 @@ def image_statistics(images: torch.Tensor) -> dict:
 def roundtrip_change(tokenizer: Any, codes: torch.Tensor, batch: int = 250) -> float:
     """Share of token ids (discrete) or relative L2 change of latents (continuous) after decode -> uint8 image ->
     encode, the authors' pair-making round trip."""
-    discrete = getattr(tokenizer, "is_discrete", False)
+    discrete = tokenizer.is_discrete
     changed, total = 0.0, 0.0
     for lo in range(0, len(codes), batch):
         c = codes[lo:lo + batch]
@@ -119,15 +119,16 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
              features: Any = None, seed: int = 0, batch: int = 250, data_name: str = "the real data") -> dict:
     """All statistics for `num` generated samples per CFG scale against 2 * `num` real images from `real_batches`.
 
-    `opts` is a `SamplingOptions` whose `cfg` is replaced by each scale. With `features`, also gFID per scale, the
-    tokenizer's rFID on the same real images, and `estimate`.
+    `opts` are the generator's sampling options (`generator.sampling(...)`); `cfg` is replaced by each scale.
+    With `features`, also gFID per scale, the tokenizer's rFID on the same real images, and `estimate`.
     """
     import dataclasses
 
-    from robustok.generator.sampling import balanced_labels, check_pair, sample_codes
+    from robustok.generator.sampling import balanced_labels, sample_codes
     from robustok.metrics.fid import extract, fid_between
 
-    check_pair(generator, tokenizer)
+    generator.check_tokenizer(tokenizer)
+    opts = generator.sampling(opts)
     discrete = generator.token_kind == "ids"
     real_codes, real_images = _encode_real(generator, tokenizer, real_batches)
     if len(real_codes) < 2 * num:
@@ -148,7 +149,7 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
         floor = extract((to_uint8(real_images[num + lo:num + lo + batch]) for lo in range(0, num, batch)), features,
                         "real-2")
         real["rfid"], real["gfid"] = fid_between(recon, ref_stats), fid_between(floor, ref_stats)
-    labels = balanced_labels(num, generator.config.num_classes, getattr(generator, "null_class", 0))
+    labels = balanced_labels(num, generator.config.num_classes, generator.null_class)
     rows = []
     for cfg in cfgs:
         o, rng = dataclasses.replace(opts, cfg=cfg), torch.Generator().manual_seed(seed)
@@ -162,6 +163,6 @@ def diagnose(generator: Any, tokenizer: Any, real_batches, num: int, cfgs: list[
         if ref_stats is not None:
             row["gfid"] = fid_between(extract((to_uint8(images[lo:lo + batch]) for lo in range(0, num, batch)),
                                               features, "samples"), ref_stats)
-            row["estimate"] = estimate(row["gfid"], real["rfid"], features.name)
+            row["estimate"] = estimate(row["gfid"], real["rfid"], features.name, generator=generator.kind)
         rows.append(row)
     return {"num_samples": num, "discrete": discrete, "real": real, "generated": rows}

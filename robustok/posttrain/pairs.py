@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from robustok.distributed_outputs import finish_parts, mine, sharded
 from robustok.errors import ConfigError, DataError
-from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
+from robustok.generator.sampling import SamplingOptions, sample_codes
 from robustok.metrics.distributed import rank_world
 from robustok.outputs import check_out, commit_dir, temp_sibling
 from robustok.tokens.pairs import PAIR_INPUTS, check_pair_input, write_pairs
@@ -104,8 +104,9 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     `out` is refused unless `overwrite` (then it is replaced only once the new pairs are complete).
     """
     check_out(out, overwrite)
-    opts = opts or SamplingOptions()
-    check_pair(gen, tok)
+    opts = gen.sampling(opts or SamplingOptions())     # the generator kind's own options class
+    opts.check()
+    gen.check_tokenizer(tok)
     if not 0.0 <= spec.sigma <= 1.0:
         raise ConfigError(f"--sigma must lie in [0, 1], got {spec.sigma}")
     check_pair_input(spec.pair_input)

@@ -43,7 +43,7 @@ from robustok.train.task import Task
 @dataclass
 class PostTrainConfig:
     tokenizer: str = ""                 # tokenizer directory (main-trained, or an adapter's directory)
-    pairs: str = ""                     # pairs folder from `robustok post-train-data`
+    pairs: str = ""                     # pairs folder from `robustok post-train-data` (or import-pairs)
     control: bool = False               # train on the real tokens instead (sigma = 1 control)
     clean_fraction: float = 0.0         # share of each batch trained on clean pairs (protects rFID)
     reuse_discriminator: bool = True    # load <tokenizer>/discriminator/ if present (authors: false,

@@ -67,7 +67,7 @@ def inspect_tokenizers(paths: list[str], group_by_k: bool) -> list[Entry]:
         if not path.is_dir():
             raise ConfigError(f"{path}: not a tokenizer directory (config.json + model.safetensors)")
         tok = load_tokenizer(path)
-        if not getattr(tok, "is_discrete", False):
+        if not tok.is_discrete:
             raise ConfigError(f"{path}: a continuous tokenizer has no codebook, so no pFID (and no token ids for "
                               "the AR generator); benchmark-tokenizers compares discrete tokenizers")
         name = path.resolve().parent.name if path.name in ("tokenizer", "tokenizer-best") else path.name
@@ -84,15 +84,14 @@ def inspect_tokenizers(paths: list[str], group_by_k: bool) -> list[Entry]:
 
 
 def _generator_config(spec: BenchmarkSpec, tokens: Path, tok_path: str, run_dir: Path, seed: int):
-    from robustok.config import load_config
     from robustok.demo.stages import config_file
-    from robustok.generator.task import GeneratorTrainConfig
+    from robustok.generator.task import load_generator_config
 
     path = spec.generator_config or config_file("generator/fmnist-ar.yaml")
-    return load_config(GeneratorTrainConfig, path,
-                       [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
-                        f"run.seed={seed}", f"train.steps={spec.gen_steps}", "run.sample_every=0",
-                        f"run.ckpt_every={max(spec.gen_steps // 4, 1)}", *spec.generator_overrides])
+    return load_generator_config(path,
+                                 [f"data.tokens={tokens}", f"data.tokenizer={tok_path}", f"run.dir={run_dir}",
+                                  f"run.seed={seed}", f"train.steps={spec.gen_steps}", "run.sample_every=0",
+                                  f"run.ckpt_every={max(spec.gen_steps // 4, 1)}", *spec.generator_overrides])
 
 
 def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:

@@ -70,7 +70,7 @@ def _read_json(path: Path) -> dict:
     return manifest
 
 
-def _load_array(path: Path, mmap: bool = False) -> np.ndarray:
+def load_array(path: Path, mmap: bool = False) -> np.ndarray:
     """`np.load` of one pairs array (no pickles), naming the file if it is missing, truncated or corrupt."""
     if not path.is_file():
         raise DataError(f"{path}: not found")
@@ -87,10 +87,10 @@ def _legacy_arrays(directory: Path, manifest: dict) -> tuple[np.ndarray, np.ndar
         raise DataError(f"{path}: kind must be one of {sorted(LEGACY_KINDS)} (or a {FORMAT} store), "
                         f"got {manifest['kind']!r}; {RERUN}")
     manifest["kind"] = LEGACY_KINDS[manifest["kind"]]
-    generated = _load_array(directory / "generated.npy", mmap=True)
-    labels = _load_array(directory / "labels.npy")
+    generated = load_array(directory / "generated.npy", mmap=True)
+    labels = load_array(directory / "labels.npy")
     eval_path = directory / "eval_generated.npy"
-    held_out = _load_array(eval_path) if eval_path.is_file() else None
+    held_out = load_array(eval_path) if eval_path.is_file() else None
     if manifest["kind"] == "ids":
         grid = manifest.get("grid")
         if not grid or len(grid) != 2:
@@ -107,7 +107,8 @@ class PairStore:
         self.dir = Path(directory)
         path = self.dir / MANIFEST
         if not path.is_file():
-            raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data`?")
+            raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data` "
+                            "or `robustok import-pairs`?")
         self.manifest = _read_json(path)
         self.pair_input = self.manifest.get("pair_input", "ids")  # stores written before the option: ids
         try:
@@ -124,7 +125,7 @@ class PairStore:
         else:
             self.generated, self.labels, self.eval_generated = _legacy_arrays(self.dir, self.manifest)
         self.token_kind = token_kind(self.kind, str(path))
-        self.index = _load_array(self.dir / INDEX)
+        self.index = load_array(self.dir / INDEX)
         if not len(self.generated) == len(self.index) == len(self.labels):
             raise DataError(f"{self.dir}: generated/index/labels lengths differ")
         if not np.issubdtype(self.index.dtype, np.integer) or (len(self.index) and int(self.index.min()) < 0):

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.errors import DataError
-from robustok.tokens.kinds import check_fingerprint, kind_of_tokenizer, token_kind
+from robustok.tokens.kinds import TokenKind, check_fingerprint, kind_of_tokenizer, token_kind
 from robustok.tokens.write import ShardWriter, encode_batches
 
 MANIFEST = "manifest.json"
@@ -63,7 +63,7 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     rank, world = rank_world()
     tmp = staged_dir(out, overwrite)
     try:
-        discrete = kind_of_tokenizer(tokenizer) == "ids"
+        kind = token_kind(kind_of_tokenizer(tokenizer))
         total = None
         if not isinstance(dataset, IterableDataset):
             items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
@@ -71,15 +71,14 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0,
                    dynamic_ncols=True)
         mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
-        writer = ShardWriter(tmp, storage, "ids" if discrete else "latents", shard_size)
+        writer = ShardWriter(tmp, storage, kind.name, shard_size)
         grid: Optional[list[int]] = None
-        channels, s1, s2, max_label = 0, 0.0, 0.0, -1
+        channels, sums, max_label = 0, {}, -1
         parts = temp_sibling(out, "parts")              # under torchrun: the ranks' batches, merged by rank 0
         for _, a in sharded(parts, mine):
             writer.add(a["x"], a["y"], a.get("idx"))
-            grid = list(a["x"].shape[1:] if discrete else a["x"].shape[2:])
-            if not discrete:
-                channels, s1, s2 = a["x"].shape[1], s1 + a["s1"], s2 + a["s2"]
+            grid, channels = kind.grid(a["x"]), kind.channels(a["x"])
+            kind.add_sums(sums, a)
             max_label = max(max_label, int(a["y"].max()) if len(a["y"]) else -1)
             fault_point("store-batch")
         bar.close()
@@ -89,8 +88,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         writer.flush()
         if writer.count == 0:
             raise DataError(f"{source or 'data set'}: no images to pretokenize")
-        manifest = _manifest(tokenizer, dataset, writer, discrete, storage, grid, channels, s1, s2, max_label,
-                             views, source, seed)
+        manifest = _manifest(tokenizer, dataset, writer, kind, storage, grid, channels, sums, max_label, views,
+                             source, seed)
         tmp_manifest = tmp / f".{MANIFEST}.tmp"
         tmp_manifest.write_text(json.dumps(manifest, indent=2))
         os.replace(tmp_manifest, tmp / MANIFEST)
@@ -102,23 +101,18 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     return manifest
 
 
-def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, discrete: bool, storage: str,
-              grid: Optional[list[int]], channels: int, s1: Any, s2: Any, max_label: int, views: int, source: str,
+def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, kind: TokenKind, storage: str,
+              grid: list[int], channels: int, sums: dict, max_label: int, views: int, source: str,
               seed: int) -> dict:
-    """The manifest of a finished store (latents: with the per-channel mean and std)."""
+    """The manifest of a finished store, with the kind's statistics (latents: the per-channel mean and std)."""
     count = writer.count
-    fingerprint = tokenizer.fingerprint() if hasattr(tokenizer, "fingerprint") else ""
     num_classes = max(int(getattr(dataset, "num_classes", 0) or 0), max_label + 1)
-    manifest = {"format": FORMAT, "storage": storage, "kind": "ids" if discrete else "latents",
-                "tokenizer_fingerprint": fingerprint, "codebook_size": int(tokenizer.codebook_size) if discrete else 0,
-                "grid": grid, "latent_channels": channels, "count": count, "views": views,
-                "num_classes": num_classes, "source": source, "seed": seed, "shards": writer.shards}
-    if not discrete:
-        n = count * grid[0] * grid[1]
-        mean = torch.from_numpy(s1 / n)
-        manifest["latent_mean"] = mean.tolist()
-        manifest["latent_std"] = (torch.from_numpy(s2 / n) - mean ** 2).clamp_min(1e-12).sqrt().tolist()
-    return manifest
+    manifest = {"format": FORMAT, "storage": storage, "kind": kind.name,
+                "tokenizer_fingerprint": tokenizer.fingerprint(),
+                "codebook_size": kind.codebook_field(tokenizer.codebook_size), "grid": grid,
+                "latent_channels": channels, "count": count, "views": views, "num_classes": num_classes,
+                "source": source, "seed": seed, "shards": writer.shards}
+    return {**manifest, **kind.statistics(sums, count * grid[0] * grid[1])}
 
 
 def write_array_store(out: str | Path, kind: str, codes: np.ndarray, labels: np.ndarray, fingerprint: str,
@@ -128,15 +122,15 @@ def write_array_store(out: str | Path, kind: str, codes: np.ndarray, labels: np.
     `extra`: more manifest fields (e.g. what made the tokens). Returns the manifest."""
     from robustok.hub import atomic_write_bytes
 
-    token_kind(kind)
+    tk = token_kind(kind)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     writer = ShardWriter(out, "npy", kind, max(len(codes), 1))
     writer.add(codes, labels.astype(np.int32), None)
     writer.flush()
     manifest = {"format": FORMAT, "storage": "npy", "kind": kind, "tokenizer_fingerprint": fingerprint,
-                "codebook_size": int(codebook_size) if kind == "ids" else 0, "grid": list(codes.shape[-2:]),
-                "latent_channels": int(codes.shape[1]) if codes.ndim == 4 else 0, "count": writer.count, "views": 1,
+                "codebook_size": tk.codebook_field(codebook_size), "grid": tk.grid(codes),
+                "latent_channels": tk.channels(codes), "count": writer.count, "views": 1,
                 "num_classes": int(num_classes), "source": source, "shards": writer.shards, **(extra or {})}
     atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
@@ -189,22 +183,15 @@ class _StoreInfo:
 
     @property
     def entry_shape(self) -> tuple[int, ...]:
-        if self.kind == "ids":
-            return tuple(self.grid)
-        return (int(self.manifest["latent_channels"]), *self.grid)
+        return self.token_kind.entry_shape(self.grid, self.manifest)
 
     @property
     def latent_stats(self) -> tuple[list[float], list[float]]:
         return list(self.manifest.get("latent_mean", [])), list(self.manifest.get("latent_std", []))
 
     def _check_rows(self, where: str, x: np.ndarray, y: np.ndarray, where_labels: Optional[str] = None) -> None:
-        """Token ids: integers in [0, K); labels: integers in [-1, num_classes) (-1: unlabeled)."""
-        if self.kind == "ids" and not np.issubdtype(x.dtype, np.integer):
-            raise DataError(f"{where}: token ids must be integers, got dtype {x.dtype}")
-        if self.kind == "ids" and x.size and int(x.max()) >= self.codebook_size:
-            raise DataError(f"{where}: token id {int(x.max())} >= codebook size {self.codebook_size}")
-        if self.kind == "ids" and x.size and int(x.min()) < 0:
-            raise DataError(f"{where}: negative token id {int(x.min())}")
+        """The kind's values (token ids: integers in [0, K)); labels: integers in [-1, num_classes) (-1: unlabeled)."""
+        self.token_kind.check_rows(where, x, self.codebook_size)
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where_labels or where}: labels must be integers, got dtype {y.dtype}")
         if y.size and (int(y.max()) >= max(self.num_classes, 0) or int(y.min()) < -1):
@@ -289,7 +276,7 @@ class TokenShards(_StoreInfo, IterableDataset):
         if missing:
             raise DataError(f"{missing[0]}: shard file missing ({len(missing)} of {len(self.urls)} missing)")
         self.seed, self.shuffle, self.repeat, self.buffer = seed, shuffle, repeat, buffer
-        self.stem = "ids" if self.kind == "ids" else "latents"
+        self.stem = self.token_kind.name
 
     def _share(self) -> tuple[list[str], int, int]:
         """(my shards, entry stride, entry offset) for this rank and worker."""

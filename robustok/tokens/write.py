@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.errors import DataError
+from robustok.tokens.kinds import kind_of_tokenizer, token_kind
 
 
 def save_npy(path: Path, arr: np.ndarray) -> None:
@@ -70,27 +71,11 @@ def encode_batches(tokenizer: Any, dataset: Any, views: int, seed: int, batch_si
                    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """(batch number, arrays) for this rank: `x` (ids or float16 latents), `y` (int32 labels), `idx` (item indices,
     map-style data only) and, for latents, `s1`/`s2` (per-channel sums of z and z^2, float64)."""
-    discrete = bool(getattr(tokenizer, "is_discrete", True))
-    K = int(tokenizer.codebook_size) if discrete else 0
-    id_dtype = np.uint16 if K <= 65536 else np.int32
-    device = next(tokenizer.parameters()).device if hasattr(tokenizer, "parameters") else torch.device("cpu")
+    kind = token_kind(kind_of_tokenizer(tokenizer))
+    device = next(tokenizer.parameters(), torch.empty(0)).device
     with torch.no_grad():
         for b, x, y, idx in _batches(dataset, views, seed, batch_size, limit, permute, rank, world):
-            x = x.to(device)
-            out: dict[str, np.ndarray] = {"y": y.numpy().astype(np.int32)}
-            if discrete:
-                ids = tokenizer.encode(x)
-                if ids.dim() != 3:
-                    raise DataError(f"tokenizer.encode returned shape {tuple(ids.shape)}, expected (B, h, w)")
-                lo, hi = int(ids.min()), int(ids.max())
-                if lo < 0 or hi >= K:
-                    raise DataError(f"tokenizer produced ids in [{lo}, {hi}], outside [0, {K})")
-                out["x"] = ids.cpu().numpy().astype(id_dtype)
-            else:
-                z = tokenizer.encode_latents(x).float()
-                zd = z.double()
-                out["s1"], out["s2"] = zd.sum((0, 2, 3)).cpu().numpy(), (zd ** 2).sum((0, 2, 3)).cpu().numpy()
-                out["x"] = z.cpu().numpy().astype(np.float16)
+            out: dict[str, np.ndarray] = {"y": y.numpy().astype(np.int32), **kind.encode_batch(tokenizer, x.to(device))}
             if idx is not None:
                 out["idx"] = np.asarray(idx)
             if bar is not None:

@@ -5,7 +5,7 @@ Public: `Task` (the task contract, `robustok.train.task`) and the export API (`r
 """
 from robustok.train.export import (checkpoint_steps, export_checkpoint, final_model_dir, is_finished,
                                    train_or_resume)
-from robustok.train.task import Task, TaskProtocol
+from robustok.train.task import Task
 
-__all__ = ["Task", "TaskProtocol", "checkpoint_steps", "export_checkpoint", "final_model_dir", "is_finished",
+__all__ = ["Task", "checkpoint_steps", "export_checkpoint", "final_model_dir", "is_finished",
            "train_or_resume"]

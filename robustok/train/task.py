@@ -21,20 +21,9 @@ restore (tensors, numbers, strings, lists and dicts: stored in `trainer.pt`, loa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Optional, Protocol, runtime_checkable
+from typing import Any, Iterator, Optional
 
 from torch import Tensor, nn
-
-
-@runtime_checkable
-class TaskProtocol(Protocol):
-    """The members every task must provide (`Task` adds the optional hooks with their defaults)."""
-
-    kind: str
-    model: nn.Module
-    dataset: Any
-
-    def step(self, model: nn.Module, batch: Any, step: int, inner: nn.Module) -> dict[str, Tensor]: ...
 
 
 class Task:
@@ -84,9 +73,3 @@ class Task:
     def export(self, directory: Path, model: nn.Module) -> None:
         """Save extra files beside the exported model."""
 
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DDP and/or `torch.compile` wrappers."""
-    inner = getattr(model, "_orig_mod", model)     # torch.compile
-    inner = getattr(inner, "module", inner) if isinstance(inner, nn.parallel.DistributedDataParallel) else inner
-    return getattr(inner, "_orig_mod", inner)
