@@ -299,3 +299,22 @@ def test_converted_generators_train_but_are_not_built_fresh(converted):
         kind, codebook_size, grid, num_classes, fingerprint, dir = "ids", 32, [4, 4], NUM_CLASSES, "", "store"
     with pytest.raises(ConfigError, match=r"model\.kind=rar: a RAR generator is converted from its released weights"):
         build_generator(GeneratorModelConfig(kind="rar"), Store())
+
+
+def test_cross_entropy_check_runs_on_converted_generators(converted, tmp_path, monkeypatch):
+    """`generator-ce` (issue 20 part 2, built elsewhere) on a converted RAR: the mean next-token loss of the store."""
+    root, _ = converted
+    out = root / "out"
+    monkeypatch.chdir(tmp_path)
+    images = image_folder(tmp_path / "imgs", 32, per_class=1)
+    gen, tok = str(out / "robustok-rar-b"), str(out / "robustok-tok")
+    assert main(["pretokenize", tok, "--data", str(images), "--out", "tokens", "--no-progress"]) == 0
+    assert main(["generator-ce", gen, "--tokens", "tokens", "--json", "ce.json", "--no-progress"]) == 0
+    ce = json.loads((tmp_path / "ce.json").read_text())
+    from robustok.tokens.store import open_token_store
+    codes, labels = open_token_store("tokens").arrays()
+    model = load_generator(gen)
+    x, y = torch.from_numpy(np.asarray(codes).astype(np.int64)), torch.from_numpy(np.asarray(labels).astype(np.int64))
+    with torch.no_grad():
+        want = F.cross_entropy(model(x, y).flatten(0, 1), x.flatten()).item()
+    assert ce["entries"] == NUM_CLASSES and abs(ce["cross_entropy"] - want) < 1e-5
