@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Iterator, TypeVar
+from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -150,11 +150,11 @@ def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict
     return meta
 
 
-def load_by_class(directory: str | Path, classes: dict[str, type], what: str,
-                  map_location: str | torch.device = "cpu") -> "Pretrained":
+def load_by_class(directory: str | Path, classes: Mapping[str, type[M]], what: str,
+                  map_location: str | torch.device = "cpu") -> M:
     """Load a model directory whose `config.json` names one of `classes` (dispatch by the "class" field)."""
     name = read_model_meta(directory, what).get("class")
-    if name not in classes:
+    if not isinstance(name, str) or name not in classes:
         raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {name!r}, not a {what} "
                               f"(known: {sorted(classes)})")
     return classes[name].from_pretrained(directory, map_location=map_location)
@@ -197,14 +197,18 @@ class Pretrained(torch.nn.Module):
         load_state_checked(model, load_tensors(path), str(path))
         return model.to(map_location).eval()
 
+    def frozen_part_names(self) -> list[str]:
+        """State-dict prefixes of the parts that `fingerprint` hashes: the whole model here (`[""]`)."""
+        return [""]
+
     def fingerprint(self) -> str:
         """A short content hash of config + weights: identifies the model that produced data.
 
-        Models that define `frozen_part_names()` (tokenizers) hash only those parts (encoder, projection,
+        Models that override `frozen_part_names()` (tokenizers) hash only those parts (encoder, projection,
         codebook): they decide the tokens, so a decoder post-trained on them keeps the fingerprint and stays
         compatible with generators and token stores made before.
         """
-        prefixes = tuple(self.frozen_part_names()) if hasattr(self, "frozen_part_names") else ("",)
+        prefixes = tuple(self.frozen_part_names())
         config = self.config_dict()
         defaults = {f.name: f.default for f in dataclasses.fields(self.config)}
         for name in getattr(type(self.config), "FINGERPRINT_SKIP_IF_DEFAULT", ()):
