@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Sequence, TypeVar
+from typing import Any, ClassVar, Optional, Sequence, TypeVar, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -99,7 +99,7 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         msg = str(err).splitlines()[0]
         raise ConfigError(f"{where}: invalid config key {key!r}: {msg}") from None
     check_bounds(obj)
-    return obj  # type: ignore[return-value]
+    return cast(T, obj)  # OmegaConf.to_object of a structured `schema` config is a `schema` instance
 
 
 def _config_file(schema: type, path: str | Path) -> Path:
@@ -116,7 +116,9 @@ def _config_file(schema: type, path: str | Path) -> Path:
 
 def to_dict(cfg: Any) -> dict:
     """A plain dict of a config dataclass (for JSON/YAML output)."""
-    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(_to_container(cfg))
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return dataclasses.asdict(cfg)
+    return dict(_to_container(cfg))
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
@@ -134,4 +136,4 @@ def from_dict(schema: type[T], data: dict) -> T:
         key = getattr(err, "full_key", None) or getattr(err, "key", None)
         raise ConfigError(f"invalid key {key!r} for {schema.__name__}: {str(err).splitlines()[0]}") from None
     check_bounds(obj)
-    return obj
+    return cast(T, obj)  # as in load_config

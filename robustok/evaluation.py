@@ -103,7 +103,7 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
     out = {"fid": fid_between(a, b), "features": net.name, "num_images": [a.stats.n, b.stats.n]}
     if "is" in wanted:
         out["is"], out["is_std"] = inception_score(a.logits)
-    if "acc" in wanted:
+    if y is not None:  # labels were read because "acc" is wanted
         out["class_accuracy"] = class_accuracy(a.logits, y)
     if "pr" in wanted:
         out["precision"], out["recall"] = precision_recall(b.features, a.features, k=3)

@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Iterator, TypeVar
+from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -150,11 +150,11 @@ def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict
     return meta
 
 
-def load_by_class(directory: str | Path, classes: dict[str, type], what: str,
-                  map_location: str | torch.device = "cpu") -> "Pretrained":
+def load_by_class(directory: str | Path, classes: Mapping[str, type[M]], what: str,
+                  map_location: str | torch.device = "cpu") -> M:
     """Load a model directory whose `config.json` names one of `classes` (dispatch by the "class" field)."""
     name = read_model_meta(directory, what).get("class")
-    if name not in classes:
+    if not isinstance(name, str) or name not in classes:
         raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {name!r}, not a {what} "
                               f"(known: {sorted(classes)})")
     return classes[name].from_pretrained(directory, map_location=map_location)

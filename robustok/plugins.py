@@ -37,6 +37,8 @@ def _import(entry: str) -> str:
         name = f"robustok_plugin_{path.stem}"
         if name not in sys.modules:
             spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None:
+                raise ConfigError(f"{ENV}: cannot load plug-in file {path} as a Python module")
             module = importlib.util.module_from_spec(spec)
             sys.modules[name] = module
             try:

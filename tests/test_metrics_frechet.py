@@ -58,6 +58,17 @@ def test_streaming_matches_numpy_and_merge():
     np.testing.assert_allclose(a.merge(b).finalize().sigma, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-12)
 
 
+def test_empty_stats_merge_and_have_no_moments():
+    x = np.random.default_rng(5).standard_normal((20, 3))
+    with pytest.raises(DataError, match="no features added"):
+        RunningStats().moments()
+    a = RunningStats().update(x)
+    assert a.merge(RunningStats()) is a and a.n == 20
+    b = RunningStats().merge(a)
+    np.testing.assert_array_equal(b.finalize().sigma, a.finalize().sigma)
+    assert b.moments()[0] is not a.moments()[0]  # merged in by copy, not shared
+
+
 def test_stats_file_roundtrip_and_errors(tmp_path):
     rng = np.random.default_rng(5)
     s = GaussianStats.from_features(rng.standard_normal((50, 6)))

@@ -14,8 +14,8 @@ from robustok.cli import main
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.hub import load_tensors, save_tensors
 from robustok.tokenizer.train import TokenizerTask
-from robustok.train.checkpoint import (MARKER, clean_stale, latest_checkpoint, list_checkpoints, non_finite,
-                                       save_checkpoint)
+from robustok.train.checkpoint import (MARKER, checkpoint_step, clean_stale, latest_checkpoint, list_checkpoints,
+                                       non_finite, save_checkpoint)
 from robustok.train.lock import RunLockedError, run_lock
 from robustok.train.logging import MetricsLogger, read_metrics
 from robustok.train.loop import train
@@ -145,6 +145,12 @@ def test_only_complete_checkpoints_are_listed_and_stale_ones_are_cleaned(tmp_pat
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000001"]
     (tmp_path / "checkpoints" / "step-0000001" / MARKER).unlink()  # written before markers existed: still listed
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000001"]
+
+
+def test_checkpoint_step_reads_the_folder_name(tmp_path):
+    assert checkpoint_step(tmp_path / "step-0000042") == 42
+    with pytest.raises(CheckpointError, match="not a checkpoint folder"):
+        checkpoint_step(tmp_path / "step-42")
 
 
 def test_non_finite_weights_or_optimizer_state_are_never_checkpointed(tmp_path):

@@ -9,7 +9,7 @@ decoder, single-head attention after every residual block of the lowest-resoluti
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,11 +45,25 @@ class LlamaGenVQConfig:
 
 
 class _Level(nn.Module):
-    """One resolution level: `res` blocks, `attn` blocks (lowest resolution only), optional resampler."""
+    """One resolution level: `res` blocks, each followed by its `attn` block (lowest resolution only), then the
+    optional resampler (`downsample` in the encoder, `upsample` in the decoder: the original's key names)."""
 
-    def __init__(self, res: list[nn.Module], attn: list[nn.Module]):
+    def __init__(self, res: Sequence[nn.Module], attn: Sequence[nn.Module], downsample: Optional[nn.Module] = None,
+                 upsample: Optional[nn.Module] = None):
         super().__init__()
         self.res, self.attn = nn.ModuleList(res), nn.ModuleList(attn)
+        self.downsample, self.upsample = downsample, upsample
+
+    def forward(self, h: Tensor) -> Tensor:
+        for i, blk in enumerate(self.res):
+            h = blk(h)
+            if len(self.attn):
+                h = self.attn[i](h)
+        if self.downsample is not None:
+            h = self.downsample(h)
+        if self.upsample is not None:
+            h = self.upsample(h)
+        return h
 
 
 class LlamaGenEncoder(nn.Module):
@@ -67,10 +81,7 @@ class LlamaGenEncoder(nn.Module):
                 cin = cout
                 if last:
                     attn.append(ConvAttnBlock(cin, g))
-            level = _Level(res, attn)
-            if not last:
-                level.downsample = ConvDownsample(cin)
-            self.conv_blocks.append(level)
+            self.conv_blocks.append(_Level(res, attn, downsample=None if last else ConvDownsample(cin)))
         self.mid = nn.ModuleList([ResBlock(cin, cin, g), ConvAttnBlock(cin, g), ResBlock(cin, cin, g)])
         self.norm_out = group_norm(cin, g)
         self.conv_out = nn.Conv2d(cin, c.z_channels, 3, padding=1)
@@ -78,12 +89,7 @@ class LlamaGenEncoder(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv_in(x)
         for level in self.conv_blocks:
-            for i, blk in enumerate(level.res):
-                h = blk(h)
-                if len(level.attn):
-                    h = level.attn[i](h)
-            if hasattr(level, "downsample"):
-                h = level.downsample(h)
+            h = level(h)
         for blk in self.mid:
             h = blk(h)
         return self.conv_out(torch.nn.functional.silu(self.norm_out(h)))
@@ -105,10 +111,7 @@ class LlamaGenDecoder(nn.Module):
                 cin = cout
                 if i == len(mult) - 1:
                     attn.append(ConvAttnBlock(cin, g))
-            level = _Level(res, attn)
-            if i != 0:
-                level.upsample = ConvUpsample(cin)
-            self.conv_blocks.append(level)
+            self.conv_blocks.append(_Level(res, attn, upsample=ConvUpsample(cin) if i != 0 else None))
         self.norm_out = group_norm(cin, g)
         self.conv_out = nn.Conv2d(cin, c.channels, 3, padding=1)
 
@@ -117,12 +120,7 @@ class LlamaGenDecoder(nn.Module):
         for blk in self.mid:
             h = blk(h)
         for level in self.conv_blocks:
-            for i, blk in enumerate(level.res):
-                h = blk(h)
-                if len(level.attn):
-                    h = level.attn[i](h)
-            if hasattr(level, "upsample"):
-                h = level.upsample(h)
+            h = level(h)
         return self.conv_out(torch.nn.functional.silu(self.norm_out(h)))
 
 
@@ -167,9 +165,10 @@ class LlamaGenVQ(ExternalTokenizer):
             ch = int(state["encoder.conv_in.weight"].shape[0])
             out["base_channels"], out["z_channels"] = ch, int(state["encoder.conv_out.weight"].shape[0])
             levels = level_indices(state, "encoder.conv_blocks.")
-            widths = [state.get(f"encoder.conv_blocks.{i}.res.0.conv1.weight") for i in levels]
-            if levels and all(w is not None for w in widths) and all(int(w.shape[0]) % ch == 0 for w in widths):
-                out["channel_mult"] = [int(w.shape[0]) // ch for w in widths]
+            keys = [f"encoder.conv_blocks.{i}.res.0.conv1.weight" for i in levels]
+            widths = [int(state[k].shape[0]) for k in keys if k in state]
+            if levels and len(widths) == len(keys) and all(w % ch == 0 for w in widths):
+                out["channel_mult"] = [w // ch for w in widths]
                 out["num_res_blocks"] = len(level_indices(state, "encoder.conv_blocks.0.res."))
         return out
 

@@ -11,7 +11,7 @@ in [0, 1] (TiTok feeds pixels / 255 and clamps the output to [0, 1]); this adapt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -49,7 +49,7 @@ def _res(cin: int, cout: int, groups: int) -> ResBlock:
 
 
 class _Down(nn.Module):
-    def __init__(self, blocks: list[nn.Module], downsample: bool):
+    def __init__(self, blocks: Sequence[nn.Module], downsample: bool):
         super().__init__()
         self.block, self.downsample = nn.ModuleList(blocks), downsample
 
@@ -60,7 +60,7 @@ class _Down(nn.Module):
 
 
 class _Up(nn.Module):
-    def __init__(self, blocks: list[nn.Module], ch: int, upsample: bool):
+    def __init__(self, blocks: Sequence[nn.Module], ch: int, upsample: bool):
         super().__init__()
         self.block = nn.ModuleList(blocks)
         if upsample:
@@ -172,9 +172,10 @@ class MaskGITVQGAN(ExternalTokenizer):
             ch = int(state["encoder.conv_in.weight"].shape[0])
             out["hidden_channels"] = ch
             levels = level_indices(state, "encoder.down.")
-            widths = [state.get(f"encoder.down.{i}.block.0.conv1.weight") for i in levels]
-            if levels and all(w is not None for w in widths) and all(int(w.shape[0]) % ch == 0 for w in widths):
-                out["channel_mult"] = [int(w.shape[0]) // ch for w in widths]
+            keys = [f"encoder.down.{i}.block.0.conv1.weight" for i in levels]
+            widths = [int(state[k].shape[0]) for k in keys if k in state]
+            if levels and len(widths) == len(keys) and all(w % ch == 0 for w in widths):
+                out["channel_mult"] = [w // ch for w in widths]
                 out["num_res_blocks"] = len(level_indices(state, "encoder.down.0.block."))
         return out
 

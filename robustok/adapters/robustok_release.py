@@ -100,6 +100,8 @@ def _levels(first: int, second: int) -> Tensor:
 
 
 class RobusTokEncoder(nn.Module):
+    lvl1LC: Tensor   # buffer
+
     def __init__(self, c: RobusTokReleaseConfig):
         super().__init__()
         n = c.grid_size ** 2
@@ -119,7 +121,17 @@ class RobusTokEncoder(nn.Module):
         return out.transpose(1, 2).reshape(b, -1, g, g)
 
 
+class _ToPixel(nn.Module):
+    """Holds the token-to-patch projection under the release's key name (`to_pixel.model`)."""
+
+    def __init__(self, width: int, out: int):
+        super().__init__()
+        self.model = nn.Linear(width, out)
+
+
 class RobusTokDecoder(nn.Module):
+    lvl1LC: Tensor   # buffer
+
     def __init__(self, c: RobusTokReleaseConfig):
         super().__init__()
         n = c.grid_size ** 2
@@ -128,8 +140,7 @@ class RobusTokDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.randn(1, 1, c.width) * 1e-6)
         self.lvl_embed = nn.Embedding(2, c.width)
         self.register_buffer("lvl1LC", _levels(n + 1, c.num_latent_tokens + 1), persistent=False)
-        self.to_pixel = nn.Module()
-        self.to_pixel.model = nn.Linear(c.width, c.patch_size ** 2 * c.channels)
+        self.to_pixel = _ToPixel(c.width, c.patch_size ** 2 * c.channels)
 
     def forward(self, z: Tensor) -> Tensor:
         """z (B, C, g, g) after post_quant_conv -> images (B, 3, H, W)."""

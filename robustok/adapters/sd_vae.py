@@ -14,7 +14,7 @@ diffusion models were trained with) when `scale_latents` is true; `decode_latent
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -56,7 +56,7 @@ def _res(cin: int, cout: int, groups: int) -> ResBlock:
 
 
 class _Block(nn.Module):
-    def __init__(self, resnets: list[nn.Module], sampler: Optional[nn.Module], name: str):
+    def __init__(self, resnets: Sequence[nn.Module], sampler: Optional[nn.Module], name: str):
         super().__init__()
         self.resnets = nn.ModuleList(resnets)
         self.sampler_name = name
@@ -196,9 +196,10 @@ class SDVAE(ExternalTokenizer):
     def infer_config(cls, state: dict[str, Tensor]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         levels = level_indices(state, "encoder.down_blocks.")
-        widths = [state.get(f"encoder.down_blocks.{i}.resnets.0.conv1.weight") for i in levels]
-        if levels and all(w is not None for w in widths):
-            out["block_out_channels"] = [int(w.shape[0]) for w in widths]
+        keys = [f"encoder.down_blocks.{i}.resnets.0.conv1.weight" for i in levels]
+        widths = [int(state[k].shape[0]) for k in keys if k in state]
+        if levels and len(widths) == len(keys):
+            out["block_out_channels"] = widths
             out["layers_per_block"] = len(level_indices(state, "encoder.down_blocks.0.resnets."))
         if "post_quant_conv.weight" in state:
             out["latent_channels"] = int(state["post_quant_conv.weight"].shape[0])

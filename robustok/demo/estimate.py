@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 import torch
 
@@ -58,13 +58,14 @@ def calibrate(device: torch.device, min_seconds: float = 2.0, max_steps: int = 3
     >= `min_seconds`), in bf16 autocast on CUDA as the training loop runs it. The global RNG is left as it was."""
     from robustok.config import load_config
     from robustok.demo.stages import config_file
+    from robustok.tokenizer.model import Tokenizer
     from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
 
     cfg = load_config(TokenizerTrainConfig, config_file("tokenizer/fmnist-robust.yaml"), [])
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         task = TokenizerTask(cfg, dataset=[])
-        model = task.model.to(device).train()
+        model = cast(Tokenizer, task.model).to(device).train()  # TokenizerTask's model (typed nn.Module by Task)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         b, c, s = cfg.data.batch_size, cfg.model.channels, cfg.model.image_size
         x = torch.rand(b, c, s, s, device=device) * 2 - 1
@@ -130,7 +131,7 @@ def plan_demo(requested: Optional[str], budget: Optional[str] = None, estimate_o
         log(f"  {name:8s} ~{format_duration(total)}{mark}")
     if estimate_only:
         return None
-    if budget_s is not None and (requested is None or totals[requested] > budget_s):
+    if requested is None or (budget_s is not None and totals[requested] > budget_s):  # None: only with a budget
         what = f"profile {requested!r} needs ~{format_duration(totals[requested])}" if requested else \
             f"every profile needs more (quickest: ~{format_duration(min(totals.values()))})"
         raise ConfigError(f"--budget {budget}: {what}; fits: {', '.join(fits) or 'none'}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,21 +26,32 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+class _PatchEmbed(nn.Module):
+    """Holds the patch projection under timm's key name (`patch_embed.proj`)."""
+
+    def __init__(self, dim: int, patch: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, patch, stride=patch)
+
+
 class FrozenViT(nn.Module):
     """Plain ViT with a cls token; `tokens(x, taps)` returns the token sequences after the tapped blocks."""
+
+    mean: Tensor   # buffers
+    std: Tensor
 
     def __init__(self, image_size: int, patch: int, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0,
                  layer_scale: bool = False):
         super().__init__()
         self.image_size, self.patch, self.dim = image_size, patch, dim
         self.grid = image_size // patch
-        self.patch_embed = nn.Module()
-        self.patch_embed.proj = nn.Conv2d(3, dim, patch, stride=patch)
+        self.patch_embed = _PatchEmbed(dim, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, dim))
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio, 1e-5 if layer_scale else 1.0) for _ in range(depth))
+        blocks = [Block(dim, heads, mlp_ratio, 1e-5 if layer_scale else 1.0) for _ in range(depth)]
+        self.blocks = nn.ModuleList(blocks)
         if not layer_scale:  # DINO v1 has no LayerScale: gamma stays 1 and is not read from the file
-            for blk in self.blocks:
+            for blk in blocks:
                 blk.ls1.gamma.data.fill_(1.0)
                 blk.ls2.gamma.data.fill_(1.0)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -105,6 +116,7 @@ def read_state_dict(path: str | Path, what: str, how_to_get: str) -> dict[str, T
     p = resolve_weights(path) if path else None
     if p is None or not p.is_file():
         raise CheckpointError(f"{path or '(no path given)'}: {what} weights file not found. {how_to_get}")
+    state: Any
     if p.suffix == ".safetensors":
         from robustok.hub import load_tensors
         state = load_tensors(p)

@@ -40,6 +40,9 @@ def hinge_g_loss(fake: Tensor) -> Tensor:
 class LeCam(nn.Module):
     """LeCam regulariser (Tseng et al. 2021) with EMAs of the mean real/fake logits."""
 
+    ema_real: Tensor   # buffers
+    ema_fake: Tensor
+
     def __init__(self, decay: float = 0.999):
         super().__init__()
         self.decay = decay

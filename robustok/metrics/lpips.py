@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -77,11 +78,14 @@ def head_weights(sd: dict[str, torch.Tensor], source: str) -> list[torch.Tensor]
 class LPIPS(nn.Module):
     """LPIPS-VGG distance: `forward(x, y)` on float [-1, 1] (B, 1|3, H, W) -> (B,)."""
 
+    shift: torch.Tensor   # buffers
+    scale: torch.Tensor
+
     def __init__(self, vgg_path: str | Path | None = None, heads_path: str | Path | None = None,
                  vgg_state: dict | None = None, head_state: dict | None = None):
         super().__init__()
-        self.convs = nn.ModuleList(nn.Conv2d(cin, cout, 3, padding=1) for cin, cout in
-                                   zip((3,) + CONV_CHANNELS[:-1], CONV_CHANNELS))
+        convs = [nn.Conv2d(cin, cout, 3, padding=1) for cin, cout in zip((3,) + CONV_CHANNELS[:-1], CONV_CHANNELS)]
+        self.convs = nn.ModuleList(convs)
         self.heads = nn.ParameterList(nn.Parameter(torch.zeros(1, c, 1, 1)) for c in TAP_CHANNELS)
         self.register_buffer("shift", torch.tensor(SHIFT).view(1, 3, 1, 1))
         self.register_buffer("scale", torch.tensor(SCALE).view(1, 3, 1, 1))
@@ -94,9 +98,9 @@ class LPIPS(nn.Module):
         vgg = vgg_weights(vgg_state, str(vgg_path or "vgg state"))
         heads = head_weights(head_state, str(heads_path or "head state"))
         with torch.no_grad():
-            for conv, i in zip(self.convs, CONV_INDICES):
+            for conv, i in zip(convs, CONV_INDICES):
                 conv.weight.copy_(vgg[f"features.{i}.weight"])
-                conv.bias.copy_(vgg[f"features.{i}.bias"])
+                cast(torch.Tensor, conv.bias).copy_(vgg[f"features.{i}.bias"])  # built with a bias
             for p, h in zip(self.heads, heads):
                 p.copy_(h)
         self.requires_grad_(False)

@@ -30,6 +30,7 @@ def delta_triplet(codebook_size: int) -> tuple[int, ...]:
     if k < 2:
         raise ValueError(f"codebook size must be >= 2, got {k}")
     keys = sorted(DELTA_ANCHORS)
+    vals: tuple[float, ...]
     if k in DELTA_ANCHORS:
         vals = DELTA_ANCHORS[k]
     elif k < keys[0]:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -12,6 +12,7 @@ from robustok.errors import ConfigError
 from robustok.tokenizer.base import TokenizerBase
 from robustok.tokenizer.components import BACKBONES, BOTTLENECKS
 from robustok.tokenizer.loading import register_tokenizer_class
+from robustok.tokenizer.quantizer import Bottleneck, VectorQuantizer
 
 
 @dataclass
@@ -80,15 +81,17 @@ class Tokenizer(TokenizerBase):
         config.validate()
         c = config
         self.encoder, self.decoder = BACKBONES.lookup(c.backbone).build(c)
-        bottleneck = BOTTLENECKS.lookup(c.bottleneck)
+        bottleneck = cast("type[Bottleneck]", BOTTLENECKS.lookup(c.bottleneck))  # the registry holds `Bottleneck`s
         self.quant_conv = nn.Conv2d(c.hidden_dim, c.code_dim * bottleneck.input_factor, 1)
         self.post_quant_conv = nn.Conv2d(c.code_dim, c.hidden_dim, 1)
         part = bottleneck.from_config(c)
-        self.quantizer = part if part.discrete else None     # discrete: token ids (TokenizerBase's VQ paths)
-        self.gaussian = None if part.discrete else part       # continuous: sampled in `_continuous_forward`
+        # discrete: token ids (TokenizerBase's VQ paths; a discrete bottleneck has VectorQuantizer's interface)
+        self.quantizer = cast(VectorQuantizer, part) if part.discrete else None
+        self.gaussian: Optional[Bottleneck] = None if part.discrete else part  # sampled in `_continuous_forward`
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> TokenizerBase:
+    def from_pretrained(  # type: ignore[override]  # by design: any registered tokenizer class, not only `cls`
+            cls, directory: str | Path, map_location: str | torch.device = "cpu") -> TokenizerBase:
         """Load a tokenizer directory: robustok's own, or an adapter's (any class registered with
         `robustok.tokenizer.loading`, dispatched on config.json's "class"), in eval mode."""
         from robustok.hub import read_model_meta
@@ -106,7 +109,7 @@ class Tokenizer(TokenizerBase):
 
     @property
     def last_layer(self) -> Tensor:
-        return self.decoder.last_layer
+        return cast(Tensor, self.decoder.last_layer)  # every backbone's decoder exposes `last_layer` (components.py)
 
     def frozen_part_names(self) -> list[str]:
         return ["encoder.", "quant_conv.", "quantizer."]
@@ -124,5 +127,7 @@ class Tokenizer(TokenizerBase):
     def _continuous_forward(self, h: Tensor, perturb: Optional[dict],
                             generator: Optional[torch.Generator]) -> tuple[Tensor, dict, dict]:
         """Gaussian bottleneck: reparameterised sample + KL; latent noise on a beta fraction of images."""
+        if self.gaussian is None:
+            raise ConfigError(f"model.bottleneck={self.config.bottleneck!r} is discrete: no continuous latents")
         mean, logvar = h.chunk(2, dim=1)
         return self.gaussian(mean, logvar, perturb, generator)

@@ -1,9 +1,12 @@
 """The tokenizer bottlenecks: `VectorQuantizer` (l2-normalised low-dimensional codes, straight-through gradients,
 dead-code restart) and `GaussianBottleneck` (continuous latents: reparameterised sample + KL).
 
-Both are registered in `robustok.tokenizer.components.BOTTLENECKS` (`model.bottleneck`: vq | kl); each has
-`discrete`, `input_factor` (pre-quantisation channels per code dimension) and `from_config(TokenizerConfig)`."""
+Both are registered in `robustok.tokenizer.components.BOTTLENECKS` (`model.bottleneck`: vq | kl); each is a
+`Bottleneck`: `discrete`, `input_factor` (pre-quantisation channels per code dimension) and
+`from_config(TokenizerConfig)`."""
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -15,7 +18,19 @@ def _dist_ready() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-class VectorQuantizer(nn.Module):
+class Bottleneck(nn.Module):
+    """Base of the bottlenecks: `discrete` (True: token ids, the module has `VectorQuantizer`'s interface),
+    `input_factor` (pre-quantisation channels per code dimension) and `from_config(TokenizerConfig)`."""
+
+    discrete: ClassVar[bool]
+    input_factor: ClassVar[int]
+
+    @classmethod
+    def from_config(cls, c: Any) -> "Bottleneck":
+        raise NotImplementedError(f"{cls.__name__} must implement from_config(TokenizerConfig)")
+
+
+class VectorQuantizer(Bottleneck):
     """Nearest-neighbour VQ over a K x d codebook (squared L2, == cosine when `l2_norm`).
 
     Losses (computed on the clean assignment): `vq` = mean((z_q - sg z)^2) trains the codebook, `commit` =
@@ -26,6 +41,7 @@ class VectorQuantizer(nn.Module):
 
     discrete = True
     input_factor = 1
+    usage: Tensor   # buffer (with track_usage): EMA of per-step code counts
 
     @classmethod
     def from_config(cls, c) -> "VectorQuantizer":
@@ -106,7 +122,7 @@ class VectorQuantizer(nn.Module):
         return z_q_st, ids_flat.view(b, h, w), {**losses, **stats}
 
 
-class GaussianBottleneck(nn.Module):
+class GaussianBottleneck(Bottleneck):
     """Diagonal Gaussian posterior over continuous latents (no parameters).
 
     In training: a reparameterised sample drawn with `generator` (the global RNG when None), then latent noise on

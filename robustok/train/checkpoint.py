@@ -46,13 +46,21 @@ def is_complete(path: Path) -> bool:
     return all((path / f).is_file() for f in files)
 
 
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint folder named `step-NNNNNNN`."""
+    m = PATTERN.match(path.name)
+    if m is None:
+        raise CheckpointError(f"{path}: not a checkpoint folder (expected a name like step-0000100)")
+    return int(m.group(1))
+
+
 def list_checkpoints(run_dir: str | Path) -> list[Path]:
     """Complete checkpoints of a run, oldest first."""
     root = checkpoint_dir(run_dir)
     if not root.is_dir():
         return []
     found = [p for p in root.iterdir() if p.is_dir() and PATTERN.match(p.name) and is_complete(p)]
-    return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
+    return sorted(found, key=checkpoint_step)
 
 
 def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from robustok.errors import CheckpointError
 from robustok.hub import WEIGHTS_NAME, Pretrained, load_state_checked, load_tensors
-from robustok.train.checkpoint import PATTERN, list_checkpoints
+from robustok.train.checkpoint import checkpoint_step, list_checkpoints
 
 
 def final_model_dir(run_dir: str | Path, kind: str) -> Path:
@@ -33,7 +33,7 @@ def is_finished(run_dir: str | Path, kind: str) -> bool:
 
 def checkpoint_steps(run_dir: str | Path) -> list[int]:
     """The steps of the run's complete checkpoints, oldest first."""
-    return [int(PATTERN.match(p.name).group(1)) for p in list_checkpoints(run_dir)]
+    return [checkpoint_step(p) for p in list_checkpoints(run_dir)]
 
 
 def export_checkpoint(run_dir: str | Path, step: int, model: Pretrained, dest: str | Path,

@@ -95,7 +95,7 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: Optional[int] = None
     """Save a PNG grid of float images in [-1, 1]; `scale` enlarges small images with nearest-neighbour."""
     img = Image.fromarray(image_grid(images, nrow))
     if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
