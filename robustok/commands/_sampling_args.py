@@ -42,7 +42,7 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     for name, (f, tp, rule, kinds) in table.items():
         flag = "--" + name.replace("_", "-")
         who = "" if len(kinds) == every else ", ".join(kinds) + ": "
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default_factory() if callable(f.default_factory) else f.default
         text = f"{who}{f.metadata.get('help', name)}" + ("" if default is None else f" (default {default})")
         if tp is bool:
             group.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)

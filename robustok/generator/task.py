@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence
 
 import torch
 import yaml
@@ -72,7 +72,7 @@ def _kind(path: str | Path | None, overrides: Sequence[str]) -> str:
     """`model.kind` of a YAML file + overrides (the default when unreadable: `load_config` then says why)."""
     kind = None
     try:
-        raw = OmegaConf.load(path) if path is not None and Path(path).is_file() else OmegaConf.create()
+        raw: Any = OmegaConf.load(path) if path is not None and Path(path).is_file() else OmegaConf.create()
         raw = OmegaConf.merge(raw, OmegaConf.from_dotlist([o for o in overrides if "=" in o]))
         kind = OmegaConf.select(raw, "model.kind", default=None)
     except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError):
@@ -102,7 +102,7 @@ def init_generator(directory: str, store: TokenDataset | TokenShards) -> TokenGe
     return model
 
 
-class GeneratorTask(Task):
+class GeneratorTask(Task[TokenGenerator]):
     """The training step of a generator on a token store (see `robustok.train.loop` for the task protocol)."""
 
     kind = "generator"
@@ -146,7 +146,7 @@ class GeneratorTask(Task):
             return None
         dev = next(model.parameters()).device
         self.tokenizer.to(dev)
-        n = self.preview_nrow
+        n = self.preview_nrow or 8
         labels = torch.arange(2 * n, device=dev) % max(1, self.dataset.num_classes or 1)
         if not self.dataset.num_classes:
             labels = torch.full_like(labels, model.null_class)

@@ -37,6 +37,8 @@ from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.tokens.pairs import PairDataset, PairStore
 from robustok.train.faults import fault_point
+from robustok.metrics.features import FeatureNet
+from robustok.tokenizer.base import TokenizerBase
 from robustok.train.task import Task
 
 
@@ -77,7 +79,7 @@ class PostTrainConfig:
     NPZ_SPECS: ClassVar[tuple] = ("eval_reference",)   # may also be a statistics / samples .npz (ADM's batch)
 
 
-def freeze_encoder_side(tok: nn.Module) -> list[nn.Parameter]:
+def freeze_encoder_side(tok: TokenizerBase) -> list[nn.Parameter]:
     """Freeze every parameter under `tok.frozen_part_names()`; return the trainable (decoder-side) ones."""
     prefixes = tuple(tok.frozen_part_names())
     trainable = []
@@ -99,13 +101,13 @@ def epochs_to_steps(epochs: float, num_pairs: int, batch_size: int) -> int:
     return max(1, math.ceil(epochs * num_pairs / batch_size))
 
 
-class PostTrainTask(Task):
+class PostTrainTask(Task[TokenizerBase]):
     """Decoder fine-tuning on pairs (see `robustok.train.task` for the task contract)."""
 
     kind = "tokenizer"
     preview_nrow = 8
 
-    def __init__(self, cfg: PostTrainConfig, tokenizer: Optional[nn.Module] = None,
+    def __init__(self, cfg: PostTrainConfig, tokenizer: Optional[TokenizerBase] = None,
                  store: Optional[PairStore] = None, reference_stats: Any = None):
         if not 0 <= cfg.clean_fraction <= 1:
             raise ConfigError(f"clean_fraction must lie in [0, 1], got {cfg.clean_fraction}")
@@ -127,14 +129,14 @@ class PostTrainTask(Task):
         self.dataset = PairDataset(self.store, images)
         lc = cfg.loss
         self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin, lc.aux_perceptual_weights)
-        self.disc = None
+        self.disc: Optional[Discriminator] = None
         if lc.disc_weight > 0:
             torch.manual_seed(cfg.run.seed)  # a fresh discriminator: the same one in every process (resume)
             self.disc = self._discriminator(m["channels"])
         self.disc_lr, self.disc_weight_decay = lc.disc_lr, lc.disc_weight_decay
         self.eval_every = cfg.eval_every or cfg.train.steps
         self._reference = reference_stats
-        self._features = None
+        self._features: Optional[FeatureNet] = None
         self.best: Optional[float] = None
         self.best_state: Optional[dict[str, Tensor]] = None  # the best decoder's (non-frozen) tensors
         self.curve: list[dict] = []
@@ -162,7 +164,7 @@ class PostTrainTask(Task):
     def decode(self, model: nn.Module, generated: Tensor) -> Tensor:
         return self.store.token_kind.decode_raw(model, generated)
 
-    def step(self, model: nn.Module, batch, step: int, inner: nn.Module) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch, step: int, inner: TokenizerBase) -> dict[str, Tensor]:
         generated, x, _ = batch
         if self.cfg.control or self.cfg.clean_fraction > 0:
             with torch.no_grad():
@@ -224,7 +226,7 @@ class PostTrainTask(Task):
         """Passes over the pairs after `step` optimisation steps."""
         return step * self.cfg.data.batch_size / len(self.store)
 
-    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+    def evaluate(self, model: TokenizerBase, step: int) -> dict[str, float]:
         """The gFID proxy of `model` (the EMA when one is evaluated: then also of the raw weights, reported only)."""
         fid = self.proxy_fid(model)
         point = {"step": step, "epoch": self.epoch_at(step), "gfid_proxy": fid}
@@ -240,7 +242,7 @@ class PostTrainTask(Task):
         fault_point("eval")
         return {k: v for k, v in point.items() if k.startswith("gfid")} | {"gfid_proxy_best": self.best}
 
-    def _save_best(self, model: nn.Module) -> None:
+    def _save_best(self, model: TokenizerBase) -> None:
         """Write `<run.dir>/tokenizer-best/` (rank 0) from the best decoder tensors + the frozen parts."""
         from robustok.metrics.distributed import rank_world
 
@@ -258,7 +260,7 @@ class PostTrainTask(Task):
         self.curve = [dict(c) for c in state.get("curve", [])]
         self.best_state = state.get("best_state")
 
-    def export(self, directory: Path, model: nn.Module) -> None:
+    def export(self, directory: Path, model: TokenizerBase) -> None:
         """Rewrite `tokenizer-best/` from the checkpointed best (a resumed run's matches an uninterrupted one)."""
         self._save_best(model)
 
@@ -290,7 +292,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
                    "gfid_proxy_after_raw": task.curve[-1].get("gfid_proxy_raw") if task.curve else None,
                    "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),
                    "reused_discriminator": getattr(task, "reused_discriminator", None),
-                   "num_eval_samples": int(len(task.store.eval_generated))}
+                   "num_eval_samples": task.store.num_eval}
         if with_control and not cfg.control:
             ccfg = copy.deepcopy(cfg)
             ccfg.control = True

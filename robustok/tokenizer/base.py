@@ -153,7 +153,7 @@ class TokenizerBase(Pretrained):
             return TokenizerOutput(self.decode_codes(z_dec), None, losses, stats, z_dec)
         z_q, ids, aux = self.quantizer(h)
         losses = {"vq": aux.pop("vq"), "commit": aux.pop("commit")}
-        stats: dict[str, Tensor] = dict(aux)
+        stats = dict(aux)
         z_dec = z_q
         if perturb is not None and perturb.get("beta", 0) > 0 and perturb.get("alpha", 0) > 0:
             z = self.quantizer.normalize(h)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -73,7 +73,7 @@ def check_weight_files(cfg: TokenizerTrainConfig) -> None:
                               f"docs/imagenet.md): {', '.join(missing)}")
 
 
-class TokenizerTask(Task):
+class TokenizerTask(Task[Tokenizer]):
     """The training step of stage 1 (see `robustok.train.task` for the task contract).
 
     Previews show reconstructions of the first 8 images of `data.val` (held-out images) next to those of the
@@ -90,10 +90,10 @@ class TokenizerTask(Task):
         torch.manual_seed(cfg.run.seed)
         self.model = model if model is not None else Tokenizer(cfg.model)
         if cfg.model.dinov2_checkpoint and model is None:
-            from robustok.tokenizer.vit import load_dinov2
-            load_dinov2(self.model.encoder, cfg.model.dinov2_checkpoint)
+            from robustok.tokenizer.vit import ViTDecoder, ViTEncoder, load_dinov2
+            load_dinov2(cast(ViTEncoder, self.model.encoder), cfg.model.dinov2_checkpoint)  # dinov2_checkpoint is for backbone=vit
             if cfg.model.dinov2_init_decoder:
-                load_dinov2(self.model.decoder, cfg.model.dinov2_checkpoint)
+                load_dinov2(cast(ViTDecoder, self.model.decoder), cfg.model.dinov2_checkpoint)
         self.dataset = dataset if dataset is not None else build_dataset(
             cfg.data.train, cfg.data.resolution, cfg.data.channels, train=cfg.data.augment, root=cfg.data.root,
             seed=cfg.run.seed)
@@ -131,7 +131,8 @@ class TokenizerTask(Task):
             logs.update(alpha=torch.tensor(perturb["alpha"]), delta=torch.tensor(float(perturb["delta"])))
         result.update(loss=loss, **logs, **{k: v.detach() for k, v in {**out.losses, **out.stats}.items()})
         if out.ids is not None:
-            result["codebook_usage"] = (inner.quantizer.usage > self.cfg.model.dead_code_threshold).float().mean()
+            usage = inner._discrete("codebook usage").usage
+            result["codebook_usage"] = (usage > self.cfg.model.dead_code_threshold).float().mean()
         return result
 
     def preview(self, model: Tokenizer, batch) -> Tensor:

@@ -50,6 +50,8 @@ def write_pairs(out: str | Path, kind: str, generated: np.ndarray, labels: np.nd
         return np.where(y < num_classes, y, -1)  # the null class of an unconditional generator -> -1
 
     if held_out is not None:
+        if held_out_labels is None:
+            raise ValueError("write_pairs: held_out needs held_out_labels")
         write_array_store(out / HELD_OUT, kind, held_out, labels_or_none(held_out_labels), fingerprint,
                           codebook_size, num_classes, "held-out generator samples (sigma = 0)")
     np.save(out / INDEX, index.astype(np.int64))
@@ -142,6 +144,11 @@ class PairStore:
     @property
     def sigma(self) -> float:
         return float(self.manifest["sigma"])
+
+    @property
+    def num_eval(self) -> int:
+        """How many held-out generated samples the pairs carry (0: none)."""
+        return 0 if self.eval_generated is None else len(self.eval_generated)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -21,16 +21,20 @@ restore (tensors, numbers, strings, lists and dicts: stored in `trainer.pt`, loa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Generic, Iterator, Optional, TypeVar
 
 from torch import Tensor, nn
 
 
-class Task:
-    """Base class of a training task: the optional hooks with their defaults (see the module docstring)."""
+M = TypeVar("M", bound=nn.Module)
+
+
+class Task(Generic[M]):
+    """Base class of a training task: the optional hooks with their defaults (see the module docstring).
+    `Task[Tokenizer]`: a task whose `model` (and the `inner` / `model` its hooks get) is a `Tokenizer`."""
 
     kind: str
-    model: nn.Module
+    model: M
     dataset: Any = None
     disc: Optional[nn.Module] = None       # a discriminator trained on `disc_loss` (None: none)
     disc_lr: Optional[float] = None        # its learning rate (None: train.lr)
@@ -40,7 +44,7 @@ class Task:
     ema_warmup: bool = True                # False: the plain EMA decay from step 0 (a model starting trained)
     eval_ema: bool = True                  # False: previews, `evaluate` and the export use the online model
 
-    def step(self, model: nn.Module, batch: Any, step: int, inner: nn.Module) -> dict[str, Tensor]:
+    def step(self, model: nn.Module, batch: Any, step: int, inner: M) -> dict[str, Tensor]:
         """One training step's losses: `{"loss": ..., ["disc_loss": ...], other scalars to log}`."""
         raise NotImplementedError(f"{type(self).__name__} must implement step(model, batch, step, inner)")
 
@@ -55,11 +59,11 @@ class Task:
         """The parameters to optimise (None: every parameter of `model` that requires grad)."""
         return None
 
-    def preview(self, model: nn.Module, batch: Any) -> Optional[Tensor]:
+    def preview(self, model: M, batch: Any) -> Optional[Tensor]:
         """Images (N, C, H, W) in [-1, 1] for a sample grid, or None for no grid."""
         return None
 
-    def evaluate(self, model: nn.Module, step: int) -> dict[str, float]:
+    def evaluate(self, model: M, step: int) -> dict[str, float]:
         """Scalars to log every `eval_every` steps (called on every rank)."""
         return {}
 
@@ -70,6 +74,6 @@ class Task:
     def load_checkpoint_state(self, state: dict) -> None:
         """Restore what `checkpoint_state` returned."""
 
-    def export(self, directory: Path, model: nn.Module) -> None:
+    def export(self, directory: Path, model: M) -> None:
         """Save extra files beside the exported model."""
 
