@@ -78,9 +78,13 @@ class Attention(nn.Module):
         self.heads, self.head_dim, self.dropout = heads, dim // heads, dropout
         self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
         self.proj = nn.Linear(dim, dim, bias=bias)
-        norm = {"rms": RMSNorm, "layer": lambda d: nn.LayerNorm(d, eps=1e-6)}[qk_norm_kind]
-        self.q_norm = norm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = norm(self.head_dim) if qk_norm else nn.Identity()
+        if qk_norm_kind not in ("rms", "layer"):
+            raise ValueError(f"qk_norm_kind must be 'rms' or 'layer', got {qk_norm_kind!r}")
+        self.q_norm = self._qk_norm(qk_norm_kind) if qk_norm else nn.Identity()
+        self.k_norm = self._qk_norm(qk_norm_kind) if qk_norm else nn.Identity()
+
+    def _qk_norm(self, kind: str) -> nn.Module:
+        return RMSNorm(self.head_dim) if kind == "rms" else nn.LayerNorm(self.head_dim, eps=1e-6)
 
     def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
                 causal: bool = True, cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:

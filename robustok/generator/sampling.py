@@ -67,11 +67,11 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
         bad = [c for c in classes if not 0 <= c < max(n_cls, 1)]
         if bad or n_cls == 0:
             raise ConfigError(f"--classes {bad or classes}: the generator has {n_cls} classes")
-        labels = torch.tensor(classes)[torch.arange(num_images) % len(classes)]
+        class_ids = torch.tensor(classes)[torch.arange(num_images) % len(classes)]
     elif labels == "random" and n_cls > 0:
-        labels = torch.randint(0, n_cls, (num_images,), generator=torch.Generator().manual_seed(seed))
+        class_ids = torch.randint(0, n_cls, (num_images,), generator=torch.Generator().manual_seed(seed))
     elif labels in ("balanced", "random"):
-        labels = balanced_labels(num_images, n_cls, generator.null_class)
+        class_ids = balanced_labels(num_images, n_cls, generator.null_class)
     else:
         raise ConfigError(f"labels must be 'balanced' or 'random', got {labels!r}")
     check_out(out, overwrite)
@@ -86,7 +86,7 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
     def produce():
         for b in mine(num_batches):  # under torchrun: this rank's strided share of the batches
             lo = b * batch_size
-            y = labels[lo:lo + batch_size].to(dev)
+            y = class_ids[lo:lo + batch_size].to(dev)
             rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
             img = generate(generator, tokenizer, y, opts, rng)
             if resize:
@@ -102,7 +102,7 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
         arrays = [a["images"] for _, a in sharded(parts, produce())]
         bar.close()
         if rank == 0:
-            np.savez(tmp / "samples.npz", np.concatenate(arrays), labels.numpy().astype(np.int64))
+            np.savez(tmp / "samples.npz", np.concatenate(arrays), class_ids.numpy().astype(np.int64))
             commit_dir(tmp, out, overwrite)
     except BaseException:
         discard(tmp)
