@@ -318,3 +318,19 @@ def test_cross_entropy_check_runs_on_converted_generators(converted, tmp_path, m
     with torch.no_grad():
         want = F.cross_entropy(model(x, y).flatten(0, 1), x.flatten()).item()
     assert ce["entries"] == NUM_CLASSES and abs(ce["cross_entropy"] - want) < 1e-5
+
+
+def test_convert_from_a_hub_reference(converted, tmp_path, monkeypatch):
+    """The released files as users name them on the Hub (`hf://yucornetto/RAR/rar_b.bin`), read from a cache."""
+    pytest.importorskip("huggingface_hub")
+    from tests.test_hf_hub import cached_repo
+
+    root, files = converted
+    cache = tmp_path / "hf-cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cached_repo(cache, "yucornetto/RAR", {"rar_b.bin": files["rar"]})
+    assert main(["convert", "rar", "hf://yucornetto/RAR/rar_b.bin", "--tokenizer", str(root / "out" / "maskgit-vqgan"),
+                 "--out", str(tmp_path / "rar-b")]) == 0
+    a, b = load_generator(tmp_path / "rar-b"), load_generator(root / "out" / "rar-b")
+    assert a.fingerprint() == b.fingerprint()
