@@ -334,3 +334,31 @@ def test_convert_from_a_hub_reference(converted, tmp_path, monkeypatch):
                  "--out", str(tmp_path / "rar-b")]) == 0
     a, b = load_generator(tmp_path / "rar-b"), load_generator(root / "out" / "rar-b")
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_llamagen_cfg_interval(converted, tmp_path, monkeypatch):
+    """LlamaGen's cfg_interval: token s is guided iff s <= cfg_interval + 1; the same through the static decoder;
+    a flag of llamagen-gpt only."""
+    from robustok.generator.guidance import DrawRule
+
+    logits = torch.randn(4, 8)
+    cond, uncond = logits[:2], logits[2:]
+    rule = DrawRule(cfg=3.0, temperature=0, interval=2)
+    for step in range(6):
+        want = cond if step > 3 else cond + 2.0 * (cond - uncond)
+        assert torch.equal(rule.apply(logits, 2, step, 16), want)
+    root, _ = converted
+    gen = load_generator(root / "out" / "llamagen-gpt-b")
+    labels = torch.tensor([1, 4, 7])
+    runs = {k: gen.sample(labels, cfg=4.0, generator=torch.Generator().manual_seed(0), cfg_interval=k)
+            for k in (-1, 0, 14)}
+    assert torch.equal(runs[-1], runs[14]) and not torch.equal(runs[-1], runs[0])
+    assert torch.equal(runs[0], gen.sample(labels, cfg=4.0, generator=torch.Generator().manual_seed(0),
+                                           cfg_interval=0, static_cache=True))
+    monkeypatch.chdir(tmp_path)
+    out = root / "out"
+    common = ["--num-images", "3", "--cfg", "4", "--no-progress"]
+    assert main(["sample", str(out / "llamagen-gpt-b"), "--tokenizer", str(out / "llamagen-vq16"), "--cfg-interval",
+                 "0", "--out", "a"] + common) == 0
+    assert main(["sample", str(out / "rar-b"), "--tokenizer", str(out / "maskgit-vqgan"), "--cfg-interval", "0",
+                 "--out", "b"] + common) == 2

@@ -89,6 +89,7 @@ class DrawRule:
     temperature: float = 1.0
     top_k: Optional[int] = None
     top_p: Optional[float] = None
+    interval: int = -1             # LlamaGen's cfg_interval: guidance only for steps <= interval + 1 (-1: all)
 
     @property
     def guided(self) -> bool:
@@ -99,7 +100,11 @@ class DrawRule:
         """Guided, tempered and filtered logits (batch, K) from the model's logits of one step (rows x K)."""
         if self.guided:
             cond, uncond = logits[:batch], logits[batch:]
-            logits = cond + (guidance_scale(self.cfg, step, total, self.schedule, self.power) - 1.0) * (cond - uncond)
+            if self.interval >= 0 and step > self.interval + 1:
+                logits = cond
+            else:
+                scale = guidance_scale(self.cfg, step, total, self.schedule, self.power)
+                logits = cond + (scale - 1.0) * (cond - uncond)
         if self.temperature > 0:
             logits = filter_logits(logits / self.temperature, self.top_k, self.top_p)
         return logits

@@ -13,14 +13,15 @@ Converted with `robustok convert llamagen-gpt c2i_L_256.pt --tokenizer VQDIR --o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar, Optional
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Optional, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from robustok.errors import ConfigError
+from robustok.generator.ar import ARSampling
 from robustok.generator.base import IdGeneratorConfig, register_generator
 from robustok.generator.layers import Attention, KVCache, RMSNorm, interleave_rope, rope_2d
 from robustok.generator.released import ReleasedAR
@@ -31,6 +32,15 @@ class LlamaGenGPTConfig(IdGeneratorConfig):
     ffn_dim: int = 0                 # SwiGLU hidden width (GPT-B 2048, L 2816, XL 3584, XXL 4096, 3B 8704)
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
+
+
+@dataclass
+class LlamaGenSampling(ARSampling):
+    """Sampling options of `llamagen-gpt`: the AR kind's, and LlamaGen's `cfg_interval`."""
+    cfg_interval: int = field(default=-1, metadata={
+        "help": "llamagen-gpt: guide only the first cfg_interval + 2 tokens (LlamaGen's cfg_interval; -1: all)"})
+
+    BOUNDS: ClassVar[dict] = {**ARSampling.BOUNDS, "cfg_interval": ">=-1"}
 
 
 class SwiGLU(nn.Module):
@@ -66,6 +76,7 @@ class LlamaGenGPT(ReleasedAR):
     """LlamaGen GPT c2i: input 0 is the class, input j > 0 the token x_{j-1}; logits j predict x_j."""
 
     config_class = LlamaGenGPTConfig
+    sampling_class = LlamaGenSampling
     family: ClassVar[str] = "LlamaGen GPT"
     rope_cos: torch.Tensor
     rope_sin: torch.Tensor
@@ -91,6 +102,9 @@ class LlamaGenGPT(ReleasedAR):
         zero = torch.zeros(1, cos.shape[1], dtype=cos.dtype)                 # the class input: rotated to 0
         self.register_buffer("rope_cos", torch.cat([zero, cos])[:self.seq_len].float(), persistent=False)
         self.register_buffer("rope_sin", torch.cat([zero, sin])[:self.seq_len].float(), persistent=False)
+
+    def guidance_interval(self, opts: Any) -> int:
+        return cast(LlamaGenSampling, self.sampling(opts)).cfg_interval
 
     def _run(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
              cache: Optional[KVCache]) -> torch.Tensor:

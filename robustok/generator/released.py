@@ -47,6 +47,10 @@ class ReleasedAR(IdGenerator):
         inputs not yet in it are run (shapes fixed by s: capturable); without, the whole prefix."""
         raise NotImplementedError
 
+    def guidance_interval(self, opts: Any) -> int:
+        """The last decoding step (minus one) that is guided, from this kind's sampling options (-1: every step)."""
+        return -1
+
     def new_cache(self, rows: int, device: torch.device, dtype: torch.dtype) -> KVCache:
         """An empty KV cache for `rows` sequences of `cache_len` inputs."""
         c = self.config
@@ -58,9 +62,10 @@ class ReleasedAR(IdGenerator):
                top_p: Optional[float] = None, generator: Optional[torch.Generator] = None,
                keep_mask: Optional[torch.Tensor] = None, prefix_tokens: Optional[torch.Tensor] = None,
                cfg_schedule: str = "constant", cfg_power: float = 1.0, use_cache: bool = True,
-               static_cache: bool = False) -> torch.Tensor:
+               static_cache: bool = False, cfg_interval: int = -1) -> torch.Tensor:
         """Token grids (B, h, w) in raster order for class ids `labels` (B,); the arguments mean what they mean
-        for `ARGenerator.sample` (guidance, temperature, top-k/p, teacher forcing, static decoder)."""
+        for `ARGenerator.sample` (guidance, temperature, top-k/p, teacher forcing, static decoder).
+        `cfg_interval` >= 0: LlamaGen's `cfg_interval`, tokens after index cfg_interval + 1 are drawn unguided."""
         check_guidance(cfg, cfg_schedule, cfg_power)
         if temperature < 0:
             raise ConfigError(f"temperature must be >= 0, got {temperature}")
@@ -68,7 +73,7 @@ class ReleasedAR(IdGenerator):
         self.check_inputs(labels=labels)
         B, dev = labels.shape[0], labels.device
         keep_mask, prefix_tokens = self.kept_tokens(keep_mask, prefix_tokens, B, dev)
-        rule = DrawRule(cfg, cfg_schedule, cfg_power, temperature, top_k, top_p)
+        rule = DrawRule(cfg, cfg_schedule, cfg_power, temperature, top_k, top_p, int(cfg_interval))
         if static_cache:
             if not use_cache:
                 raise ConfigError("static_cache needs use_cache=True")
@@ -114,7 +119,7 @@ class ReleasedAR(IdGenerator):
         opts = self.sampling(opts)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=generator, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power,
-                           static_cache=opts.static_cache)
+                           static_cache=opts.static_cache, cfg_interval=self.guidance_interval(opts))
 
     def paired(self, real: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any, rng: torch.Generator,
                mask_rng: torch.Generator) -> torch.Tensor:
@@ -124,7 +129,8 @@ class ReleasedAR(IdGenerator):
         keep = self.keep_draw(real, sigma, mask_rng)
         return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
                            generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
-                           cfg_power=opts.cfg_power, static_cache=opts.static_cache)
+                           cfg_power=opts.cfg_power, static_cache=opts.static_cache,
+                           cfg_interval=self.guidance_interval(opts))
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer of another grid or vocabulary, or another fingerprint than the converted one's."""
