@@ -15,7 +15,7 @@ import pytest
 from robustok.cli import main
 from robustok.errors import RobustokError
 from robustok.generator.ar import ARConfig, ARGenerator
-from robustok.outputs import OutputExistsError, check_out, commit_dir, staged_dir
+from robustok.outputs import OutputExistsError, check_out, staged_output
 from robustok.tokenizer import Tokenizer
 from tests.helpers import gray_class_folder, tiny16_tokenizer
 
@@ -141,19 +141,22 @@ def test_killed_pretokenize_leaves_no_half_store(w, tmp_path, site):
         r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
     assert _tree(old) == before and not new.exists()
+    assert any(n.startswith(".new.build-") for n in _hidden(tmp_path))  # the killed run's build folder ...
     assert main(_pre(w, new)) == 0 and (new / "manifest.json").is_file()
-    assert not (tmp_path / ".new.tmp").exists()
+    assert not [n for n in _hidden(tmp_path) if n.startswith(".new.")]  # ... removed by the next run into `new`
 
 
 def test_commit_rechecks_and_staging_errors(tmp_path):
     out = tmp_path / "o"
-    tmp = staged_dir(out, overwrite=False)
-    (tmp / "a.txt").write_text("new")
-    _old(out)                                           # appeared while we were working
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        commit_dir(tmp, out, overwrite=False)
-    assert (out / "mine.txt").is_file()
-    commit_dir(tmp, out, overwrite=True)
+        with staged_output(out, overwrite=False) as staged:
+            (staged.build / "a.txt").write_text("new")
+            _old(out)                                   # appeared while we were working
+            staged.commit()
+    assert (out / "mine.txt").is_file() and _hidden(tmp_path) == []   # the failed run's build folder is gone
+    with staged_output(out, overwrite=True) as staged:
+        (staged.build / "a.txt").write_text("new")
+        staged.commit()
     assert sorted(p.name for p in out.iterdir()) == ["a.txt"] and _hidden(tmp_path) == []
     (tmp_path / "f").write_text("x")
     with pytest.raises(RobustokError, match="exists and is not a folder"):
@@ -188,8 +191,8 @@ def test_overwrite_replaces_a_link_not_its_target(tmp_path):
     target = tmp_path / "target"
     before = _old(target)
     (tmp_path / "link").symlink_to(target)
-    tmp = staged_dir(tmp_path / "link", overwrite=True)
-    (tmp / "new.txt").write_text("new")
-    commit_dir(tmp, tmp_path / "link", overwrite=True)
+    with staged_output(tmp_path / "link", overwrite=True) as staged:
+        (staged.build / "new.txt").write_text("new")
+        staged.commit()
     assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "new.txt").is_file()
     assert _tree(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]

@@ -34,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_external
 
     from robustok.errors import ConfigError
-    from robustok.outputs import check_out, commit_dir, discard, staged_dir
+    from robustok.outputs import check_disjoint, check_out, staged_output
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
+    check_disjoint(args.out, {"checkpoint": args.file})
 
     overrides: dict = {"image_size": args.image_size} if args.image_size else {}
     for item in args.set:
@@ -47,13 +48,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"--set {item!r} is not of the form key=value")
         overrides[key] = int(value) if value.lstrip("-").isdigit() else value
     tok = load_external(args.kind, args.file, weights=args.weights, **overrides)
-    tmp = staged_dir(args.out, args.overwrite)  # written under a temporary name, renamed when complete
-    try:
-        tok.save_pretrained(tmp)
-        commit_dir(tmp, args.out, args.overwrite)
-    except BaseException:
-        discard(tmp)
-        raise
+    with staged_output(args.out, args.overwrite) as staged:  # written under a temporary name, renamed when complete
+        tok.save_pretrained(staged.build)
+        staged.commit()
     kind = f"{tok.codebook_size} codes" if tok.is_discrete else "continuous latents"
     print(f"{args.file} -> {args.out} ({type(tok).__name__}, {kind}, {tok.grid_size}x{tok.grid_size} grid)")
     return 0

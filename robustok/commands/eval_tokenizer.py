@@ -57,11 +57,14 @@ def run(args: argparse.Namespace) -> int:
     from robustok.train.dist import setup
 
     from robustok.data.spec import parse_data_spec
+    from robustok.outputs import check_disjoint
     from robustok.validation import check_writable
 
     metrics = parse_metrics(args.metrics)
     check_writable(args.json, "--json")
-    parse_data_spec(args.data, what="--data")
+    data = parse_data_spec(args.data, what="--data")
+    if args.json:
+        check_disjoint(args.json, {"tokenizer": args.tokenizer, "--data": data.local_path}, "--json")
     if args.num_images is not None and args.num_images < 2:
         raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
     info = setup()  # under torchrun: a process group, each rank evaluates a strided shard

@@ -59,7 +59,8 @@ def _net(args):
 
 
 def run_fid(args: argparse.Namespace) -> int:
-    from robustok.data.spec import parse_data_spec
+    from robustok.data.spec import data_path, parse_data_spec
+    from robustok.outputs import check_disjoint
     from robustok.errors import ConfigError
     from robustok.evaluation import SAMPLE_METRICS, evaluate_samples
     from robustok.metrics.distributed import rank_world
@@ -70,6 +71,8 @@ def run_fid(args: argparse.Namespace) -> int:
     check_writable(args.json, "--json")
     for spec in (args.a, args.b):
         parse_data_spec(spec, allow_npz=True)
+    if args.json:
+        check_disjoint(args.json, {"A": data_path(args.a), "B": data_path(args.b)}, "--json")
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not wanted or any(m not in SAMPLE_METRICS for m in wanted):
         raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
@@ -107,12 +110,14 @@ def run_stats(args: argparse.Namespace) -> int:
     from robustok.metrics.fid import save_stats, source_stats
     from robustok.metrics.sources import is_stats_file
 
-    from robustok.data.spec import parse_data_spec
+    from robustok.data.spec import data_path, parse_data_spec
     from robustok.errors import DataError
+    from robustok.outputs import check_disjoint
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out")
     parse_data_spec(args.spec, allow_npz=True)
+    check_disjoint(args.out, {"spec": data_path(args.spec)})
     if is_stats_file(args.spec):
         raise DataError(f"{args.spec}: already a statistics file")
     net = _net(args)

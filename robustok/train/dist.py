@@ -79,3 +79,12 @@ def average_gradients(params) -> None:
 def barrier() -> None:
     if initialized():
         dist.barrier()
+
+
+def broadcast_object(obj: object) -> object:
+    """Rank 0's `obj` on every rank (picklable; identity without a process group)."""
+    if not initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
