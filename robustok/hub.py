@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -18,10 +19,10 @@ from typing import Any, BinaryIO, ClassVar, Iterator, Mapping, TypeVar
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from robustok.config import from_dict
-from robustok.errors import CheckpointError
+from robustok.errors import CheckpointError, WriteError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -56,19 +57,80 @@ def remove_stale_temps(directory: str | Path) -> None:
             f.unlink(missing_ok=True)
 
 
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+
+
+def _umask() -> int:
+    """The process umask (read without changing it where /proc allows)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode of a new file under the umask (0644 under the usual 022), which `mkstemp`'s 0600 would not be."""
+    return 0o666 & ~_umask()
+
+
+def _mb(n: float) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def free_space(path: str | Path) -> int:
+    """Free bytes on the file system holding `path` (or its nearest existing parent)."""
+    import shutil
+
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
+def write_error(code: int, path: str | Path, need: int | None = None, at_least: int | None = None) -> WriteError:
+    """A one-line `WriteError` for a full disk (errno `code` ENOSPC/EDQUOT: naming `path`, the free space and
+    `need` bytes, or more than `at_least`) or a failing one (EIO)."""
+    if code == errno.EIO:
+        return WriteError(f"{path}: input/output error while writing (a failing disk or a lost mount?); nothing "
+                          "was replaced and temporary files were removed", code)
+    needed = _mb(need) if need is not None else f"more than {_mb(at_least or 0)}"
+    return WriteError(f"{path}: no space left on the device ({_mb(free_space(path))} free, {needed} needed); "
+                      "nothing was replaced and temporary files were removed: free some space and run again", code)
+
+
 @contextlib.contextmanager
-def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+def atomic_file(path: str | Path, size: int | None = None) -> Iterator[BinaryIO]:
     """A binary file that appears at `path` only when the block ends without error (temp file in the same
-    folder, fsync, atomic rename); on error the temp file is removed and `path` is untouched."""
+    folder, fsync, atomic rename; mode as for a new file under the umask); on error the temp file is removed and
+    `path` is untouched. A full or failing disk raises `WriteError` naming `path` and the space needed (`size`
+    bytes if known)."""
+    from robustok.train.faults import fault_point
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
             yield f
+            fault_point("write", path)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
+        Path(tmp).unlink(missing_ok=True)
+        if err.errno in DISK_ERRORS:
+            raise write_error(err.errno, path, size, written) from None
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -76,22 +138,16 @@ def atomic_file(path: str | Path) -> Iterator[BinaryIO]:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file in the same folder and an atomic rename."""
-    with atomic_file(path) as f:
+    with atomic_file(path, len(data)) as f:
         f.write(data)
 
 
 def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Atomically write a safetensors file (tensors made contiguous and moved to CPU)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Atomically write a safetensors file (tensors made contiguous and moved to CPU); see `atomic_file`."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
 
 
 def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:

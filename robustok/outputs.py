@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
 from robustok.errors import RobustokError
+from robustok.hub import DISK_ERRORS, write_error
 
 
 class OutputExistsError(RobustokError):
@@ -165,11 +166,25 @@ def _start(out: Path, overwrite: bool, what: str, stack: contextlib.ExitStack) -
     return staged
 
 
+def _size(folder: Path) -> int:
+    """Bytes of the files under `folder` (0 if it is gone)."""
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
+
+
+def _discard(staged: Staged, world: int) -> None:
+    """Remove a failed run's folders (one process; under `torchrun` other ranks may still write into them, so
+    the next run into the same output removes them)."""
+    if world == 1:
+        shutil.rmtree(staged.build, ignore_errors=True)
+        shutil.rmtree(staged.parts, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iterator[Staged]:
     """This run's `Staged` folders for `out` (every rank gets rank 0's), with `out`'s lock held by rank 0 for
     the block. Call `commit()` on rank 0 inside the block. On an error the build and parts folders are removed
-    (one process; under `torchrun` the next run removes them); on success the parts folder is."""
+    (one process; under `torchrun` the next run removes them), a full or failing disk raising a `WriteError`
+    that names the file; on success the parts folder is removed."""
     from robustok.metrics.distributed import rank_world
     from robustok.train.dist import barrier, broadcast_object
 
@@ -190,10 +205,14 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
                 raise RobustokError(error)
         try:
             yield staged
+        except OSError as err:
+            written = _size(staged.build) + _size(staged.parts)
+            _discard(staged, world)
+            if err.errno in DISK_ERRORS:
+                raise write_error(err.errno, err.filename or staged.build, at_least=written) from None
+            raise
         except BaseException:
-            if world == 1:
-                shutil.rmtree(staged.build, ignore_errors=True)
-                shutil.rmtree(staged.parts, ignore_errors=True)
+            _discard(staged, world)
             raise
         barrier()
         if rank == 0:

@@ -16,7 +16,6 @@ the un-augmented image, view 1 its horizontal flip, views >= 2 the paper's rando
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from pathlib import Path
 from typing import Any, Iterator, Optional

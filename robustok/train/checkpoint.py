@@ -19,8 +19,9 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from robustok.errors import CheckpointError
-from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors, remove_stale_temps, save_tensors
+from robustok.errors import CheckpointError, WriteError
+from robustok.hub import (DISK_ERRORS, atomic_write_bytes, load_state_checked, load_tensors, remove_stale_temps,
+                          save_tensors, write_error)
 from robustok.train.faults import fault_point
 
 PATTERN = re.compile(r"^step-(\d{7,})$")
@@ -127,18 +128,26 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    files = []
-    for name, state in states.items():
-        save_tensors(state, tmp / f"{name}.safetensors")
-        files.append(f"{name}.safetensors")
-        fault_point("ckpt-file")
     buf = io.BytesIO()
     torch.save(trainer_state, buf)
-    atomic_write_bytes(tmp / "trainer.pt", buf.getvalue())
-    files.append("trainer.pt")
-    fault_point("ckpt-file")
-    atomic_write_bytes(tmp / MARKER, json.dumps({"step": step, "files": files}).encode())
+    need = sum(t.numel() * t.element_size() for s in states.values() for t in s.values()) + buf.tell()
+    try:
+        tmp.mkdir(parents=True)
+        files = []
+        for name, state in states.items():
+            save_tensors(state, tmp / f"{name}.safetensors")
+            files.append(f"{name}.safetensors")
+            fault_point("ckpt-file", tmp / f"{name}.safetensors")
+        atomic_write_bytes(tmp / "trainer.pt", buf.getvalue())
+        files.append("trainer.pt")
+        fault_point("ckpt-file", tmp / "trainer.pt")
+        atomic_write_bytes(tmp / MARKER, json.dumps({"step": step, "files": files}).encode())
+    except (OSError, WriteError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoints stay as they were
+        code = err.code if isinstance(err, WriteError) else err.errno
+        if code in DISK_ERRORS:
+            raise write_error(code, final, need) from None  # names the checkpoint and its whole size
+        raise
     if final.exists():
         _remove(final)
     tmp.rename(final)
