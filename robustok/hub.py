@@ -22,9 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from robustok.config import from_dict
-from robustok.errors import CheckpointError, WriteError
+from robustok.errors import CheckpointError, ConfigError, WriteError
 
 CONFIG_NAME = "config.json"
+FORMAT = "robustok/1"   # config.json + model.safetensors; keys added since: the config classes' ADDED_KEYS
 WEIGHTS_NAME = "model.safetensors"
 M = TypeVar("M", bound="Pretrained")
 
@@ -206,6 +207,33 @@ def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict
     return meta
 
 
+def config_from_file(schema: type, data: Any, path: Path) -> Any:
+    """A model's config (dataclass `schema`) from the "config" object of its `config.json` at `path`.
+
+    Every key of the file's format (robustok/1) must be there: a missing one is an error naming the file and the
+    key (a silent default could load another model). The only keys that may be missing are those added to the
+    format later, listed with the reason their default reproduces older files in the schema's `ADDED_KEYS`.
+    Unknown keys and bad values are errors naming the file too."""
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: 'config' is not a JSON object")
+    if dataclasses.is_dataclass(schema):
+        names = [f.name for f in dataclasses.fields(schema)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise CheckpointError(f"{path}: unknown key {unknown[0]!r} for {schema.__name__} (written by a newer "
+                                  f"robustok, or edited?); known keys: {', '.join(names)}")
+        added = getattr(schema, "ADDED_KEYS", {})  # a ClassVar of the config class
+        missing = [n for n in names if n not in data and n not in added]
+        if missing:
+            raise CheckpointError(f"{path}: key {missing[0]!r} of {schema.__name__} is missing; every "
+                                  f"{FORMAT} file holds it (was the file edited or cut short?): restore it rather "
+                                  "than let a default decide which model this is")
+    try:
+        return from_dict(schema, data)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
 def load_by_class(directory: str | Path, classes: Mapping[str, type[M]], what: str,
                   map_location: str | torch.device = "cpu") -> M:
     """Load a model directory whose `config.json` names one of `classes` (dispatch by the "class" field)."""
@@ -232,7 +260,7 @@ class Pretrained(torch.nn.Module):
         """Write `config.json` and `model.safetensors` (of `state`, default this model's weights)."""
         directory = Path(directory)
         remove_stale_temps(directory)
-        meta = {"class": type(self).__name__, "config": self.config_dict(), "format": "robustok/1"}
+        meta = {"class": type(self).__name__, "config": self.config_dict(), "format": FORMAT}
         save_tensors(state if state is not None else self.state_dict(), directory / WEIGHTS_NAME)
         atomic_write_bytes(directory / CONFIG_NAME, json.dumps(meta, indent=2).encode())
         return directory
@@ -243,7 +271,7 @@ class Pretrained(torch.nn.Module):
         if meta.get("class") != cls.__name__ or "config" not in meta:
             raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {meta.get('class')!r}, "
                                   f"not a robustok {cls.__name__}")
-        return from_dict(cls.config_class, meta["config"])
+        return config_from_file(cls.config_class, meta["config"], Path(directory) / CONFIG_NAME)
 
     @classmethod
     def from_pretrained(cls: type[M], directory: str | Path, map_location: str | torch.device = "cpu") -> M:

@@ -66,7 +66,7 @@ def run_fid(args: argparse.Namespace) -> int:
     from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe
     from robustok.metrics.sources import read_sample_labels
-    from robustok.validation import check_writable
+    from robustok.validation import check_writable, note_fewer
 
     check_writable(args.json, "--json")
     for spec in (args.a, args.b):
@@ -90,6 +90,8 @@ def run_fid(args: argparse.Namespace) -> int:
                            resolution=args.resolution, data_root=args.data_root)
     if not out:
         return 0
+    for spec, n in zip((args.a, args.b), out["num_images"]):
+        note_fewer(args.num_images, n, spec)
     label = f"FID-{net.name}"
     print(f"{label}: {out['fid']:.4f}  (A: {out['num_images'][0]} images, B: {out['num_images'][1]} images)")
     if "is" in wanted:
@@ -113,7 +115,7 @@ def run_stats(args: argparse.Namespace) -> int:
     from robustok.data.spec import data_path, parse_data_spec
     from robustok.errors import DataError
     from robustok.outputs import check_disjoint
-    from robustok.validation import check_writable
+    from robustok.validation import check_writable, note_fewer
 
     check_writable(args.out, "--out")
     parse_data_spec(args.spec, allow_npz=True)
@@ -127,6 +129,7 @@ def run_stats(args: argparse.Namespace) -> int:
     s = source_stats(args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution)
     if not main:
         return 0
+    note_fewer(args.num_images, s.stats.n, args.spec)
     save_stats(args.out, s, net.name)
     print(f"wrote {args.out}: {net.name} statistics of {s.stats.n} images ({s.image_size[0]}x{s.image_size[1]})")
     return 0

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.data.spec import parse_data_spec
     from robustok.train.dist import setup
     from robustok.outputs import check_disjoint, check_out
-    from robustok.validation import check_writable
+    from robustok.validation import check_writable, note_fewer
 
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
@@ -56,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite)
     if not info.is_main:
         return 0
+    if args.num_images is not None:
+        note_fewer(args.num_images * args.views, m["count"], f"{args.data} ({args.views} view(s) each)")
     what = f"ids (K={m['codebook_size']})" if m["kind"] == "ids" else f"latents ({m['latent_channels']} channels)"
     print(f"wrote {m['count']} entries of {what} on a {m['grid'][0]}x{m['grid'][1]} grid to {args.out} "
           f"({len(m['shards'])} {args.format} shard(s), tokenizer {m['tokenizer_fingerprint']})")

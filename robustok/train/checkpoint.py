@@ -26,6 +26,7 @@ from robustok.train.faults import fault_point
 
 PATTERN = re.compile(r"^step-(\d{7,})$")
 MARKER = "complete.json"
+RANKS = "ranks.safetensors"   # under torchrun: the buffers of ranks 1.. (rank 0's are in the module files)
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -114,13 +115,47 @@ def clean_stale(run_dir: str | Path) -> None:
             _remove(p)
 
 
+def rank_buffers(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """This process's persistent buffers of `modules` as `<module>/<buffer>` -> CPU tensor. Under `torchrun` some
+    differ between ranks (e.g. the discriminator's LeCam EMAs of each rank's own logits); a checkpoint keeps
+    every rank's so that a resumed run continues each rank exactly."""
+    out = {}
+    for name, module in modules.items():
+        names = {n for n, _ in module.named_buffers()}
+        out.update({f"{name}/{k}": v.detach().cpu().clone() for k, v in module.state_dict().items() if k in names})
+    return out
+
+
+def load_rank_buffers(path: str | Path, modules: dict[str, nn.Module], rank: int) -> bool:
+    """Load rank `rank`'s buffers from checkpoint `path`'s `ranks.safetensors`; False if it holds none for it
+    (a 1-process checkpoint, another number of processes, or a checkpoint of an earlier version)."""
+    f = Path(path) / RANKS
+    if not f.is_file():
+        return False
+    mine = {k.split("/", 1)[1]: v for k, v in load_tensors(f).items() if k.split("/", 1)[0] == str(rank)}
+    if not mine:
+        return False
+    for name, module in modules.items():
+        own = dict(module.named_buffers())
+        with torch.no_grad():
+            for k, v in mine.items():
+                mod, _, buf = k.partition("/")
+                if mod == name and buf in own:
+                    own[buf].copy_(v)
+    return True
+
+
 def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module], trainer_state: dict,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, ranks: Optional[list[dict[str, torch.Tensor]]] = None) -> Path:
     """Write modules (safetensors) + `trainer.pt` (optimizer/scheduler/RNG state) atomically; prune old ones.
+    `ranks` (under `torchrun`): every rank's `rank_buffers`, kept for ranks 1.. in `ranks.safetensors`.
 
     Refuses (CheckpointError) to save non-finite weights or optimiser state: a checkpoint is always resumable.
     """
     states = {name: module.state_dict() for name, module in modules.items()}
+    if ranks and any(ranks[1:]):
+        states[RANKS.split(".")[0]] = {f"{r}/{k}": v for r, buffers in enumerate(ranks) if r > 0
+                                       for k, v in buffers.items()}
     bad = non_finite(states) or non_finite(trainer_state)
     if bad:
         raise CheckpointError(f"not saving the step-{step} checkpoint: {bad} is not finite")

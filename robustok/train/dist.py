@@ -88,3 +88,12 @@ def broadcast_object(obj: object) -> object:
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def gather_to_main(obj: object) -> list:
+    """Every rank's picklable `obj`, in rank order, on rank 0 (other ranks: []; without a process group: [obj])."""
+    if not initialized():
+        return [obj]
+    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out if out is not None else []
