@@ -79,8 +79,13 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def _mb(n: float) -> str:
-    return f"{n / 2**20:.1f} MB"
+def size_text(n: float) -> str:
+    """Bytes as a short human-readable size (1.5 MB, 77.5 GB)."""
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
 
 
 def free_space(path: str | Path) -> int:
@@ -96,15 +101,21 @@ def free_space(path: str | Path) -> int:
         return 0
 
 
-def write_error(code: int, path: str | Path, need: int | None = None, at_least: int | None = None) -> WriteError:
-    """A one-line `WriteError` for a full disk (errno `code` ENOSPC/EDQUOT: naming `path`, the free space and
-    `need` bytes, or more than `at_least`) or a failing one (EIO)."""
+def write_error(code: int, path: str | Path, need: int | None = None, at_least: int | None = None,
+                file: str | None = None, label: str = "") -> WriteError:
+    """A one-line `WriteError` for a full disk (errno `code` ENOSPC/EDQUOT: naming `path` (as `label`, e.g.
+    "--out X", if given), the free space there and `need` bytes, or more than `at_least`) or a failing one
+    (EIO); `file`: the file whose write failed, if not `path` itself."""
+    name = label or str(path)
+    where = f" while writing {file}" if file else " while writing"
     if code == errno.EIO:
-        return WriteError(f"{path}: input/output error while writing (a failing disk or a lost mount?); nothing "
-                          "was replaced and temporary files were removed", code)
-    needed = _mb(need) if need is not None else f"more than {_mb(at_least or 0)}"
-    return WriteError(f"{path}: no space left on the device ({_mb(free_space(path))} free, {needed} needed); "
-                      "nothing was replaced and temporary files were removed: free some space and run again", code)
+        return WriteError(f"{name}: input/output error{where} (a failing disk or a lost mount?); nothing was "
+                          "replaced and temporary files were removed", code, str(path))
+    needed = (f", {size_text(need)} needed" if need is not None else
+              f", more than {size_text(at_least)} needed" if at_least else "")
+    return WriteError(f"{name}: no space left on the device{where if file else ''} ({size_text(free_space(path))} "
+                      f"free{needed}); nothing was replaced and temporary files were removed: free some "
+                      "space and run again", code, str(path))
 
 
 @contextlib.contextmanager
@@ -118,16 +129,19 @@ def atomic_file(path: str | Path, size: int | None = None) -> Iterator[BinaryIO]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
+    written = 0
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
-            yield f
-            fault_point("write", path)
-            f.flush()
-            os.fsync(f.fileno())
+            try:
+                yield f
+                fault_point("write", path)
+                f.flush()
+                os.fsync(f.fileno())
+            finally:
+                written = f.tell()
         os.replace(tmp, path)
     except OSError as err:
-        written = os.path.getsize(tmp) if os.path.exists(tmp) else 0
         Path(tmp).unlink(missing_ok=True)
         if err.errno in DISK_ERRORS:
             raise write_error(err.errno, path, size, written) from None

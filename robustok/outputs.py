@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
-from robustok.errors import RobustokError
+from robustok.errors import RobustokError, WriteError
 from robustok.hub import DISK_ERRORS, write_error
 
 
@@ -205,12 +205,15 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
                 raise RobustokError(error)
         try:
             yield staged
-        except OSError as err:
+        except (OSError, WriteError) as err:
+            code = err.code if isinstance(err, WriteError) else err.errno
             written = _size(staged.build) + _size(staged.parts)
             _discard(staged, world)
-            if err.errno in DISK_ERRORS:
-                raise write_error(err.errno, err.filename or staged.build, at_least=written) from None
-            raise
+            if code not in DISK_ERRORS:
+                raise
+            failed = Path(err.path if isinstance(err, WriteError) else err.filename or staged.build)
+            raise write_error(code, out, at_least=written, label=f"{what} {out}",  # this run had written that much
+                              file=failed.name if failed != staged.build else None) from None
         except BaseException:
             _discard(staged, world)
             raise

@@ -196,3 +196,126 @@ def test_overwrite_replaces_a_link_not_its_target(tmp_path):
         staged.commit()
     assert not (tmp_path / "link").is_symlink() and (tmp_path / "link" / "new.txt").is_file()
     assert _tree(target) == before and sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
+# --- two writers, one output: the second stops at once, naming the first; made deterministic by SIGSTOP -------
+def _stopped_writer(argv: list[str], site: str) -> subprocess.Popen:
+    """robustok `argv` in a subprocess that stops itself (SIGSTOP, fault action `stop`) at fault `site`, i.e.
+    while it holds its output's lock and has written part of its build folder."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ROBUSTOK_FAULT_AT": f"{site}:stop"}
+    p = subprocess.Popen([sys.executable, "-m", "robustok.cli", *argv], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    _, status = os.waitpid(p.pid, os.WUNTRACED)
+    if not os.WIFSTOPPED(status):
+        p.returncode = os.waitstatus_to_exitcode(status)
+        pytest.fail(f"{argv[0]} ended (status {p.returncode}) before reaching {site}: {p.stderr.read()[-2000:]}")
+    return p
+
+
+def _finish(p: subprocess.Popen) -> str:
+    os.kill(p.pid, signal.SIGCONT)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0, err[-2000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tok_b(w) -> Path:
+    """A second tokenizer (another seed: another fingerprint) for a competing writer."""
+    tiny16_tokenizer(seed=1).save_pretrained(w / "tok_b")
+    return w / "tok_b"
+
+
+def test_two_pretokenize_writers_into_one_out(w, tmp_path, tok_b, capsys):
+    import json
+
+    out = tmp_path / "tokens"
+    assert main(_pre(w, out)) == 0                      # an existing store, replaced only by a complete one
+    before = _tree(out)
+    first = _stopped_writer(_pre(w, out, "--overwrite"), "store-batch:1")
+    try:
+        second = ["pretokenize", str(tok_b), *_pre(w, out, "--overwrite")[2:]]
+        assert main(second) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}: another run is writing it (pid {first.pid} " in err and "Traceback" not in err
+        assert main(["make-shards", str(w / "imgs"), "--out", str(out), "--overwrite"]) == 2   # any writer
+        assert f"pid {first.pid}" in capsys.readouterr().err
+        assert _tree(out) == before                     # the first run's store is still being built aside
+    finally:
+        _finish(first)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tokenizer_fingerprint"] == Tokenizer.from_pretrained(w / "tok").fingerprint()
+    assert _hidden(tmp_path) == []                      # no build, parts, old or lock file left
+
+
+def test_two_sample_writers_into_one_out(w, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "samples"
+    first = _stopped_writer(_sample(w, out, "--overwrite", "--seed", "1"), "samples-batch:1")
+    try:
+        assert main(_sample(w, out, "--overwrite", "--seed", "2")) == 2
+        err = capsys.readouterr().err
+        assert f"pid {first.pid}" in err and not out.exists()
+    finally:
+        _finish(first)
+    with np.load(out / "samples.npz") as f:              # the PNGs are the samples.npz beside them
+        images, labels = f["arr_0"], f["arr_1"]
+    pngs = sorted(out.glob("*/*.png"), key=lambda p: p.name)
+    assert len(pngs) == len(images) == 5
+    for k, png in enumerate(pngs):
+        assert int(png.stem) == k and np.array_equal(np.asarray(Image.open(png)), images[k, :, :, 0])
+    assert _hidden(tmp_path) == []
+
+
+def test_stale_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
+    out = tmp_path / "o"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [tmp_path / f".o.{kind}-{dead.pid}-0badc0de" for kind in ("build", "parts", "old")]
+    live = [tmp_path / ".o.build-1-feedbeef", tmp_path / ".other.build-{}-0badc0de".format(dead.pid)]
+    for d in stale + live:                              # pid 1 is alive; another output's folder is not ours
+        (d / "sub").mkdir(parents=True)
+    with staged_output(out, overwrite=False) as staged:
+        assert not any(d.exists() for d in stale) and all(d.is_dir() for d in live)
+        (staged.build / "a.txt").write_text("new")
+        staged.commit()
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    assert _hidden(tmp_path) == sorted(d.name for d in live)
+
+
+# --- full or failing disks: exit 1, one line naming the file, temp folders removed, the old output intact ---------
+DISK_CASES = [
+    # (id, command, fault (see robustok.train.faults), message after "robustok <command>: error: --out <out>: ")
+    ("pretokenize-enospc-in-a-shard", "pretokenize", "write:2:enospc",
+     r"no space left on the device while writing labels-00000\.npy \([\d.]+ [kMG]?B free, more than [\d.]+ "
+     r"[kMG]?B needed\)"),
+    ("pretokenize-eio-after-a-batch", "pretokenize", "store-batch:2:eio", r"input/output error while writing"),
+    ("sample-enospc-after-a-batch", "sample", "samples-batch:2:enospc",
+     r"no space left on the device \([\d.]+ [kMG]?B free, more than [\d.]+ [kMG]?B needed\)"),
+    ("sample-eio-after-the-last-batch", "sample", "samples-batch:3:eio", r"input/output error"),
+]
+
+
+@pytest.mark.parametrize("command,fault,pattern", [c[1:] for c in DISK_CASES], ids=[c[0] for c in DISK_CASES])
+def test_full_or_failing_disk(w, tmp_path, monkeypatch, capsys, command, fault, pattern):
+    import re
+
+    from robustok.train import faults
+
+    out = tmp_path / ("tokens" if command == "pretokenize" else "samples")
+    before = _old(out)
+    monkeypatch.setattr(faults, "_counts", {})
+    monkeypatch.setenv(faults.ENV, fault)
+    argv = (_pre if command == "pretokenize" else _sample)(w, out, "--overwrite")
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"robustok {command}: error: --out {out}: "), lines
+    assert re.search(pattern, lines[0]), lines[0]
+    assert _tree(out) == before and _hidden(tmp_path) == []
+
+
+def test_a_note_when_num_images_exceeds_the_data(w, capsys):
+    assert main(["fid", str(w / "imgs"), str(w / "imgs"), "--features", "random", "--num-images", "50"]) == 0
+    assert f"note: --num-images 50 exceeds the 8 images of {w / 'imgs'}; all 8 were used" in capsys.readouterr().err

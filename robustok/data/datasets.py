@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 from typing import Iterator, Optional
@@ -49,9 +50,9 @@ def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
         if data is None:
             if Path(path).stat().st_size == 0:
                 raise DataError(f"{path}: empty (zero-byte) image file")
-            img = Image.open(path)
-        else:
-            img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow's warning about the size: check_pixels refuses it instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path if data is None else io.BytesIO(data))
         check_pixels(path, img.size)  # from the header, before anything is decoded
         img.load()
     except DataError:
