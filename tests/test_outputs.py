@@ -261,7 +261,7 @@ def test_two_sample_writers_into_one_out(w, tmp_path, capsys):
     finally:
         _finish(first)
     with np.load(out / "samples.npz") as f:              # the PNGs are the samples.npz beside them
-        images, labels = f["arr_0"], f["arr_1"]
+        images = f["arr_0"]
     pngs = sorted(out.glob("*/*.png"), key=lambda p: p.name)
     assert len(pngs) == len(images) == 5
     for k, png in enumerate(pngs):

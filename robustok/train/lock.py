@@ -1,9 +1,9 @@
 """Exclusive locks: two processes never train into the same `run.dir` at once (`run_lock`), and never write
 the same output at once (`path_lock`, used by `robustok.outputs`).
 
-`<dir>/.lock` (a run) or `.<name>.lock` next to an output is held with `fcntl.flock`, which the kernel releases when the holder dies, so the lock of a
-killed run is free again (stale locks are taken over); the file records the holder's pid and host for the
-error message. Re-entrant within one process (post-training locks its folder around the training loop).
+`<dir>/.lock` (a run) or `.<name>.lock` next to an output is held with `fcntl.flock`, which the kernel
+releases when the holder dies, so the lock of a killed run is free again (stale locks are taken over); the file
+records the holder's pid and host for the error message. Re-entrant within one process (post-training locks its folder around the training loop).
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def _acquire_flock(path: Path, busy: Callable[[Path, str], str] = _run_busy) -> 
         os.close(fd)
 
 
-def _acquire_pidfile(path: Path, busy: Callable[[Path, str], str] = _run_busy) -> int:  # platforms without fcntl: O_EXCL pid file, dead holders taken over
+def _acquire_pidfile(path: Path, busy: Callable[[Path, str], str] = _run_busy) -> int:
+    """Platforms without fcntl: an O_EXCL pid file; the file of a dead holder is taken over."""
     for _ in range(2):
         try:
             return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
