@@ -94,6 +94,6 @@ def gather_to_main(obj: object) -> list:
     """Every rank's picklable `obj`, in rank order, on rank 0 (other ranks: []; without a process group: [obj])."""
     if not initialized():
         return [obj]
-    out = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-    dist.gather_object(obj, out, dst=0)
-    return out if out is not None else []
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)  # all_gather: supported by every backend (small objects only)
+    return out if dist.get_rank() == 0 else []
