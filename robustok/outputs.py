@@ -81,22 +81,28 @@ _active: set[str] = set()  # this process's build folders in use (its own pid is
 
 
 def remove_stale(out: str | Path) -> list[Path]:
-    """Remove the build, parts and set-aside folders next to `out` left by processes that are gone; return them.
-    Folders of live processes (another run in progress) are never touched."""
+    """Clear what runs into `out` that are gone left next to it; return the folders removed. A set-aside `out`
+    (`.old-`: the run died between its two renames, leaving no `out`) is renamed back to `out`, never deleted
+    unless `out` exists again; build and parts folders are removed. Folders of live processes are never touched."""
     out = Path(out)
     removed = []
     if not out.parent.is_dir():
         return removed
     ours = re.compile(rf"\.{re.escape(out.name)}\.(build|parts|old)-(\d+)-([0-9a-f]+)")
-    for p in out.parent.iterdir():
-        m = ours.fullmatch(p.name)
-        if not m:
-            continue
+    found = sorted((m.group(1) != "old", p, m) for p in out.parent.iterdir() if (m := ours.fullmatch(p.name)))
+    for _, p, m in found:  # set-aside folders first: the user's previous output goes back into place
         pid = int(m.group(2))
         mine = pid == os.getpid() and f"{pid}-{m.group(3)}" in _active
-        if not mine and (pid == os.getpid() or not _pid_alive(pid)):
+        if mine or (pid != os.getpid() and _pid_alive(pid)):
+            continue
+        if m.group(1) == "old" and not (out.exists() or out.is_symlink()):
+            p.rename(out)
+            continue
+        if p.is_symlink():
+            p.unlink()
+        else:
             shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
+        removed.append(p)
     return removed
 
 
@@ -145,7 +151,6 @@ def _start(out: Path, overwrite: bool, what: str, stack: contextlib.ExitStack) -
     """Rank 0's part of `staged_output`: lock, clean stale folders, create this run's build folder."""
     from robustok.train.lock import path_lock
 
-    check_out(out, overwrite, what)
     if not out.parent.is_dir():
         try:
             out.parent.mkdir(parents=True)
@@ -153,6 +158,7 @@ def _start(out: Path, overwrite: bool, what: str, stack: contextlib.ExitStack) -
             raise RobustokError(f"{what} {out}: cannot create its folder ({err.strerror or err})") from None
     stack.enter_context(path_lock(out.with_name(f".{out.name}.lock"), _busy(what, out)))
     remove_stale(out)
+    check_out(out, overwrite, what)  # after remove_stale: it may have put a set-aside `out` back
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     _active.add(token)
     stack.callback(_active.discard, token)

@@ -273,7 +273,7 @@ def test_stale_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     out = tmp_path / "o"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = [tmp_path / f".o.{kind}-{dead.pid}-0badc0de" for kind in ("build", "parts", "old")]
+    stale = [tmp_path / f".o.{kind}-{dead.pid}-0badc0de" for kind in ("build", "parts")]  # ".old-": below
     live = [tmp_path / ".o.build-1-feedbeef", tmp_path / ".other.build-{}-0badc0de".format(dead.pid)]
     for d in stale + live:                              # pid 1 is alive; another output's folder is not ours
         (d / "sub").mkdir(parents=True)
@@ -319,3 +319,23 @@ def test_full_or_failing_disk(w, tmp_path, monkeypatch, capsys, command, fault, 
 def test_a_note_when_num_images_exceeds_the_data(w, capsys):
     assert main(["fid", str(w / "imgs"), str(w / "imgs"), "--features", "random", "--num-images", "50"]) == 0
     assert f"note: --num-images 50 exceeds the 8 images of {w / 'imgs'}; all 8 were used" in capsys.readouterr().err
+
+
+def test_a_run_killed_between_its_two_renames_gets_the_old_folder_back(tmp_path):
+    """Killed after moving the user's `out` aside, before renaming its new folder into place: the next run into
+    `out` puts the old folder back (and then refuses it without --overwrite); one whose `out` was in place already
+    removes the set-aside copy."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "o"
+    before = _old(tmp_path / f".o.old-{dead.pid}-0badc0de")
+    (tmp_path / f".o.build-{dead.pid}-0badc0de").mkdir()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        with staged_output(out, overwrite=False):
+            pass
+    assert _tree(out) == before and _hidden(tmp_path) == []
+    _old(tmp_path / f".o.old-{dead.pid}-feedbeef")      # killed after the second rename, while deleting the old one
+    with staged_output(out, overwrite=True) as staged:
+        (staged.build / "a.txt").write_text("new")
+        staged.commit()
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt"] and _hidden(tmp_path) == []
