@@ -17,7 +17,7 @@ if __name__ == "__main__":      # `python -m robustok.cli`: shorten OpenMP spinn
 
 from robustok import __version__, commands
 from robustok.errors import RobustokError, WriteError
-from robustok.hub import DISK_ERRORS, write_error
+from robustok.hub import disk_errno, write_error
 from robustok.train import dist as rdist
 
 
@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robustok {args.command}: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:
-        if err.errno not in DISK_ERRORS:
+        code = disk_errno(err)
+        if code is None:
             raise
-        print(f"robustok {args.command}: error: {write_error(err.errno, err.filename or '(a file)')}", file=sys.stderr)
+        print(f"robustok {args.command}: error: {write_error(code, err.filename or '.')}", file=sys.stderr)
         return 1
     except RobustokError as err:
         print(f"robustok {args.command}: error: {_message(err)}", file=sys.stderr)

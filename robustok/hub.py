@@ -101,21 +101,29 @@ def free_space(path: str | Path) -> int:
         return 0
 
 
-def write_error(code: int, path: str | Path, need: int | None = None, at_least: int | None = None,
-                file: str | None = None, label: str = "") -> WriteError:
-    """A one-line `WriteError` for a full disk (errno `code` ENOSPC/EDQUOT: naming `path` (as `label`, e.g.
-    "--out X", if given), the free space there and `need` bytes, or more than `at_least`) or a failing one
-    (EIO); `file`: the file whose write failed, if not `path` itself."""
+def write_error(code: int, path: str | Path, need: int | None = None, file: str | None = None,
+                label: str = "") -> WriteError:
+    """A one-line `WriteError` for a full disk (errno `code` ENOSPC/EDQUOT) or a failing one (EIO), naming `path`
+    (as `label`, e.g. "--out X", if given), the file whose write failed (`file`, if not `path` itself), the free
+    space there and the space needed: `need` bytes when known, else more than what is free once the failed
+    run's partial files are gone (it did not fit)."""
     name = label or str(path)
-    where = f" while writing {file}" if file else " while writing"
+    where = f" while writing {file}" if file else ""
     if code == errno.EIO:
-        return WriteError(f"{name}: input/output error{where} (a failing disk or a lost mount?); nothing was "
-                          "replaced and temporary files were removed", code, str(path))
-    needed = (f", {size_text(need)} needed" if need is not None else
-              f", more than {size_text(at_least)} needed" if at_least else "")
-    return WriteError(f"{name}: no space left on the device{where if file else ''} ({size_text(free_space(path))} "
-                      f"free{needed}); nothing was replaced and temporary files were removed: free some "
-                      "space and run again", code, str(path))
+        return WriteError(f"{name}: input/output error{where or ' while writing'} (a failing disk or a lost "
+                          "mount?); nothing was replaced and temporary files were removed", code, str(path))
+    free = size_text(free_space(path))
+    space = f"{free} free, {size_text(need)} needed" if need is not None else f"needs more than the {free} free"
+    return WriteError(f"{name}: no space left on the device{where} ({space}); nothing was replaced and temporary "
+                      "files were removed: free some space and run again", code, str(path))
+
+
+def disk_errno(err: OSError) -> int | None:
+    """The errno of a write error, counting a short write (numpy's `OSError: N requested and M written`, which
+    carries no errno) as a full disk; None for other errors."""
+    if err.errno is None and "requested and" in str(err) and "written" in str(err):
+        return errno.ENOSPC
+    return err.errno if err.errno in DISK_ERRORS else None
 
 
 @contextlib.contextmanager
@@ -129,22 +137,19 @@ def atomic_file(path: str | Path, size: int | None = None) -> Iterator[BinaryIO]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=TEMP_SUFFIX)
-    written = 0
     try:
         os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as f:
-            try:
-                yield f
-                fault_point("write", path)
-                f.flush()
-                os.fsync(f.fileno())
-            finally:
-                written = f.tell()
+            yield f
+            fault_point("write", path)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        if err.errno in DISK_ERRORS:
-            raise write_error(err.errno, path, size, written) from None
+        code = disk_errno(err)
+        if code is not None:
+            raise write_error(code, path, size) from None
         raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

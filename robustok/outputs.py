@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterator, Mapping, Optional
 
 from robustok.errors import RobustokError, WriteError
-from robustok.hub import DISK_ERRORS, write_error
+from robustok.hub import disk_errno, write_error
 
 
 class OutputExistsError(RobustokError):
@@ -172,11 +172,6 @@ def _start(out: Path, overwrite: bool, what: str, stack: contextlib.ExitStack) -
     return staged
 
 
-def _size(folder: Path) -> int:
-    """Bytes of the files under `folder` (0 if it is gone)."""
-    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
-
-
 def _discard(staged: Staged, world: int) -> None:
     """Remove a failed run's folders (one process; under `torchrun` other ranks may still write into them, so
     the next run into the same output removes them)."""
@@ -212,13 +207,12 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
         try:
             yield staged
         except (OSError, WriteError) as err:
-            code = err.code if isinstance(err, WriteError) else err.errno
-            written = _size(staged.build) + _size(staged.parts)
+            code = err.code if isinstance(err, WriteError) else disk_errno(err)
             _discard(staged, world)
-            if code not in DISK_ERRORS:
+            if code is None:
                 raise
             failed = Path(err.path if isinstance(err, WriteError) else err.filename or staged.build)
-            raise write_error(code, out, at_least=written, label=f"{what} {out}",  # this run had written that much
+            raise write_error(code, out, label=f"{what} {out}",
                               file=failed.name if failed != staged.build else None) from None
         except BaseException:
             _discard(staged, world)

@@ -289,11 +289,10 @@ def test_stale_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
 DISK_CASES = [
     # (id, command, fault (see robustok.train.faults), message after "robustok <command>: error: --out <out>: ")
     ("pretokenize-enospc-in-a-shard", "pretokenize", "write:2:enospc",
-     r"no space left on the device while writing labels-00000\.npy \([\d.]+ [kMG]?B free, more than [\d.]+ "
-     r"[kMG]?B needed\)"),
+     r"no space left on the device while writing labels-00000\.npy \(needs more than the [\d.]+ [kMG]?B free\)"),
     ("pretokenize-eio-after-a-batch", "pretokenize", "store-batch:2:eio", r"input/output error while writing"),
     ("sample-enospc-after-a-batch", "sample", "samples-batch:2:enospc",
-     r"no space left on the device \([\d.]+ [kMG]?B free, more than [\d.]+ [kMG]?B needed\)"),
+     r"no space left on the device \(needs more than the [\d.]+ [kMG]?B free\)"),
     ("sample-eio-after-the-last-batch", "sample", "samples-batch:3:eio", r"input/output error"),
 ]
 
@@ -314,6 +313,31 @@ def test_full_or_failing_disk(w, tmp_path, monkeypatch, capsys, command, fault, 
     assert len(lines) == 1 and lines[0].startswith(f"robustok {command}: error: --out {out}: "), lines
     assert re.search(pattern, lines[0]), lines[0]
     assert _tree(out) == before and _hidden(tmp_path) == []
+
+
+@pytest.fixture()
+def small_disk(tmp_path) -> Path:
+    """A 160 kB tmpfs: a real full disk (where mounting is allowed, e.g. as root; else the test is skipped)."""
+    d = tmp_path / "small"
+    d.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(d)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield d
+    subprocess.run(["umount", str(d)], check=True)
+
+
+def test_a_real_full_disk(w, small_disk, capsys):
+    out, tokens = small_disk / "samples", small_disk / "tokens"
+    assert main(_sample(w, out)) == 0
+    before = _tree(out)
+    many = _sample(w, out, "--overwrite")
+    many[many.index("--num-images") + 1] = "300"
+    for argv, name in ((many, out), (_pre(w, tokens, "--views", "400"), tokens)):
+        assert main(argv) == 1
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and f"--out {name}: no space left on the device" in lines[0], lines
+        assert "needs more than the" in lines[0] and "Traceback" not in lines[0]
+    assert _tree(out) == before and sorted(p.name for p in small_disk.iterdir()) == ["samples"]
 
 
 def test_a_note_when_num_images_exceeds_the_data(w, capsys):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from robustok.errors import CheckpointError, WriteError
-from robustok.hub import (DISK_ERRORS, atomic_write_bytes, load_state_checked, load_tensors, remove_stale_temps,
+from robustok.hub import (atomic_write_bytes, disk_errno, load_state_checked, load_tensors, remove_stale_temps,
                           save_tensors, write_error)
 from robustok.train.faults import fault_point
 
@@ -179,8 +179,8 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
         atomic_write_bytes(tmp / MARKER, json.dumps({"step": step, "files": files}).encode())
     except (OSError, WriteError) as err:
         shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoints stay as they were
-        code = err.code if isinstance(err, WriteError) else err.errno
-        if code in DISK_ERRORS:
+        code = err.code if isinstance(err, WriteError) else disk_errno(err)
+        if code is not None:
             raise write_error(code, final, need) from None  # names the checkpoint and its whole size
         raise
     if final.exists():
