@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         code = disk_errno(err)
         if code is None:
             raise
-        print(f"robustok {args.command}: error: {write_error(code, err.filename or '.')}", file=sys.stderr)
+        where = err.filename or "a file being written"  # a failed write() names no file
+        print(f"robustok {args.command}: error: {write_error(code, err.filename or '.', label=where)}",
+              file=sys.stderr)
         return 1
     except RobustokError as err:
         print(f"robustok {args.command}: error: {_message(err)}", file=sys.stderr)
