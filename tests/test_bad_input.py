@@ -260,6 +260,8 @@ CASES = [
      r"--out run: contains the input tokenizer run/tokenizer"),
     ("pretokenize-out-inside-data", PRE[:5] + ["imgs/tokens"] + PRE[6:], {}, r"--out imgs/tokens: lies inside the "
                                                                              r"input --data imgs"),
+    ("import-pairs-out-contains-tokenizer", IMP[:-1] + [".", "--overwrite"], {}, r"--out \.: contains the input "
+                                                                                r"--tokenizer tok"),
     ("pairs-out-is-data", PTD[:-2] + ["imgs", "--data", "imgs", "--overwrite"], {}, r"--out imgs: is the input "
                                                                                    r"--data imgs"),
     ("convert-out-contains-checkpoint", ["convert", "llamagen-vq16", "orig/pickled.pt", "--out", "orig",
