@@ -16,7 +16,8 @@ if __name__ == "__main__":      # `python -m robustok.cli`: shorten OpenMP spinn
     choose_omp_policy()
 
 from robustok import __version__, commands
-from robustok.errors import RobustokError
+from robustok.errors import RobustokError, WriteError
+from robustok.hub import disk_errno, write_error
 from robustok.train import dist as rdist
 
 
@@ -77,6 +78,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
+    except WriteError as err:  # a full or failing disk: not a bad input, so status 1
+        print(f"robustok {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        code = disk_errno(err)
+        if code is None:
+            raise
+        where = err.filename or "a file being written"  # a failed write() names no file
+        print(f"robustok {args.command}: error: {write_error(code, err.filename or '.', label=where)}",
+              file=sys.stderr)
+        return 1
     except RobustokError as err:
         print(f"robustok {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from robustok.errors import DataError
+from robustok.hub import atomic_file, atomic_write_bytes
 from robustok.metrics.distributed import rank_world
 from robustok.train.dist import barrier
 
@@ -86,19 +86,16 @@ class PartWriter:
         if not self._buf:
             return
         name = f"rank-{self.rank:05d}-{len(self.files):05d}.npz"
-        tmp = self.parts / f".{name}.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_file(self.parts / name) as f:
             np.savez(f, **self._buf)
-        os.replace(tmp, self.parts / name)
         self.files.append(name)
         self._buf, self._bytes = {}, 0
 
     def close(self) -> None:
         """Save what is buffered and the index of this rank's part files (written last: the part is complete)."""
         self._flush()
-        tmp = self.parts / f".{INDEX.format(rank=self.rank)}.tmp"
-        tmp.write_text(json.dumps({"files": self.files, "batches": self.batches}))
-        os.replace(tmp, self.parts / INDEX.format(rank=self.rank))
+        atomic_write_bytes(self.parts / INDEX.format(rank=self.rank),
+                           json.dumps({"files": self.files, "batches": self.batches}).encode())
 
 
 def _rank_batches(parts: Path, rank: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:

@@ -15,3 +15,13 @@ class DataError(RobustokError, ValueError):
 
 class CheckpointError(RobustokError, ValueError):
     """A checkpoint or model directory that cannot be loaded into the requested model."""
+
+
+class WriteError(RobustokError):
+    """A write failed: the disk is full or failing (`code`: the errno, `path`: the file or folder). The message
+    names the path (and the space needed); nothing was replaced and temporary files were removed. The CLI exits
+    with status 1 (not a bad input: free space and rerun)."""
+
+    def __init__(self, message: str, code: int, path: str = ""):
+        super().__init__(message)
+        self.code, self.path = code, path

@@ -1,4 +1,5 @@
-"""Checks at the boundary: numeric ranges of config fields and CLI options, and writable output paths.
+"""Checks at the boundary: numeric ranges of config fields and CLI options, writable output paths, and a note
+when a data set holds fewer images than `--num-images` asked for (`note_fewer`).
 
 Config dataclasses declare ranges as a class attribute `BOUNDS = {"field": "<rule>"}` and data-spec fields as
 `DATA_SPECS = ("field", ...)` (those also allowed to be a `.npz` in `NPZ_SPECS`); `check_bounds` walks a loaded config (nested dataclasses included) and raises
@@ -126,3 +127,11 @@ def check_writable(path: str | Path | None, what: str, kind: str = "file") -> No
     if not anchor.is_dir():
         raise ConfigError(f"{what} {p}: cannot be created because {anchor} is a file, not a folder")
     _probe_dir(p if kind == "dir" and p.is_dir() else anchor, what, p)
+
+
+def note_fewer(asked: int | None, got: int, what: str) -> None:
+    """Print a note (stderr) when `--num-images asked` exceeds the `got` images `what` holds (they all were used)."""
+    import sys
+
+    if asked is not None and got < asked:
+        print(f"note: --num-images {asked} exceeds the {got} images of {what}; all {got} were used", file=sys.stderr)

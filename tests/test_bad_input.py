@@ -117,6 +117,18 @@ def work(tmp_path_factory) -> Path:
         np.save(w / name / "ids-00000.npy", ids)
         np.save(w / name / "labels-00000.npy", y)
 
+    tok.save_pretrained(w / "run" / "tokenizer")        # a tokenizer inside a run folder
+    (w / "orig").mkdir()
+    (w / "orig" / "pickled.pt").write_bytes((w / "pickled.pt").read_bytes())
+    (w / "big").mkdir()
+    _png_bomb(w / "big" / "big.png", side=12_000)      # over Pillow's limit, under its own 2x refusal
+    meta = json.loads((w / "tok" / "config.json").read_text())
+    for name, change in (("tok_nokey", lambda c: c.pop("l2_norm")), ("tok_extra", lambda c: c.update(foo=1)),
+                         ("tok_badvalue", lambda c: c.update(codebook_size="many"))):
+        tok.save_pretrained(w / name)
+        cfg = json.loads(json.dumps(meta))
+        change(cfg["config"])
+        (w / name / "config.json").write_text(json.dumps(cfg))
     _pairs(w / "pairs_ok", tok, str(w / "imgs"))
     _pairs(w / "pairs_nofp", tok, str(w / "imgs"), tokenizer_fingerprint=None)
     _pairs(w / "pairs_badjson", tok, str(w / "imgs"))
@@ -254,6 +266,37 @@ CASES = [
                                                                                r"no \.shard-shards\.json.*--overwrite"),
     ("make-shards-out-is-file", ["make-shards", "imgs", "--out", "sentinel.txt"], {}, r"--out sentinel\.txt: exists "
                                                                                       r"and is not a folder"),
+    # outputs that are, contain or lie inside an input: refused before any work, --overwrite or not
+    ("sample-out-is-tokenizer", SAMPLE[:5] + ["tok", "--overwrite"], {}, r"--out tok: is the input --tokenizer tok"),
+    ("pretokenize-out-contains-tokenizer", ["pretokenize", "run/tokenizer"] + PRE[2:5] + ["run", "--overwrite"], {},
+     r"--out run: contains the input tokenizer run/tokenizer"),
+    ("pretokenize-out-inside-data", PRE[:5] + ["imgs/tokens"] + PRE[6:], {}, r"--out imgs/tokens: lies inside the "
+                                                                             r"input --data imgs"),
+    ("import-pairs-out-contains-tokenizer", IMP[:-1] + [".", "--overwrite"], {}, r"--out \.: contains the input "
+                                                                                r"--tokenizer tok"),
+    ("pairs-out-is-data", PTD[:-2] + ["imgs", "--data", "imgs", "--overwrite"], {}, r"--out imgs: is the input "
+                                                                                   r"--data imgs"),
+    ("convert-out-contains-checkpoint", ["convert", "llamagen-vq16", "orig/pickled.pt", "--out", "orig",
+                                         "--overwrite"], {}, r"--out orig: contains the input checkpoint"),
+    ("make-shards-out-inside-data", ["make-shards", "imgs", "--out", "imgs/shards"], {}, r"--out imgs/shards: lies "
+                                                                                         r"inside the input image"),
+    ("train-run-dir-is-data", TT + ["data.train=imgs", "run.dir=imgs"], {}, r"run\.dir imgs: is the input "
+                                                                            r"data\.train imgs"),
+    ("gen-run-dir-is-store", TG + ["run.dir=store"], {}, r"run\.dir store: is the input data\.tokens store"),
+    ("post-run-dir-contains-tokenizer", PT[:2] + ["tokenizer=run/tokenizer"] + PT[3:] + ["run.dir=run"], {},
+     r"run\.dir run: contains the input tokenizer run/tokenizer"),
+    ("eval-json-inside-tokenizer", EV + ["--json", "tok/r.json"], {}, r"--json tok/r\.json: lies inside the input "
+                                                                      r"tokenizer tok"),
+    ("fid-json-inside-data", FID + ["--json", "imgs/f.json"], {}, r"--json imgs/f\.json: lies inside the input A"),
+    ("fid-stats-out-inside-data", ["fid-stats", "imgs", "--features", "random", "--out", "imgs/s.npz"], {},
+     r"--out imgs/s\.npz: lies inside the input"),
+    # saved configs: a key of the format missing, an unknown key or a bad value names config.json
+    ("config-key-missing", ["eval-tokenizer", "tok_nokey"] + EV[2:], {}, r"tok_nokey/config\.json: key 'l2_norm' of "
+                                                                         r"TokenizerConfig is missing"),
+    ("config-unknown-key", ["eval-tokenizer", "tok_extra"] + EV[2:], {}, r"tok_extra/config\.json: unknown key "
+                                                                         r"'foo'"),
+    ("config-bad-value", ["pretokenize", "tok_badvalue"] + PRE[2:], {}, r"tok_badvalue/config\.json: .*"
+                                                                        r"codebook_size"),
     # CLI numbers: argparse names the option and the range
     ("shard-size-zero", PRE + ["--shard-size", "0"], {}, r"--shard-size: must be >= 1, got 0"),
     ("shard-size-negative", PRE + ["--shard-size", "-5"], {}, r"--shard-size: must be >= 1, got -5"),
@@ -271,6 +314,8 @@ CASES = [
     # files: named, never a traceback
     ("decompression-bomb", ["fid", "bomb", "imgs", "--features", "random"], {}, r"bomb\.png: refused, image too "
                                                                                 r"large"),
+    ("image-over-pixel-limit", ["fid", "big", "imgs", "--features", "random"], {}, r"big\.png: refused, image too "
+                                                                                    r"large \(12000x12000"),
     ("tiny-images", ["fid", "tiny", "imgs", "--features", "random"], {}, r"tiny/00\.png: image is 1x1 pixels"),
     ("corrupt-tar", ["fid", "wds:corrupt.tar", "imgs", "--features", "random"], {}, r"corrupt\.tar: corrupt"),
     ("truncated-npz", ["fid", "truncated.npz", "imgs", "--features", "random"], {}, r"truncated\.npz: not a readable"),

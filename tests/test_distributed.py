@@ -74,3 +74,36 @@ def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(RobustokError, match="LOCAL_RANK 1, but only 1 CUDA device"):
         dist.setup()
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_a_killed_rank_resumes_bitwise_on_two_gloo_processes(tmp_path):
+    """Rank 1 of 2 is SIGKILLed after step 5 (torchrun stops rank 0 too); `--resume` with 2 processes from the
+    step-3 checkpoint must give the uninterrupted 2-process run bitwise: every logged value and the final
+    weights. The GAN phase is on, so the ranks' LeCam EMAs (their own logits) differ and must be restored per
+    rank (fast check of the mechanism: tests/test_reliability.py::test_checkpoints_keep_each_rank_s_buffers)."""
+    import torch
+
+    from robustok.hub import load_tensors
+    from robustok.train.faults import ENV
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop(ENV, None)
+    extra = ["configs/tokenizer/fmnist-robust.yaml", "run.sample_every=0", "run.ckpt_every=3", "train.steps=8",
+             "train.warmup_steps=1", "loss.disc_weight=0.5", "loss.disc_start=2"]
+
+    def launch(name: str, fault: str | None = None, resume: bool = False) -> subprocess.CompletedProcess:
+        cmd = _cmd(tmp_path / name, 2, *extra[1:], *(["--resume"] if resume else []))
+        cmd[cmd.index("configs/tokenizer/fmnist-baseline.yaml")] = extra[0]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                              env={**env, **({ENV: fault} if fault else {})})
+
+    assert (r := launch("ref")).returncode == 0, r.stderr[-3000:]
+    assert launch("run", fault="step:5@1").returncode != 0          # rank 1 killed, the run stopped
+    assert (r := launch("run", resume=True)).returncode == 0, r.stderr[-3000:]
+    assert "resumed from" in r.stdout and "step-0000003" in r.stdout
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "images_per_s"} for row in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "run")) == strip(read_metrics(tmp_path / "ref"))
+    a, b = (load_tensors(tmp_path / n / "tokenizer" / "model.safetensors") for n in ("ref", "run"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -191,6 +191,29 @@ def test_post_training_killed_after_an_evaluation_resumes_bitwise(tmp_path, refe
     assert_same_post(ref, tmp_path / "run")
 
 
+# --- a full disk while checkpointing: exit 1, one line, the previous checkpoint intact, resume exact ------------
+@pytest.mark.parametrize("action", ["enospc", "eio"])
+def test_full_or_failing_disk_while_checkpointing_fails_cleanly_and_resumes_bitwise(tmp_path, references,
+                                                                                    token_store, action):
+    args_of = lambda d: generator_args(d, token_store)  # noqa: E731
+    ref = references("gen", args_of)
+    files = len(list((ref / "checkpoints" / "step-0000006").glob("*.safetensors"))) + 1  # + trainer.pt
+    run = tmp_path / "run"
+    fault = f"ckpt-file:{files + 1}:{action}"  # the first file of the step-4 checkpoint
+    r = subprocess.run(_cmd(args_of(run), False), env=_env(fault), cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1, r.stderr[-3000:]
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"error: {run / 'checkpoints' / 'step-0000004'}: " in lines[0], lines
+    assert ("no space left on the device" in lines[0] and " needed)" in lines[0] if action == "enospc" else
+            "input/output error" in lines[0])
+    assert [c.name for c in list_checkpoints(run)] == ["step-0000002"]
+    assert not [p.name for p in (run / "checkpoints").rglob("*") if p.name.startswith(".")]  # no temp left
+    r = subprocess.run(_cmd(args_of(run), True), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_run(ref, run, "generator")
+
+
 # --- thorough: every site, chained kills, random-time kills -------------------------------------------------
 SITES = ["step:1", "step:3", "ckpt-file:1", "ckpt-file:3", "ckpt-rename:1", "ckpt-rename:2", "ckpt-prune:1",
          "export:1"]

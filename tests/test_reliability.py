@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,8 @@ from robustok.train.logging import MetricsLogger, read_metrics
 from robustok.train.loop import train
 from tests.helpers import tiny_tokenizer, tiny_train_config
 from tests.test_data import needs_fmnist
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(cfg, resume=False):
@@ -308,3 +311,68 @@ def test_pid_file_lock_fallback_without_fcntl(tmp_path):
     path.write_text(f"pid {os.getpid()} on host\n")
     with pytest.raises(RunLockedError, match=f"pid {os.getpid()}"):
         _acquire_pidfile(path)
+
+
+# --- exact resume in every world size: each rank's own buffers are kept -----------------------------------------
+def test_checkpoints_keep_each_rank_s_buffers(tmp_path):
+    """Under torchrun a rank's buffers can differ from rank 0's (the LeCam EMAs follow each rank's own logits):
+    a checkpoint keeps ranks 1..'s in ranks.safetensors and each resumed rank takes its own back. A 1-process
+    checkpoint is as before (no extra file). The 2-process kill-and-resume run: tests/test_distributed.py."""
+    from robustok.losses.gan import LeCam
+    from robustok.train.checkpoint import RANKS, load_rank_buffers, rank_buffers
+
+    disc = LeCam()
+    disc.ema_real.fill_(0.25)
+    mine = rank_buffers({"disc": disc})
+    assert sorted(mine) == ["disc/ema_fake", "disc/ema_real"]
+    other = {k: v + 1 for k, v in mine.items()}
+    ckpt = save_checkpoint(tmp_path, 1, {"disc": disc}, {"step": 1}, ranks=[mine, other])
+    assert RANKS in json.loads((ckpt / MARKER).read_text())["files"]
+    fresh = LeCam()
+    assert load_rank_buffers(ckpt, {"disc": fresh}, 1)
+    assert float(fresh.ema_real) == 1.25 and float(fresh.ema_fake) == 1.0
+    assert not load_rank_buffers(ckpt, {"disc": fresh}, 2)   # saved by 2 processes, resumed by 3: rank 0's
+    one = save_checkpoint(tmp_path, 2, {"disc": disc}, {"step": 2}, ranks=[mine])
+    assert not (one / RANKS).exists() and not load_rank_buffers(one, {"disc": fresh}, 1)
+
+
+# --- file modes follow the umask --------------------------------------------------------------------------------
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_new_files_follow_the_umask(tmp_path, umask, mode):
+    import stat
+
+    from robustok.config import save_config
+
+    old = os.umask(umask)
+    try:
+        tiny_tokenizer().save_pretrained(tmp_path / "tok")
+        save_checkpoint(tmp_path / "run", 1, {"model": torch.nn.Linear(2, 2)}, {"step": 1})
+        save_config(tiny_train_config(tmp_path / "run"), tmp_path / "run" / "config.yaml")
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 6
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in files} == {p.name: oct(mode) for p in files}
+
+
+# --- saved configs: every key of the format is required; keys added later are listed with their reason ----------
+def test_committed_models_and_configs_without_later_keys_load(tmp_path):
+    from robustok.generator import load_generator
+    from robustok.tokenizer import Tokenizer, TokenizerConfig
+    from robustok.tokenizer.loading import load_tokenizer
+
+    models = REPO / "experiments" / "models" / "baseline-s0"
+    tok = load_tokenizer(models / "tokenizer")
+    assert load_generator(models / "generator-ar2000").config.tokenizer_fingerprint == tok.fingerprint()
+    assert set(TokenizerConfig.ADDED_KEYS) == {"dinov2_init_decoder"}
+    small = tiny_tokenizer()
+    small.save_pretrained(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "config.json").read_text())
+    del meta["config"]["dinov2_init_decoder"]                 # a file written before the key existed
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    old = Tokenizer.from_pretrained(tmp_path / "old")
+    assert old.config.dinov2_init_decoder is False and old.fingerprint() == small.fingerprint()
+    del meta["config"]["l2_norm"]                             # a key every robustok/1 file holds
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"old/config\.json: key 'l2_norm' of TokenizerConfig is missing"):
+        Tokenizer.from_pretrained(tmp_path / "old")

@@ -44,11 +44,12 @@ def run(args: argparse.Namespace) -> int:
     from robustok.adapters.generators import GENERATOR_ADAPTERS
 
     from robustok.errors import ConfigError
-    from robustok.outputs import check_out, commit_dir, discard, staged_dir
+    from robustok.outputs import check_disjoint, check_out, staged_output
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
+    check_disjoint(args.out, {"checkpoint": args.file, "--tokenizer": args.tokenizer})
 
     overrides: dict = {"image_size": args.image_size} if args.image_size else {}
     for item in args.set:
@@ -64,13 +65,9 @@ def run(args: argparse.Namespace) -> int:
         model = load_external(args.kind, args.file, weights=args.weights, **overrides)
         kind = f"{model.codebook_size} codes" if model.is_discrete else "continuous latents"
         summary = f"{type(model).__name__}, {kind}, {model.grid_size}x{model.grid_size} grid"
-    tmp = staged_dir(args.out, args.overwrite)  # written under a temporary name, renamed when complete
-    try:
-        model.save_pretrained(tmp)
-        commit_dir(tmp, args.out, args.overwrite)
-    except BaseException:
-        discard(tmp)
-        raise
+    with staged_output(args.out, args.overwrite) as staged:  # written under a temporary name, renamed when complete
+        model.save_pretrained(staged.build)
+        staged.commit()
     print(f"{args.file} -> {args.out} ({summary})")
     return 0
 

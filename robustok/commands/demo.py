@@ -29,9 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.demo import run_demo
     from robustok.demo.estimate import plan_demo
+    from robustok.extras import require
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")
+    require("matplotlib", "the demo's report.html")    # before a run of minutes, not after it
     profile = plan_demo("quick" if args.quick else args.profile, args.budget, args.estimate)
     if profile is not None:
         run_demo(args.out, profile, fresh=args.fresh)

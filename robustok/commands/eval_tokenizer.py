@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="fashion-mnist:test", help="evaluation images (default fashion-mnist:test)")
     p.add_argument("--metrics", default="psnr,ssim,rfid,pfid,usage",
                    help="comma list of psnr, ssim, lpips, rfid, pfid, usage")
-    p.add_argument("--num-images", type=bounded(int, ">=2"), default=10_000)
+    p.add_argument("--num-images", type=bounded(int, ">=2"), default=None,
+                   help="the first N images (default 10000, or all if fewer)")
     p.add_argument("--features", default="fmnist", help="FID features: inception | fmnist | random")
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--lpips-vgg", default=None, help="torchvision VGG16 weights file (for lpips)")
@@ -57,11 +58,14 @@ def run(args: argparse.Namespace) -> int:
     from robustok.train.dist import setup
 
     from robustok.data.spec import parse_data_spec
-    from robustok.validation import check_writable
+    from robustok.outputs import check_disjoint
+    from robustok.validation import check_writable, note_fewer
 
     metrics = parse_metrics(args.metrics)
     check_writable(args.json, "--json")
-    parse_data_spec(args.data, what="--data")
+    data = parse_data_spec(args.data, what="--data")
+    if args.json:
+        check_disjoint(args.json, {"tokenizer": args.tokenizer, "--data": data.local_path}, "--json")
     if args.num_images is not None and args.num_images < 2:
         raise ConfigError(f"--num-images must be at least 2, got {args.num_images}")
     info = setup()  # under torchrun: a process group, each rank evaluates a strided shard
@@ -84,12 +88,14 @@ def run(args: argparse.Namespace) -> int:
             pcfg.cells(tok.codebook_size)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    res = evaluate_tokenizer(tok, args.data, metrics, net, num_images=args.num_images, batch_size=args.batch_size,
+    num_images = 10_000 if args.num_images is None else args.num_images
+    res = evaluate_tokenizer(tok, args.data, metrics, net, num_images=num_images, batch_size=args.batch_size,
                              pfid=pcfg, lpips=lp, data_root=args.data_root, device=device)
     rank = rank_world()[0]
     res["tokenizer"] = str(args.tokenizer)
     res["data"] = args.data
     if rank == 0:
+        note_fewer(args.num_images, res["num_images"], args.data)
         print_table(res)
         if args.json:
             from robustok.hub import atomic_write_bytes

@@ -59,17 +59,20 @@ def _net(args):
 
 
 def run_fid(args: argparse.Namespace) -> int:
-    from robustok.data.spec import parse_data_spec
+    from robustok.data.spec import data_path, parse_data_spec
+    from robustok.outputs import check_disjoint
     from robustok.errors import ConfigError
     from robustok.evaluation import SAMPLE_METRICS, evaluate_samples
     from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe
     from robustok.metrics.sources import read_sample_labels
-    from robustok.validation import check_writable
+    from robustok.validation import check_writable, note_fewer
 
     check_writable(args.json, "--json")
     for spec in (args.a, args.b):
         parse_data_spec(spec, allow_npz=True)
+    if args.json:
+        check_disjoint(args.json, {"A": data_path(args.a), "B": data_path(args.b)}, "--json")
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not wanted or any(m not in SAMPLE_METRICS for m in wanted):
         raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
@@ -87,6 +90,8 @@ def run_fid(args: argparse.Namespace) -> int:
                            resolution=args.resolution, data_root=args.data_root)
     if not out:
         return 0
+    for spec, n in zip((args.a, args.b), out["num_images"]):
+        note_fewer(args.num_images, n, spec)
     label = f"FID-{net.name}"
     print(f"{label}: {out['fid']:.4f}  (A: {out['num_images'][0]} images, B: {out['num_images'][1]} images)")
     if "is" in wanted:
@@ -107,12 +112,14 @@ def run_stats(args: argparse.Namespace) -> int:
     from robustok.metrics.fid import save_stats, source_stats
     from robustok.metrics.sources import is_stats_file
 
-    from robustok.data.spec import parse_data_spec
+    from robustok.data.spec import data_path, parse_data_spec
     from robustok.errors import DataError
-    from robustok.validation import check_writable
+    from robustok.outputs import check_disjoint
+    from robustok.validation import check_writable, note_fewer
 
     check_writable(args.out, "--out")
     parse_data_spec(args.spec, allow_npz=True)
+    check_disjoint(args.out, {"spec": data_path(args.spec)})
     if is_stats_file(args.spec):
         raise DataError(f"{args.spec}: already a statistics file")
     net = _net(args)
@@ -122,6 +129,7 @@ def run_stats(args: argparse.Namespace) -> int:
     s = source_stats(args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution)
     if not main:
         return 0
+    note_fewer(args.num_images, s.stats.n, args.spec)
     save_stats(args.out, s, net.name)
     print(f"wrote {args.out}: {net.name} statistics of {s.stats.n} images ({s.image_size[0]}x{s.image_size[1]})")
     return 0

@@ -38,14 +38,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset
     from robustok.data.spec import parse_data_spec
-    from robustok.outputs import check_out
+    from robustok.outputs import check_disjoint, check_out
     from robustok.posttrain.imported import import_pairs
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.validation import check_writable
 
-    parse_data_spec(args.data, what="--data")
+    data = parse_data_spec(args.data, what="--data")
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
+    check_disjoint(args.out, {"--tokenizer": args.tokenizer, "--data": data.local_path, "--tokens": args.tokens,
+                              "--index": args.index, "--heldout": args.heldout, "--labels": args.labels,
+                              "--heldout-labels": args.heldout_labels})
     tok = load_tokenizer(args.tokenizer).eval()
     dataset = build_dataset(args.data, tok.config.image_size, tok.config.channels, train=False, root=args.root)
     m = import_pairs(tok, dataset, args.data, args.tokens, args.index, args.heldout, args.out, args.sigma,

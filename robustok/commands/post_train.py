@@ -52,14 +52,16 @@ def run_data(args: argparse.Namespace) -> int:
     from robustok.generator import load_generator
     from robustok.generator.published import apply_preset
     from robustok.data.spec import parse_data_spec
-    from robustok.outputs import check_out
+    from robustok.outputs import check_disjoint, check_out
     from robustok.posttrain.pairs import PairsSpec, make_pairs
     from robustok.train.dist import setup
     from robustok.validation import check_writable
 
-    parse_data_spec(args.data, what="--data")
+    data = parse_data_spec(args.data, what="--data")
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)  # before the (slow) loading and generation
+    check_disjoint(args.out, {"generator": args.generator, "--tokenizer": args.tokenizer,
+                              "--data": data.local_path})
     info = setup()  # under torchrun: a process group; the ranks generate strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     gen = load_generator(args.generator, device).eval()
@@ -79,12 +81,14 @@ def run_data(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from robustok.config import load_config
+    from robustok.outputs import check_disjoint
     from robustok.posttrain.train import PostTrainConfig, post_train
 
     from robustok.validation import check_writable
 
     cfg = load_config(PostTrainConfig, args.config, args.overrides)
     check_writable(cfg.run.dir, "run.dir", "dir")
+    check_disjoint(cfg.run.dir, {"tokenizer": cfg.tokenizer or None, "pairs": cfg.pairs or None}, "run.dir")
     s = post_train(cfg, resume=args.resume, with_control=args.control)
     f = s["features"]
 

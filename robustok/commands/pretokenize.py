@@ -36,14 +36,15 @@ def run(args: argparse.Namespace) -> int:
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.data.spec import parse_data_spec
     from robustok.train.dist import setup
-    from robustok.outputs import check_out
-    from robustok.validation import check_writable
+    from robustok.outputs import check_disjoint, check_out
+    from robustok.validation import check_writable, note_fewer
 
     if args.views < 1:
         raise DataError(f"--views must be >= 1, got {args.views}")
-    parse_data_spec(args.data, what="--data")
+    data = parse_data_spec(args.data, what="--data")
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
+    check_disjoint(args.out, {"tokenizer": args.tokenizer, "--data": data.local_path})
     info = setup()  # under torchrun: a process group; the ranks encode strided batches, rank 0 writes the store
     device = args.device or str(info.device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
@@ -55,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite)
     if not info.is_main:
         return 0
+    if args.num_images is not None:
+        note_fewer(args.num_images * args.views, m["count"], f"{args.data} ({args.views} view(s) each)")
     what = f"ids (K={m['codebook_size']})" if m["kind"] == "ids" else f"latents ({m['latent_channels']} channels)"
     print(f"wrote {m['count']} entries of {what} on a {m['grid'][0]}x{m['grid'][1]} grid to {args.out} "
           f"({len(m['shards'])} {args.format} shard(s), tokenizer {m['tokenizer_fingerprint']})")

@@ -40,11 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
 
-    from robustok.outputs import check_out
+    from robustok.outputs import check_disjoint, check_out
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")
     check_out(args.out, args.overwrite)
+    check_disjoint(args.out, {"generator": args.generator, "--tokenizer": args.tokenizer})
     try:
         classes = [int(c) for c in args.classes.split(",")] if args.classes else None
     except ValueError:

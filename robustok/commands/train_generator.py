@@ -18,10 +18,13 @@ def run(args: argparse.Namespace) -> int:
     from robustok.generator.task import GeneratorTask, load_generator_config
     from robustok.train.loop import train
 
+    from robustok.outputs import check_disjoint
     from robustok.validation import check_writable
 
     cfg = load_generator_config(args.config, args.overrides)
     check_writable(cfg.run.dir, "run.dir", "dir")
+    check_disjoint(cfg.run.dir, {"data.tokens": cfg.data.tokens or None, "data.tokenizer": cfg.data.tokenizer},
+                   "run.dir")
     task = GeneratorTask(cfg)
     n = sum(p.numel() for p in task.model.parameters())
     print(f"{type(task.model).__name__} ({cfg.model.preset}, {n / 1e6:.2f}M parameters) on {len(task.dataset)} "

@@ -18,10 +18,14 @@ def run(args: argparse.Namespace) -> int:
     from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
     from robustok.train.loop import train
 
+    from robustok.data.spec import data_path
+    from robustok.outputs import check_disjoint
     from robustok.validation import check_writable
 
     cfg = load_config(TokenizerTrainConfig, args.config, args.overrides)
     check_writable(cfg.run.dir, "run.dir", "dir")
+    check_disjoint(cfg.run.dir, {"data.train": data_path(cfg.data.train), "data.val": data_path(cfg.data.val)},
+                   "run.dir")
     task = TokenizerTask(cfg)
     out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=args.resume)
     print(f"tokenizer saved to {out}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 from pathlib import Path
 from typing import Iterator, Optional
@@ -31,16 +32,28 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 MIN_IMAGE_SIDE = 8  # smaller images are degenerate (an icon, a 1x1 placeholder): an error, not an upsample
 
 
+def check_pixels(path: str | Path, size: tuple[int, int]) -> None:
+    """Refuse (`DataError` naming the file) an image whose header declares more pixels than Pillow's limit
+    (`PIL.Image.MAX_IMAGE_PIXELS`, about 89 million; None: no limit), before it is decoded."""
+    limit = Image.MAX_IMAGE_PIXELS
+    w, h = size
+    if limit is not None and w * h > limit:
+        raise DataError(f"{path}: refused, image too large ({w}x{h} = {w * h:,} pixels, over the limit of "
+                        f"{limit:,}; decoding it would take about {w * h * 3 / 2**20:,.0f} MB); nothing was decoded")
+
+
 def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
     """Open and fully decode an image, raising `DataError` naming the file if it is empty, corrupt, truncated,
-    a decompression bomb (over Pillow's pixel limit) or smaller than `MIN_IMAGE_SIDE` pixels on a side."""
+    over Pillow's pixel limit (checked from the header, before decoding) or smaller than `MIN_IMAGE_SIDE`
+    pixels on a side."""
     try:
         if data is None:
             if Path(path).stat().st_size == 0:
                 raise DataError(f"{path}: empty (zero-byte) image file")
-            img = Image.open(path)
-        else:
-            img = Image.open(io.BytesIO(data))
+        with warnings.catch_warnings():  # Pillow's warning about the size: check_pixels refuses it instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path if data is None else io.BytesIO(data))
+        check_pixels(path, img.size)  # from the header, before anything is decoded
         img.load()
     except DataError:
         raise

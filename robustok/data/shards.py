@@ -103,6 +103,7 @@ def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, pre
     """Write `folder`'s images as `out/<prefix>-NNNNNN.tar` shards (`workers` processes); return a summary with
     the `wds:` pattern. Resumes a folder made with the same settings; see the module docstring for `overwrite`."""
     from robustok.data.datasets import ImageFolder
+    from robustok.outputs import check_disjoint, output_lock
 
     if shard_size < 1:
         raise DataError(f"--shard-size must be >= 1, got {shard_size}")
@@ -111,33 +112,35 @@ def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, pre
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out}: exists and is not a folder")
-    settings = _settings(ds, Path(folder), shard_size, prefix, shuffle, seed)
-    mark = out / f".{prefix}-shards.json"
-    resume = _may_resume(out, mark, settings, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
-    from robustok.hub import atomic_write_bytes
-    atomic_write_bytes(mark, json.dumps(settings, indent=2).encode())
-    if ds.classes:
-        atomic_write_bytes(out / "classes.txt", ("\n".join(ds.classes) + "\n").encode())
-    n_shards = (len(order) + shard_size - 1) // shard_size
-    width = max(6, len(str(n_shards - 1)))
-    jobs = []
-    for s in range(n_shards):
-        path = out / f"{prefix}-{s:0{width}d}.tar"
-        if not (resume and path.is_file()):
-            idx = order[s * shard_size:(s + 1) * shard_size]
-            jobs.append((path, [(f"{int(i):09d}", ds.files[int(i)], int(ds.labels[int(i)])) for i in idx]))
-    if workers > 1 and len(jobs) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(workers) as pool:
-            for done, _ in enumerate(pool.map(_write_shard, *zip(*jobs)), 1):
+    check_disjoint(out, {"image folder": folder})
+    with output_lock(out):  # a second make-shards into the same --out stops at once
+        settings = _settings(ds, Path(folder), shard_size, prefix, shuffle, seed)
+        mark = out / f".{prefix}-shards.json"
+        resume = _may_resume(out, mark, settings, overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        from robustok.hub import atomic_write_bytes
+        atomic_write_bytes(mark, json.dumps(settings, indent=2).encode())
+        if ds.classes:
+            atomic_write_bytes(out / "classes.txt", ("\n".join(ds.classes) + "\n").encode())
+        n_shards = (len(order) + shard_size - 1) // shard_size
+        width = max(6, len(str(n_shards - 1)))
+        jobs = []
+        for s in range(n_shards):
+            path = out / f"{prefix}-{s:0{width}d}.tar"
+            if not (resume and path.is_file()):
+                idx = order[s * shard_size:(s + 1) * shard_size]
+                jobs.append((path, [(f"{int(i):09d}", ds.files[int(i)], int(ds.labels[int(i)])) for i in idx]))
+        if workers > 1 and len(jobs) > 1:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(workers) as pool:
+                for done, _ in enumerate(pool.map(_write_shard, *zip(*jobs)), 1):
+                    if log is not None:
+                        log(f"{done}/{len(jobs)} shards written")
+        else:
+            for done, (path, items) in enumerate(jobs, 1):
+                _write_shard(path, items)
                 if log is not None:
-                    log(f"{done}/{len(jobs)} shards written")
-    else:
-        for done, (path, items) in enumerate(jobs, 1):
-            _write_shard(path, items)
-            if log is not None:
-                log(f"{path} ({len(items)} images; {done}/{len(jobs)})")
+                    log(f"{path} ({len(items)} images; {done}/{len(jobs)})")
     written = len(jobs)
     last = f"{n_shards - 1:0{width}d}"
     pattern = str(out / (f"{prefix}-{{{'0' * width}..{last}}}.tar" if n_shards > 1 else f"{prefix}-{last}.tar"))

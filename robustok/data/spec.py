@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from robustok.errors import DataError
 
@@ -25,6 +26,16 @@ def register_named_spec(name: str, kind: str, value: str) -> None:
 class DataSpec:
     kind: str    # "fashion-mnist" | "wds" | "folder" | "npz" | a registered kind
     value: str   # the split, the shard pattern or the path
+
+    @property
+    def local_path(self) -> Optional[Path]:
+        """The file or folder this spec reads on the local file system (a shard pattern: the folder of its
+        shards), or None (an embedded data set, a URL)."""
+        if self.kind in ("folder", "npz"):
+            return Path(self.value)
+        if self.kind == "wds" and "://" not in self.value:
+            return Path(self.value).parent if "{" in self.value else Path(self.value)
+        return None
 
 
 def valid_forms(allow_npz: bool = False) -> str:
@@ -56,3 +67,12 @@ def parse_data_spec(spec: str, allow_npz: bool = False, what: str = "data spec")
     if spec.startswith("fashion-mnist") or (":" in spec and "/" not in spec.split(":", 1)[0]):
         raise DataError(f"unknown data set name {spec!r}; expected one of: {valid_forms(allow_npz)}")
     raise DataError(f"{spec}: data folder not found (expected one of: {valid_forms(allow_npz)})")
+
+
+def data_path(spec: str) -> Optional[Path]:
+    """The local file or folder a data spec reads (see `DataSpec.local_path`); None if it names none or is
+    not a valid spec (that error is reported where the spec is used)."""
+    try:
+        return parse_data_spec(spec, allow_npz=True).local_path
+    except DataError:
+        return None

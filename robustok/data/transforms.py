@@ -31,9 +31,9 @@ def to_mode(img: Image.Image, channels: int) -> Image.Image:
 def center_crop(img: Image.Image, size: int) -> Image.Image:
     """ADM's `center_crop_arr`: box-downsample by 2 while the short side is >= 2*size, bicubic resize, crop."""
     while min(img.size) >= 2 * size:
-        img = img.resize(tuple(s // 2 for s in img.size), resample=Image.BOX)
+        img = img.resize((img.size[0] // 2, img.size[1] // 2), resample=Image.Resampling.BOX)
     scale = size / min(img.size)
-    img = img.resize(tuple(round(s * scale) for s in img.size), resample=Image.BICUBIC)
+    img = img.resize((round(img.size[0] * scale), round(img.size[1] * scale)), resample=Image.Resampling.BICUBIC)
     left, top = (img.size[0] - size) // 2, (img.size[1] - size) // 2
     return img.crop((left, top, left + size, top + size))
 
@@ -43,14 +43,15 @@ def random_crop(img: Image.Image, size: int, rng: np.random.Generator, max_scale
     """The paper's training augmentation: short side resized to U[size, max_scale*size], random crop, h-flip."""
     target = int(rng.integers(size, math.ceil(size * max_scale) + 1))
     while min(img.size) >= 2 * target:
-        img = img.resize(tuple(s // 2 for s in img.size), resample=Image.BOX)
+        img = img.resize((img.size[0] // 2, img.size[1] // 2), resample=Image.Resampling.BOX)
     scale = target / min(img.size)
-    img = img.resize(tuple(max(size, round(s * scale)) for s in img.size), resample=Image.BICUBIC)
+    w, h = (max(size, round(s * scale)) for s in img.size)
+    img = img.resize((w, h), resample=Image.Resampling.BICUBIC)
     left = int(rng.integers(0, img.size[0] - size + 1))
     top = int(rng.integers(0, img.size[1] - size + 1))
     img = img.crop((left, top, left + size, top + size))
     if flip and rng.random() < 0.5:
-        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     return img
 
 

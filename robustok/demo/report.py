@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from robustok.extras import require
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -32,7 +34,7 @@ def _fmt(v: Any, nd: int = 2) -> str:
 
 
 def figures(res: dict, out: Path) -> list[tuple[str, str]]:
-    import matplotlib
+    matplotlib = require("matplotlib", "report.html's figures")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

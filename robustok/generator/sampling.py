@@ -52,9 +52,9 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
     from tqdm import tqdm
 
     from robustok.data import to_uint8
-    from robustok.distributed_outputs import batch_seed, finish_parts, mine, sharded
+    from robustok.distributed_outputs import batch_seed, mine, sharded
     from robustok.metrics.distributed import rank_world
-    from robustok.outputs import check_out, commit_dir, discard, staged_dir, temp_sibling
+    from robustok.outputs import check_out, staged_output
     from robustok.train.faults import fault_point
 
     if num_images < 1:
@@ -81,33 +81,27 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
     num_batches = -(-num_images // batch_size)
     share = sum(min(batch_size, num_images - b * batch_size) for b in mine(num_batches))
     bar = tqdm(total=share, desc="sample", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
-    tmp = staged_dir(out, overwrite)  # every rank writes its PNGs here; rank 0 renames it to `out` at the end
+    with staged_output(out, overwrite) as staged:  # every rank writes its PNGs into rank 0's build folder
 
-    def produce():
-        for b in mine(num_batches):  # under torchrun: this rank's strided share of the batches
-            lo = b * batch_size
-            y = class_ids[lo:lo + batch_size].to(dev)
-            rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
-            img = generate(generator, tokenizer, y, opts, rng)
-            if resize:
-                img = torch.nn.functional.interpolate(img, size=(resize, resize), mode="bicubic")
-            img = to_uint8(img).permute(0, 2, 3, 1).cpu().numpy()
-            _save_pngs(tmp, img, y.tolist(), lo, n_cls)
-            bar.update(img.shape[0])
-            fault_point("samples-batch")
-            yield b, {"images": img}
+        def produce():
+            for b in mine(num_batches):  # under torchrun: this rank's strided share of the batches
+                lo = b * batch_size
+                y = class_ids[lo:lo + batch_size].to(dev)
+                rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
+                img = generate(generator, tokenizer, y, opts, rng)
+                if resize:
+                    img = torch.nn.functional.interpolate(img, size=(resize, resize), mode="bicubic")
+                img = to_uint8(img).permute(0, 2, 3, 1).cpu().numpy()
+                _save_pngs(staged.build, img, y.tolist(), lo, n_cls)
+                bar.update(img.shape[0])
+                fault_point("samples-batch", staged.build)
+                yield b, {"images": img}
 
-    parts = temp_sibling(out, "parts")
-    try:
-        arrays = [a["images"] for _, a in sharded(parts, produce())]
+        arrays = [a["images"] for _, a in sharded(staged.parts, produce())]
         bar.close()
         if rank == 0:
-            np.savez(tmp / "samples.npz", np.concatenate(arrays), class_ids.numpy().astype(np.int64))
-            commit_dir(tmp, out, overwrite)
-    except BaseException:
-        discard(tmp)
-        raise
-    finish_parts(parts)
+            np.savez(staged.build / "samples.npz", np.concatenate(arrays), class_ids.numpy().astype(np.int64))
+            staged.commit()
     return out / "samples.npz"
 
 

@@ -145,14 +145,11 @@ def load_weights(path: Path | None = None) -> tuple[FmnistNet, float, Path]:
 
 def train_and_save(path: Path, root: str | None = None, log=print) -> float:
     """Train the network deterministically (about 2 minutes on one core) and save it atomically; returns accuracy."""
-    from safetensors.torch import save_file
+    from robustok.hub import save_tensors
 
     net, acc = train(root, log=log)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(net.state_dict(), str(tmp), metadata={"test_accuracy": f"{acc:.6f}", "seed": str(SEED),
-                                                    "epochs": str(EPOCHS), "version": VERSION})
-    os.replace(tmp, path)
+    save_tensors(net.state_dict(), path, metadata={"test_accuracy": f"{acc:.6f}", "seed": str(SEED),
+                                                   "epochs": str(EPOCHS), "version": VERSION})
     log(f"fmnist features: test accuracy {acc:.4f}, sha256 {_sha256(path)} ({path})")
     return acc
 

@@ -86,21 +86,15 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
 
 def save_stats(path: str, s: SetStats, features: str) -> None:
     """Write `mu`, `sigma` (ADM-compatible) plus `num_images`, `features`, `image_size`."""
-    import os
     from pathlib import Path
+
+    from robustok.hub import atomic_file
 
     extra = {"image_size": np.array(s.image_size)} if s.image_size else {}
     path = Path(path if str(path).endswith(".npz") else f"{path}.npz")  # as np.savez names it
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:  # written under a temporary name, then renamed
-            np.savez(f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
-                     features=np.array(features), **extra)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:  # written under a temporary name, then renamed
+        np.savez(f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
+                 features=np.array(features), **extra)
 
 
 def check_sizes(a: SetStats, b: SetStats, name_a: str, name_b: str) -> None:

@@ -7,7 +7,7 @@ rank takes its shard and statistics are gathered once at the end.
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Any, Callable, Iterable, Optional, cast
 
 import numpy as np
 import torch
@@ -37,7 +37,8 @@ def _cell_generator(seed: int, cell: int, rank: int, device: torch.device) -> to
 
 @torch.no_grad()
 def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: FeatureNet | None = None,
-                       pfid: PFIDConfig | None = None, lpips=None, log=None) -> dict:
+                       pfid: PFIDConfig | None = None, lpips: Optional[Callable[..., torch.Tensor]] = None,
+                       log: Optional[Callable[[str], Any]] = None) -> dict:
     """Evaluate `tok` on `batches` of (images float [-1,1], labels); returns the JSON-ready result dict."""
     from robustok.tokenizer.perturbation import perturb_ids
 
@@ -52,9 +53,10 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
     if "lpips" in metrics and lpips is None:
         raise ConfigError("lpips needs LPIPS weights (--lpips-vgg and --lpips-heads)")
     rank, _ = rank_world()
+    net = cast(FeatureNet, features)          # checked above: present whenever an FID is computed
     pfid = pfid or PFIDConfig()
     discrete = tok.is_discrete
-    codebook = tok.codebook.detach() if discrete else None
+    codebook = tok.codebook.detach() if discrete else torch.empty(0)   # only read for pFID cells (discrete)
     k = tok.codebook_size if discrete else 0
     cells = pfid.cells(k) if "pfid" in metrics else []
     device = _device(tok)
@@ -84,14 +86,14 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
         if "ssim" in metrics:
             sums["ssim"] += float(ssim(r_u8, x_u8).sum())
         if "lpips" in metrics:
-            sums["lpips"] += float(lpips(recon.float(), x.float()).sum())
+            sums["lpips"] += float(cast(Callable, lpips)(recon.float(), x.float()).sum())
         sums["n"] += x.shape[0]
         if need_fid:
-            ref.update(features(x_u8.cpu()))
-            rec.update(features(r_u8.cpu()))
+            ref.update(net(x_u8.cpu()))
+            rec.update(net(r_u8.cpu()))
         for i, (alpha, delta) in enumerate(cells):
             pert = perturb_ids(ids, codebook, alpha, delta, generator=gens[i], z=z, neighbours=pfid.neighbours)
-            cell_stats[i].update(features(to_uint8(tok.decode(pert)).cpu()))
+            cell_stats[i].update(net(to_uint8(tok.decode(pert)).cpu()))
         if log:
             log(f"  {int(sums['n'])} images ({time.time() - start:.0f}s)")
     sums = sum_all(sums)
@@ -112,7 +114,7 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
         out["codebook_size"] = k
     if need_fid:
         ref_g = gather_stats(ref).finalize("evaluation images")
-        out["features"] = features.name
+        out["features"] = net.name
         if "rfid" in metrics:
             out["rfid"] = frechet_distance(gather_stats(rec).finalize("reconstructions"), ref_g)
         if cells:

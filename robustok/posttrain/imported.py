@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from robustok.errors import DataError
-from robustok.outputs import commit_dir, discard, staged_dir
+from robustok.outputs import staged_output
 from robustok.tokens.kinds import (
     check_fingerprint,
     id_dtype,
@@ -118,11 +118,7 @@ def import_pairs(tokenizer: Any, dataset: Any, data: str, tokens: str | Path, in
               "channels": int(c.channels), "pair_input": "ids", "generator": generator or "imported",
               "imported_from": {"tokens": str(tokens), "index": str(index), "heldout": str(heldout),
                                 "labels": None if labels is None else str(labels)}}
-    tmp = staged_dir(out, overwrite)
-    try:
-        manifest = write_pairs(tmp, kind, generated, y, idx, held_out, y_held, own, K, num_classes, fields)
-        commit_dir(tmp, out, overwrite)
-    except BaseException:
-        discard(tmp)
-        raise
+    with staged_output(out, overwrite) as staged:
+        manifest = write_pairs(staged.build, kind, generated, y, idx, held_out, y_held, own, K, num_classes, fields)
+        staged.commit()
     return manifest

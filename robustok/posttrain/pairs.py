@@ -11,7 +11,6 @@ The folder layout (a token store plus the real-image index and a held-out store)
 """
 from __future__ import annotations
 
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -20,11 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robustok.distributed_outputs import finish_parts, mine, sharded
+from robustok.distributed_outputs import mine, sharded
 from robustok.errors import ConfigError, DataError
 from robustok.generator.sampling import SamplingOptions, sample_codes
 from robustok.metrics.distributed import rank_world
-from robustok.outputs import check_out, commit_dir, temp_sibling
+from robustok.outputs import check_out, staged_output
 from robustok.tokens.pairs import PAIR_INPUTS, check_pair_input, write_pairs
 from robustok.train.faults import fault_point
 
@@ -118,27 +117,22 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
         raise ConfigError(f"--num-pairs must be between 1 and the data set size {n}, got {spec.num_pairs}")
     order = np.random.default_rng(spec.seed).permutation(n)[: spec.num_pairs]
     out = Path(out)
-    parts = out.with_name(f".{out.name}.parts")  # under torchrun: the ranks' batches, merged by rank 0
-    chunks, labels_all, eval_chunks = [], [], []
-    for _, arrays in sharded(parts, _produce(gen, tok, dataset, spec, opts, order, progress)):
-        if "eval" in arrays:
-            eval_chunks.append(arrays["eval"])
-        else:
-            chunks.append(arrays["generated"])
-            labels_all.append(arrays["labels"])
-    if rank_world()[0] != 0:
-        finish_parts(parts)
-        return out
-    n_cls = gen.config.num_classes
-    tmp = temp_sibling(out)
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    held_out = np.concatenate(eval_chunks) if eval_chunks else None
-    write_pairs(tmp, gen.token_kind, np.concatenate(chunks), np.concatenate(labels_all), order, held_out,
-                np.arange(spec.num_eval) % max(n_cls, 1), tok.fingerprint(), int(tok.codebook_size), n_cls,
-                {**asdict(spec), "sampling": asdict(opts), "generator": gen.kind,
-                 "generator_fingerprint": gen.fingerprint()})
-    fault_point("pairs")
-    commit_dir(tmp, out, overwrite)
-    finish_parts(parts)
+    with staged_output(out, overwrite) as staged:
+        chunks, labels_all, eval_chunks = [], [], []
+        for _, arrays in sharded(staged.parts, _produce(gen, tok, dataset, spec, opts, order, progress)):
+            if "eval" in arrays:  # under torchrun: the ranks' batches, merged by rank 0
+                eval_chunks.append(arrays["eval"])
+            else:
+                chunks.append(arrays["generated"])
+                labels_all.append(arrays["labels"])
+        if rank_world()[0] == 0:
+            n_cls = gen.config.num_classes
+            held_out = np.concatenate(eval_chunks) if eval_chunks else None
+            write_pairs(staged.build, gen.token_kind, np.concatenate(chunks), np.concatenate(labels_all), order,
+                        held_out, np.arange(spec.num_eval) % max(n_cls, 1), tok.fingerprint(),
+                        int(tok.codebook_size), n_cls, {**asdict(spec), "sampling": asdict(opts),
+                                                        "generator": gen.kind,
+                                                        "generator_fingerprint": gen.fingerprint()})
+            fault_point("pairs", staged.build)
+            staged.commit()
     return out

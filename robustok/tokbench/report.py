@@ -37,7 +37,9 @@ def table(result: dict) -> str:
 
 def scatter_plot(result: dict, path: Path) -> None:
     """rFID and pFID against gFID (with CFG), one colour per K; Spearman in each panel's title."""
-    import matplotlib
+    from robustok.extras import require
+
+    matplotlib = require("matplotlib", "benchmark-tokenizers' scatter.png")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

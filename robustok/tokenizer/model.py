@@ -45,6 +45,9 @@ class TokenizerConfig:
     # fields added after fingerprints were first written: left out of `fingerprint()` while at their default, so
     # token stores, generators and pairs made earlier still match their tokenizer
     FINGERPRINT_SKIP_IF_DEFAULT: ClassVar[tuple] = ("dinov2_init_decoder",)
+    # keys added to config.json after its format began, and why their default reproduces files without them
+    ADDED_KEYS: ClassVar[dict] = {"dinov2_init_decoder": "added with the ImageNet recipe; false: the decoder "
+                                  "is not initialised from DINOv2 weights, which is what older files did"}
     BOUNDS: ClassVar[dict] = {"image_size": ">=8", "hidden_dim": ">=1", "base_channels": ">=1", "channel_mult": ">=1",
                               "num_res_blocks": ">=0", "patch_size": ">=1", "vit_width": ">=1", "vit_depth": ">=1",
                               "vit_heads": ">=1", "codebook_size": "[2,2147483648]", "code_dim": ">=1",

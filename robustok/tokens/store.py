@@ -16,7 +16,6 @@ the un-augmented image, view 1 its horizontal flip, views >= 2 the paper's rando
 from __future__ import annotations
 
 import json
-import os
 import tarfile
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -48,9 +47,10 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     """
     from tqdm import tqdm
 
-    from robustok.distributed_outputs import finish_parts, sharded
+    from robustok.distributed_outputs import sharded
     from robustok.metrics.distributed import rank_world
-    from robustok.outputs import commit_dir, discard, staged_dir, temp_sibling
+    from robustok.hub import atomic_write_bytes
+    from robustok.outputs import staged_output
     from robustok.train.faults import fault_point
 
     if views < 1:
@@ -61,8 +61,7 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         raise DataError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     out = Path(out)
     rank, world = rank_world()
-    tmp = staged_dir(out, overwrite)
-    try:
+    with staged_output(out, overwrite) as staged:
         kind = token_kind(kind_of_tokenizer(tokenizer))
         total = None
         if not isinstance(dataset, IterableDataset):
@@ -71,34 +70,25 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0,
                    dynamic_ncols=True)
         mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
-        writer = ShardWriter(tmp, storage, kind.name, shard_size)
+        writer = ShardWriter(staged.build, storage, kind.name, shard_size)
         grid: Optional[list[int]] = None
         channels, sums, max_label = 0, {}, -1
-        parts = temp_sibling(out, "parts")              # under torchrun: the ranks' batches, merged by rank 0
-        for _, a in sharded(parts, mine):
+        for _, a in sharded(staged.parts, mine):    # under torchrun: the ranks' batches, merged by rank 0
             writer.add(a["x"], a["y"], a.get("idx"))
             grid, channels = kind.grid(a["x"]), kind.channels(a["x"])
             kind.add_sums(sums, a)
             max_label = max(max_label, int(a["y"].max()) if len(a["y"]) else -1)
-            fault_point("store-batch")
+            fault_point("store-batch", staged.build)
         bar.close()
-        if rank != 0:
-            finish_parts(parts)
-            return read_manifest(out)
-        writer.flush()
-        if writer.count == 0:
-            raise DataError(f"{source or 'data set'}: no images to pretokenize")
-        manifest = _manifest(tokenizer, dataset, writer, kind, storage, grid, channels, sums, max_label, views,
-                             source, seed)
-        tmp_manifest = tmp / f".{MANIFEST}.tmp"
-        tmp_manifest.write_text(json.dumps(manifest, indent=2))
-        os.replace(tmp_manifest, tmp / MANIFEST)
-        commit_dir(tmp, out, overwrite)
-    except BaseException:
-        discard(tmp)
-        raise
-    finish_parts(parts)
-    return manifest
+        if rank == 0:
+            writer.flush()
+            if writer.count == 0:
+                raise DataError(f"{source or 'data set'}: no images to pretokenize")
+            manifest = _manifest(tokenizer, dataset, writer, kind, storage, grid, channels, sums, max_label, views,
+                                 source, seed)
+            atomic_write_bytes(staged.build / MANIFEST, json.dumps(manifest, indent=2).encode())
+            staged.commit()
+    return manifest if rank == 0 else read_manifest(out)
 
 
 def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, kind: TokenKind, storage: str,

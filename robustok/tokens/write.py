@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -18,11 +17,11 @@ from robustok.tokens.kinds import kind_of_tokenizer, token_kind
 
 
 def save_npy(path: Path, arr: np.ndarray) -> None:
-    """`np.save` under a temporary name, then renamed."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    """`np.save` under a temporary name, then renamed (`robustok.hub.atomic_file`)."""
+    from robustok.hub import atomic_file
+
+    with atomic_file(path) as f:
         np.save(f, arr)
-    os.replace(tmp, path)
 
 
 class _Views(Dataset):
@@ -88,11 +87,11 @@ def _save_tar(path: Path, stem: str, xs: np.ndarray, ys: np.ndarray, keys: np.nd
     index (view * images + image, see `_Views`)."""
     import webdataset as wds
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f, wds.TarWriter(f) as sink:
+    from robustok.hub import atomic_file
+
+    with atomic_file(path) as f, wds.TarWriter(f) as sink:
         for x, y, key in zip(xs, ys, keys):
             sink.write({"__key__": f"{int(key):09d}", f"{stem}.npy": np.ascontiguousarray(x), "cls": str(int(y))})
-    os.replace(tmp, path)
 
 
 class ShardWriter:

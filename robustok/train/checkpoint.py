@@ -19,12 +19,14 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from robustok.errors import CheckpointError
-from robustok.hub import atomic_write_bytes, load_state_checked, load_tensors, remove_stale_temps, save_tensors
+from robustok.errors import CheckpointError, WriteError
+from robustok.hub import (atomic_write_bytes, disk_errno, load_state_checked, load_tensors, remove_stale_temps,
+                          save_tensors, write_error)
 from robustok.train.faults import fault_point
 
 PATTERN = re.compile(r"^step-(\d{7,})$")
 MARKER = "complete.json"
+RANKS = "ranks.safetensors"   # under torchrun: the buffers of ranks 1.. (rank 0's are in the module files)
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -113,13 +115,47 @@ def clean_stale(run_dir: str | Path) -> None:
             _remove(p)
 
 
+def rank_buffers(modules: dict[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """This process's persistent buffers of `modules` as `<module>/<buffer>` -> CPU tensor. Under `torchrun` some
+    differ between ranks (e.g. the discriminator's LeCam EMAs of each rank's own logits); a checkpoint keeps
+    every rank's so that a resumed run continues each rank exactly."""
+    out = {}
+    for name, module in modules.items():
+        names = {n for n, _ in module.named_buffers()}
+        out.update({f"{name}/{k}": v.detach().cpu().clone() for k, v in module.state_dict().items() if k in names})
+    return out
+
+
+def load_rank_buffers(path: str | Path, modules: dict[str, nn.Module], rank: int) -> bool:
+    """Load rank `rank`'s buffers from checkpoint `path`'s `ranks.safetensors`; False if it holds none for it
+    (a 1-process checkpoint, another number of processes, or a checkpoint of an earlier version)."""
+    f = Path(path) / RANKS
+    if not f.is_file():
+        return False
+    mine = {k.split("/", 1)[1]: v for k, v in load_tensors(f).items() if k.split("/", 1)[0] == str(rank)}
+    if not mine:
+        return False
+    for name, module in modules.items():
+        own = dict(module.named_buffers())
+        with torch.no_grad():
+            for k, v in mine.items():
+                mod, _, buf = k.partition("/")
+                if mod == name and buf in own:
+                    own[buf].copy_(v)
+    return True
+
+
 def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module], trainer_state: dict,
-                    keep: int = 2) -> Path:
+                    keep: int = 2, ranks: Optional[list[dict[str, torch.Tensor]]] = None) -> Path:
     """Write modules (safetensors) + `trainer.pt` (optimizer/scheduler/RNG state) atomically; prune old ones.
+    `ranks` (under `torchrun`): every rank's `rank_buffers`, kept for ranks 1.. in `ranks.safetensors`.
 
     Refuses (CheckpointError) to save non-finite weights or optimiser state: a checkpoint is always resumable.
     """
     states = {name: module.state_dict() for name, module in modules.items()}
+    if ranks and any(ranks[1:]):
+        states[RANKS.split(".")[0]] = {f"{r}/{k}": v for r, buffers in enumerate(ranks) if r > 0
+                                       for k, v in buffers.items()}
     bad = non_finite(states) or non_finite(trainer_state)
     if bad:
         raise CheckpointError(f"not saving the step-{step} checkpoint: {bad} is not finite")
@@ -127,18 +163,26 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    files = []
-    for name, state in states.items():
-        save_tensors(state, tmp / f"{name}.safetensors")
-        files.append(f"{name}.safetensors")
-        fault_point("ckpt-file")
     buf = io.BytesIO()
     torch.save(trainer_state, buf)
-    atomic_write_bytes(tmp / "trainer.pt", buf.getvalue())
-    files.append("trainer.pt")
-    fault_point("ckpt-file")
-    atomic_write_bytes(tmp / MARKER, json.dumps({"step": step, "files": files}).encode())
+    need = sum(t.numel() * t.element_size() for s in states.values() for t in s.values()) + buf.tell()
+    try:
+        tmp.mkdir(parents=True)
+        files = []
+        for name, state in states.items():
+            save_tensors(state, tmp / f"{name}.safetensors")
+            files.append(f"{name}.safetensors")
+            fault_point("ckpt-file", tmp / f"{name}.safetensors")
+        atomic_write_bytes(tmp / "trainer.pt", buf.getvalue())
+        files.append("trainer.pt")
+        fault_point("ckpt-file", tmp / "trainer.pt")
+        atomic_write_bytes(tmp / MARKER, json.dumps({"step": step, "files": files}).encode())
+    except (OSError, WriteError) as err:
+        shutil.rmtree(tmp, ignore_errors=True)  # the previous checkpoints stay as they were
+        code = err.code if isinstance(err, WriteError) else disk_errno(err)
+        if code is not None:
+            raise write_error(code, final, need) from None  # names the checkpoint and its whole size
+        raise
     if final.exists():
         _remove(final)
     tmp.rename(final)

@@ -79,3 +79,21 @@ def average_gradients(params) -> None:
 def barrier() -> None:
     if initialized():
         dist.barrier()
+
+
+def broadcast_object(obj: object) -> object:
+    """Rank 0's `obj` on every rank (picklable; identity without a process group)."""
+    if not initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_to_main(obj: object) -> list:
+    """Every rank's picklable `obj`, in rank order, on rank 0 (other ranks: []; without a process group: [obj])."""
+    if not initialized():
+        return [obj]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)  # all_gather: supported by every backend (small objects only)
+    return out if dist.get_rank() == 0 else []

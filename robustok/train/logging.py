@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Optional
@@ -11,6 +12,8 @@ import torch
 from PIL import Image
 
 from robustok.data.transforms import to_uint8
+
+log = logging.getLogger(__name__)
 
 
 class MetricsLogger:
@@ -31,10 +34,11 @@ class MetricsLogger:
         if enabled and tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # the optional `tensorboard` extra: metrics.jsonl alone holds every row
+                log.warning("TensorBoard logs off (metrics.jsonl has every row): pip install 'robustok[tensorboard]'")
+            else:
                 purge = None if start_step is None else start_step + 1
                 self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge)
-            except ImportError:  # tensorboard is a declared dependency; stay usable without it
-                self.tb = None
 
     def log(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:

@@ -3,7 +3,8 @@
 The task contract (required members, optional hooks and their defaults) is stated in `robustok.train.task`.
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
 bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step
-seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving), atomic checkpoints,
+seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving; data order and
+augmentation derive from the step too), atomic checkpoints holding each rank's own buffers under torchrun,
 metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a lock on `run.dir` (one run at a time). Only finite
 weights are checkpointed; rows logged after the checkpoint a run resumes from are dropped from the logs.
 The final model goes to `<run.dir>/<kind>/` (`robustok.train.export` reads runs without knowing this layout).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
 from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
-                                       prune, save_checkpoint)
+                                       load_rank_buffers, prune, rank_buffers, save_checkpoint)
 from robustok.train.estimate import ThroughputProbe
 from robustok.train.faults import fault_point
 from robustok.train.lock import run_lock
@@ -102,6 +104,10 @@ def _restore(task: Task, run_dir: Path, modules: dict[str, nn.Module], opts: dic
             print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
         return 0
     state = load_checkpoint(ckpt, modules)
+    if info.rank > 0 and not load_rank_buffers(ckpt, modules, info.rank):
+        print(f"note: {ckpt} holds no state of rank {info.rank} (saved by another number of processes or an "
+              "earlier version): this rank continues from rank 0's buffers, not bitwise as an uninterrupted run",
+              file=sys.stderr)
     for key, o in opts.items():
         if o is not None and key in state:
             o.load_state_dict(state[key])
@@ -120,13 +126,13 @@ def _diverged(run_dir: Path, what: str, step: int, out: dict) -> RobustokError:
 
 
 def _save(task: Task, run: RunConfig, run_dir: Path, done: int, modules: dict[str, nn.Module],
-          opts: dict[str, Any]) -> None:
+          opts: dict[str, Any], ranks: Optional[list] = None) -> None:
     state = {"step": done, **{k: o.state_dict() for k, o in opts.items() if o is not None}}
     extra = task.checkpoint_state()
     if extra is not None:
         state["task"] = extra
     try:
-        save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints)
+        save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints, ranks)
     except CheckpointError as err:
         raise RobustokError(f"training diverged: {err}; last good (finite) checkpoint: "
                             f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.") from None
@@ -276,8 +282,9 @@ def _after_step(r: _Run, logger: MetricsLogger, batch: list, done: int) -> None:
         logger.log(done, r.task.evaluate(r.shown, done))  # every rank: its shard
     if (run.ckpt_every > 0 and done % run.ckpt_every == 0) or last:
         rdist.barrier()
+        ranks = rdist.gather_to_main(rank_buffers(r.modules)) if r.info.world > 1 else None  # each rank's own
         if r.info.is_main:
-            _save(r.task, run, r.run_dir, done, r.modules, r.opts)
+            _save(r.task, run, r.run_dir, done, r.modules, r.opts, ranks)
         rdist.barrier()
 
 
