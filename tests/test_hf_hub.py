@@ -86,12 +86,14 @@ def test_convert_and_load_from_the_cache_offline(offline_cache, tmp_path):
 
 def test_missing_files_and_missing_extra_are_one_line(offline_cache, tmp_path, capsys, monkeypatch):
     cached_repo(offline_cache, "someone/llamagen", {"other.pt": Path(__file__)})
+    data = tmp_path / "data"          # beside --out: an output inside the data folder is refused first
+    data.mkdir()
     cases = [
         (["convert", "llamagen-vq16", "hf://someone/llamagen/vq_ds16_c2i.pt", "--out", str(tmp_path / "o")],
          "hf://someone/llamagen/vq_ds16_c2i.pt: file not in the Hugging Face cache"),
         (["convert", "llamagen-vq16", "hf://nobody/nothing/w.pt", "--out", str(tmp_path / "o")],
          "HF_HUB_OFFLINE is set"),
-        (["pretokenize", "hf://someone/llamagen/no-such-dir", "--data", str(tmp_path), "--out", str(tmp_path / "o")],
+        (["pretokenize", "hf://someone/llamagen/no-such-dir", "--data", str(data), "--out", str(tmp_path / "o")],
          "hf://someone/llamagen/no-such-dir: folder not in the Hugging Face cache"),
     ]
     for argv, needle in cases:
