@@ -72,7 +72,7 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
 def test_posttrain_recipe_study_runs_on_a_finished_demo(quick_demo, tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments/posttrain_recipes.py"), str(quick_demo), "--out", str(tmp_path),
            "--recipes", "paper", "--names", "robust", "--seeds", "0"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)  # the study scripts read configs/
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     [row] = json.loads((tmp_path / "summary.json").read_text())
     run = json.loads((tmp_path / "robust-paper-seed0" / "posttrain.json").read_text())
@@ -89,7 +89,7 @@ def test_authors_recipe_study_runs_on_the_quick_demo(quick_demo, tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments/posttrain_authors.py"), "--tokenizer", str(quick_demo / "tokenizers" /
            "robust-00024"), "--generator", str(quick_demo / "runs" / "gen-robust-00024" / "generator"),
            "--out", str(tmp_path), "--budget", "quick"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)  # the study scripts read configs/
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     result = json.loads((tmp_path / "results.json").read_text())
     assert result["same_held_out"] and [a["arm"] for a in result["arms"]] == ["ids", "roundtrip"]
