@@ -12,8 +12,9 @@ from robustok.adapters import (ADAPTERS, LlamaGenVQ, LlamaGenVQConfig, MaskGITVQ
                                RobusTokRelease, RobusTokReleaseConfig, load_external, load_tokenizer)
 from robustok.errors import CheckpointError, ConfigError
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
-from tests.test_adapters_llamagen import TINY, _one_thread, llamagen_shapes, random_state  # noqa: F401
-from tests.test_adapters_maskgit import maskgit_shapes
+from tests.helpers import TINY_LLAMAGEN, llamagen_shapes, maskgit_shapes, random_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class _Payload:
@@ -40,7 +41,7 @@ def test_registry_and_bad_arguments(tmp_path):
     with pytest.raises(ConfigError, match="unknown tokenizer kind"):
         load_external("vqgan-xl", tmp_path / "x.pt")
     p = tmp_path / "vq.pt"
-    torch.save({"model": random_state(llamagen_shapes(**TINY))}, p)
+    torch.save({"model": random_state(llamagen_shapes(**TINY_LLAMAGEN))}, p)
     with pytest.raises(ConfigError, match="unknown config field"):
         load_external("llamagen-vq16", p, nonsense=3)
     with pytest.raises(CheckpointError, match="not found"):
@@ -75,7 +76,7 @@ def test_wrong_kind_is_named(tmp_path):
 def test_unsafe_pickle_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "pwned"
     p = tmp_path / "evil.pt"
-    torch.save({"model": random_state(llamagen_shapes(**TINY)), "extra": _Payload(str(marker))}, p)
+    torch.save({"model": random_state(llamagen_shapes(**TINY_LLAMAGEN)), "extra": _Payload(str(marker))}, p)
     with pytest.raises(CheckpointError, match="evil.pt: refused to load: the file needs full unpickling"):
         load_external("llamagen-vq16", p)
     assert not marker.exists()
@@ -145,7 +146,7 @@ def test_convert_command_writes_a_loadable_directory(tmp_path):
 
     from robustok.adapters import load_external
 
-    torch.save({"model": random_state(llamagen_shapes(**TINY))}, tmp_path / "vq.pt")
+    torch.save({"model": random_state(llamagen_shapes(**TINY_LLAMAGEN))}, tmp_path / "vq.pt")
     assert main(["convert", "llamagen-vq16", str(tmp_path / "vq.pt"), "--out", str(tmp_path / "d"),
                  "--image-size", "32", "--set", "norm_groups=4"]) == 0
     tok = load_tokenizer(tmp_path / "d")

@@ -8,88 +8,15 @@ import torch
 
 from robustok.adapters import LlamaGenVQ, LlamaGenVQConfig, load_external, load_tokenizer
 from robustok.errors import CheckpointError
+from tests.helpers import TINY_LLAMAGEN, llamagen_shapes, random_state
 
-
-def llamagen_shapes(ch=128, mult=(1, 1, 2, 2, 4), nres=2, z=256, K=16384, d=8) -> dict[str, tuple]:
-    """Key -> shape of LlamaGen's VQModel state dict, written out from vq_model.py's layer layout."""
-    S: dict[str, tuple] = {}
-
-    def conv(n, co, ci, k):
-        S[f"{n}.weight"], S[f"{n}.bias"] = (co, ci, k, k), (co,)
-
-    def norm(n, c):
-        S[f"{n}.weight"], S[f"{n}.bias"] = (c,), (c,)
-
-    def res(p, ci, co):
-        norm(f"{p}.norm1", ci), conv(f"{p}.conv1", co, ci, 3), norm(f"{p}.norm2", co), conv(f"{p}.conv2", co, co, 3)
-        if ci != co:
-            conv(f"{p}.nin_shortcut", co, ci, 1)
-
-    def attn(p, c):
-        norm(f"{p}.norm", c)
-        for n in ("q", "k", "v", "proj_out"):
-            conv(f"{p}.{n}", c, c, 1)
-
-    n = len(mult)
-    conv("encoder.conv_in", ch, 3, 3)
-    c = ch
-    for i, m in enumerate(mult):
-        for j in range(nres):
-            res(f"encoder.conv_blocks.{i}.res.{j}", c, ch * m)
-            c = ch * m
-            if i == n - 1:
-                attn(f"encoder.conv_blocks.{i}.attn.{j}", c)
-        if i != n - 1:
-            conv(f"encoder.conv_blocks.{i}.downsample.conv", c, c, 3)
-    res("encoder.mid.0", c, c), attn("encoder.mid.1", c), res("encoder.mid.2", c, c)
-    norm("encoder.norm_out", c), conv("encoder.conv_out", z, c, 3)
-    c = ch * mult[-1]
-    conv("decoder.conv_in", c, z, 3)
-    res("decoder.mid.0", c, c), attn("decoder.mid.1", c), res("decoder.mid.2", c, c)
-    for idx, i in enumerate(reversed(range(n))):
-        for j in range(nres + 1):
-            res(f"decoder.conv_blocks.{idx}.res.{j}", c, ch * mult[i])
-            c = ch * mult[i]
-            if i == n - 1:
-                attn(f"decoder.conv_blocks.{idx}.attn.{j}", c)
-        if i != 0:
-            conv(f"decoder.conv_blocks.{idx}.upsample.conv", c, c, 3)
-    norm("decoder.norm_out", c), conv("decoder.conv_out", 3, c, 3)
-    conv("quant_conv", d, z, 1), conv("post_quant_conv", z, d, 1)
-    S["quantize.embedding.weight"] = (K, d)
-    S["quantize.codebook_used"] = (65536,)
-    return S
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny convolutions are far faster single-threaded on a shared CPU; restore the setting afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-TINY = dict(ch=8, mult=(1, 1, 2, 2, 4), nres=2, z=16, K=64, d=8)
-
-
-def random_state(shapes: dict[str, tuple], seed: int = 0) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for k, s in shapes.items():
-        if k.endswith("codebook_used"):
-            out[k] = torch.zeros(s)
-        elif "norm" in k.split(".")[-2] and k.endswith(".weight"):
-            out[k] = 1 + 0.1 * torch.randn(s, generator=g)
-        else:
-            out[k] = 0.1 * torch.randn(s, generator=g)
-    return out
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("llamagen") / "vq_ds16_c2i.pt"
-    state = random_state(llamagen_shapes(**TINY))
+    state = random_state(llamagen_shapes(**TINY_LLAMAGEN))
     torch.save({"model": state, "steps": 10, "args": argparse.Namespace(vq_model="VQ-16", image_size=32)}, path)
     return path, state
 

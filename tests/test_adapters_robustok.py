@@ -8,7 +8,9 @@ import torch
 
 from robustok.adapters import RobusTokRelease, RobusTokReleaseConfig, load_external, load_tokenizer
 from robustok.errors import CheckpointError
-from tests.test_adapters_llamagen import _one_thread, random_state  # noqa: F401  (autouse fixture)
+from tests.helpers import random_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def vit_shapes(p: str, W: int, depth: int, n: int, patch: int | None) -> dict[str, tuple]:

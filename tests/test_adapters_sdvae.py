@@ -7,7 +7,9 @@ from safetensors.torch import save_file
 
 from robustok.adapters import SDVAE, SDVAEConfig, load_external, load_tokenizer
 from robustok.errors import ConfigError
-from tests.test_adapters_llamagen import _one_thread, random_state  # noqa: F401  (autouse fixture)
+from tests.helpers import random_state
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sdvae_shapes(outs=(128, 256, 512, 512), layers=2, latent=4, deprecated_attn=False) -> dict[str, tuple]:

@@ -3,12 +3,13 @@ import pytest
 from robustok.config import load_config
 from robustok.errors import ConfigError
 from robustok.tokenizer.train import TokenizerTrainConfig
+from tests.helpers import ROOT
 
 
 def test_yaml_and_overrides():
-    cfg = load_config(TokenizerTrainConfig, "configs/tokenizer/fmnist-robust.yaml", ["train.steps=7", "perturb.beta=0.2"])
+    cfg = load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-robust.yaml", ["train.steps=7", "perturb.beta=0.2"])
     assert cfg.train.steps == 7 and cfg.perturb.beta == 0.2 and cfg.perturb.enabled
-    base = load_config(TokenizerTrainConfig, "configs/tokenizer/fmnist-baseline.yaml")
+    base = load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-baseline.yaml")
     assert not base.perturb.enabled and base.model == cfg.model
 
 
@@ -16,7 +17,7 @@ def test_yaml_and_overrides():
                                           ("nosuch.key=1", "nosuch")])
 def test_bad_keys_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        load_config(TokenizerTrainConfig, "configs/tokenizer/fmnist-robust.yaml", [override])
+        load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-robust.yaml", [override])
 
 
 def test_unknown_key_in_yaml(tmp_path):

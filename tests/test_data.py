@@ -8,20 +8,8 @@ from PIL import Image
 
 from robustok.data import build_dataset, eval_batches, train_batches
 from robustok.data.datasets import GlobalBatchSampler
-from robustok.data.fashion_mnist import find_dir
 from robustok.errors import DataError
-
-
-def _has_fmnist() -> bool:
-    try:
-        find_dir("test")
-        return True
-    except DataError:
-        return False
-
-
-needs_fmnist = pytest.mark.skipif(not _has_fmnist(), reason="Fashion-MNIST files not installed "
-                                  "(apt-get install dataset-fashion-mnist)")
+from tests.helpers import needs_fmnist  # tests/test_distributed, _faults, _gpu, _reliability and _train import it from here
 
 
 @needs_fmnist

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.test_data import needs_fmnist
+from tests.helpers import ROOT, needs_fmnist
 
 KEYS = {"psnr", "rfid", "pfid", "gfid", "gfid_post", "gfid_control", "rfid_post", "rfid_control"}
 
@@ -70,7 +70,7 @@ def test_report_renders_in_headless_chromium(quick_demo, tmp_path):
 
 @needs_fmnist
 def test_posttrain_recipe_study_runs_on_a_finished_demo(quick_demo, tmp_path):
-    cmd = [sys.executable, "experiments/posttrain_recipes.py", str(quick_demo), "--out", str(tmp_path),
+    cmd = [sys.executable, str(ROOT / "experiments/posttrain_recipes.py"), str(quick_demo), "--out", str(tmp_path),
            "--recipes", "paper", "--names", "robust", "--seeds", "0"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -86,7 +86,7 @@ def test_authors_recipe_study_runs_on_the_quick_demo(quick_demo, tmp_path):
     from robustok.losses.aux_perceptual import train_aux_perceptual
 
     train_aux_perceptual(tmp_path / "aux-perceptual.safetensors", steps=2, log=lambda *_: None)  # reused
-    cmd = [sys.executable, "experiments/posttrain_authors.py", "--tokenizer", str(quick_demo / "tokenizers" /
+    cmd = [sys.executable, str(ROOT / "experiments/posttrain_authors.py"), "--tokenizer", str(quick_demo / "tokenizers" /
            "robust-00024"), "--generator", str(quick_demo / "runs" / "gen-robust-00024" / "generator"),
            "--out", str(tmp_path), "--budget", "quick"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -102,12 +102,12 @@ def test_authors_recipe_study_runs_on_the_quick_demo(quick_demo, tmp_path):
     assert ids["delta_vs_control"] == [p - c for p, c in zip(ids["post"], ids["control"])]
     assert len(ids["curve"]) == 2 and len(ids["curve"][1]["raw"]["delta_vs_control"]) == 3
     assert "| roundtrip | 4 (2) |" in r.stdout
-    r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--plot", str(tmp_path / "results.json"),
+    r = subprocess.run([sys.executable, str(ROOT / "experiments/posttrain_authors.py"), "--plot", str(tmp_path / "results.json"),
                         str(tmp_path / "curves.png")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and (tmp_path / "curves.png").stat().st_size > 5000, r.stderr[-2000:]
     result["inception"] = {"ids": {"untouched": 50.0, "post": [1.0, 2.0, 3.0], "control": [2.0, 2.0, 2.0],
                                    "delta_vs_control": ids["delta_vs_control"]}}   # the table of --inception-check
     (tmp_path / "with-inception.json").write_text(json.dumps(result))
-    r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--markdown",
+    r = subprocess.run([sys.executable, str(ROOT / "experiments/posttrain_authors.py"), "--markdown",
                         str(tmp_path / "with-inception.json")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "| ids | 50.00 | 2.00 | 2.00 |" in r.stdout and "| 3 of 3 seeds |" in r.stdout

@@ -10,7 +10,7 @@ from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, Diffusion
 from robustok.posttrain.diagnostics import image_statistics, token_statistics
 from robustok.posttrain.evidence import EVIDENCE, Condition, estimate, load_evidence, nearby
 from tests.helpers import tiny_tokenizer
-from tests.test_data import needs_fmnist
+from tests.helpers import needs_fmnist
 
 
 def test_token_statistics_known_cases():

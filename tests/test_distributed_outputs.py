@@ -14,7 +14,7 @@ from robustok.cli import main
 from robustok.distributed_outputs import PartWriter, batch_seed, merged_batches, mine
 from robustok.generator import ARConfig, ARGenerator
 from robustok.metrics.distributed import gather_strided
-from tests.helpers import gray_class_folder, tiny16_tokenizer
+from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
 
 DRIVER = """import json, sys
 from robustok.cli import main
@@ -63,7 +63,7 @@ def runs(tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, also on a GPU machine
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", str(29700 + os.getpid() % 1000), str(t / "driver.py"), str(t / "argv.json")]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=os.getcwd())
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return t, r.stdout
 

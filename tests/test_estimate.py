@@ -7,7 +7,7 @@ from robustok.train import estimate
 from robustok.train.estimate import ThroughputProbe, cpu_model, device_name, format_duration
 from robustok.train.loop import train
 from tests.helpers import tiny_train_config
-from tests.test_data import needs_fmnist
+from tests.helpers import needs_fmnist
 
 
 def test_cpu_model_from_cpuinfo(tmp_path):

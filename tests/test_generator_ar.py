@@ -5,37 +5,26 @@ import torch
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.ar import ARConfig, ARGenerator
 from robustok.generator.guidance import filter_logits, guidance_scale
+from tests.helpers import random_ar, seeded
 
-
-def make(pos="rope", random_order=False, **kw) -> ARGenerator:
-    torch.manual_seed(0)
-    cfg = ARConfig(vocab_size=48, grid=[4, 4], num_classes=5, dim=32, depth=2, heads=4, pos=pos,
-                   random_order=random_order, **kw)
-    m = ARGenerator(cfg).double().eval()
-    for p in m.parameters():            # a random, non-trivial model (the head starts at zero)
-        torch.nn.init.normal_(p, std=0.3)
-    return m
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
+make = random_ar  # tests/test_gpu.py still imports `make` from here; drop once it imports tests.helpers
 
 
 @pytest.mark.parametrize("pos,random_order,adaln", [("rope", False, False), ("learned", False, True),
                                                     ("rope", True, True), ("learned", True, False)])
 def test_kv_cache_matches_no_cache(pos, random_order, adaln):
-    m = make(pos, random_order, adaln=adaln)
+    m = random_ar(pos, random_order, adaln=adaln)
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 2])            # 5 = null class
     kw = dict(cfg=3.0, temperature=1.1, top_k=30, top_p=0.95, cfg_schedule="power", cfg_power=1.5)
-    a = m.sample(labels, generator=gen(1), use_cache=True, **kw)
-    b = m.sample(labels, generator=gen(1), use_cache=False, **kw)
+    a = m.sample(labels, generator=seeded(1), use_cache=True, **kw)
+    b = m.sample(labels, generator=seeded(1), use_cache=False, **kw)
     assert a.shape == (7, 4, 4)
     assert torch.equal(a, b)
-    assert not torch.equal(a, m.sample(labels, generator=gen(2), **kw))
+    assert not torch.equal(a, m.sample(labels, generator=seeded(2), **kw))
 
 
 def test_cache_logits_equal_full_forward():
-    m = make(adaln=True)
+    m = random_ar(adaln=True)
     tokens = torch.randint(0, 48, (3, 4, 4))
     labels = torch.tensor([1, 2, 5])
     full = m(tokens, labels)
@@ -50,7 +39,7 @@ def test_cache_logits_equal_full_forward():
 
 
 def test_causal():
-    m = make(random_order=True)
+    m = random_ar(random_order=True)
     tokens = torch.randint(0, 48, (2, 4, 4))
     labels = torch.tensor([0, 1])
     other = tokens.clone().flatten(1)
@@ -61,14 +50,14 @@ def test_causal():
 
 
 def test_cfg_one_is_conditional_model():
-    m = make()
+    m = random_ar()
     labels = torch.tensor([0, 1, 2, 3, 4])
-    plain = m.sample(labels, cfg=1.0, generator=gen(3))                        # conditional rows only
-    batched = m.sample(labels, cfg=1.0, cfg_schedule="linear", generator=gen(3))   # cond+uncond batch, scale 1
+    plain = m.sample(labels, cfg=1.0, generator=seeded(3))                        # conditional rows only
+    batched = m.sample(labels, cfg=1.0, cfg_schedule="linear", generator=seeded(3))   # cond+uncond batch, scale 1
     assert torch.equal(plain, batched)
     # the same tokens from a hand-written conditional sampler on the full forward pass
     from robustok.generator.guidance import draw
-    g, seq = gen(3), torch.zeros(5, 16, dtype=torch.long)
+    g, seq = seeded(3), torch.zeros(5, 16, dtype=torch.long)
     for s in range(16):
         logits = m(seq.view(5, 4, 4), labels)[:, s]
         seq[:, s] = draw(logits, g)
@@ -76,25 +65,25 @@ def test_cfg_one_is_conditional_model():
 
 
 def test_cfg_changes_samples_and_zero_is_unconditional():
-    m = make()
+    m = random_ar()
     labels = torch.tensor([0, 1, 2, 3])
-    uncond = m.sample(torch.full((4,), 5), cfg=1.0, generator=gen(4))
-    assert torch.equal(m.sample(labels, cfg=0.0, generator=gen(4)), uncond)
-    assert not torch.equal(m.sample(labels, cfg=4.0, generator=gen(4)), m.sample(labels, generator=gen(4)))
+    uncond = m.sample(torch.full((4,), 5), cfg=1.0, generator=seeded(4))
+    assert torch.equal(m.sample(labels, cfg=0.0, generator=seeded(4)), uncond)
+    assert not torch.equal(m.sample(labels, cfg=4.0, generator=seeded(4)), m.sample(labels, generator=seeded(4)))
 
 
 def test_teacher_forcing():
-    m = make()
+    m = random_ar()
     labels = torch.tensor([0, 1, 2])
     real = torch.randint(0, 48, (3, 16))
-    all_kept = m.sample(labels, keep_mask=torch.ones(3, 16, dtype=torch.bool), prefix_tokens=real, generator=gen())
+    all_kept = m.sample(labels, keep_mask=torch.ones(3, 16, dtype=torch.bool), prefix_tokens=real, generator=seeded())
     assert torch.equal(all_kept.flatten(1), real)
-    none_kept = m.sample(labels, keep_mask=torch.zeros(3, 16, dtype=torch.bool), prefix_tokens=real, generator=gen())
-    assert torch.equal(none_kept, m.sample(labels, generator=gen()))
-    mask = torch.rand(3, 16, generator=gen(5)) < 0.5
-    mixed = m.sample(labels, keep_mask=mask, prefix_tokens=real, generator=gen(6), cfg=2.0).flatten(1)
+    none_kept = m.sample(labels, keep_mask=torch.zeros(3, 16, dtype=torch.bool), prefix_tokens=real, generator=seeded())
+    assert torch.equal(none_kept, m.sample(labels, generator=seeded()))
+    mask = torch.rand(3, 16, generator=seeded(5)) < 0.5
+    mixed = m.sample(labels, keep_mask=mask, prefix_tokens=real, generator=seeded(6), cfg=2.0).flatten(1)
     assert torch.equal(mixed[mask], real[mask])
-    nocache = m.sample(labels, keep_mask=mask, prefix_tokens=real, generator=gen(6), cfg=2.0, use_cache=False)
+    nocache = m.sample(labels, keep_mask=mask, prefix_tokens=real, generator=seeded(6), cfg=2.0, use_cache=False)
     assert torch.equal(mixed, nocache.flatten(1))
 
 
@@ -131,7 +120,7 @@ def test_greedy_and_training_learns():
 
 
 def test_bad_inputs():
-    m = make()
+    m = random_ar()
     with pytest.raises(DataError, match="class ids"):
         m.sample(torch.tensor([0, 6]))
     with pytest.raises(ConfigError, match="cfg scale"):
@@ -152,12 +141,12 @@ def test_bad_inputs():
 
 
 def test_save_load_roundtrip(tmp_path):
-    m = make(pos="learned", random_order=True, tokenizer_fingerprint="abc")
+    m = random_ar(pos="learned", random_order=True, tokenizer_fingerprint="abc")
     m.save_pretrained(tmp_path / "g")
     from robustok.generator import load_generator
     back = load_generator(tmp_path / "g").double()
     assert isinstance(back, ARGenerator) and back.config.tokenizer_fingerprint == "abc"
     labels = torch.tensor([0, 1])
-    assert torch.equal(m.sample(labels, generator=gen()), back.sample(labels, generator=gen()))
+    assert torch.equal(m.sample(labels, generator=seeded()), back.sample(labels, generator=seeded()))
     with pytest.raises(CheckpointError):
         load_generator(tmp_path / "missing")

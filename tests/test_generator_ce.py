@@ -13,7 +13,7 @@ from robustok.generator import DiffusionConfig, DiffusionGenerator, load_generat
 from robustok.generator.crossentropy import store_cross_entropy
 from robustok.generator.task import GeneratorModelConfig, build_generator
 from robustok.tokens.store import TokenDataset
-from tests.helpers import gray_class_folder, tiny16_tokenizer
+from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
 
 K = 32   # tiny16_tokenizer's codebook
 
@@ -41,7 +41,7 @@ def _train(work, kind: str, steps: int) -> str:
     run = work / f"run-{kind}-{steps}"
     if (run / "generator").is_dir():
         return str(run / "generator")
-    assert main(["train-generator", f"configs/generator/fmnist-{kind}.yaml", f"data.tokens={work / 'store'}",
+    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-{kind}.yaml", f"data.tokens={work / 'store'}",
                  f"run.dir={run}", f"train.steps={steps}", "train.warmup_steps=1", "train.ema_decay=0",
                  "train.lr=3e-3", "data.batch_size=8", "run.progress=false", "run.log_every=100",
                  "run.sample_every=0", "run.ckpt_every=0", "model.dim=32", "model.depth=1", "model.heads=2"]) == 0

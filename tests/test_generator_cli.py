@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from robustok.cli import main
-from tests.helpers import gray_class_folder, tiny16_tokenizer
+from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def test_pipeline(setup, kind):
                  "model.dim=32", "model.depth=1", "model.heads=2"]
     # each kind's own keys: `sample.steps` is a diffusion option, `model.random_order` an AR one
     overrides += ["model.random_order=true"] if kind == "ar" else ["sample.steps=2"]
-    assert main(["train-generator", f"configs/generator/fmnist-{kind}.yaml", *overrides]) == 0
+    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-{kind}.yaml", *overrides]) == 0
     assert (t / "run" / "generator" / "model.safetensors").is_file()
     assert list((t / "run" / "samples").glob("*.png"))
     args = ["sample", str(t / "run" / "generator"), "--tokenizer", str(tok), "--num-images", "5", "--cfg", "2",
@@ -50,7 +50,7 @@ def test_cli_errors_are_one_line(setup, capsys):
     assert main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "st"), "--no-progress"]) == 0
     gen_args = [f"data.tokens={t / 'st'}", f"run.dir={t / 'run'}", "train.steps=1", "data.batch_size=4",
                 "run.progress=false", "model.dim=32", "model.depth=1", "model.heads=2"]
-    assert main(["train-generator", "configs/generator/fmnist-ar.yaml", *gen_args]) == 0
+    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-ar.yaml", *gen_args]) == 0
     gen = str(t / "run" / "generator")
     cases = [
         (["sample", gen, "--tokenizer", str(t / "kl"), "--num-images", "2", "--out", str(t / "o")], "tokenizer"),
@@ -58,13 +58,13 @@ def test_cli_errors_are_one_line(setup, capsys):
          "--cfg: must be >= 0"),
         (["sample", gen, "--tokenizer", str(t / "vq"), "--num-images", "2", "--mask-steps", "3", "--out",
           str(t / "o")], "--mask-steps: not a sampling option of this generator (kind 'ar'"),
-        (["train-generator", "configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'st'}", "model.patch_size=2"],
+        (["train-generator", f"{ROOT}/configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'st'}", "model.patch_size=2"],
          "invalid config key 'model.patch_size': Key 'patch_size' not in 'ARModelOptions'"),
         (["sample", gen, "--tokenizer", str(t / "vq"), "--num-images", "2", "--classes", "7", "--out", str(t / "o")],
          "classes"),
         (["sample", str(t / "st"), "--tokenizer", str(t / "vq"), "--out", str(t / "o")], "config.json"),
-        (["train-generator", "configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'imgs'}"], "manifest.json"),
-        (["train-generator", "configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'st'}",
+        (["train-generator", f"{ROOT}/configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'imgs'}"], "manifest.json"),
+        (["train-generator", f"{ROOT}/configs/generator/fmnist-ar.yaml", f"data.tokens={t / 'st'}",
           f"data.tokenizer={t / 'kl'}"], "tokenizer"),
         (["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "x"), "--views", "0"], "views"),
     ]

@@ -12,8 +12,7 @@ import torch
 from robustok.cli import main
 from robustok.errors import CheckpointError, RobustokError
 from robustok.hf_hub import parse_hub_ref, resolve_weights
-from tests.helpers import tiny16_tokenizer
-from tests.test_adapters_llamagen import TINY, llamagen_shapes, random_state
+from tests.helpers import TINY_LLAMAGEN, llamagen_shapes, random_state, tiny16_tokenizer
 
 pytest.importorskip("huggingface_hub")
 REV = "0123456789abcdef0123456789abcdef01234567"
@@ -53,7 +52,7 @@ def test_parse_and_plain_paths():
 
 
 def test_convert_and_load_from_the_cache_offline(offline_cache, tmp_path):
-    torch.save({"model": random_state(llamagen_shapes(**TINY))}, tmp_path / "vq.pt")
+    torch.save({"model": random_state(llamagen_shapes(**TINY_LLAMAGEN))}, tmp_path / "vq.pt")
     tiny16_tokenizer().save_pretrained(tmp_path / "tokdir")
     snap = cached_repo(offline_cache, "someone/llamagen", {"vq_ds16_c2i.pt": tmp_path / "vq.pt"})
     cached_repo(offline_cache, "someone/robustok-models", {

@@ -14,31 +14,20 @@ from robustok.errors import CheckpointError, ConfigError
 from robustok.hub import load_state_checked, load_tensors, save_tensors
 from robustok.losses.diffaug import DiffAugment, cutout, translation
 from robustok.losses.discriminators import build_discriminator
-from robustok.losses.frozen_vit import FrozenViT, load_frozen_vit
+from robustok.losses.frozen_vit import load_frozen_vit
 from robustok.losses.gan import hinge_d_loss
 from robustok.losses.semantic import DinoSemanticLoss, clip_infonce
 from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
+from tests.helpers import ROOT, vit_standin
 
-CONFIG = "configs/tokenizer/imagenet-robustok.yaml"
-
-
-def _standin(path, image_size, patch, dim, depth, layer_scale):
-    """A random-weight ViT saved with timm key names (DINO v1 files have no LayerScale keys)."""
-    torch.manual_seed(0)
-    net = FrozenViT(image_size, patch, dim, depth, 1, layer_scale=layer_scale)
-    for p in net.parameters():
-        torch.nn.init.normal_(p, std=0.05)
-    state = {k: v for k, v in net.state_dict().items() if layer_scale or ".ls" not in k}
-    state["head.weight"] = torch.zeros(3, dim)          # extra keys are ignored
-    save_tensors(state, path)
-    return path
+CONFIG = str(ROOT / "configs/tokenizer/imagenet-robustok.yaml")
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("weights")
-    return {"dino": _standin(d / "dino_s.safetensors", 32, 8, 32, 12, False),      # DINO ViT-S/16 stand-in
-            "dinov2": _standin(d / "dinov2_b.safetensors", 28, 7, 64, 2, True)}    # DINOv2 ViT-B/14 stand-in
+    return {"dino": vit_standin(d / "dino_s.safetensors", 32, 8, 32, 12, False),      # DINO ViT-S/16 stand-in
+            "dinov2": vit_standin(d / "dinov2_b.safetensors", 28, 7, 64, 2, True)}    # DINOv2 ViT-B/14 stand-in
 
 
 def test_config_holds_the_papers_numbers():
@@ -87,7 +76,7 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     from types import SimpleNamespace
 
     from robustok.posttrain.train import PostTrainConfig, PostTrainTask
-    pcfg = load_config(PostTrainConfig, "configs/posttrain/imagenet.yaml",
+    pcfg = load_config(PostTrainConfig, ROOT / "configs/posttrain/imagenet.yaml",
                        [f"tokenizer={exported}", f"loss.dino_disc_checkpoint={weights['dino']}",
                         "eval_reference=fashion-mnist:test"])
     holder = SimpleNamespace(cfg=pcfg)

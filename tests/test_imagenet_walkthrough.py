@@ -1,4 +1,4 @@
-"""docs/imagenet.md, step by step, through the CLI on a tiny stand-in (issue 14).
+"""docs/imagenet.md, step by step, through the CLI on a tiny stand-in.
 
 The commands are read from the guide's fenced bash blocks, so the guide and this test cannot drift apart. Each
 one runs as written, in a folder laid out as the guide assumes (`data/imagenet/...`, `weights/...`, `runs/...`,
@@ -29,7 +29,7 @@ from robustok.cli import main
 from robustok.config import load_config
 from robustok.hub import load_tensors
 from robustok.tokenizer.train import TokenizerTrainConfig
-from tests.test_imagenet_recipe import _standin
+from tests.helpers import vit_standin
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "imagenet.md"
@@ -113,8 +113,8 @@ def _weights(d: Path) -> None:
     from robustok.metrics.lpips import CONV_CHANNELS, CONV_INDICES, TAP_CHANNELS
 
     d.mkdir()
-    _standin(d / "vit_base_patch14_dinov2.lvd142m.safetensors", 28, 7, 64, 2, True)     # DINOv2 (timm file)
-    dino = _standin(d / "dino.safetensors", 32, 8, 32, 12, False)                      # DINO ViT-S/16 ...
+    vit_standin(d / "vit_base_patch14_dinov2.lvd142m.safetensors", 28, 7, 64, 2, True)     # DINOv2 (timm file)
+    dino = vit_standin(d / "dino.safetensors", 32, 8, 32, 12, False)                      # DINO ViT-S/16 ...
     torch.save(load_tensors(dino), d / "dino_deitsmall16_pretrain.pth")                  # ... as the authors' .pth
     dino.unlink()
     g = torch.Generator().manual_seed(0)

@@ -12,7 +12,7 @@ from robustok.cli import main
 from robustok.data import build_dataset
 from robustok.tokens.kinds import token_kind
 from robustok.tokens.pairs import PairStore
-from tests.helpers import gray_class_folder, tiny16_tokenizer
+from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_import_then_post_train(work, bottleneck):
         assert np.allclose(store.generated.astype(np.float32), want, atol=2e-2)
     m = json.loads((pairs / "manifest.json").read_text())
     assert m["generator"] == "someone-else's" and m["resolution"] == 16 and m["data"] == str(t / "imgs")
-    assert main(["post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={t / bottleneck}", f"pairs={pairs}",
+    assert main(["post-train", f"{ROOT}/configs/posttrain/fmnist.yaml", f"tokenizer={t / bottleneck}", f"pairs={pairs}",
                  f"run.dir={run}", "run.progress=false", "train.steps=2", "data.batch_size=4", "eval_every=2",
                  "eval_features=random", "eval_num_reference=12"]) == 0
     summary = json.loads((run / "posttrain.json").read_text())

@@ -14,7 +14,7 @@ from robustok.generator.masked import MaskedConfig, MaskedGenerator, masked_loss
 from robustok.generator.masked import MaskedSampling
 from robustok.generator.sampling import SamplingOptions
 from robustok.tokens.pairs import PairStore
-from tests.helpers import gray_class_folder, tiny16_tokenizer
+from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
 
 K, GRID, C = 16, [3, 4], 3
 
@@ -160,7 +160,7 @@ def test_cli_train_sample_pairs(tmp_path):
     store = tmp_path / "store"
     assert main(["pretokenize", str(tok), "--data", str(tmp_path / "imgs"), "--out", str(store), "--no-progress"]) == 0
     run = tmp_path / "run"
-    assert main(["train-generator", "configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
+    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
                  f"data.tokenizer={tok}", f"run.dir={run}", "train.steps=3", "data.batch_size=4", "run.log_every=1",
                  "run.sample_every=3", "run.progress=false", "model.dim=32", "model.depth=1", "model.heads=2"]) == 0
     assert isinstance(load_generator(run / "generator"), MaskedGenerator)
@@ -190,8 +190,8 @@ def test_cli_train_sample_pairs(tmp_path):
     pairs = {s: np.asarray(PairStore(tmp_path / f"pairs{s}", tiny16_tokenizer("vq")).generated) for s in ("1", "0.5")}
     assert np.array_equal(pairs["1"], real.numpy())     # sigma = 1: the real tokens
     assert not np.array_equal(pairs["0.5"], real.numpy())
-    assert main(["train-generator", "configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
+    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
                  f"run.dir={tmp_path / 'run3'}", "model.random_order=true"]) == 2
-    assert main(["train-generator", "configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
+    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
                  f"run.dir={tmp_path / 'run2'}", "train.steps=1", "data.batch_size=4", "run.progress=false",
                  f"model.init={run / 'generator'}"]) == 0

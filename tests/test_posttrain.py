@@ -7,28 +7,21 @@ import torch
 from robustok.config import load_config
 from robustok.data import build_dataset
 from robustok.errors import CheckpointError, ConfigError, DataError
-from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, DiffusionGenerator
+from robustok.generator import DiffusionConfig, DiffusionGenerator
 from robustok.generator.diffusion import DiffusionSampling
 from robustok.generator.sampling import SamplingOptions
 from robustok.posttrain.pairs import PairsSpec, generate_batch, make_pairs
 from robustok.tokens.pairs import PairDataset, PairStore
 from robustok.posttrain.train import PostTrainConfig, PostTrainTask, freeze_encoder_side
 from robustok.train.loop import train
-from tests.helpers import tiny_tokenizer
-from tests.test_data import needs_fmnist
+from tests.helpers import ROOT, needs_fmnist, tiny_ar, tiny_tokenizer
 
-
-def _ar(tok):
-    torch.manual_seed(0)
-    g = ARGenerator(ARConfig(vocab_size=tok.codebook_size, grid=[8, 8], dim=32, depth=1, heads=2,
-                             tokenizer_fingerprint=tok.fingerprint()))
-    torch.nn.init.normal_(g.head.weight, std=0.5)  # a non-trivial distribution
-    return g.eval()
+_ar = tiny_ar  # tests/test_faults.py and test_reliability.py still import `_ar` from here; drop once they import tests.helpers
 
 
 def test_sigma_one_keeps_real_tokens_and_sigma_zero_is_free_sampling():
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()
-    gen = _ar(tok)
+    gen = tiny_ar(tok)
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     labels = torch.tensor([0, 1, 2])
     opts = SamplingOptions()
@@ -57,7 +50,7 @@ def test_sdedit_pairs_for_continuous_latents():
 @pytest.fixture()
 def pairs(tmp_path):
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()
-    gen = _ar(tok)
+    gen = tiny_ar(tok)
     ds = build_dataset("fashion-mnist:test")
     spec = PairsSpec(sigma=0.7, num_pairs=24, num_eval=16, data="fashion-mnist:test", batch_size=24)
     out = make_pairs(gen, tok, ds, spec, tmp_path / "pairs", progress=False)
@@ -85,7 +78,7 @@ def test_post_training_changes_only_the_decoder(pairs, tmp_path, control):
     tok, out = pairs
     frozen_before = {k: v.clone() for k, v in tok.state_dict().items() if k.startswith(tuple(tok.frozen_part_names()))}
     dec_before = tok.decoder.conv_out.weight.clone()
-    cfg = load_config(PostTrainConfig, "configs/posttrain/fmnist.yaml",
+    cfg = load_config(PostTrainConfig, ROOT / "configs/posttrain/fmnist.yaml",
                       [f"run.dir={tmp_path / 'post'}", "run.progress=false", "train.steps=4", "data.batch_size=8",
                        "eval_every=2", "eval_features=random", "eval_num_reference=32", f"control={control}",
                        "loss.disc_weight=0.1"])

@@ -21,9 +21,7 @@ from robustok.tokens.pairs import PairStore
 from robustok.posttrain.train import PostTrainConfig, PostTrainTask, epochs_to_steps
 from robustok.tokenizer.model import Tokenizer
 from robustok.train import loop
-from tests.helpers import tiny_tokenizer
-from tests.test_data import needs_fmnist
-from tests.test_posttrain import _ar
+from tests.helpers import ROOT, needs_fmnist, tiny_ar, tiny_tokenizer
 
 pytestmark = needs_fmnist
 
@@ -31,7 +29,7 @@ pytestmark = needs_fmnist
 def _pairs(tmp_path, tok, pair_input="ids", name="pairs"):
     spec = PairsSpec(sigma=0.7, num_pairs=24, num_eval=16, data="fashion-mnist:test", batch_size=24,
                      pair_input=pair_input)
-    return make_pairs(_ar(tok), tok, build_dataset("fashion-mnist:test"), spec, tmp_path / name, progress=False)
+    return make_pairs(tiny_ar(tok), tok, build_dataset("fashion-mnist:test"), spec, tmp_path / name, progress=False)
 
 
 @pytest.fixture()
@@ -41,7 +39,7 @@ def setup(tmp_path):
 
 
 def _cfg(tmp_path, *extra):
-    return load_config(PostTrainConfig, "configs/posttrain/fmnist.yaml",
+    return load_config(PostTrainConfig, ROOT / "configs/posttrain/fmnist.yaml",
                        [f"run.dir={tmp_path / 'post'}", "run.progress=false", "train.steps=2", "data.batch_size=8",
                         "eval_features=random", "eval_num_reference=32", *extra])
 
@@ -210,7 +208,7 @@ def test_aux_perceptual_weights_missing_or_the_fid_network_are_refused(setup, tm
     with pytest.raises(CheckpointError, match="not found"):
         PostTrainTask(_cfg(tmp_path, "loss.perceptual=aux", f"loss.aux_perceptual_weights={tmp_path / 'x'}"),
                       tokenizer=tok, store=store)
-    fid_net = Path("robustok/metrics/weights/fmnist-features-v1.safetensors")
+    fid_net = ROOT / "robustok/metrics/weights/fmnist-features-v1.safetensors"
     with pytest.raises(CheckpointError, match="do not fit AuxNet"):
         PostTrainTask(_cfg(tmp_path, "loss.perceptual=aux", f"loss.aux_perceptual_weights={fid_net}"),
                       tokenizer=tok, store=store)
@@ -218,7 +216,7 @@ def test_aux_perceptual_weights_missing_or_the_fid_network_are_refused(setup, tm
 
 # --- the `authors` recipe of experiments/posttrain_recipes.py is a valid configuration -----------------------
 def test_authors_recipe_is_a_valid_configuration(tmp_path):
-    spec = importlib.util.spec_from_file_location("posttrain_recipes", "experiments/posttrain_recipes.py")
+    spec = importlib.util.spec_from_file_location("posttrain_recipes", ROOT / "experiments/posttrain_recipes.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     overrides = [o.format(aux=tmp_path / "aux.safetensors") for o in mod.RECIPES["authors"]]
@@ -232,12 +230,12 @@ def test_shipped_authors_config_is_the_e2_recipe():
     """configs/posttrain/fmnist-authors.yaml holds what experiments/posttrain_authors.py ran (full budget)."""
     import dataclasses
 
-    spec = importlib.util.spec_from_file_location("posttrain_authors", "experiments/posttrain_authors.py")
+    spec = importlib.util.spec_from_file_location("posttrain_authors", ROOT / "experiments/posttrain_authors.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     aux = "weights/aux-perceptual.safetensors"
-    study = load_config(PostTrainConfig, "configs/posttrain/fmnist.yaml", mod.scaled_recipe(mod.BUDGETS["full"], aux))
-    shipped = load_config(PostTrainConfig, "configs/posttrain/fmnist-authors.yaml")
+    study = load_config(PostTrainConfig, ROOT / "configs/posttrain/fmnist.yaml", mod.scaled_recipe(mod.BUDGETS["full"], aux))
+    shipped = load_config(PostTrainConfig, ROOT / "configs/posttrain/fmnist-authors.yaml")
     a, b = dataclasses.asdict(study), dataclasses.asdict(shipped)
     for d in (a, b):   # where the run writes, how long (epochs decide) and how it is judged are the caller's
         del d["run"]["dir"], d["train"]["steps"], d["train"]["ema_decay"], d["ema_keep"], d["eval_num_reference"]
@@ -276,7 +274,7 @@ def test_authors_study_names_a_missing_model(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "experiments/posttrain_authors.py", "--out", str(tmp_path), "--tokenizer",
+    r = subprocess.run([sys.executable, str(ROOT / "experiments/posttrain_authors.py"), "--out", str(tmp_path), "--tokenizer",
                         str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "nowhere: no trained model there" in r.stderr and "study_models.py" in r.stderr
     assert not (tmp_path / "ids").exists()

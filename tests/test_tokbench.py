@@ -8,7 +8,7 @@ import torch
 from robustok.cli import main
 from robustok.tokbench.stats import compare_predictors, pair_ordering
 from tests.helpers import tiny_tokenizer
-from tests.test_data import needs_fmnist
+from tests.helpers import needs_fmnist
 
 TINY = ["--gen-steps", "3", "--pretok-images", "48", "--eval-images", "32", "--gen-images", "24", "--features",
         "random", "--bootstrap", "50", "--gen-override", "model.dim=32", "--gen-override", "model.depth=1",

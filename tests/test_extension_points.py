@@ -1,4 +1,4 @@
-"""Extension points of issue 11 (parts 3-5): task contract, export API, registries, loaders, evaluation API."""
+"""Extension points: task contract, export API, registries, loaders, evaluation API."""
 from __future__ import annotations
 
 import json
