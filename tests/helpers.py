@@ -2,6 +2,7 @@
 weights in upstream layouts, and the Fashion-MNIST skip mark. Test modules import from here, never from each other."""
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +213,60 @@ def random_state(shapes: dict[str, tuple], seed: int = 0) -> dict[str, torch.Ten
         else:
             out[k] = 0.1 * torch.randn(s, generator=g)
     return out
+
+
+# --- the RobusTok release's tokenizer (tests/test_adapters_robustok.py, tests/released_standins.py) ---
+def vit_shapes(p: str, W: int, depth: int, n: int, patch: int | None) -> dict[str, tuple]:
+    """timm VisionTransformer (DINOv2 flavour: LayerScale, qkv bias, no head) key -> shape."""
+    S = {f"{p}.cls_token": (1, 1, W), f"{p}.pos_embed": (1, n + 1, W), f"{p}.norm.weight": (W,), f"{p}.norm.bias": (W,)}
+    if patch:
+        S[f"{p}.patch_embed.proj.weight"], S[f"{p}.patch_embed.proj.bias"] = (W, 3, patch, patch), (W,)
+    for i in range(depth):
+        b = f"{p}.blocks.{i}"
+        S.update({f"{b}.norm1.weight": (W,), f"{b}.norm1.bias": (W,), f"{b}.attn.qkv.weight": (3 * W, W),
+                  f"{b}.attn.qkv.bias": (3 * W,), f"{b}.attn.proj.weight": (W, W), f"{b}.attn.proj.bias": (W,),
+                  f"{b}.ls1.gamma": (W,), f"{b}.norm2.weight": (W,), f"{b}.norm2.bias": (W,),
+                  f"{b}.mlp.fc1.weight": (4 * W, W), f"{b}.mlp.fc1.bias": (4 * W,), f"{b}.mlp.fc2.weight": (W, 4 * W),
+                  f"{b}.mlp.fc2.bias": (W,), f"{b}.ls2.gamma": (W,)})
+    return S
+
+
+def robustok_shapes(W=768, depth=12, image=256, patch=16, K=4096, d=64, teacher=True) -> dict[str, tuple]:
+    """Key -> shape of the release VQModel state dict (xqgan_model.py + dino_enc/dinov2.py, main-train.yaml)."""
+    n = (image // patch) ** 2
+    S = {"encoder.latent_tokens": (1, n, W), "encoder.lvl_embed.weight": (2, W), "encoder.lvl1LC": (1, 2 * n + 1),
+         "decoder.mask_token": (1, 1, W), "decoder.lvl_embed.weight": (2, W), "decoder.lvl1LC": (1, 2 * n + 2),
+         "decoder.to_pixel.model.weight": (patch * patch * 3, W), "decoder.to_pixel.model.bias": (patch * patch * 3,),
+         "quant_conv.weight": (d, W, 1, 1), "quant_conv.bias": (d,), "post_quant_conv.weight": (W, d, 1, 1),
+         "post_quant_conv.bias": (W,), "quantize.embedding.weight": (K, d), "quantize.ema_vocab_hit_SV": (K,)}
+    S.update(vit_shapes("encoder.model", W, depth, n, patch))
+    S.update(vit_shapes("decoder.model", W, depth, n, None))     # patch embedding deleted in the decoder
+    if teacher:
+        S.update(vit_shapes("semantic_model", W, depth, n, patch))
+    return S
+
+
+def levels(zeros: int, ones: int) -> torch.Tensor:
+    return torch.cat([torch.zeros(zeros, dtype=torch.long), torch.ones(ones, dtype=torch.long)])[None]
+
+
+def tiny_state(seed=0):
+    s = random_state(robustok_shapes(W=32, depth=2, image=32, patch=8, K=64, d=8), seed)
+    s["encoder.lvl1LC"], s["decoder.lvl1LC"] = levels(17, 16), levels(17, 17)
+    s["quantize.ema_vocab_hit_SV"] = torch.rand(64)
+    return s
+
+
+REV = "0123456789abcdef0123456789abcdef01234567"   # the snapshot revision of the Hub caches tests build
+
+
+def cached_repo(cache: Path, repo_id: str, files: dict[str, Path], rev: str = REV) -> Path:
+    """Put `files` (path in repo -> local file) into `cache` as huggingface_hub lays out a downloaded snapshot."""
+    root = cache / f"models--{repo_id.replace('/', '--')}"
+    for name, src in files.items():
+        dst = root / "snapshots" / rev / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    (root / "refs").mkdir(parents=True, exist_ok=True)
+    (root / "refs" / "main").write_text(rev)
+    return root / "snapshots" / rev

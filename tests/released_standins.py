@@ -25,9 +25,9 @@ import torch
 if __package__ in (None, ""):                       # run as a script: make `tests.` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.test_adapters_llamagen import TINY as VQ_TINY, llamagen_shapes, random_state  # noqa: E402
-from tests.test_adapters_maskgit import maskgit_shapes  # noqa: E402
-from tests.test_adapters_robustok import tiny_state as robustok_tokenizer_state  # noqa: E402
+from tests.helpers import TINY_LLAMAGEN as VQ_TINY  # noqa: E402
+from tests.helpers import llamagen_shapes, maskgit_shapes, random_state  # noqa: E402
+from tests.helpers import tiny_state as robustok_tokenizer_state  # noqa: E402
 
 NUM_CLASSES = 10
 

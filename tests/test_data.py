@@ -9,7 +9,7 @@ from PIL import Image
 from robustok.data import build_dataset, eval_batches, train_batches
 from robustok.data.datasets import GlobalBatchSampler
 from robustok.errors import DataError
-from tests.helpers import needs_fmnist  # tests/test_distributed, _faults, _gpu, _reliability and _train import it from here
+from tests.helpers import needs_fmnist
 
 
 @needs_fmnist

@@ -7,13 +7,13 @@ import pytest
 
 from robustok.train.logging import read_metrics
 from tests.helpers import TINY_MODEL
-from tests.test_data import needs_fmnist
+from tests.helpers import needs_fmnist
 
 
 def _cmd(run_dir, nproc, *extra):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
                 "--master_port", str(29500 + nproc + os.getpid() % 1000)]
-    return launcher + ["-m", "robustok.cli", "train-tokenizer", "configs/tokenizer/fmnist-baseline.yaml",
+    return launcher + ["-m", "robustok.cli", "train-tokenizer", "fmnist-baseline",
                        f"run.dir={run_dir}", "train.steps=3", "run.progress=false", "run.log_every=1",
                        "data.batch_size=8", "model.dead_code_threshold=0", *TINY_MODEL, *extra]
 
@@ -90,12 +90,12 @@ def test_a_killed_rank_resumes_bitwise_on_two_gloo_processes(tmp_path):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop(ENV, None)
-    extra = ["configs/tokenizer/fmnist-robust.yaml", "run.sample_every=0", "run.ckpt_every=3", "train.steps=8",
+    extra = ["fmnist-robust", "run.sample_every=0", "run.ckpt_every=3", "train.steps=8",
              "train.warmup_steps=1", "loss.disc_weight=0.5", "loss.disc_start=2"]
 
     def launch(name: str, fault: str | None = None, resume: bool = False) -> subprocess.CompletedProcess:
         cmd = _cmd(tmp_path / name, 2, *extra[1:], *(["--resume"] if resume else []))
-        cmd[cmd.index("configs/tokenizer/fmnist-baseline.yaml")] = extra[0]
+        cmd[cmd.index("fmnist-baseline")] = extra[0]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
                               env={**env, **({ENV: fault} if fault else {})})
 

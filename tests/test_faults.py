@@ -24,7 +24,7 @@ from robustok.train.checkpoint import list_checkpoints
 from robustok.train.faults import ENV as FAULT_ENV
 from robustok.train.logging import read_metrics
 from tests.helpers import TINY_MODEL, gray_class_folder, tiny16_tokenizer, tiny_tokenizer
-from tests.test_data import needs_fmnist
+from tests.helpers import needs_fmnist
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL
@@ -120,7 +120,7 @@ def generator_args(run_dir: Path, store: Path) -> list[str]:
 def post_inputs(tmp_path_factory) -> Path:
     from robustok.data import build_dataset
     from robustok.posttrain.pairs import PairsSpec, make_pairs
-    from tests.test_posttrain import _ar
+    from tests.helpers import tiny_ar as _ar
 
     t = tmp_path_factory.mktemp("post")
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()

@@ -7,7 +7,6 @@ from robustok.generator.ar import ARConfig, ARGenerator
 from robustok.generator.guidance import filter_logits, guidance_scale
 from tests.helpers import random_ar, seeded
 
-make = random_ar  # tests/test_gpu.py still imports `make` from here; drop once it imports tests.helpers
 
 
 @pytest.mark.parametrize("pos,random_order,adaln", [("rope", False, False), ("learned", False, True),

@@ -22,7 +22,8 @@ from robustok.generator.published import PRESETS
 from robustok.tokenizer.loading import load_tokenizer
 from robustok.weight_files import read_checkpoint
 from tests.released_standins import CONVERT, NUM_CLASSES, image_folder, llamagen_gpt_state, write_standins
-from tests.test_adapters_llamagen import _one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---- reference forwards, from the equations ------------------------------------------------------------------
@@ -323,7 +324,7 @@ def test_cross_entropy_check_runs_on_converted_generators(converted, tmp_path, m
 def test_convert_from_a_hub_reference(converted, tmp_path, monkeypatch):
     """The released files as users name them on the Hub (`hf://yucornetto/RAR/rar_b.bin`), read from a cache."""
     pytest.importorskip("huggingface_hub")
-    from tests.test_hf_hub import cached_repo
+    from tests.helpers import cached_repo
 
     root, files = converted
     cache = tmp_path / "hf-cache"

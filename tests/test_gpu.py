@@ -12,8 +12,8 @@ from robustok.tokenizer.train import TokenizerTask
 from robustok.train.logging import read_metrics
 from robustok.train.loop import train
 from tests.helpers import tiny_tokenizer, tiny_train_config
-from tests.test_data import needs_fmnist
-from tests.test_generator_ar import make
+from tests.helpers import needs_fmnist
+from tests.helpers import random_ar as make
 
 pytestmark = pytest.mark.gpu
 

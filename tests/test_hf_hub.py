@@ -2,7 +2,6 @@
 cache folder built here (models--org--repo/snapshots/<rev>/... + refs/main), through every loader of weights."""
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -12,22 +11,9 @@ import torch
 from robustok.cli import main
 from robustok.errors import CheckpointError, RobustokError
 from robustok.hf_hub import parse_hub_ref, resolve_weights
-from tests.helpers import TINY_LLAMAGEN, llamagen_shapes, random_state, tiny16_tokenizer
+from tests.helpers import REV, TINY_LLAMAGEN, cached_repo, llamagen_shapes, random_state, tiny16_tokenizer
 
 pytest.importorskip("huggingface_hub")
-REV = "0123456789abcdef0123456789abcdef01234567"
-
-
-def cached_repo(cache: Path, repo_id: str, files: dict[str, Path], rev: str = REV) -> Path:
-    """Put `files` (path in repo -> local file) into `cache` as huggingface_hub lays out a downloaded snapshot."""
-    root = cache / f"models--{repo_id.replace('/', '--')}"
-    for name, src in files.items():
-        dst = root / "snapshots" / rev / name
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-    (root / "refs").mkdir(parents=True, exist_ok=True)
-    (root / "refs" / "main").write_text(rev)
-    return root / "snapshots" / rev
 
 
 @pytest.fixture

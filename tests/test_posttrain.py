@@ -16,7 +16,6 @@ from robustok.posttrain.train import PostTrainConfig, PostTrainTask, freeze_enco
 from robustok.train.loop import train
 from tests.helpers import ROOT, needs_fmnist, tiny_ar, tiny_tokenizer
 
-_ar = tiny_ar  # tests/test_faults.py and test_reliability.py still import `_ar` from here; drop once they import tests.helpers
 
 
 def test_sigma_one_keeps_real_tokens_and_sigma_zero_is_free_sampling():

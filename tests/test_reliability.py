@@ -20,8 +20,8 @@ from robustok.train.checkpoint import (MARKER, checkpoint_step, clean_stale, lat
 from robustok.train.lock import RunLockedError, run_lock
 from robustok.train.logging import MetricsLogger, read_metrics
 from robustok.train.loop import train
-from tests.helpers import tiny_tokenizer, tiny_train_config
-from tests.test_data import needs_fmnist
+from tests.helpers import ROOT, tiny_tokenizer, tiny_train_config
+from tests.helpers import needs_fmnist
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_post_train_data_refuses_an_existing_out_folder(tmp_path, capsys):
 def test_make_pairs_overwrite_replaces_only_when_asked(tmp_path):
     from robustok.data import build_dataset
     from robustok.posttrain.pairs import PairsSpec, make_pairs
-    from tests.test_posttrain import _ar
+    from tests.helpers import tiny_ar as _ar
 
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()
     gen = _ar(tok)
@@ -94,7 +94,7 @@ def test_run_lock_names_the_holder_and_is_taken_over_when_it_dies(tmp_path):
     code = ("import sys, time; from robustok.train.lock import run_lock\n"
             f"with run_lock({str(tmp_path / 'r')!r}):\n    print('held', flush=True); time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
@@ -122,7 +122,7 @@ def test_training_into_a_locked_run_dir_is_refused(tmp_path):
     code = ("import time; from robustok.train.lock import run_lock\n"
             f"with run_lock({str(tmp_path / 'r')!r}):\n    print('held', flush=True); time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.getcwd()})
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLockedError, match="in use by another run"):
@@ -252,7 +252,7 @@ def test_a_temp_file_left_by_a_killed_export_is_removed(tmp_path):
 def post_setup(tmp_path):
     from robustok.data import build_dataset
     from robustok.posttrain.pairs import PairsSpec, make_pairs
-    from tests.test_posttrain import _ar
+    from tests.helpers import tiny_ar as _ar
 
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()
     tok.save_pretrained(tmp_path / "tok")
@@ -270,7 +270,7 @@ def post_overrides(t, run_dir, *extra):
 @needs_fmnist
 def test_resume_of_a_finished_post_training_is_a_clean_no_op(post_setup, capsys):
     t = post_setup
-    args = ["post-train", "configs/posttrain/fmnist.yaml", *post_overrides(t, t / "post")]
+    args = ["post-train", "fmnist", *post_overrides(t, t / "post")]
     assert main(args) == 0
     first = json.loads((t / "post" / "posttrain.json").read_text())
     best = load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from robustok.cli import main, parse_args
 from robustok.generator.published import PRESETS
-from tests.test_adapters_llamagen import _one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "reproduce.md"

@@ -13,7 +13,7 @@ from robustok.train.checkpoint import latest_checkpoint, list_checkpoints
 from robustok.train.logging import read_metrics
 from robustok.train.loop import lr_factor, train
 from tests.helpers import tiny_train_config
-from tests.test_data import needs_fmnist
+from tests.helpers import needs_fmnist
 
 pytestmark = needs_fmnist
 
