@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Optional, Sequence, TypeVar, cast
+from typing import Any, ClassVar, Optional, Protocol, Sequence, TypeVar, cast
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -48,6 +48,12 @@ class DataConfig:
 
     BOUNDS: ClassVar[dict] = {"resolution": ">=8", "batch_size": ">=1", "num_workers": ">=0"}
     DATA_SPECS: ClassVar[tuple] = ("train", "val")
+
+
+class BatchOptions(Protocol):
+    """What the training loop reads of a `data:` section (`DataConfig`, a generator's token data section)."""
+    batch_size: int                      # global batch, split over ranks
+    num_workers: int
 
 
 @dataclass

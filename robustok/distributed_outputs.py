@@ -87,7 +87,9 @@ class PartWriter:
             return
         name = f"rank-{self.rank:05d}-{len(self.files):05d}.npz"
         with atomic_file(self.parts / name) as f:
-            np.savez(f, **self._buf)
+            # numpy's stub declares savez's `allow_pickle` flag (numpy >= 2.1), so mypy rejects any **dict of
+            # arrays; these keys are "batch/name", never that flag (passing it would store an array under numpy 1.x)
+            np.savez(f, **self._buf)  # type: ignore[arg-type]
         self.files.append(name)
         self._buf, self._bytes = {}, 0
 

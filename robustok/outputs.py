@@ -85,7 +85,7 @@ def remove_stale(out: str | Path) -> list[Path]:
     (`.old-`: the run died between its two renames, leaving no `out`) is renamed back to `out`, never deleted
     unless `out` exists again; build and parts folders are removed. Folders of live processes are never touched."""
     out = Path(out)
-    removed = []
+    removed: list[Path] = []
     if not out.parent.is_dir():
         return removed
     ours = re.compile(rf"\.{re.escape(out.name)}\.(build|parts|old)-(\d+)-([0-9a-f]+)")
@@ -204,6 +204,8 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
             staged, error = broadcast_object((staged, error))
             if error is not None:
                 raise RobustokError(error)
+        if staged is None:   # cannot happen: rank 0 started the folders or raised, the other ranks got them
+            raise RobustokError(f"{what} {out}: no output folders were started")
         try:
             yield staged
         except (OSError, WriteError) as err:

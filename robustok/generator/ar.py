@@ -7,18 +7,20 @@ the grid position it must predict next, and training draws a random permutation 
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, cast
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 from robustok.errors import ConfigError
 from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
-from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d
-from robustok.generator.options import DrawOptions, GeneratorModelConfig, ObjectiveConfig
+from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d, zero_init
+from robustok.generator.options import (DrawOptions, GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert,
+                                       sampling_options)
 
 
 @dataclass
@@ -62,9 +64,11 @@ class ARGenerator(IdGenerator):
 
     config_class = ARConfig
     token_kind = "ids"
-    options_class = ARModelOptions
-    objective_class = ARObjective
-    sampling_class = ARSampling
+    options_class: ClassVar[type[ARModelOptions]] = ARModelOptions
+    objective_class: ClassVar[type[ARObjective]] = ARObjective
+    sampling_class: ClassVar[type[ARSampling]] = ARSampling
+    rope_cos: Tensor                 # buffers (with pos = rope)
+    rope_sin: Tensor
 
     def __init__(self, config: ARConfig):
         super().__init__(config)
@@ -89,16 +93,16 @@ class ARGenerator(IdGenerator):
         if c.random_order:
             self.target_emb = nn.Parameter(torch.randn(self.seq_len, c.dim) * 0.02)
         self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(Block(c.dim, c.heads, c.mlp_ratio, c.qk_norm, c.dropout, c.adaln)
-                                    for _ in range(c.depth))
+        blocks = [Block(c.dim, c.heads, c.mlp_ratio, c.qk_norm, c.dropout, c.adaln) for _ in range(c.depth)]
+        self.blocks = nn.ModuleList(blocks)
         self.norm = nn.LayerNorm(c.dim, elementwise_affine=not c.adaln, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim)) if c.adaln else None
         self.head = nn.Linear(c.dim, c.vocab_size)
         self.apply(self.init_weights)
         nn.init.zeros_(self.head.weight)
-        for m in [b.ada for b in self.blocks if b.ada is not None] + ([self.final_ada] if c.adaln else []):
-            nn.init.zeros_(m[-1].weight)
-            nn.init.zeros_(m[-1].bias)
+        adas = [b.ada for b in blocks if b.ada is not None]
+        for m in adas + ([self.final_ada] if self.final_ada is not None else []):
+            zero_init(m[-1])                                       # adaLN-Zero: its last linear layer
 
     # ---- building blocks -------------------------------------------------------------------------------
     def _embed(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
@@ -133,11 +137,12 @@ class ARGenerator(IdGenerator):
 
         They depend only on the class, so sampling computes them once per call instead of once per step.
         """
-        if not self.config.adaln:
+        if self.final_ada is None:   # built without adaLN
             return None
         cond = self.cls_emb(labels)
         shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
-        return [blk.modulation(cond) for blk in self.blocks] + [(shift, 1 + scale)]
+        blocks = cast(Iterable[Block], self.blocks)   # nn.ModuleList types its items as plain modules
+        return [blk.modulation(cond) for blk in blocks] + [(shift, 1 + scale)]
 
     def _trunk(self, h: torch.Tensor, rope, labels: torch.Tensor, cache: Optional[KVCache] = None,
                mods: Optional[list[tuple]] = None) -> torch.Tensor:
@@ -239,12 +244,26 @@ class ARGenerator(IdGenerator):
         logits = rule.apply(self._trunk(h, rope, rows, cache, mods)[:, -1].float(), batch, s, self.seq_len)
         tok = draw(logits, generator, greedy=rule.temperature == 0, u=u)
         if keep is not None:
+            if prefix is None:
+                raise ConfigError("decode_step: keep needs prefix (the real tokens to keep)")
             tok = torch.where(keep[:, s], prefix[:, s], tok)
         seq[:batch, s] = tok
         if rule.guided:
             seq[batch:, s] = tok
 
     # ---- the generator protocol (robustok.generator.base) ------------------------------------------------
+    @classmethod
+    def model_options(cls, options: GeneratorModelConfig) -> ARModelOptions:
+        return convert(options, cls.options_class, "model", cls.kind)
+
+    @classmethod
+    def objective(cls, options: ObjectiveConfig) -> ARObjective:
+        return convert(options, cls.objective_class, "objective", cls.kind)
+
+    @classmethod
+    def sampling(cls, options: Optional[SamplingOptions] = None, **values: Any) -> ARSampling:
+        return sampling_options(cls.sampling_class, cls.kind, options, values)
+
     @classmethod
     def build(cls, model_cfg: ARModelOptions, store: Any) -> "ARGenerator":
         from robustok.generator.presets import AR_PRESETS, resolve
@@ -271,20 +290,20 @@ class ARGenerator(IdGenerator):
 
     def sample_codes(self, labels: torch.Tensor, opts: Any,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        opts = self.sampling(opts)
-        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                           generator=generator, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power,
-                           static_cache=opts.static_cache)
+        o = self.sampling(opts)
+        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
+                           generator=generator, cfg_schedule=o.cfg_schedule, cfg_power=o.cfg_power,
+                           static_cache=o.static_cache)
 
     def paired(self, real: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any, rng: torch.Generator,
                mask_rng: torch.Generator) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
         in raster order with the kept tokens fed back."""
-        opts = self.sampling(opts)
+        o = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
-        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                           generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
-                           cfg_power=opts.cfg_power, static_cache=opts.static_cache)
+        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
+                           generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=o.cfg_schedule,
+                           cfg_power=o.cfg_power, static_cache=o.static_cache)
 
 
 def order_ratio(obj: ARObjective, step: int, total: int) -> float:

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.guidance import condition_labels
-from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert
+from robustok.generator.options import (GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert,
+                                       sampling_options)
 from robustok.hub import Pretrained
 from robustok.registry import Registry
 from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, kind_of_tokenizer, token_kind
@@ -58,7 +59,9 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     `check_tokenizer` are extended (call `super()`) with what only they know (vocabulary, latent channels).
     Their own options are dataclasses that subclass the shared ones (`robustok.generator.options`):
     `options_class` (the `model:` section), `objective_class` (`objective:`) and `sampling_class` (`sample:`,
-    and the flags of `sample` / `post-train-data`).
+    and the flags of `sample` / `post-train-data`). For type checking, a kind declares them with its classes
+    (`options_class: ClassVar[type[MyOptions]] = MyOptions`) and overrides `model_options` / `objective` /
+    `sampling` with the same body and its class as the return type.
     """
 
     kind: ClassVar[str] = ""              # registry name (`model.kind`), set by `register_generator`
@@ -83,13 +86,7 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     def sampling(cls, options: Optional[SamplingOptions] = None, **values: Any) -> SamplingOptions:
         """This kind's sampling options: `options` converted to `sampling_class` (the shared fields kept, the
         kind's own at their defaults; another kind's field set is a `ConfigError`), or `sampling_class(**values)`."""
-        if options is None:
-            unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls.sampling_class)})
-            if unknown:
-                raise ConfigError(f"sampling option(s) {', '.join(unknown)} are not options of generator kind "
-                                  f"{cls.kind!r}")
-            return cls.sampling_class(**values)
-        return convert(options, cls.sampling_class, "sampling", cls.kind)
+        return sampling_options(cls.sampling_class, cls.kind, options, values)
 
     # ---- building ------------------------------------------------------------------------------------------
     @classmethod

@@ -103,7 +103,9 @@ class StaticDecoder:
         self.u[:, B:] = 0.5
         self.rows[:cap] = model.null_class
         self.rows[:B] = labels
-        if self.teacher:
+        if self.keep is not None and self.prefix is not None:   # built for teacher forcing
+            if keep_mask is None or prefix_tokens is None:
+                raise ConfigError("this static decoder teacher-forces: it needs keep_mask and prefix_tokens")
             self.keep.zero_()
             self.keep[:B] = keep_mask
             self.prefix[:B] = prefix_tokens

@@ -6,8 +6,9 @@ plus a time embedding, injected by adaLN-Zero modulation in every block.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, cast
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +18,9 @@ from robustok.errors import ConfigError, DataError
 from robustok.generator.flow import integrate, interpolate, time_grid
 from robustok.generator.guidance import check_guidance
 from robustok.generator.base import GeneratorConfig, TokenGenerator, register_generator
-from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding
-from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions
+from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding, zero_init
+from robustok.generator.options import (GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert,
+                                       sampling_options)
 
 
 @dataclass
@@ -86,10 +88,13 @@ class DiffusionGenerator(TokenGenerator):
     """Velocity-prediction transformer over latent patches; `sample` and `denoise_from` (SDEdit) integrate its ODE."""
 
     config_class = DiffusionConfig
-    options_class = DiffusionModelOptions
-    objective_class = DiffusionObjective
-    sampling_class = DiffusionSampling
+    options_class: ClassVar[type[DiffusionModelOptions]] = DiffusionModelOptions
+    objective_class: ClassVar[type[DiffusionObjective]] = DiffusionObjective
+    sampling_class: ClassVar[type[DiffusionSampling]] = DiffusionSampling
     token_kind = "latents"
+    pos: Tensor                      # buffers
+    latent_mean: Tensor
+    latent_std: Tensor
 
     def __init__(self, config: DiffusionConfig):
         super().__init__(config)
@@ -122,12 +127,10 @@ class DiffusionGenerator(TokenGenerator):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.cls_emb.weight, std=0.02)
-        for blk in self.blocks:   # adaLN-Zero: every block starts as the identity
-            nn.init.zeros_(blk.ada[-1].weight)
-            nn.init.zeros_(blk.ada[-1].bias)
+        for blk in cast(Iterable[DiTBlock], self.blocks):   # nn.ModuleList types its items as plain modules
+            zero_init(blk.ada[-1])                           # adaLN-Zero: every block starts as the identity
         for m in (self.final_ada[-1], self.out):
-            nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
+            zero_init(m)
 
     # ---- normalisation / checks ------------------------------------------------------------------------
     def normalize(self, z: torch.Tensor) -> torch.Tensor:
@@ -216,6 +219,18 @@ class DiffusionGenerator(TokenGenerator):
 
     # ---- the generator protocol (robustok.generator.base) ------------------------------------------------
     @classmethod
+    def model_options(cls, options: GeneratorModelConfig) -> DiffusionModelOptions:
+        return convert(options, cls.options_class, "model", cls.kind)
+
+    @classmethod
+    def objective(cls, options: ObjectiveConfig) -> DiffusionObjective:
+        return convert(options, cls.objective_class, "objective", cls.kind)
+
+    @classmethod
+    def sampling(cls, options: Optional[SamplingOptions] = None, **values: Any) -> DiffusionSampling:
+        return sampling_options(cls.sampling_class, cls.kind, options, values)
+
+    @classmethod
     def build(cls, model_cfg: DiffusionModelOptions, store: Any) -> "DiffusionGenerator":
         from robustok.generator.presets import DIFFUSION_PRESETS, resolve
 
@@ -244,17 +259,16 @@ class DiffusionGenerator(TokenGenerator):
         return {"loss": flow_loss(model, self, tokens, labels, o.label_dropout, o.time_sampling)}
 
     def sample_codes(self, labels: Tensor, opts: Any, generator: Optional[torch.Generator] = None) -> Tensor:
-        opts = self.sampling(opts)
-        return self.sample(labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler, generator=generator,
-                           shift=opts.shift)
+        o = self.sampling(opts)
+        return self.sample(labels, cfg=o.cfg, steps=o.steps, sampler=o.sampler, generator=generator, shift=o.shift)
 
     def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
                mask_rng: torch.Generator) -> Tensor:
         """SDEdit: the real latents noised to t = 1 - sigma and denoised (sigma = 1: the real latents)."""
-        opts = self.sampling(opts)
+        o = self.sampling(opts)
         if sigma >= 1.0:
             return real
-        return self.denoise_from(real, 1.0 - sigma, labels, cfg=opts.cfg, steps=opts.steps, sampler=opts.sampler,
+        return self.denoise_from(real, 1.0 - sigma, labels, cfg=o.cfg, steps=o.steps, sampler=o.sampler,
                                  generator=rng)
 
 

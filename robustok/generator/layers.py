@@ -51,6 +51,12 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + x.unflatten(-1, (-1, 2)).flip(-1).flatten(-2) * sin
 
 
+def zero_init(layer: nn.Module) -> None:
+    """Zero every parameter of `layer` (a linear layer's weight and bias: adaLN-Zero's starting point)."""
+    for p in layer.parameters():
+        nn.init.zeros_(p)
+
+
 class KVCache:
     """Pre-allocated keys/values for every layer: `k[layer]` (B, H, max_len, Dh); `length` tokens are filled."""
 
@@ -146,6 +152,8 @@ class Block(nn.Module):
         """adaLN vectors (B, 1, dim) for condition vectors `cond` (B, dim), or (B, T, dim) for a condition per
         position (B, T, dim): shift, 1 + scale and gate of the attention, then of the MLP (the 1 + is added here,
         so sampling pays for it once per call)."""
+        if self.ada is None:
+            raise ValueError("Block.modulation needs a block built with adaln=True")
         m = self.ada(cond)
         s1, a1, g1, s2, a2, g2 = (m[:, None] if cond.dim() == 2 else m).chunk(6, dim=-1)
         return s1, 1 + a1, g1, s2, 1 + a2, g2
@@ -156,7 +164,11 @@ class Block(nn.Module):
         if self.ada is None:
             x = x + self.drop(self.attn(self.norm1(x), rope, causal, cache, layer))
             return x + self.mlp(self.norm2(x))
-        s1, a1, g1, s2, a2, g2 = self.modulation(cond) if mod is None else mod
+        if mod is None:
+            if cond is None:
+                raise ValueError("an adaLN block needs `cond` or a precomputed `mod`")
+            mod = self.modulation(cond)
+        s1, a1, g1, s2, a2, g2 = mod
         x = x + g1 * self.drop(self.attn(self.norm1(x) * a1 + s1, rope, causal, cache, layer))
         return x + g2 * self.mlp(self.norm2(x) * a2 + s2)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, overload
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +27,7 @@ from robustok.errors import ConfigError, DataError
 from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block
-from robustok.generator.options import DrawOptions, GeneratorModelConfig
+from robustok.generator.options import DrawOptions, GeneratorModelConfig, SamplingOptions, convert, sampling_options
 
 
 @dataclass
@@ -56,6 +56,10 @@ class MaskedSampling(DrawOptions):
     BOUNDS: ClassVar[dict] = {**DrawOptions.BOUNDS, "mask_steps": ">=1", "choice_temperature": ">=0"}
 
 
+@overload
+def cosine_ratio(frac: torch.Tensor) -> torch.Tensor: ...
+@overload
+def cosine_ratio(frac: float) -> float: ...
 def cosine_ratio(frac: torch.Tensor | float) -> torch.Tensor | float:
     """MaskGIT's cosine schedule: the fraction of tokens masked at progress `frac` in [0, 1]."""
     if isinstance(frac, torch.Tensor):
@@ -68,8 +72,8 @@ class MaskedGenerator(IdGenerator):
     """Bidirectional transformer with a class token, a [MASK] id and a null class for classifier-free guidance."""
 
     config_class = MaskedConfig
-    options_class = MaskedModelOptions
-    sampling_class = MaskedSampling
+    options_class: ClassVar[type[MaskedModelOptions]] = MaskedModelOptions
+    sampling_class: ClassVar[type[MaskedSampling]] = MaskedSampling
     cross_entropy_kind = "masked-token"
 
     def __init__(self, config: MaskedConfig):
@@ -146,7 +150,7 @@ class MaskedGenerator(IdGenerator):
         B, L, dev = labels.shape[0], self.seq_len, labels.device
         seq = torch.full((B, L), self.mask_id, dtype=torch.long, device=dev)
         keep_mask, prefix_tokens = self.kept_tokens(keep_mask, prefix_tokens, B, dev)
-        if keep_mask is not None:
+        if keep_mask is not None and prefix_tokens is not None:   # both or neither (`kept_tokens`)
             seq = torch.where(keep_mask, prefix_tokens, seq)
         rule = DrawRule(cfg, cfg_schedule, cfg_power, temperature, top_k, top_p)
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if rule.guided else labels
@@ -183,11 +187,19 @@ class MaskedGenerator(IdGenerator):
 
     # ---- protocol (what the generator registry calls) --------------------------------------------------
     @classmethod
-    def build(cls, mc: MaskedModelOptions, store: Any) -> "MaskedGenerator":
-        """A fresh generator for the model config `mc` (preset + overrides) on the token store `store`."""
+    def model_options(cls, options: GeneratorModelConfig) -> MaskedModelOptions:
+        return convert(options, cls.options_class, "model", cls.kind)
+
+    @classmethod
+    def sampling(cls, options: Optional[SamplingOptions] = None, **values: Any) -> MaskedSampling:
+        return sampling_options(cls.sampling_class, cls.kind, options, values)
+
+    @classmethod
+    def build(cls, model_cfg: GeneratorModelConfig, store: Any) -> "MaskedGenerator":
+        """A fresh generator for the model config `model_cfg` (preset + overrides) on the token store `store`."""
         from robustok.generator.presets import MASKED_PRESETS, resolve
 
-        mc = cls.model_options(mc)
+        mc = cls.model_options(model_cfg)
         dim, depth, heads, ratio = resolve(MASKED_PRESETS, mc.preset)
         cfg = MaskedConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
                            dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
@@ -203,10 +215,10 @@ class MaskedGenerator(IdGenerator):
     def sample_codes(self, labels: torch.Tensor, opts: Any,
                      generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Token ids (B, h, w) with the sampling options `opts` (see `MaskedSampling`)."""
-        opts = self.sampling(opts)
-        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                           steps=opts.mask_steps, choice_temperature=opts.choice_temperature, generator=generator,
-                           cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power)
+        o = self.sampling(opts)
+        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
+                           steps=o.mask_steps, choice_temperature=o.choice_temperature, generator=generator,
+                           cfg_schedule=o.cfg_schedule, cfg_power=o.cfg_power)
 
     @torch.no_grad()
     def paired(self, real_codes: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any,
@@ -214,13 +226,13 @@ class MaskedGenerator(IdGenerator):
                mask_rng: Optional[torch.Generator] = None) -> torch.Tensor:
         """Post-training pairs: each real token kept with probability `sigma` (drawn from `mask_rng`, else
         `rng`), the others filled in by masked decoding conditioned on the kept ones; (B, h, w)."""
-        opts = self.sampling(opts)
+        o = self.sampling(opts)
         real = real_codes.to(self.head.weight.device).long()
         keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
-        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                           steps=opts.mask_steps, choice_temperature=opts.choice_temperature, generator=rng,
-                           keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
-                           cfg_power=opts.cfg_power).view_as(real)
+        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
+                           steps=o.mask_steps, choice_temperature=o.choice_temperature, generator=rng,
+                           keep_mask=keep, prefix_tokens=real, cfg_schedule=o.cfg_schedule,
+                           cfg_power=o.cfg_power).view_as(real)
 
 
 def masked_loss(model: nn.Module, inner: MaskedGenerator, tokens: torch.Tensor, labels: torch.Tensor,

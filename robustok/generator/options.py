@@ -17,6 +17,7 @@ from robustok.errors import ConfigError
 from robustok.generator.guidance import check_guidance
 
 O = TypeVar("O")
+S = TypeVar("S", bound="SamplingOptions")
 
 
 @dataclass
@@ -94,3 +95,14 @@ def convert(options: Any, target: type[O], section: str, kind: str) -> O:
             raise ConfigError(f"{section}.{name} is not an option of generator kind {kind!r} "
                               f"(its options: {', '.join(sorted(have))})")
     return target(**{k: v for k, v in values.items() if k in have})
+
+
+def sampling_options(target: type[S], kind: str, options: Optional[SamplingOptions], values: dict[str, Any]) -> S:
+    """`options` converted to `target` (a kind's `sampling_class`: the shared fields kept, the kind's own at their
+    defaults; another kind's field set is a `ConfigError`), or `target(**values)` when `options` is None."""
+    if options is None:
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(target)})
+        if unknown:
+            raise ConfigError(f"sampling option(s) {', '.join(unknown)} are not options of generator kind {kind!r}")
+        return target(**values)
+    return convert(options, target, "sampling", kind)

@@ -8,6 +8,7 @@ with `build(device, inception_path, data_root, log) -> FeatureNet`; `--features 
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -23,7 +24,7 @@ class FeatureNet:
     name: str = ""
     dim: int = 0
     has_logits: bool = False            # `logits` classifies (Inception Score, class accuracy)
-    source: str = ""                    # where the weights come from ("": nothing to say)
+    source: str | Path = ""             # where the weights come from, e.g. their file ("": nothing to say)
     accuracy: Optional[float] = None    # a classifier's test accuracy, if measured
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

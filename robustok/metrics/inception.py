@@ -354,19 +354,26 @@ class InceptionFeatures(nn.Module, FeatureNet):
         return (x - 128.0) / 128.0
 
     @torch.inference_mode()
-    def forward_all(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _pool_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.preprocess(images)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         pool, logits = self.net(x)
         return pool.float().cpu(), None if logits is None else logits.float().cpu()
 
+    def forward_all(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pool3 features, logits); `CheckpointError` if this weights file has no classification layer."""
+        no_logits = CheckpointError(f"{self.source}: this Inception file has no classification layer, so no "
+                                    "Inception Score; use pytorch-fid's or torch-fidelity's weights file for IS")
+        if not self.has_logits:
+            raise no_logits
+        pool, logits = self._pool_and_logits(images)
+        if logits is None:   # not reached: has_logits means the network has its output layer
+            raise no_logits
+        return pool, logits
+
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return self.forward_all(images)[0]
+        return self._pool_and_logits(images)[0]
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        logits = self.forward_all(images)[1] if self.has_logits else None
-        if logits is None:
-            raise CheckpointError(f"{self.source}: this Inception file has no classification layer, so no "
-                                  "Inception Score; use pytorch-fid's or torch-fidelity's weights file for IS")
-        return logits
+        return self.forward_all(images)[1]

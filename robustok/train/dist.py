@@ -4,11 +4,14 @@ from __future__ import annotations
 import atexit
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from robustok.errors import RobustokError
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,7 +84,7 @@ def barrier() -> None:
         dist.barrier()
 
 
-def broadcast_object(obj: object) -> object:
+def broadcast_object(obj: T) -> T:
     """Rank 0's `obj` on every rank (picklable; identity without a process group)."""
     if not initialized():
         return obj

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from robustok.config import DataConfig, RunConfig, TrainConfig, save_config
+from robustok.config import BatchOptions, RunConfig, TrainConfig, save_config
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
 from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
@@ -71,7 +71,7 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
-def train(task: Task, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
+def train(task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full_config: Any = None,
           resume: bool = False) -> Path:
     """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
     if not isinstance(task, Task):
@@ -192,7 +192,7 @@ def _setup(task: Task, run: RunConfig, cfg: TrainConfig, info: rdist.DistInfo) -
     return _Run(task, run, cfg, info, Path(run.dir), model, disc, ema, shown, params, opt, disc_opt, base_lrs)
 
 
-def _train_locked(task: Task, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
+def _train_locked(task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full_config: Any, resume: bool,
                   info: rdist.DistInfo) -> Path:
     r = _setup(task, run, cfg, info)
     start = _restore(task, r.run_dir, r.modules, r.opts, resume, run.keep_checkpoints, info)
