@@ -24,6 +24,7 @@ from typing import Iterator, Mapping, Optional
 
 from robustok.errors import RobustokError, WriteError
 from robustok.hub import disk_errno, write_error
+from robustok.train.lock import pid_alive
 
 
 class OutputExistsError(RobustokError):
@@ -67,16 +68,6 @@ def check_disjoint(out: str | Path, inputs: Mapping[str, Optional[str | Path]], 
                                  "change what this command reads: choose another output path (nothing was changed)")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 _active: set[str] = set()  # this process's build folders in use (its own pid is no sign of a dead run)
 
 
@@ -93,7 +84,7 @@ def remove_stale(out: str | Path) -> list[Path]:
     for _, p, m in found:  # set-aside folders first: the user's previous output goes back into place
         pid = int(m.group(2))
         mine = pid == os.getpid() and f"{pid}-{m.group(3)}" in _active
-        if mine or (pid != os.getpid() and _pid_alive(pid)):
+        if mine or (pid != os.getpid() and pid_alive(pid)):
             continue
         if m.group(1) == "old" and not (out.exists() or out.is_symlink()):
             p.rename(out)

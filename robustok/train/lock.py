@@ -30,7 +30,8 @@ def _holder(path: Path) -> str:
         return "unknown"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this machine (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -72,7 +73,7 @@ def _acquire_pidfile(path: Path, busy: Callable[[Path, str], str] = _run_busy) -
         except FileExistsError:
             text = _holder(path)
             pid = int(text.split()[1]) if text.startswith("pid ") and text.split()[1].isdigit() else -1
-            if pid > 0 and _pid_alive(pid):
+            if pid > 0 and pid_alive(pid):
                 raise RunLockedError(busy(path, text)) from None
             path.unlink(missing_ok=True)  # stale: its process is gone
     raise RunLockedError(f"{path.parent}: could not take the lock {path}")
