@@ -3,6 +3,7 @@
     python benchmarks/fid_features.py [--num-images 32] [--batch-size 16] [--threads 2] [--size 32]
 Prints images/s of both and the maximum feature difference.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,14 +52,16 @@ def main() -> None:
     except (RuntimeError, ValueError):
         print(f"{path} is not TorchScript: timing robustok's network alone")
     for _, fn in impls:
-        fn(batches[0][:2])                                      # warm-up
+        fn(batches[0][:2])  # warm-up
     rows = []
     for name, fn in impls:
         start = time.perf_counter()
         feats = torch.cat([fn(b) for b in batches])
         rows.append((name, args.num_images / (time.perf_counter() - start), feats))
-    print(f"{args.num_images} images {args.size}x{args.size}, batch {args.batch_size}, {args.threads} threads, "
-          f"device {args.device}")
+    print(
+        f"{args.num_images} images {args.size}x{args.size}, batch {args.batch_size}, {args.threads} threads, "
+        f"device {args.device}"
+    )
     print(f"{'implementation':<44}{'images/s':>10}")
     for name, ips, _ in rows:
         print(f"{name:<44}{ips:>10.2f}")

@@ -1,7 +1,8 @@
 """Tokenizer training step time under OpenMP's default wait policy, OMP_WAIT_POLICY=PASSIVE, and a short spin
 (GOMP_SPINCOUNT=1000, what the CLI sets).
 
-    python benchmarks/omp_policy.py [--steps 20] [--rounds 3] [--threads 0] [--load 0] [--policies default,PASSIVE,spin=1000]
+    python benchmarks/omp_policy.py [--steps 20] [--rounds 3] [--threads 0] [--load 0] \
+        [--policies default,PASSIVE,spin=1000]
 
 A policy is `default` (nothing set), an OMP_WAIT_POLICY value (`PASSIVE`, `ACTIVE`) or `spin=N` (GOMP_SPINCOUNT=N).
 
@@ -11,6 +12,7 @@ policies alternate over `--rounds` rounds so that drift of the machine hits both
 `--load N` runs N busy-looping processes alongside (a shared machine); run with --load 0 on quiet cores.
 Prints one markdown table: median and best ms/step per policy, and each policy's median relative to the first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +57,11 @@ def child(steps: int, threads: int) -> None:
     for i in range(steps):
         one_step(i)
     ms = (time.perf_counter() - t) * 1000 / steps
-    print(json.dumps({"ms_per_step": ms, "threads": torch.get_num_threads(), "batch": b,
-                      "cpu": device_name(torch.device("cpu"))}))
+    print(
+        json.dumps(
+            {"ms_per_step": ms, "threads": torch.get_num_threads(), "batch": b, "cpu": device_name(torch.device("cpu"))}
+        )
+    )
 
 
 def _burn() -> None:
@@ -84,8 +89,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch threads in the children (0: torch's default)")
     ap.add_argument("--load", type=int, default=0, help="busy-looping processes running alongside")
-    ap.add_argument("--policies", default="default,PASSIVE,spin=1000",
-                    help="comma-separated: default (unset), an OMP_WAIT_POLICY value, or spin=N (GOMP_SPINCOUNT)")
+    ap.add_argument(
+        "--policies",
+        default="default,PASSIVE,spin=1000",
+        help="comma-separated: default (unset), an OMP_WAIT_POLICY value, or spin=N (GOMP_SPINCOUNT)",
+    )
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -104,17 +112,21 @@ def main() -> None:
     finally:
         for p in burners:
             p.terminate()
-    print(f"fmnist-robust tokenizer training step, batch {info['batch']}, {info['threads']} torch threads, "
-          f"{info['cpu']}, {os.cpu_count()} logical CPUs, {a.load} busy processes alongside, "
-          f"{a.rounds} rounds x {a.steps} steps")
+    print(
+        f"fmnist-robust tokenizer training step, batch {info['batch']}, {info['threads']} torch threads, "
+        f"{info['cpu']}, {os.cpu_count()} logical CPUs, {a.load} busy processes alongside, "
+        f"{a.rounds} rounds x {a.steps} steps"
+    )
     print()
     print("| policy | median ms/step | best ms/step | img/s (median) | time vs first row |")
     print("|---|---:|---:|---:|---:|")
     base = statistics.median(times[policies[0]])
     for policy in policies:
         med = statistics.median(times[policy])
-        print(f"| {policy} | {med:.1f} | {min(times[policy]):.1f} | {info['batch'] * 1000 / med:.1f} "
-              f"| {med / base:.2f}x |")
+        print(
+            f"| {policy} | {med:.1f} | {min(times[policy]):.1f} | {info['batch'] * 1000 / med:.1f} "
+            f"| {med / base:.2f}x |"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ round trip (what the authors' code does) decodes them, writes PNGs, reads them b
 Prints pairs/s of both, the speed-up, and the fraction of tokens the round trip changes. Without
 --tokenizer/--generator, the demo-sized models (conv tokenizer K=1024 8x8, tiny AR) with random weights.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ def models(args):
     if args.tokenizer and args.generator:
         from robustok.adapters import load_tokenizer
         from robustok.generator import load_generator
+
         return load_tokenizer(args.tokenizer).eval(), load_generator(args.generator).eval()
     torch.manual_seed(0)
     tok = Tokenizer(TokenizerConfig()).eval()
@@ -41,7 +43,7 @@ def run(tok, gen, images, labels, sigma, batch, roundtrip: bool, folder: Path) -
     out = []
     t = time.perf_counter()
     for b, lo in enumerate(range(0, len(images), batch)):
-        x, y = images[lo: lo + batch], labels[lo: lo + batch]
+        x, y = images[lo : lo + batch], labels[lo : lo + batch]
         rng_s, rng_m = torch.Generator().manual_seed(b), torch.Generator().manual_seed(10_000 + b)
         ids = generate_batch(gen, tok, x, y, sigma, opts, rng_s, rng_m)
         if roundtrip:
@@ -78,8 +80,10 @@ def main() -> None:
     print(f"{'pipeline':44s} {'pairs/s':>9s}")
     print(f"{'robustok: store generated token ids':44s} {ours:9.1f}")
     print(f"{'round trip: decode -> PNG -> re-encode':44s} {theirs:9.1f}")
-    print(f"speed-up {ours / theirs:.2f}x; the round trip changes {changed:.1%} of the generated tokens "
-          f"({args.num} pairs, batch {args.batch}, sigma {args.sigma}, {torch.get_num_threads()} threads)")
+    print(
+        f"speed-up {ours / theirs:.2f}x; the round trip changes {changed:.1%} of the generated tokens "
+        f"({args.num} pairs, batch {args.batch}, sigma {args.sigma}, {torch.get_num_threads()} threads)"
+    )
 
 
 if __name__ == "__main__":

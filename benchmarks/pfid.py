@@ -3,6 +3,7 @@
     python benchmarks/pfid.py [--num-images 200] [--features random|fmnist|inception] [--tokenizer DIR]
 Without --tokenizer a small randomly initialised tokenizer (K=1024) is used: the timing is what matters.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def main() -> None:
         torch.manual_seed(0)
         tok = Tokenizer(TokenizerConfig(codebook_size=1024)).eval()
     net = get_feature_net(args.features)
-    batches = list(eval_batches(args.data, args.batch_size, args.num_images, tok.config.image_size,
-                                tok.config.channels))
+    batches = list(
+        eval_batches(args.data, args.batch_size, args.num_images, tok.config.image_size, tok.config.channels)
+    )
     cfg = PFIDConfig()
     cells = cfg.cells(tok.codebook_size)
     start = time.perf_counter()
@@ -60,8 +62,10 @@ def main() -> None:
     start = time.perf_counter()
     naive = independent_runs(tok, batches, net, cells, cfg.seed)
     t_naive = time.perf_counter() - start
-    print(f"{args.num_images} images, K={tok.codebook_size}, {len(cells)} cells, features {net.name}, "
-          f"{args.threads} threads")
+    print(
+        f"{args.num_images} images, K={tok.codebook_size}, {len(cells)} cells, features {net.name}, "
+        f"{args.threads} threads"
+    )
     print(f"{'method':<34}{'seconds':>10}{'pFID':>12}")
     print(f"{'one pFID pass (robustok)':<34}{t_one:>10.2f}{one:>12.4f}")
     print(f"{'15 independent FID runs':<34}{t_naive:>10.2f}{naive:>12.4f}")

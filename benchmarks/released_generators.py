@@ -11,6 +11,7 @@ cached decoding up to the causal half of attention), twice with classifier-free 
 decoder at the preset's image size. Elementwise work is not counted; AR decoding at moderate batch sizes is
 bound by memory traffic as much as by FLOPs, so the hours are a floor at the given utilisation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,8 @@ from robustok.generator.published import PRESETS, PublishedSampling
 from robustok.generator.rar import RARConfig, RARGenerator
 
 NUM_FID = 50_000
-FFN = {768: 2048, 1024: 2816, 1280: 3584, 1536: 4096, 3200: 8704}     # LlamaGen SwiGLU widths
-RAR_MLP = {768: 3072, 1024: 4096, 1280: 5120, 1408: 6144}               # RAR intermediate_size (README_RAR.md)
+FFN = {768: 2048, 1024: 2816, 1280: 3584, 1536: 4096, 3200: 8704}  # LlamaGen SwiGLU widths
+RAR_MLP = {768: 3072, 1024: 4096, 1280: 5120, 1408: 6144}  # RAR intermediate_size (README_RAR.md)
 
 
 def generator_for(p: PublishedSampling) -> torch.nn.Module:
@@ -34,11 +35,15 @@ def generator_for(p: PublishedSampling) -> torch.nn.Module:
     D, depth, heads = p.dims
     if p.kind == "llamagen-gpt":
         g = p.image_size // 16
-        return LlamaGenGPT(LlamaGenGPTConfig(grid=[g, g], num_classes=1000, vocab_size=16384, dim=D, depth=depth,
-                                             heads=heads, ffn_dim=FFN[D]))
+        return LlamaGenGPT(
+            LlamaGenGPTConfig(
+                grid=[g, g], num_classes=1000, vocab_size=16384, dim=D, depth=depth, heads=heads, ffn_dim=FFN[D]
+            )
+        )
     K = 4096 if p.tokenizer == "robustok-release" else 1024
-    return RARGenerator(RARConfig(grid=[16, 16], num_classes=1000, vocab_size=K, dim=D, depth=depth, heads=heads,
-                                  mlp_dim=RAR_MLP[D]))
+    return RARGenerator(
+        RARConfig(grid=[16, 16], num_classes=1000, vocab_size=K, dim=D, depth=depth, heads=heads, mlp_dim=RAR_MLP[D])
+    )
 
 
 def tokenizer_for(p: PublishedSampling) -> torch.nn.Module:
@@ -62,8 +67,11 @@ def flops_per_image(p: PublishedSampling) -> dict[str, float]:
         tokens, labels = torch.zeros(rows, h, w, dtype=torch.long), torch.zeros(rows, dtype=torch.long)
         z = torch.zeros(1, tok.codebook.shape[1], h, w)
         params = float(sum(t.numel() for t in gen.parameters()))
-        return {"params": params, "generator": count(lambda: gen(tokens, labels)),
-                "decoder": count(lambda: tok.decode_codes(z))}
+        return {
+            "params": params,
+            "generator": count(lambda: gen(tokens, labels)),
+            "decoder": count(lambda: tok.decode_codes(z)),
+        }
 
 
 @torch.no_grad()
@@ -74,8 +82,9 @@ def speed(name: str, batch: int, dtype: str, repeats: int) -> None:
     with torch.device("cuda"):
         gen = generator_for(p).eval().to(getattr(torch, dtype))
     labels = torch.arange(batch, device="cuda") % 1000
-    kw = dict(cfg=p.cfg, cfg_schedule=p.cfg_schedule, cfg_power=p.cfg_power, temperature=p.temperature,
-              static_cache=True)
+    kw = dict(
+        cfg=p.cfg, cfg_schedule=p.cfg_schedule, cfg_power=p.cfg_power, temperature=p.temperature, static_cache=True
+    )
     best = float("inf")
     for r in range(repeats + 1):
         torch.cuda.synchronize()
@@ -84,8 +93,10 @@ def speed(name: str, batch: int, dtype: str, repeats: int) -> None:
         torch.cuda.synchronize()
         if r:
             best = min(best, time.perf_counter() - t0)
-    print(f"| {name} | {sum(t.numel() for t in gen.parameters()) / 1e6:.0f}M | {dtype} | {batch} | "
-          f"{batch / best:.1f} images/s (tokens only, static decoder, CFG {p.cfg}) |")
+    print(
+        f"| {name} | {sum(t.numel() for t in gen.parameters()) / 1e6:.0f}M | {dtype} | {batch} | "
+        f"{batch / best:.1f} images/s (tokens only, static decoder, CFG {p.cfg}) |"
+    )
 
 
 def main() -> None:
@@ -110,8 +121,10 @@ def main() -> None:
         f = flops_per_image(p)
         total = f["generator"] + f["decoder"]
         rows[name] = {**f, "gpu_hours": total * NUM_FID / rate / 3600}
-        print(f"| {name} | {f['params'] / 1e6:.0f}M | {f['generator'] / 1e9:.0f} + {f['decoder'] / 1e9:.0f} | "
-              f"{rows[name]['gpu_hours']:.2f} |")
+        print(
+            f"| {name} | {f['params'] / 1e6:.0f}M | {f['generator'] / 1e9:.0f} + {f['decoder'] / 1e9:.0f} | "
+            f"{rows[name]['gpu_hours']:.2f} |"
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"tflops": args.tflops, "mfu": args.mfu, "presets": rows}, fh, indent=2)

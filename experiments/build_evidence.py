@@ -15,6 +15,7 @@ JSON): the default demo profile (baseline and robust tokenizers, 3 + 3 runs), th
 study (3 recipes x 2 tokenizers x 3 seeds) and its sigma = 0.95 pairs (6 runs): 30 runs in all. The quick demo
 reference (`demo-quick-reference.json`) is a wiring check with random features, not comparable, and is left out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,27 +29,39 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 SHIPPED = ROOT / "robustok" / "posttrain" / "evidence.json"
 OURS, AUTHORS = "configs/posttrain/fmnist.yaml", "configs/posttrain/fmnist-authors.yaml"
-DROPPED = ["default demo profile, baseline and robust tokenizers (6 runs)",
-           "full demo profile, recipe study: demo, low-lr, paper recipes x 2 tokenizers (18 runs)",
-           "full demo profile, sigma = 0.95 pairs, paper recipe x 2 tokenizers (6 runs)"]
+DROPPED = [
+    "default demo profile, baseline and robust tokenizers (6 runs)",
+    "full demo profile, recipe study: demo, low-lr, paper recipes x 2 tokenizers (18 runs)",
+    "full demo profile, sigma = 0.95 pairs, paper recipe x 2 tokenizers (6 runs)",
+]
 
 
 def _load(name: str) -> dict:
     return json.loads((RESULTS / name).read_text())
 
 
-def _condition(where: str, generator: str, gfid: float, rfid: float, recipe: str, members: list[tuple[str, dict]]
-               ) -> dict:
+def _condition(
+    where: str, generator: str, gfid: float, rfid: float, recipe: str, members: list[tuple[str, dict]]
+) -> dict:
     """One condition from its members (source label, arm with per-seed `delta_vs_control`), same seeds."""
-    deltas = np.array([arm["delta_vs_control"] for _, arm in members], dtype=float)   # members x seeds
+    deltas = np.array([arm["delta_vs_control"] for _, arm in members], dtype=float)  # members x seeds
     if len({len(arm["delta_vs_control"]) for _, arm in members}) != 1:
         raise ValueError(f"{where}: members have different seed counts")
     won = (deltas < 0).all(axis=0)
     per_seed = deltas.mean(axis=0)
-    return {"where": where, "generator": generator, "features": "fmnist", "gfid": round(float(gfid), 4),
-            "rfid": round(float(rfid), 4), "recipe": recipe, "runs": int(deltas.shape[1]), "beat": int(won.sum()),
-            "mean_delta": round(float(per_seed.mean()), 4), "deltas": [round(float(d), 4) for d in per_seed],
-            "members": [label for label, _ in members]}
+    return {
+        "where": where,
+        "generator": generator,
+        "features": "fmnist",
+        "gfid": round(float(gfid), 4),
+        "rfid": round(float(rfid), 4),
+        "recipe": recipe,
+        "runs": int(deltas.shape[1]),
+        "beat": int(won.sum()),
+        "mean_delta": round(float(per_seed.mean()), 4),
+        "deltas": [round(float(d), 4) for d in per_seed],
+        "members": [label for label, _ in members],
+    }
 
 
 def build() -> dict:
@@ -58,34 +71,57 @@ def build() -> dict:
     conditions = []
     for a in dose["arms"]:
         cfg = "CFG 5 power 1.15" if a["cfg_schedule"] == "power" else f"CFG {a['cfg']:g}"
-        conditions.append(_condition(
-            f"{a['generator_steps']}-step AR generator, {dose['num_pairs']} pairs at {cfg}, default recipe "
-            f"{dose['post_steps']} steps (posttrain-dose)", "ar", a["gfid"], a["rfid"], OURS,
-            [(f"posttrain-dose.json:{a['arm']}", a)]))
+        conditions.append(
+            _condition(
+                f"{a['generator_steps']}-step AR generator, {dose['num_pairs']} pairs at {cfg}, default recipe "
+                f"{dose['post_steps']} steps (posttrain-dose)",
+                "ar",
+                a["gfid"],
+                a["rfid"],
+                OURS,
+                [(f"posttrain-dose.json:{a['arm']}", a)],
+            )
+        )
     # E2: the committed baseline-s0 models are the dose study's tokenizer and 2000-step generator (rebuilt bit for
     # bit, experiments/study_models.py), sampled in the dose study's CFG 5 arm's regime: its gFID and rFID.
     cfg5 = arms["gen2000-cfg5"]
     e2 = [(name, _load(f"posttrain-authors{name}.json")) for name in ("-first-run", "", "-long", "-longer")]
     for arm, label in (("ids", "token-id pairs"), ("roundtrip", "round-trip pairs")):
-        recipe = f"{AUTHORS} on {label}"   # the pair input (`post-train-data --pair-input`) is part of the recipe
+        recipe = f"{AUTHORS} on {label}"  # the pair input (`post-train-data --pair-input`) is part of the recipe
         runs = [(name, d, a) for name, d in e2 for a in d["arms"] if a["arm"] == arm]
         if len({(tuple(d["seeds"]), d["num_pairs"], d["sigma"], d["guidance"]) for _, d, _ in runs}) != 1:
             raise ValueError(f"E2 {arm}: the runs do not share seeds and pairs, so they are not one condition")
         epochs = "/".join(sorted({f"{a['epochs']:g}" for _, _, a in runs}, key=float))
-        conditions.append(_condition(
-            f"2000-step AR generator, {runs[0][1]['num_pairs']} pairs at CFG 5 power 1.15, authors' recipe at "
-            f"{epochs} epochs, {label} (posttrain-authors*)", "ar", cfg5["gfid"], cfg5["rfid"], recipe,
-            [(f"posttrain-authors{name}.json:{arm} ({a['epochs']:g} epochs)", a) for name, _, a in runs]))
+        conditions.append(
+            _condition(
+                f"2000-step AR generator, {runs[0][1]['num_pairs']} pairs at CFG 5 power 1.15, authors' recipe at "
+                f"{epochs} epochs, {label} (posttrain-authors*)",
+                "ar",
+                cfg5["gfid"],
+                cfg5["rfid"],
+                recipe,
+                [(f"posttrain-authors{name}.json:{arm} ({a['epochs']:g} epochs)", a) for name, _, a in runs],
+            )
+        )
     masked = _load("masked_generator.json")
     family = {t["name"]: t for t in _load("tokenizer_family-half-seeds.json")["tokenizers"]}
     post = masked["posttrain"]
-    conditions.append(_condition(
-        f"masked generator, {post['num_pairs']} pairs at sigma {post['sigma']:g}, default recipe "
-        f"{post['steps']} steps (masked_generator)", "masked", masked["masked"]["gfid_cfg"],
-        family["baseline-s0"]["rfid"], OURS,
-        [("masked_generator.json:posttrain", {"delta_vs_control": [post["delta_post_minus_control"]]})]))
-    return {"generated_by": "python experiments/build_evidence.py", "dropped_without_json": DROPPED,
-            "conditions": conditions}
+    conditions.append(
+        _condition(
+            f"masked generator, {post['num_pairs']} pairs at sigma {post['sigma']:g}, default recipe "
+            f"{post['steps']} steps (masked_generator)",
+            "masked",
+            masked["masked"]["gfid_cfg"],
+            family["baseline-s0"]["rfid"],
+            OURS,
+            [("masked_generator.json:posttrain", {"delta_vs_control": [post["delta_post_minus_control"]]})],
+        )
+    )
+    return {
+        "generated_by": "python experiments/build_evidence.py",
+        "dropped_without_json": DROPPED,
+        "conditions": conditions,
+    }
 
 
 def render(evidence: dict) -> str:

@@ -9,6 +9,7 @@ records the rest or compares it value by value (exit 1 and the differing keys if
 results depend on the CPU's instruction set, so a reference recorded on another machine may differ in the last
 digits: record the reference and check on the same machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,12 +26,14 @@ TIMING_KEYS = {"wall_time_s", "stage_time_s"}
 
 def normalized(results: dict, out: str) -> dict:
     """`results` without wall times and with the output folder in paths written as `<out>`."""
+
     def clean(x: Any) -> Any:
         if isinstance(x, dict):
             return {k: clean(v) for k, v in x.items() if k not in TIMING_KEYS}
         if isinstance(x, list):
             return [clean(v) for v in x]
         return x.replace(out, "<out>") if isinstance(x, str) else x
+
     return clean(results)
 
 
@@ -53,8 +56,12 @@ def run_quick_demo() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = str(Path(tmp) / "quick")
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        r = subprocess.run([sys.executable, "-m", "robustok.cli", "demo", "--quick", "--out", out], env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "robustok.cli", "demo", "--quick", "--out", out],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if r.returncode:
             sys.exit(f"robustok demo --quick failed:\n{r.stderr[-3000:]}")
         return normalized(json.loads((Path(out) / "results.json").read_text()), out)

@@ -26,6 +26,7 @@ Power (80%, two-sided alpha 0.05):
   exceeds 1.96 of its null sd (as the bootstrap interval excluding 0). MDE = the smallest rho_p - rho_r (true,
   rho_r = 0.5) with 80% power, "> max" when none up to rho_p = 1.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ from scipy import optimize, stats
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "experiments" / "results"
 ALPHA, POWER = 0.05, 0.8
-SHARES = (0.0, 0.5, 1.0)   # share of the (tokenizer + generator) seed variance that is the generator's
+SHARES = (0.0, 0.5, 1.0)  # share of the (tokenizer + generator) seed variance that is the generator's
 
 
 def _load(name: str) -> dict:
@@ -48,27 +49,46 @@ def _load(name: str) -> dict:
 def family_components(family: dict) -> dict:
     """Sample-set (n = 1000) and seed variance of gFID per endpoint, the spread across members, corr(pFID, rFID)."""
     toks = family["tokenizers"]
-    out = {"members": len(toks), "sample_images": family["spec"]["gen_images"],
-           "spearman_pfid_rfid": float(stats.spearmanr([t["pfid"] for t in toks], [t["rfid"] for t in toks])[0])}
+    out = {
+        "members": len(toks),
+        "sample_images": family["spec"]["gen_images"],
+        "spearman_pfid_rfid": float(stats.spearmanr([t["pfid"] for t in toks], [t["rfid"] for t in toks])[0]),
+    }
     for key in ("gfid_cfg", "gfid_nocfg"):
         diffs = np.array([s[f"{key}_sets"][0] - s[f"{key}_sets"][1] for t in toks for s in t["per_seed"]])
-        var_set = float(np.mean(diffs ** 2) / 2)                 # one set of n images; df = len(diffs)
-        groups = [np.array([t[key] for t in toks if t["name"] in {f"{arm}-s{i}" for i in range(3)}])
-                  for arm in ("baseline", "robust")]
+        var_set = float(np.mean(diffs**2) / 2)  # one set of n images; df = len(diffs)
+        groups = [
+            np.array([t[key] for t in toks if t["name"] in {f"{arm}-s{i}" for i in range(3)}])
+            for arm in ("baseline", "robust")
+        ]
         pooled = float(sum(((g - g.mean()) ** 2).sum() for g in groups) / sum(len(g) - 1 for g in groups))
-        out[key] = {"var_set": var_set, "sd_set": var_set ** 0.5, "set_pairs": len(diffs),
-                    "seed_pooled_var": pooled, "seed_pooled_sd": pooled ** 0.5,
-                    "seed_df": sum(len(g) - 1 for g in groups),
-                    "var_seed": max(pooled - var_set / 2, 0.0), "sd_seed": max(pooled - var_set / 2, 0.0) ** 0.5,
-                    "member_sd": float(np.std([t[key] for t in toks], ddof=1)),
-                    "mean": float(np.mean([t[key] for t in toks]))}
+        out[key] = {
+            "var_set": var_set,
+            "sd_set": var_set**0.5,
+            "set_pairs": len(diffs),
+            "seed_pooled_var": pooled,
+            "seed_pooled_sd": pooled**0.5,
+            "seed_df": sum(len(g) - 1 for g in groups),
+            "var_seed": max(pooled - var_set / 2, 0.0),
+            "sd_seed": max(pooled - var_set / 2, 0.0) ** 0.5,
+            "member_sd": float(np.std([t[key] for t in toks], ddof=1)),
+            "mean": float(np.mean([t[key] for t in toks])),
+        }
     return out
 
 
 def set_scaling(measured: dict) -> dict:
     """Mean and spread of gFID across disjoint sample sets at each n (one generator)."""
-    rows = {int(n): {"n_sets": len(v), "mean": float(np.mean(v)), "var": float(np.var(v, ddof=1)),
-                     "sd": float(np.std(v, ddof=1))} for n, v in measured["sets"].items() if len(v) >= 2}
+    rows = {
+        int(n): {
+            "n_sets": len(v),
+            "mean": float(np.mean(v)),
+            "var": float(np.var(v, ddof=1)),
+            "sd": float(np.std(v, ddof=1)),
+        }
+        for n, v in measured["sets"].items()
+        if len(v) >= 2
+    }
     return {"by_n": rows, "seeds": measured["seeds"], "cfg": measured["cfg"]}
 
 
@@ -80,29 +100,41 @@ def posttrain_components() -> dict:
     for name in ("", "-long", "-longer"):
         d = _load(f"posttrain-authors{name}.json")
         for a in d["arms"]:
-            rows.append({"condition": f"E2 {a['arm']} {a['epochs']:g} epochs (authors' recipe, 192 pairs)",
-                         "deltas": a["delta_vs_control"]})
+            rows.append(
+                {
+                    "condition": f"E2 {a['arm']} {a['epochs']:g} epochs (authors' recipe, 192 pairs)",
+                    "deltas": a["delta_vs_control"],
+                }
+            )
     for r in rows:
         r["mean"], r["sd"] = float(np.mean(r["deltas"])), float(np.std(r["deltas"], ddof=1))
     first = {a["arm"]: a["delta_vs_control"] for a in _load("posttrain-authors-first-run.json")["arms"]}
     rerun = {a["arm"]: a["delta_vs_control"] for a in _load("posttrain-authors.json")["arms"]}
     diffs = np.array([x - y for arm in first for x, y in zip(first[arm], rerun[arm])])
-    trained = [r for r in rows if "gen2000" in r["condition"]]   # the trained generator (gFID 11-13)
+    trained = [r for r in rows if "gen2000" in r["condition"]]  # the trained generator (gFID 11-13)
+
     def pooled(rs: list[dict]) -> float:
         return float(np.sqrt(np.mean([r["sd"] ** 2 for r in rs])))
-    return {"conditions": rows, "holdout_var": float(np.mean(diffs ** 2) / 2), "holdout_pairs": len(diffs),
-            "holdout_sd": float(np.sqrt(np.mean(diffs ** 2) / 2)),
-            "sd_e2": pooled([r for r in rows if r["condition"].startswith("E2 ids")]),
-            "sd_dose_trained": pooled([r for r in trained if r["condition"].startswith("dose")]),
-            "sd_dose_far": pooled([r for r in rows if "gen100" in r["condition"] or "gen300" in r["condition"]])}
+
+    return {
+        "conditions": rows,
+        "holdout_var": float(np.mean(diffs**2) / 2),
+        "holdout_pairs": len(diffs),
+        "holdout_sd": float(np.sqrt(np.mean(diffs**2) / 2)),
+        "sd_e2": pooled([r for r in rows if r["condition"].startswith("E2 ids")]),
+        "sd_dose_trained": pooled([r for r in trained if r["condition"].startswith("dose")]),
+        "sd_dose_far": pooled([r for r in rows if "gen100" in r["condition"] or "gen300" in r["condition"]]),
+    }
 
 
 def mde_t(se_unit: float, df: int) -> float:
     """Smallest true effect a two-sided t test (df) detects with POWER, when its standard error is se_unit."""
     crit = stats.t.ppf(1 - ALPHA / 2, df)
+
     def power(delta: float) -> float:
         nc = delta / se_unit
         return float(stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc)))  # 2nd: tiny
+
     return float(optimize.brentq(lambda d: power(d) - POWER, 1e-9, 10 * se_unit))
 
 
@@ -122,7 +154,7 @@ def perturbation_mde(fam: dict, scaling: dict, key: str, k: int, g: int, s: int,
 def posttrain_mde(sd: float, seeds: int, holdout_var: float, shared: bool = True) -> float:
     """post - control over seeds: one judging set shared by all seeds adds its variance once (more seeds do not
     shrink it); a judging set per seed adds it to every seed's variance."""
-    se2 = sd ** 2 / seeds + holdout_var if shared else (sd ** 2 + holdout_var) / seeds
+    se2 = sd**2 / seeds + holdout_var if shared else (sd**2 + holdout_var) / seeds
     return mde_t(np.sqrt(se2), seeds - 1)
 
 
@@ -130,22 +162,25 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     ra, rb = a.argsort(1).argsort(1).astype(float), b.argsort(1).argsort(1).astype(float)
     ra -= ra.mean(1, keepdims=True)
     rb -= rb.mean(1, keepdims=True)
-    return (ra * rb).sum(1) / np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    return (ra * rb).sum(1) / np.sqrt((ra**2).sum(1) * (rb**2).sum(1))
 
 
-def spearman_mde(n: int, reliability: float, corr_pr: float, rho_r: float = 0.5, reps: int = 4000,
-                 seed: int = 0) -> tuple[float, float]:
+def spearman_mde(
+    n: int, reliability: float, corr_pr: float, rho_r: float = 0.5, reps: int = 4000, seed: int = 0
+) -> tuple[float, float]:
     """(null sd of the Spearman difference, smallest rho_p - rho_r with 80% power; inf if none up to rho_p = 1)."""
     rng = np.random.default_rng(seed)
-    kappa = float(np.clip((corr_pr - rho_r ** 2) / (1 - rho_r ** 2), -1, 1))   # residual corr at rho_p = rho_r
-    z = rng.standard_normal((5, reps, n))   # one draw reused for every rho_p (common random numbers)
+    kappa = float(np.clip((corr_pr - rho_r**2) / (1 - rho_r**2), -1, 1))  # residual corr at rho_p = rho_r
+    z = rng.standard_normal((5, reps, n))  # one draw reused for every rho_p (common random numbers)
     t, noise = z[0], z[1]
     e_r = z[2]
-    e_p = kappa * z[2] + np.sqrt(1 - kappa ** 2) * z[3]
+    e_p = kappa * z[2] + np.sqrt(1 - kappa**2) * z[3]
     g = np.sqrt(reliability) * t + np.sqrt(1 - reliability) * noise
-    r = rho_r * t + np.sqrt(1 - rho_r ** 2) * e_r
+    r = rho_r * t + np.sqrt(1 - rho_r**2) * e_r
+
     def diffs(rho_p: float) -> np.ndarray:
-        return _spearman(rho_p * t + np.sqrt(1 - rho_p ** 2) * e_p, g) - _spearman(r, g)
+        return _spearman(rho_p * t + np.sqrt(1 - rho_p**2) * e_p, g) - _spearman(r, g)
+
     sd0 = float(diffs(rho_r).std())
     for rho_p in np.arange(rho_r + 0.025, 1.0001, 0.025):
         if np.mean(np.abs(diffs(min(rho_p, 1.0))) > 1.96 * sd0) >= POWER:
@@ -169,39 +204,61 @@ def budget(reps: int = 4000) -> dict:
     scaling = set_scaling(json.loads(measured.read_text())) if measured.is_file() else {"by_n": {}}
     post = posttrain_components()
     key = "gfid_cfg"
-    designs = [("studies: 3 tokenizer seeds/arm, 1 generator, 2 sets x 1000", 3, 1, 2, 1000),
-               ("3 seeds/arm, 3 generators each, 2 sets x 2000", 3, 3, 2, 2000),
-               ("6 seeds/arm, 1 generator, 2 sets x 1000", 6, 1, 2, 1000),
-               ("6 seeds/arm, 3 generators each, 2 sets x 2000", 6, 3, 2, 2000),
-               ("12 seeds/arm, 3 generators each, 2 sets x 2000", 12, 3, 2, 2000)]
-    perturb = [{"design": d, "mde": {str(f): perturbation_mde(fam, scaling, key, k, g, s, n, f) for f in SHARES}}
-               for d, k, g, s, n in designs]
+    designs = [
+        ("studies: 3 tokenizer seeds/arm, 1 generator, 2 sets x 1000", 3, 1, 2, 1000),
+        ("3 seeds/arm, 3 generators each, 2 sets x 2000", 3, 3, 2, 2000),
+        ("6 seeds/arm, 1 generator, 2 sets x 1000", 6, 1, 2, 1000),
+        ("6 seeds/arm, 3 generators each, 2 sets x 2000", 6, 3, 2, 2000),
+        ("12 seeds/arm, 3 generators each, 2 sets x 2000", 12, 3, 2, 2000),
+    ]
+    perturb = [
+        {"design": d, "mde": {str(f): perturbation_mde(fam, scaling, key, k, g, s, n, f) for f in SHARES}}
+        for d, k, g, s, n in designs
+    ]
     corr_pr = fam["spearman_pfid_rfid"]
     rank = []
     for members in (12, 24, 48, 96):
-        for label, g, s, n in (("1 generator, 2 sets x 1000 (the family)", 1, 2, 1000),
-                               ("3 generators, 2 sets x 2000", 3, 2, 2000)):
+        for label, g, s, n in (
+            ("1 generator, 2 sets x 1000 (the family)", 1, 2, 1000),
+            ("3 generators, 2 sets x 2000", 3, 2, 2000),
+        ):
             row = {"members": members, "design": label}
             for f in SHARES:
                 rel = reliability(fam, scaling, key, g, s, n, f)
                 sd0, mde = spearman_mde(members, rel, corr_pr, reps=reps)
                 row[str(f)] = {"reliability": rel, "null_sd": sd0, "mde": mde}
             rank.append(row)
-    pc = [{"design": f"{seeds} seeds, {'one shared' if shared else 'own'} held-out set", "seeds": seeds,
-           "mde_e2_sd": posttrain_mde(post["sd_e2"], seeds, post["holdout_var"], shared),
-           "mde_dose_trained_sd": posttrain_mde(post["sd_dose_trained"], seeds, post["holdout_var"], shared),
-           "mde_dose_far_sd": posttrain_mde(post["sd_dose_far"], seeds, post["holdout_var"], shared)}
-          for seeds in (3, 5, 10) for shared in (True, False)]
-    planned = {"per_arm_3_seeds_shared_judging_set": posttrain_mde(post["sd_e2"], 3, post["holdout_var"]),
-               "per_arm_5_seeds_shared_judging_set": posttrain_mde(post["sd_e2"], 5, post["holdout_var"]),
-               # two pair counts, 3 seeds each, one judging set for both: the held-out component is common to both
-               "between_two_arms_3_seeds": mde_t(post["sd_e2"] * np.sqrt(2 / 3), 4),
-               "between_two_arms_5_seeds": mde_t(post["sd_e2"] * np.sqrt(2 / 5), 8)}
+    pc = [
+        {
+            "design": f"{seeds} seeds, {'one shared' if shared else 'own'} held-out set",
+            "seeds": seeds,
+            "mde_e2_sd": posttrain_mde(post["sd_e2"], seeds, post["holdout_var"], shared),
+            "mde_dose_trained_sd": posttrain_mde(post["sd_dose_trained"], seeds, post["holdout_var"], shared),
+            "mde_dose_far_sd": posttrain_mde(post["sd_dose_far"], seeds, post["holdout_var"], shared),
+        }
+        for seeds in (3, 5, 10)
+        for shared in (True, False)
+    ]
+    planned = {
+        "per_arm_3_seeds_shared_judging_set": posttrain_mde(post["sd_e2"], 3, post["holdout_var"]),
+        "per_arm_5_seeds_shared_judging_set": posttrain_mde(post["sd_e2"], 5, post["holdout_var"]),
+        # two pair counts, 3 seeds each, one judging set for both: the held-out component is common to both
+        "between_two_arms_3_seeds": mde_t(post["sd_e2"] * np.sqrt(2 / 3), 4),
+        "between_two_arms_5_seeds": mde_t(post["sd_e2"] * np.sqrt(2 / 5), 8),
+    }
     observed = _load("tokenizer_family-half.json")["by_codebook_size"]["1024"][key]["spearman"]
-    return {"family": fam, "sample_sets": scaling, "posttrain": post, "perturbation_mde": perturb,
-            "spearman_difference_mde": rank, "post_minus_control_mde": pc, "planned_pairs_study_mde": planned,
-            "observed_family_spearman": observed, "shares": list(SHARES),
-            "command": "python experiments/noise_budget.py --json experiments/results/noise-budget.json"}
+    return {
+        "family": fam,
+        "sample_sets": scaling,
+        "posttrain": post,
+        "perturbation_mde": perturb,
+        "spearman_difference_mde": rank,
+        "post_minus_control_mde": pc,
+        "planned_pairs_study_mde": planned,
+        "observed_family_spearman": observed,
+        "shares": list(SHARES),
+        "command": "python experiments/noise_budget.py --json experiments/results/noise-budget.json",
+    }
 
 
 def report(b: dict) -> str:
@@ -209,46 +266,80 @@ def report(b: dict) -> str:
     lines = ["## Noise budget (gFID-fmnist)", ""]
     for key in ("gfid_cfg", "gfid_nocfg"):
         c = fam[key]
-        lines.append(f"- {key}: mean {c['mean']:.1f}; one sample set of {fam['sample_images']}: sd {c['sd_set']:.2f} "
-                     f"({c['set_pairs']} set pairs); tokenizer + generator seed: sd {c['sd_seed']:.2f} (pooled "
-                     f"{c['seed_pooled_sd']:.2f}, df {c['seed_df']}); spread across the {fam['members']} members: sd "
-                     f"{c['member_sd']:.2f}")
+        lines.append(
+            f"- {key}: mean {c['mean']:.1f}; one sample set of {fam['sample_images']}: sd {c['sd_set']:.2f} "
+            f"({c['set_pairs']} set pairs); tokenizer + generator seed: sd {c['sd_seed']:.2f} (pooled "
+            f"{c['seed_pooled_sd']:.2f}, df {c['seed_df']}); spread across the {fam['members']} members: sd "
+            f"{c['member_sd']:.2f}"
+        )
     lines.append(f"- Spearman(pFID, rFID) across the family: {fam['spearman_pfid_rfid']:.2f}")
     if sc["by_n"]:
-        lines.append(f"- sample sets of the 2000-step generator (CFG {sc['cfg']}, seeds {sc['seeds']}): " + "; ".join(
-            f"n={n}: mean {r['mean']:.2f}, sd {r['sd']:.2f} ({r['n_sets']} sets)" for n, r in sorted(sc["by_n"].items()))
-            + " (the budget scales the family's n = 1000 variance as 1/n)")
+        lines.append(
+            f"- sample sets of the 2000-step generator (CFG {sc['cfg']}, seeds {sc['seeds']}): "
+            + "; ".join(
+                f"n={n}: mean {r['mean']:.2f}, sd {r['sd']:.2f} ({r['n_sets']} sets)"
+                for n, r in sorted(sc["by_n"].items())
+            )
+            + " (the budget scales the family's n = 1000 variance as 1/n)"
+        )
     else:
         lines.append("- sample-set scaling not measured: the budget assumes var ~ 1/n")
-    lines.append(f"- post - control, seed sd: E2 token ids {post['sd_e2']:.3f}; trained generators, default recipe "
-                 f"{post['sd_dose_trained']:.2f} (2000-step generator, CFG 1.5 and 5); far generators {post['sd_dose_far']:.2f}; held-out set + machine "
-                 f"(E2 rerun, {post['holdout_pairs']} seed pairs): sd {post['holdout_sd']:.3f}")
+    lines.append(
+        f"- post - control, seed sd: E2 token ids {post['sd_e2']:.3f}; trained generators, default recipe "
+        f"{post['sd_dose_trained']:.2f} (2000-step generator, CFG 1.5 and 5); "
+        f"far generators {post['sd_dose_far']:.2f}; held-out set + machine "
+        f"(E2 rerun, {post['holdout_pairs']} seed pairs): sd {post['holdout_sd']:.3f}"
+    )
     shares = " | ".join(f"f = {f:g}" for f in b["shares"])
-    lines += ["", "## Perturbation's gFID effect (CFG 1.5): minimal detectable |robust - baseline|, 80% power",
-              "f: share of the seed variance that is the generator's (not yet measured)", "",
-              f"| design | {shares} |", "|---|" + "---:|" * len(b["shares"])]
-    lines += [f"| {r['design']} | " + " | ".join(f"{r['mde'][str(f)]:.2f}" for f in b["shares"]) + " |"
-              for r in b["perturbation_mde"]]
+    lines += [
+        "",
+        "## Perturbation's gFID effect (CFG 1.5): minimal detectable |robust - baseline|, 80% power",
+        "f: share of the seed variance that is the generator's (not yet measured)",
+        "",
+        f"| design | {shares} |",
+        "|---|" + "---:|" * len(b["shares"]),
+    ]
+    lines += [
+        f"| {r['design']} | " + " | ".join(f"{r['mde'][str(f)]:.2f}" for f in b["shares"]) + " |"
+        for r in b["perturbation_mde"]
+    ]
     o = b["observed_family_spearman"]
-    lines += ["", "## rho(pFID, gFID) - rho(rFID, gFID), Spearman: minimal detectable true difference (rho_r = 0.5)",
-              f"observed in the family (n = 12): {o['difference']:+.2f}, 95% CI [{o['ci95'][0]:.2f}, {o['ci95'][1]:.2f}]",
-              "", f"| tokenizers | design | {shares} (reliability; null sd; MDE) |", "|---:|---|" + "---|" * len(b["shares"])]
+    lines += [
+        "",
+        "## rho(pFID, gFID) - rho(rFID, gFID), Spearman: minimal detectable true difference (rho_r = 0.5)",
+        f"observed in the family (n = 12): {o['difference']:+.2f}, 95% CI [{o['ci95'][0]:.2f}, {o['ci95'][1]:.2f}]",
+        "",
+        f"| tokenizers | design | {shares} (reliability; null sd; MDE) |",
+        "|---:|---|" + "---|" * len(b["shares"]),
+    ]
     for r in b["spearman_difference_mde"]:
-        cells = [f"{r[str(f)]['reliability']:.2f}; {r[str(f)]['null_sd']:.2f}; "
-                 + (f"{r[str(f)]['mde']:.2f}" if np.isfinite(r[str(f)]['mde']) else "> 0.5 (unreachable)")
-                 for f in b["shares"]]
+        cells = [
+            f"{r[str(f)]['reliability']:.2f}; {r[str(f)]['null_sd']:.2f}; "
+            + (f"{r[str(f)]['mde']:.2f}" if np.isfinite(r[str(f)]["mde"]) else "> 0.5 (unreachable)")
+            for f in b["shares"]
+        ]
         lines.append(f"| {r['members']} | {r['design']} | " + " | ".join(cells) + " |")
-    lines += ["", "## post - control: minimal detectable |effect| (FID-fmnist), 80% power", "",
-              "| design | seed sd of E2 token ids | seed sd of the 2000-step generator, default recipe | seed sd of "
-              "the far generators, default recipe |", "|---|---:|---:|---:|"]
-    lines += [f"| {r['design']} | {r['mde_e2_sd']:.3f} | {r['mde_dose_trained_sd']:.2f} | {r['mde_dose_far_sd']:.2f} |"
-              for r in b["post_minus_control_mde"]]
+    lines += [
+        "",
+        "## post - control: minimal detectable |effect| (FID-fmnist), 80% power",
+        "",
+        "| design | seed sd of E2 token ids | seed sd of the 2000-step generator, default recipe | seed sd of "
+        "the far generators, default recipe |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['design']} | {r['mde_e2_sd']:.3f} | {r['mde_dose_trained_sd']:.2f} | {r['mde_dose_far_sd']:.2f} |"
+        for r in b["post_minus_control_mde"]
+    ]
     pl = b["planned_pairs_study_mde"]
-    lines += ["", "## The planned pairs study (experiments/posttrain_pairs.py), with E2's seed sd",
-              f"- one pair count, post - control: 3 seeds {pl['per_arm_3_seeds_shared_judging_set']:.3f}, 5 seeds "
-              f"{pl['per_arm_5_seeds_shared_judging_set']:.3f}",
-              f"- two pair counts, difference of their post - control: 3 seeds each {pl['between_two_arms_3_seeds']:.3f}, "
-              f"5 seeds each {pl['between_two_arms_5_seeds']:.3f}"]
+    lines += [
+        "",
+        "## The planned pairs study (experiments/posttrain_pairs.py), with E2's seed sd",
+        f"- one pair count, post - control: 3 seeds {pl['per_arm_3_seeds_shared_judging_set']:.3f}, 5 seeds "
+        f"{pl['per_arm_5_seeds_shared_judging_set']:.3f}",
+        f"- two pair counts, difference of their post - control: 3 seeds each {pl['between_two_arms_3_seeds']:.3f}, "
+        f"5 seeds each {pl['between_two_arms_5_seeds']:.3f}",
+    ]
     return "\n".join(lines)
 
 

@@ -11,6 +11,7 @@ The spread across disjoint sets at each n is the sample-set variance that `exper
 Each seed's token ids are cached under `--out` (an interrupted run continues); `--record` writes
 `experiments/results/noise-budget-sets.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,9 +45,15 @@ def measure(out: Path, repeats: int, record: bool) -> dict:
     gen, tok = load_generator(str(GENERATOR)).eval(), load_tokenizer(str(TOKENIZER)).eval()
     features = get_feature_net("fmnist")
     refs = {n: source_stats("fashion-mnist:train", features, num_images=n) for n in SIZES}
-    res = {"tokenizer": "experiments/models/baseline-s0/tokenizer",
-           "generator": "experiments/models/baseline-s0/generator-ar2000", "cfg": CFG, "features": "fmnist",
-           "reference": "fashion-mnist:train (first n images)", "seeds": [], "sets": {str(n): [] for n in SIZES}}
+    res = {
+        "tokenizer": "experiments/models/baseline-s0/tokenizer",
+        "generator": "experiments/models/baseline-s0/generator-ar2000",
+        "cfg": CFG,
+        "features": "fmnist",
+        "reference": "fashion-mnist:train (first n images)",
+        "seeds": [],
+        "sets": {str(n): [] for n in SIZES},
+    }
     for seed in range(FIRST_SEED, FIRST_SEED + repeats):
         cache, done = out / f"ids-seed{seed}.npy", out / f"fids-seed{seed}.json"
         if done.is_file():
@@ -58,14 +65,19 @@ def measure(out: Path, repeats: int, record: bool) -> dict:
                 ids = sample_tokens(gen, SIZES[0], CFG, seed)
                 np.save(cache, ids.numpy().astype(np.uint16))
             # disjoint slices of this seed's set; labels cycle 0..9, so every slice is class-balanced
-            fids = {str(n): [decoded_fid(tok, ids[lo: lo + n], features, refs[n]) for lo in range(0, SIZES[0], n)]
-                    for n in SIZES}
+            fids = {
+                str(n): [decoded_fid(tok, ids[lo : lo + n], features, refs[n]) for lo in range(0, SIZES[0], n)]
+                for n in SIZES
+            }
             done.write_text(json.dumps(fids))
         for n in SIZES:
             res["sets"][str(n)] += fids[str(n)]
         res["seeds"].append(seed)
-        print(f"seed {seed}: " + ", ".join(f"n={n}: {np.round(res['sets'][str(n)][-SIZES[0] // n:], 2).tolist()}"
-                                           for n in SIZES), flush=True)
+        print(
+            f"seed {seed}: "
+            + ", ".join(f"n={n}: {np.round(res['sets'][str(n)][-SIZES[0] // n :], 2).tolist()}" for n in SIZES),
+            flush=True,
+        )
         if record:
             RESULT.write_text(json.dumps(res, indent=1) + "\n")
     return res

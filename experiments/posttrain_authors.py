@@ -3,7 +3,8 @@
     python experiments/posttrain_authors.py --out runs/e2 [--tokenizer TOK --generator GEN] [--arms ids,roundtrip]
 
 One tokenizer and one trained generator (by default the committed `experiments/models/baseline-s0/`: the dose
-study's tokenizer and its 2000-step AR generator, gFID-fmnist 11 at the authors' sampler regime). Pairs (sigma = 0.9) and 1000 held-out generated tokens are sampled at CFG 5 with the
+study's tokenizer and its 2000-step AR generator, gFID-fmnist 11 at the authors' sampler regime).
+Pairs (sigma = 0.9) and 1000 held-out generated tokens are sampled at CFG 5 with the
 power schedule 1.15 (as the authors'); the two arms differ only in what the decoder is trained on: the generated
 ids, or encode(uint8(decode(ids))) (the authors' round trip). Both arms are judged on the same held-out tokens
 (checked). Recipe: `experiments/posttrain_recipes.py`'s `authors` (40 epochs over the pairs, MSE + offline
@@ -31,6 +32,7 @@ Recorded in `experiments/results/posttrain-authors-long.json`. `--budget longer`
 passes; `experiments/results/posttrain-authors-longer.json`.
 Every step goes through the CLI and is skipped when its output exists, so an interrupted study continues.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,55 +44,96 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-from posttrain_recipes import RECIPES  # noqa: E402  (the recipe is defined once, there)
 from posttrain_dose import inception_check, robustok  # noqa: E402  (the CLI runner and the FID-inception check)
+from posttrain_recipes import RECIPES  # noqa: E402  (the recipe is defined once, there)
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
 
 ARMS = ("ids", "roundtrip")
 SEEDS = (0, 1, 2)
 SIGMA = 0.9
 GUIDANCE = ["--cfg", "5", "--cfg-schedule", "power", "--cfg-power", "1.15"]
-AUTHORS_EMA_KEEP = 0.9999 ** 7800  # the untouched decoder's share in the authors' EMA after 40 epochs (0.46)
+AUTHORS_EMA_KEEP = 0.9999**7800  # the untouched decoder's share in the authors' EMA after 40 epochs (0.46)
 FULL = {"num_pairs": 192, "num_eval": 1000, "batch": 32, "epochs": 40, "eval_epochs": 10}
-BUDGETS = {"full": FULL,   # long, longer: E2 run on with its decay per step (the authors' share reached at 40 epochs)
-           "long": {**FULL, "epochs": 80, "ema_epochs": 40},
-           "longer": {**FULL, "epochs": 160, "eval_epochs": 20, "ema_epochs": 40},
-           "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1}}  # wiring only
-RESULTS = {"full": ROOT / "experiments" / "results" / "posttrain-authors.json",
-           "long": ROOT / "experiments" / "results" / "posttrain-authors-long.json",
-           "longer": ROOT / "experiments" / "results" / "posttrain-authors-longer.json"}
+BUDGETS = {
+    "full": FULL,  # long, longer: E2 run on with its decay per step (the authors' share reached at 40 epochs)
+    "long": {**FULL, "epochs": 80, "ema_epochs": 40},
+    "longer": {**FULL, "epochs": 160, "eval_epochs": 20, "ema_epochs": 40},
+    "quick": {"num_pairs": 32, "num_eval": 32, "batch": 16, "epochs": 2, "eval_epochs": 1},
+}  # wiring only
+RESULTS = {
+    "full": ROOT / "experiments" / "results" / "posttrain-authors.json",
+    "long": ROOT / "experiments" / "results" / "posttrain-authors-long.json",
+    "longer": ROOT / "experiments" / "results" / "posttrain-authors-longer.json",
+}
 
 
 def scaled_recipe(budget: dict, aux: Path) -> list[str]:
     """The `authors` recipe with this scale's batch, warm-up, evaluation points and EMA decay."""
     steps_per_epoch = budget["num_pairs"] // budget["batch"]
     ema_steps = budget.get("ema_epochs", budget["epochs"]) * steps_per_epoch
-    decay = AUTHORS_EMA_KEEP ** (1 / ema_steps)   # the authors' share of the untouched decoder after ema_steps
-    return [*(o.format(aux=aux) for o in RECIPES["authors"]), f"epochs={budget['epochs']}",
-            f"data.batch_size={budget['batch']}", f"train.warmup_steps={steps_per_epoch}",
-            f"train.ema_decay={decay:.6f}", f"eval_every={budget['eval_epochs'] * steps_per_epoch}"]
+    decay = AUTHORS_EMA_KEEP ** (1 / ema_steps)  # the authors' share of the untouched decoder after ema_steps
+    return [
+        *(o.format(aux=aux) for o in RECIPES["authors"]),
+        f"epochs={budget['epochs']}",
+        f"data.batch_size={budget['batch']}",
+        f"train.warmup_steps={steps_per_epoch}",
+        f"train.ema_decay={decay:.6f}",
+        f"eval_every={budget['eval_epochs'] * steps_per_epoch}",
+    ]
 
 
 def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS) -> dict:
     pairs = out / arm / "pairs"
     if not (pairs / "manifest.json").is_file():
-        robustok("post-train-data", gen, "--tokenizer", tok, "--sigma", SIGMA, "--num-pairs", budget["num_pairs"],
-                 "--num-eval", budget["num_eval"], *GUIDANCE, "--pair-input", arm, "--seed", 0, "--out", pairs,
-                 "--overwrite", "--no-progress")
+        robustok(
+            "post-train-data",
+            gen,
+            "--tokenizer",
+            tok,
+            "--sigma",
+            SIGMA,
+            "--num-pairs",
+            budget["num_pairs"],
+            "--num-eval",
+            budget["num_eval"],
+            *GUIDANCE,
+            "--pair-input",
+            arm,
+            "--seed",
+            0,
+            "--out",
+            pairs,
+            "--overwrite",
+            "--no-progress",
+        )
     aux = out / "aux-perceptual.safetensors"
     if not aux.is_file():
         from robustok.losses.aux_perceptual import train_aux_perceptual
+
         train_aux_perceptual(aux)
     runs = []
     for seed in seeds:
         run = out / arm / f"post-seed{seed}"
         if not (run / "posttrain.json").is_file():
-            robustok("post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={tok}", f"pairs={pairs}",
-                     f"run.dir={run}", f"run.seed={seed}", *scaled_recipe(budget, aux), "eval_features=fmnist",
-                     "eval_reference=fashion-mnist:test", f"eval_num_reference={budget['num_eval']}", "--control")
+            robustok(
+                "post-train",
+                "configs/posttrain/fmnist.yaml",
+                f"tokenizer={tok}",
+                f"pairs={pairs}",
+                f"run.dir={run}",
+                f"run.seed={seed}",
+                *scaled_recipe(budget, aux),
+                "eval_features=fmnist",
+                "eval_reference=fashion-mnist:test",
+                f"eval_num_reference={budget['num_eval']}",
+                "--control",
+            )
         runs.append(json.loads((run / "posttrain.json").read_text()))
-        print(f"{arm} seed {seed}: post - control (EMA) "
-              f"{runs[-1]['gfid_proxy_after'] - runs[-1]['gfid_proxy_control']:+.2f}", flush=True)
+        print(
+            f"{arm} seed {seed}: post - control (EMA) "
+            f"{runs[-1]['gfid_proxy_after'] - runs[-1]['gfid_proxy_control']:+.2f}",
+            flush=True,
+        )
     return summarize(arm, runs)
 
 
@@ -108,14 +151,23 @@ def summarize(arm: str, runs: list[dict]) -> dict:
             c = [r["control_curve"][i][key] for r in runs]
             row[label] = {"post": p, "control": c, "delta_vs_control": [a - b for a, b in zip(p, c)]}
         curve.append(row)
-    return {"arm": arm, "pair_input": runs[0]["pair_input"], "steps": runs[0]["steps"],
-            "epochs": runs[0]["epochs"], "untouched": before, "post": post, "control": control,
-            "delta_vs_control": delta, "delta_vs_untouched": [p - before for p in post],
-            "delta_mean": float(np.mean(delta)),
-            "delta_sd": float(np.std(delta, ddof=1)) if len(delta) > 1 else None,
-            "post_raw": [r["gfid_proxy_after_raw"] for r in runs],
-            "control_raw": [r["gfid_proxy_control_raw"] for r in runs],
-            "beats_control_every_seed": bool(all(d <= -0.5 for d in delta)), "curve": curve}
+    return {
+        "arm": arm,
+        "pair_input": runs[0]["pair_input"],
+        "steps": runs[0]["steps"],
+        "epochs": runs[0]["epochs"],
+        "untouched": before,
+        "post": post,
+        "control": control,
+        "delta_vs_control": delta,
+        "delta_vs_untouched": [p - before for p in post],
+        "delta_mean": float(np.mean(delta)),
+        "delta_sd": float(np.std(delta, ddof=1)) if len(delta) > 1 else None,
+        "post_raw": [r["gfid_proxy_after_raw"] for r in runs],
+        "control_raw": [r["gfid_proxy_control_raw"] for r in runs],
+        "beats_control_every_seed": bool(all(d <= -0.5 for d in delta)),
+        "curve": curve,
+    }
 
 
 def same_held_out(out: Path, arms: list[str]) -> bool:
@@ -129,37 +181,54 @@ def same_held_out(out: Path, arms: list[str]) -> bool:
 def markdown(result: dict) -> str:
     """The docs/studies.md tables from a recorded result: the endpoint per arm, then the curves."""
     f = lambda xs: ", ".join(f"{x:+.2f}" for x in xs)  # noqa: E731
-    lines = ["| decoder input | steps (epochs) | untouched | post-trained (EMA) | control σ = 1 (EMA) | "
-             "post − control per seed | mean ± sd | post − untouched (paper's) | raw weights: post − control |",
-             "|---|---:|---:|---:|---:|---|---:|---:|---|"]
+    lines = [
+        "| decoder input | steps (epochs) | untouched | post-trained (EMA) | control σ = 1 (EMA) | "
+        "post − control per seed | mean ± sd | post − untouched (paper's) | raw weights: post − control |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
     for r in result["arms"]:
         raw = [p - c for p, c in zip(r["post_raw"], r["control_raw"])]
         sd = "" if r["delta_sd"] is None else f" ± {r['delta_sd']:.2f}"
-        lines.append(f"| {r['arm']} | {r['steps']} ({r['epochs']:g}) | {r['untouched']:.2f} | "
-                     f"{np.mean(r['post']):.2f} | {np.mean(r['control']):.2f} | {f(r['delta_vs_control'])} | "
-                     f"{r['delta_mean']:+.2f}{sd} | {np.mean(r['delta_vs_untouched']):+.2f} | {f(raw)} |")
-    lines += ["", "| decoder input | epoch | EMA: post − control per seed | EMA: post − untouched | "
-              "raw: post − control per seed | raw: post − untouched |", "|---|---:|---|---:|---|---:|"]
+        lines.append(
+            f"| {r['arm']} | {r['steps']} ({r['epochs']:g}) | {r['untouched']:.2f} | "
+            f"{np.mean(r['post']):.2f} | {np.mean(r['control']):.2f} | {f(r['delta_vs_control'])} | "
+            f"{r['delta_mean']:+.2f}{sd} | {np.mean(r['delta_vs_untouched']):+.2f} | {f(raw)} |"
+        )
+    lines += [
+        "",
+        "| decoder input | epoch | EMA: post − control per seed | EMA: post − untouched | "
+        "raw: post − control per seed | raw: post − untouched |",
+        "|---|---:|---|---:|---|---:|",
+    ]
     for r in result["arms"]:
         for c in r["curve"]:
             e, w = c["ema"], c["raw"]
-            lines.append(f"| {r['arm']} | {c['epoch']:g} | {f(e['delta_vs_control'])} | "
-                         f"{np.mean(e['post']) - r['untouched']:+.2f} | {f(w['delta_vs_control'])} | "
-                         f"{np.mean(w['post']) - r['untouched']:+.2f} |")
+            lines.append(
+                f"| {r['arm']} | {c['epoch']:g} | {f(e['delta_vs_control'])} | "
+                f"{np.mean(e['post']) - r['untouched']:+.2f} | {f(w['delta_vs_control'])} | "
+                f"{np.mean(w['post']) - r['untouched']:+.2f} |"
+            )
     if result.get("inception"):
-        lines += ["", "| decoder input | FID-inception: untouched | post-trained (EMA) | control σ = 1 (EMA) | "
-                  "post − control per seed | same sign as FID-fmnist |", "|---|---:|---:|---:|---|---|"]
+        lines += [
+            "",
+            "| decoder input | FID-inception: untouched | post-trained (EMA) | control σ = 1 (EMA) | "
+            "post − control per seed | same sign as FID-fmnist |",
+            "|---|---:|---:|---:|---|---|",
+        ]
         fmnist = {r["arm"]: r["delta_vs_control"] for r in result["arms"]}
         for arm, r in result["inception"].items():
             same = sum((a < 0) == (b < 0) for a, b in zip(r["delta_vs_control"], fmnist.get(arm, [])))
-            lines.append(f"| {arm} | {r['untouched']:.2f} | {np.mean(r['post']):.2f} | {np.mean(r['control']):.2f} | "
-                         f"{f(r['delta_vs_control'])} | {same} of {len(r['delta_vs_control'])} seeds |")
+            lines.append(
+                f"| {arm} | {r['untouched']:.2f} | {np.mean(r['post']):.2f} | {np.mean(r['control']):.2f} | "
+                f"{f(r['delta_vs_control'])} | {same} of {len(r['delta_vs_control'])} seeds |"
+            )
     return "\n".join(lines)
 
 
 def plot(result: dict, png: Path) -> None:
     """Post - control (per seed, EMA and raw decoders) against epochs, one panel per arm."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -170,11 +239,17 @@ def plot(result: dict, png: Path) -> None:
             epochs = [c["epoch"] for c in r["curve"]]
             deltas = [c[label]["delta_vs_control"] for c in r["curve"]]
             for e, ds in zip(epochs, deltas):
-                ax.scatter([e + (k - 0.5) * 0.8] * len(ds), ds, c=f"C{k}", marker=marker, s=16,
-                           label=label if e == epochs[0] else None)
+                ax.scatter(
+                    [e + (k - 0.5) * 0.8] * len(ds),
+                    ds,
+                    c=f"C{k}",
+                    marker=marker,
+                    s=16,
+                    label=label if e == epochs[0] else None,
+                )
             ax.plot(epochs, [np.mean(d) for d in deltas], c=f"C{k}", lw=1)
         ax.axhline(0, color="0.3", lw=0.8)
-        ax.axhline(-0.5, color="0.5", lw=0.8, ls=":")   # the success threshold on every seed
+        ax.axhline(-0.5, color="0.5", lw=0.8, ls=":")  # the success threshold on every seed
         ax.set_title(f"decoder input: {r['arm']}", fontsize=9)
         ax.set_xlabel("epochs over the pairs")
     axes[0][0].set_ylabel("post-trained − control (gFID proxy)")
@@ -184,19 +259,29 @@ def plot(result: dict, png: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tokenizer", default=str(TOKENIZER), help="a trained tokenizer directory (default: the "
-                   "committed models of experiments/study_models.py)")
+    p.add_argument(
+        "--tokenizer",
+        default=str(TOKENIZER),
+        help="a trained tokenizer directory (default: the committed models of experiments/study_models.py)",
+    )
     p.add_argument("--generator", default=str(GENERATOR), help="a trained generator of its tokens")
     p.add_argument("--out")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="post-training seeds (default: 0,1,2)")
-    p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-authors"
-                   "[-long|-longer].json (budgets full, long, longer)")
+    p.add_argument(
+        "--record",
+        action="store_true",
+        help="write experiments/results/posttrain-authors[-long|-longer].json (budgets full, long, longer)",
+    )
     p.add_argument("--markdown", metavar="JSON", help="print the docs tables of a recorded result and stop")
     p.add_argument("--plot", nargs=2, metavar=("JSON", "PNG"), help="draw the curves of a recorded result and stop")
-    p.add_argument("--inception-check", action="store_true", help="FID-inception of every finished arm's "
-                   "endpoint (with --out; adds 'inception' to the recorded result with --record)")
+    p.add_argument(
+        "--inception-check",
+        action="store_true",
+        help="FID-inception of every finished arm's "
+        "endpoint (with --out; adds 'inception' to the recorded result with --record)",
+    )
     args = p.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
@@ -221,14 +306,25 @@ def main() -> None:
         return
     for what, path in (("--tokenizer", args.tokenizer), ("--generator", args.generator)):
         if not (Path(path) / "config.json").is_file():
-            p.error(f"{what} {path}: no trained model there (build the committed ones with "
-                    "`python experiments/study_models.py --out runs/study-models --install`)")
+            p.error(
+                f"{what} {path}: no trained model there (build the committed ones with "
+                "`python experiments/study_models.py --out runs/study-models --install`)"
+            )
     budget = BUDGETS[args.budget]
     tok, gen = str(Path(args.tokenizer).resolve()), str(Path(args.generator).resolve())
     rows = [run_arm(arm, tok, gen, out, budget, seeds) for arm in arms]
-    result = {"sigma": SIGMA, "guidance": " ".join(GUIDANCE), "budget": args.budget, **budget,
-              "recipe": scaled_recipe(budget, Path("<aux>")), "seeds": seeds, "tokenizer": args.tokenizer,
-              "generator": args.generator, "same_held_out": same_held_out(out, arms), "arms": rows}
+    result = {
+        "sigma": SIGMA,
+        "guidance": " ".join(GUIDANCE),
+        "budget": args.budget,
+        **budget,
+        "recipe": scaled_recipe(budget, Path("<aux>")),
+        "seeds": seeds,
+        "tokenizer": args.tokenizer,
+        "generator": args.generator,
+        "same_held_out": same_held_out(out, arms),
+        "arms": rows,
+    }
     (out / "results.json").write_text(json.dumps(result, indent=1))
     if args.record and args.budget in RESULTS:
         record = RESULTS[args.budget]

@@ -15,6 +15,7 @@ Endpoints, fixed before the run (docs/studies.md):
 - the effect counts for an arm when Delta <= -0.5 on every seed; the dose-response is the Spearman correlation of
   the mean Delta with the generator's gFID (and with the diagnostics: unseen-bigram share, round-trip change).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 # name, generator steps, CFG scale, CFG schedule, CFG power (of the pairs and the held-out tokens)
-ARMS = [("gen100", 100, 1.5, "constant", 1.0), ("gen300", 300, 1.5, "constant", 1.0),
-        ("gen800", 800, 1.5, "constant", 1.0), ("gen2000", 2000, 1.5, "constant", 1.0),
-        ("gen2000-cfg5", 2000, 5.0, "power", 1.15)]
+ARMS = [
+    ("gen100", 100, 1.5, "constant", 1.0),
+    ("gen300", 300, 1.5, "constant", 1.0),
+    ("gen800", 800, 1.5, "constant", 1.0),
+    ("gen2000", 2000, 1.5, "constant", 1.0),
+    ("gen2000-cfg5", 2000, 5.0, "power", 1.15),
+]
 SEEDS = (0, 1, 2)
 SIGMA = 0.9
-BUDGETS = {"full": {"steps": {}, "num_pairs": 4000, "num_eval": 1000, "post_steps": 300},
-           "quick": {"steps": {100: 4, 300: 8, 800: 12, 2000: 16}, "num_pairs": 64, "num_eval": 32,
-                     "post_steps": 6}}  # quick: a smoke run of the wiring, its numbers mean nothing
+BUDGETS = {
+    "full": {"steps": {}, "num_pairs": 4000, "num_eval": 1000, "post_steps": 300},
+    "quick": {"steps": {100: 4, 300: 8, 800: 12, 2000: 16}, "num_pairs": 64, "num_eval": 32, "post_steps": 6},
+}  # quick: a smoke run of the wiring, its numbers mean nothing
 
 
 def robustok(*args: str) -> None:
@@ -44,10 +50,19 @@ def robustok(*args: str) -> None:
 def train_generator(tokens: str, tok: str, steps: int, out: Path) -> Path:
     run = out / "generators" / f"steps{steps}"
     if not (run / "generator" / "model.safetensors").is_file():
-        robustok("train-generator", "configs/generator/fmnist-ar.yaml", f"data.tokens={tokens}",
-                 f"data.tokenizer={tok}", f"run.dir={run}", "run.seed=0", f"train.steps={steps}",
-                 "run.sample_every=0", f"run.ckpt_every={max(steps // 4, 1)}", "run.deterministic=true",
-                 *(["--resume"] if (run / "checkpoints").is_dir() else []))
+        robustok(
+            "train-generator",
+            "configs/generator/fmnist-ar.yaml",
+            f"data.tokens={tokens}",
+            f"data.tokenizer={tok}",
+            f"run.dir={run}",
+            "run.seed=0",
+            f"train.steps={steps}",
+            "run.sample_every=0",
+            f"run.ckpt_every={max(steps // 4, 1)}",
+            "run.deterministic=true",
+            *(["--resume"] if (run / "checkpoints").is_dir() else []),
+        )
     return run / "generator"
 
 
@@ -59,20 +74,63 @@ def run_arm(arm: tuple, tok: str, tokens: str, out: Path, budget: dict) -> dict:
     guidance = ["--cfg", str(cfg), "--cfg-schedule", schedule, "--cfg-power", str(power)]
     diag = out / name / "diagnose.json"
     if not diag.is_file():
-        robustok("diagnose", gen, "--tokenizer", tok, "--num-samples", num_eval, "--features", "fmnist",
-                 "--cfg", cfg, "--cfg-schedule", schedule, "--cfg-power", power, "--json", diag)
+        robustok(
+            "diagnose",
+            gen,
+            "--tokenizer",
+            tok,
+            "--num-samples",
+            num_eval,
+            "--features",
+            "fmnist",
+            "--cfg",
+            cfg,
+            "--cfg-schedule",
+            schedule,
+            "--cfg-power",
+            power,
+            "--json",
+            diag,
+        )
     pairs = out / name / "pairs"
     if not (pairs / "manifest.json").is_file():
-        robustok("post-train-data", gen, "--tokenizer", tok, "--sigma", SIGMA, "--num-pairs", budget["num_pairs"],
-                 "--num-eval", num_eval, *guidance, "--seed", 0, "--out", pairs, "--overwrite", "--no-progress")
+        robustok(
+            "post-train-data",
+            gen,
+            "--tokenizer",
+            tok,
+            "--sigma",
+            SIGMA,
+            "--num-pairs",
+            budget["num_pairs"],
+            "--num-eval",
+            num_eval,
+            *guidance,
+            "--seed",
+            0,
+            "--out",
+            pairs,
+            "--overwrite",
+            "--no-progress",
+        )
     runs = []
     for seed in SEEDS:
         run = out / name / f"post-seed{seed}"
         if not (run / "posttrain.json").is_file():
-            robustok("post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={tok}", f"pairs={pairs}",
-                     f"run.dir={run}", f"run.seed={seed}", f"train.steps={post_steps}",
-                     f"eval_every={post_steps // 3}", "eval_features=fmnist", "eval_reference=fashion-mnist:test",
-                     f"eval_num_reference={num_eval}", "--control")
+            robustok(
+                "post-train",
+                "configs/posttrain/fmnist.yaml",
+                f"tokenizer={tok}",
+                f"pairs={pairs}",
+                f"run.dir={run}",
+                f"run.seed={seed}",
+                f"train.steps={post_steps}",
+                f"eval_every={post_steps // 3}",
+                "eval_features=fmnist",
+                "eval_reference=fashion-mnist:test",
+                f"eval_num_reference={num_eval}",
+                "--control",
+            )
         runs.append(json.loads((run / "posttrain.json").read_text()))
     return summarize((name, steps, cfg, schedule, power), json.loads(diag.read_text()), runs)
 
@@ -84,12 +142,25 @@ def summarize(arm: tuple, diag: dict, runs: list[dict]) -> dict:
     post = [r["gfid_proxy_after"] for r in runs]
     control = [r["gfid_proxy_control"] for r in runs]
     delta = [p - c for p, c in zip(post, control)]
-    return {"arm": name, "generator_steps": steps, "cfg": cfg, "cfg_schedule": schedule, "cfg_power": power,
-            "gfid": row.get("gfid"), "rfid": diag["real"].get("rfid"), "diagnostics": row, "real": diag["real"],
-            "untouched": before, "post": post, "control": control, "delta_vs_control": delta,
-            "delta_vs_untouched": [p - before for p in post],
-            "delta_mean": float(np.mean(delta)), "delta_sd": float(np.std(delta, ddof=1)),
-            "beats_control_every_seed": bool(all(d <= -0.5 for d in delta))}
+    return {
+        "arm": name,
+        "generator_steps": steps,
+        "cfg": cfg,
+        "cfg_schedule": schedule,
+        "cfg_power": power,
+        "gfid": row.get("gfid"),
+        "rfid": diag["real"].get("rfid"),
+        "diagnostics": row,
+        "real": diag["real"],
+        "untouched": before,
+        "post": post,
+        "control": control,
+        "delta_vs_control": delta,
+        "delta_vs_untouched": [p - before for p in post],
+        "delta_mean": float(np.mean(delta)),
+        "delta_sd": float(np.std(delta, ddof=1)),
+        "beats_control_every_seed": bool(all(d <= -0.5 for d in delta)),
+    }
 
 
 def dose_response(rows: list[dict]) -> dict:
@@ -111,28 +182,39 @@ def dose_response(rows: list[dict]) -> dict:
 def markdown(result: dict) -> str:
     """The docs/studies.md table from a recorded result."""
     f = lambda v, d=2: "–" if v is None else f"{v:.{d}f}"  # noqa: E731
-    lines = ["| arm | generator steps | pairs / held-out CFG | gFID | gFID/rFID | unseen h-bigrams | round-trip change "
-             "| untouched | post-trained | control σ = 1 | post − control per seed | mean ± sd | post − untouched |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
+    lines = [
+        "| arm | generator steps | pairs / held-out CFG | gFID | gFID/rFID | unseen h-bigrams | round-trip change "
+        "| untouched | post-trained | control σ = 1 | post − control per seed | mean ± sd | post − untouched |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+    ]
     for r in result["arms"]:
-        d, cfg = r["diagnostics"], f"{r['cfg']:g}" + (f" ({r['cfg_schedule']} {r['cfg_power']:g})"
-                                                      if r["cfg_schedule"] != "constant" else "")
-        lines.append(f"| {r['arm']} | {r['generator_steps']} | {cfg} | {f(r['gfid'], 1)} | "
-                     f"{f(r['gfid'] / r['rfid'], 1)} | {f(d.get('unseen_horizontal_bigrams'))} | "
-                     f"{f(d.get('roundtrip_change'))} | {f(r['untouched'])} | {f(np.mean(r['post']))} | "
-                     f"{f(np.mean(r['control']))} | {', '.join(f'{x:+.2f}' for x in r['delta_vs_control'])} | "
-                     f"{r['delta_mean']:+.2f} ± {r['delta_sd']:.2f} | {np.mean(r['delta_vs_untouched']):+.2f} |")
+        d, cfg = (
+            r["diagnostics"],
+            f"{r['cfg']:g}" + (f" ({r['cfg_schedule']} {r['cfg_power']:g})" if r["cfg_schedule"] != "constant" else ""),
+        )
+        lines.append(
+            f"| {r['arm']} | {r['generator_steps']} | {cfg} | {f(r['gfid'], 1)} | "
+            f"{f(r['gfid'] / r['rfid'], 1)} | {f(d.get('unseen_horizontal_bigrams'))} | "
+            f"{f(d.get('roundtrip_change'))} | {f(r['untouched'])} | {f(np.mean(r['post']))} | "
+            f"{f(np.mean(r['control']))} | {', '.join(f'{x:+.2f}' for x in r['delta_vs_control'])} | "
+            f"{r['delta_mean']:+.2f} ± {r['delta_sd']:.2f} | {np.mean(r['delta_vs_untouched']):+.2f} |"
+        )
     dr = result.get("dose_response") or {}
     if dr:
         lines.append("")
-        lines.append("Spearman ρ of the mean post − control with: " + ", ".join(
-            f"{k.removeprefix('spearman_delta_')} {v:+.2f}" for k, v in dr.items() if k.startswith("spearman")))
+        lines.append(
+            "Spearman ρ of the mean post − control with: "
+            + ", ".join(
+                f"{k.removeprefix('spearman_delta_')} {v:+.2f}" for k, v in dr.items() if k.startswith("spearman")
+            )
+        )
     return "\n".join(lines)
 
 
 def plot(result: dict, png: Path) -> None:
     """The dose-response figure: this study's arms among the other measured conditions."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -173,8 +255,11 @@ def inception_check(out: Path, arms: list[str], seeds=SEEDS, num: int = 1000) ->
             row["post"].append(fid(run / "tokenizer", ids))
             row["control"].append(fid(run / "control" / "tokenizer", ids))
         row["delta_vs_control"] = [p - c for p, c in zip(row["post"], row["control"])]
-        print(f"{arm}: FID-inception untouched {row['untouched']:.2f}, post - control "
-              f"{', '.join(f'{d:+.2f}' for d in row['delta_vs_control'])}", flush=True)
+        print(
+            f"{arm}: FID-inception untouched {row['untouched']:.2f}, post - control "
+            f"{', '.join(f'{d:+.2f}' for d in row['delta_vs_control'])}",
+            flush=True,
+        )
         result[arm] = row
     return result
 
@@ -189,8 +274,12 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(a[0] for a in ARMS))
     p.add_argument("--record", action="store_true", help="write experiments/results/posttrain-dose.json")
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
-    p.add_argument("--inception-check", metavar="ARMS", help="comma list of finished arms: FID-inception of their "
-                   "endpoint (with --out; adds 'inception' to the recorded result with --record)")
+    p.add_argument(
+        "--inception-check",
+        metavar="ARMS",
+        help="comma list of finished arms: FID-inception of their "
+        "endpoint (with --out; adds 'inception' to the recorded result with --record)",
+    )
     args = p.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
@@ -213,14 +302,24 @@ def main() -> None:
     rows = []
     for arm in ARMS:
         if arm[0] in args.arms.split(","):
-            rows.append(run_arm(arm, str(Path(args.tokenizer).resolve()), str(Path(args.tokens).resolve()), out,
-                                budget))
+            rows.append(
+                run_arm(arm, str(Path(args.tokenizer).resolve()), str(Path(args.tokens).resolve()), out, budget)
+            )
             r = rows[-1]
-            print(f"{r['arm']}: gFID {r['gfid']}, untouched {r['untouched']:.2f}, post - control "
-                  f"{', '.join(f'{d:+.2f}' for d in r['delta_vs_control'])}", flush=True)
-            result = {"sigma": SIGMA, **{k: v for k, v in budget.items() if k != "steps"}, "budget": args.budget,
-                      "seeds": list(SEEDS), "tokenizer": args.tokenizer, "arms": rows,
-                      "dose_response": dose_response(rows)}
+            print(
+                f"{r['arm']}: gFID {r['gfid']}, untouched {r['untouched']:.2f}, post - control "
+                f"{', '.join(f'{d:+.2f}' for d in r['delta_vs_control'])}",
+                flush=True,
+            )
+            result = {
+                "sigma": SIGMA,
+                **{k: v for k, v in budget.items() if k != "steps"},
+                "budget": args.budget,
+                "seeds": list(SEEDS),
+                "tokenizer": args.tokenizer,
+                "arms": rows,
+                "dose_response": dose_response(rows),
+            }
             (out / "results.json").write_text(json.dumps(result, indent=1))
             if args.record and args.budget == "full":
                 (ROOT / "experiments" / "results" / "posttrain-dose.json").write_text(json.dumps(result, indent=1))

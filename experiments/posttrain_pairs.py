@@ -45,6 +45,7 @@ and 16000 pairs is. Smaller changes (the paper's Table 4a: 0.2M -> 1M pairs move
 of Delta with more pairs is unknown; if it grows, these bounds grow with it (the script will print the realised
 MDE from the realised sd beside the result).
 """
+
 from __future__ import annotations
 
 import json

@@ -15,6 +15,7 @@ evaluated through it, and an offline perceptual term (`loss.perceptual=aux`; its
 and has not been run. The authors' decoder is trained on re-encoded pairs: give `--pairs` a folder of
 `<name>/` pairs made with `robustok post-train-data --pair-input roundtrip` (the demo's own pairs hold ids).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,34 @@ from robustok.demo.stages import mean_sd, point_name, post_train_config
 from robustok.posttrain.train import post_train
 
 RECIPES = {
-    "demo": [],                                                            # the demo's own post-training
-    "low-lr": ["train.lr=2.0e-4", "train.min_lr=2.0e-5"],                  # main training's final lr
-    "paper": ["train.lr=2.0e-4", "train.min_lr=2.0e-5", "loss.disc_weight=0.1", "loss.disc_start=0",
-              "loss.disc_lr=2.0e-4"],                                      # + main training's GAN, reused D
-    "authors": ["epochs=40", "train.lr=2.0e-4", "train.min_lr=2.0e-5",   # Table 4b; main training's final lr
-                "loss.l1_weight=0.0",                                      # MSE only (+ perceptual + GAN)
-                "loss.disc_weight=0.5", "loss.disc_start=0", "loss.disc_lr=2.0e-4", "loss.adaptive_weight=true",
-                "reuse_discriminator=false", "loss.diffaug=color,translation,cutout", "loss.lecam_weight=0.001",
-                "train.ema_decay=0.9999", "eval_ema=true", "ema_warmup=false",
-                "loss.perceptual=aux", "loss.perceptual_weight=1.0", "loss.aux_perceptual_weights={aux}"],
+    "demo": [],  # the demo's own post-training
+    "low-lr": ["train.lr=2.0e-4", "train.min_lr=2.0e-5"],  # main training's final lr
+    "paper": [
+        "train.lr=2.0e-4",
+        "train.min_lr=2.0e-5",
+        "loss.disc_weight=0.1",
+        "loss.disc_start=0",
+        "loss.disc_lr=2.0e-4",
+    ],  # + main training's GAN, reused D
+    "authors": [
+        "epochs=40",
+        "train.lr=2.0e-4",
+        "train.min_lr=2.0e-5",  # Table 4b; main training's final lr
+        "loss.l1_weight=0.0",  # MSE only (+ perceptual + GAN)
+        "loss.disc_weight=0.5",
+        "loss.disc_start=0",
+        "loss.disc_lr=2.0e-4",
+        "loss.adaptive_weight=true",
+        "reuse_discriminator=false",
+        "loss.diffaug=color,translation,cutout",
+        "loss.lecam_weight=0.001",
+        "train.ema_decay=0.9999",
+        "eval_ema=true",
+        "ema_warmup=false",
+        "loss.perceptual=aux",
+        "loss.perceptual_weight=1.0",
+        "loss.aux_perceptual_weights={aux}",
+    ],
 }
 
 
@@ -44,11 +63,12 @@ def run_one(demo: Path, out: Path, name: str, recipe: str, seed: int, profile: D
     done = run_dir / "posttrain.json"
     if done.is_file():
         return json.loads(done.read_text())
-    tok = demo / "tokenizers" / point_name(name, max(profile.tok_checkpoints))   # the final main-training point
+    tok = demo / "tokenizers" / point_name(name, max(profile.tok_checkpoints))  # the final main-training point
     aux = out / "aux-perceptual.safetensors"
     overrides = [o.format(aux=aux) for o in RECIPES[recipe]]
     if any("{aux}" in o for o in RECIPES[recipe]) and not aux.is_file():
         from robustok.losses.aux_perceptual import train_aux_perceptual
+
         train_aux_perceptual(aux)
     cfg = post_train_config(tok, pairs / name, run_dir, seed, profile, overrides)
     return post_train(cfg, with_control=True)
@@ -68,22 +88,33 @@ def main() -> None:
     rows = []
     for name in a.names.split(","):
         for recipe in a.recipes.split(","):
-            runs = [run_one(demo, out, name, recipe, int(s), profile, Path(a.pairs or demo / "pairs"))
-                    for s in a.seeds.split(",")]
+            runs = [
+                run_one(demo, out, name, recipe, int(s), profile, Path(a.pairs or demo / "pairs"))
+                for s in a.seeds.split(",")
+            ]
             delta = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in runs]
-            row = {"tokenizer": name, "recipe": recipe, "before": runs[0]["gfid_proxy_before"],
-                   "post": mean_sd([r["gfid_proxy_after"] for r in runs])[0],
-                   "control": mean_sd([r["gfid_proxy_control"] for r in runs])[0], "delta": delta}
+            row = {
+                "tokenizer": name,
+                "recipe": recipe,
+                "before": runs[0]["gfid_proxy_before"],
+                "post": mean_sd([r["gfid_proxy_after"] for r in runs])[0],
+                "control": mean_sd([r["gfid_proxy_control"] for r in runs])[0],
+                "delta": delta,
+            }
             row["delta_mean"], row["delta_sd"] = mean_sd(delta)
             rows.append(row)
     (out / "summary.json").write_text(json.dumps(rows, indent=2))
-    print("| tokenizer | recipe | gFID before | after post-training | after control | post - control per seed | "
-          "mean ± sd |")
+    print(
+        "| tokenizer | recipe | gFID before | after post-training | after control | post - control per seed | "
+        "mean ± sd |"
+    )
     print("|---|---|---:|---:|---:|---|---:|")
     for r in rows:
         sd = f" ± {r['delta_sd']:.2f}" if r["delta_sd"] is not None else ""
-        print(f"| {r['tokenizer']} | {r['recipe']} | {r['before']:.2f} | {r['post']:.2f} | {r['control']:.2f} | "
-              f"{', '.join(f'{d:+.2f}' for d in r['delta'])} | {r['delta_mean']:+.2f}{sd} |")
+        print(
+            f"| {r['tokenizer']} | {r['recipe']} | {r['before']:.2f} | {r['post']:.2f} | {r['control']:.2f} | "
+            f"{', '.join(f'{d:+.2f}' for d in r['delta'])} | {r['delta_mean']:+.2f}{sd} |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ benchmark), and the generator is the dose study's 2000-step AR generator (`exper
 deterministic). About an hour on one thread. `--install` copies them to `experiments/models/` (a few MB, committed
 so that the studies need no retraining), where `experiments/models/README.md` says what they are.
 """
+
 from __future__ import annotations
 
 import argparse

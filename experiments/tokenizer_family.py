@@ -10,6 +10,7 @@ once (a finished `tokenizer/` is reused; an interrupted one resumes), then every
 budget through `robustok.tokbench`, whose steps are cached too. Writes `<out>/results.json` and, with
 `--record`, the per-tokenizer results and the two answers to `experiments/results/tokenizer_family-<budget>.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,13 +32,17 @@ MEMBERS: dict[str, tuple[str, list[str]]] = {
     "baseline-dim4": ("fmnist-baseline", ["model.code_dim=4"]),
     "robust-dim16": ("fmnist-robust", ["model.code_dim=16"]),
     "baseline-narrow": ("fmnist-baseline", ["model.base_channels=16", "model.hidden_dim=32"]),
-    "robust-short": ("fmnist-robust", ["@half"]),          # half the training steps (disc_start scaled too)
+    "robust-short": ("fmnist-robust", ["@half"]),  # half the training steps (disc_start scaled too)
 }
 # tokenizer steps, generator steps, pretokenized images, evaluation images, gFID samples
-BUDGETS = {"full": (2400, 1500, 60000, 2000, 2000), "half": (1200, 800, 30000, 1000, 1000),
-           "quick": (8, 4, 64, 32, 32)}
-QUICK = ["model.base_channels=8", "model.channel_mult=[1,2]", "model.hidden_dim=16", "data.batch_size=16",
-         "perturb.delta=4"]
+BUDGETS = {"full": (2400, 1500, 60000, 2000, 2000), "half": (1200, 800, 30000, 1000, 1000), "quick": (8, 4, 64, 32, 32)}
+QUICK = [
+    "model.base_channels=8",
+    "model.channel_mult=[1,2]",
+    "model.hidden_dim=16",
+    "data.batch_size=16",
+    "perturb.delta=4",
+]
 
 
 def train_member(name: str, out: Path, budget: str) -> str:
@@ -48,54 +53,84 @@ def train_member(name: str, out: Path, budget: str) -> str:
     base, extra = MEMBERS[name]
     steps = BUDGETS[budget][0] // (2 if "@half" in extra else 1)
     run_dir = out / "tokenizers" / name
-    overrides = [f"run.dir={run_dir}", f"train.steps={steps}", f"loss.disc_start={steps // 2}",
-                 f"run.ckpt_every={max(steps // 4, 1)}", "run.sample_every=0", "run.deterministic=true",
-                 *(QUICK if budget == "quick" else []), *[o for o in extra if not o.startswith("@")]]
+    overrides = [
+        f"run.dir={run_dir}",
+        f"train.steps={steps}",
+        f"loss.disc_start={steps // 2}",
+        f"run.ckpt_every={max(steps // 4, 1)}",
+        "run.sample_every=0",
+        "run.deterministic=true",
+        *(QUICK if budget == "quick" else []),
+        *[o for o in extra if not o.startswith("@")],
+    ]
     if budget == "quick" and "model.code_dim=16" in extra:
         overrides.remove("perturb.delta=4")
     cfg = load_config(TokenizerTrainConfig, ROOT / "configs" / "tokenizer" / f"{base}.yaml", overrides)
-    return str(train_or_resume("tokenizer", lambda: TokenizerTask(cfg), cfg.run, cfg.train, cfg.data,
-                               full_config=cfg))
+    return str(train_or_resume("tokenizer", lambda: TokenizerTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg))
 
 
 def perturbation_effect(rows: list[dict], endpoint: str) -> dict:
     """robust - baseline over the training seeds, next to the seed spread and the noise floor."""
+
     def values(prefix: str) -> list[float]:
         return [r[endpoint] for r in rows if r["name"] in {f"{prefix}-s{s}" for s in SEEDS}]
+
     base, rob = values("baseline"), values("robust")
     if len(base) < 2 or len(rob) < 2:
         return {}
     sd = float(np.sqrt((np.var(base, ddof=1) + np.var(rob, ddof=1)) / 2))
     diff = float(np.mean(rob) - np.mean(base))
-    return {"baseline": base, "robust": rob, "difference": diff, "pooled_seed_sd": sd,
-            "noise_floor": float(np.mean([r[f"{endpoint}_noise"] for r in rows])),
-            "beyond_seed_spread": bool(abs(diff) > 2 * sd * np.sqrt(2 / len(base)))}
+    return {
+        "baseline": base,
+        "robust": rob,
+        "difference": diff,
+        "pooled_seed_sd": sd,
+        "noise_floor": float(np.mean([r[f"{endpoint}_noise"] for r in rows])),
+        "beyond_seed_spread": bool(abs(diff) > 2 * sd * np.sqrt(2 / len(base))),
+    }
 
 
 def markdown(result: dict) -> str:
-    """The docs tables (docs/studies.md, docs/measured.md) from a recorded result: per tokenizer, the perturbation effect, the predictor comparison."""
+    """The docs tables (docs/studies.md, docs/measured.md) from a recorded result: per tokenizer, the
+    perturbation effect, the predictor comparison."""
     f = lambda v, d=2: "–" if v is None or v != v else f"{v:.{d}f}"  # noqa: E731 (None or NaN)
-    lines = ["| tokenizer | PSNR | rFID | pFID | usage | gFID (floor) | gFID CFG 1.5 (floor) |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| tokenizer | PSNR | rFID | pFID | usage | gFID (floor) | gFID CFG 1.5 (floor) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in result["tokenizers"]:
-        lines.append(f"| {r['name']} | {f(r['psnr'])} | {f(r['rfid'])} | {f(r['pfid'])} | {r['codebook_usage']:.0%} | "
-                     f"{f(r['gfid_nocfg'])} ({f(r['gfid_nocfg_noise'])}) | {f(r['gfid_cfg'])} ({f(r['gfid_cfg_noise'])}) |")
-    lines += ["", "| endpoint | baseline (3 seeds) | robust (3 seeds) | robust − baseline | pooled seed sd | noise floor |",
-              "|---|---|---|---:|---:|---:|"]
+        lines.append(
+            f"| {r['name']} | {f(r['psnr'])} | {f(r['rfid'])} | {f(r['pfid'])} | {r['codebook_usage']:.0%} | "
+            f"{f(r['gfid_nocfg'])} ({f(r['gfid_nocfg_noise'])}) | {f(r['gfid_cfg'])} ({f(r['gfid_cfg_noise'])}) |"
+        )
+    lines += [
+        "",
+        "| endpoint | baseline (3 seeds) | robust (3 seeds) | robust − baseline | pooled seed sd | noise floor |",
+        "|---|---|---|---:|---:|---:|",
+    ]
     for key, e in result.get("perturbation", {}).items():
         if e:
-            lines.append(f"| {key} | {', '.join(f(v) for v in e['baseline'])} | {', '.join(f(v) for v in e['robust'])} | "
-                         f"{e['difference']:+.2f} | {f(e['pooled_seed_sd'])} | {f(e['noise_floor'])} |")
-    lines += ["", "| endpoint | Spearman pFID / rFID | difference [95% CI] | Pearson pFID / rFID | difference [95% CI] | "
-              "pairs ordered as gFID: pFID / rFID (where they disagree) |", "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| {key} | {', '.join(f(v) for v in e['baseline'])} | {', '.join(f(v) for v in e['robust'])} | "
+                f"{e['difference']:+.2f} | {f(e['pooled_seed_sd'])} | {f(e['noise_floor'])} |"
+            )
+    lines += [
+        "",
+        "| endpoint | Spearman pFID / rFID | difference [95% CI] | Pearson pFID / rFID | difference [95% CI] | "
+        "pairs ordered as gFID: pFID / rFID (where they disagree) |",
+        "|---|---|---|---|---|---|",
+    ]
     for k, group in result["by_codebook_size"].items():
         for key in ("gfid_nocfg", "gfid_cfg"):
             c = group[key]
             sp, pe, o = c["spearman"], c["pearson"], c["ordering"]
-            lines.append(f"| {key} (K={k}, n={c['n']}) | {f(sp['a'])} / {f(sp['b'])} | {sp['difference']:+.2f} "
-                         f"[{f(sp['ci95'][0])}, {f(sp['ci95'][1])}] | {f(pe['a'])} / {f(pe['b'])} | "
-                         f"{pe['difference']:+.2f} [{f(pe['ci95'][0])}, {f(pe['ci95'][1])}] | "
-                         f"{f(o['a_accuracy'])} / {f(o['b_accuracy'])} ({o['disagreeing_pairs']} pairs: "
-                         f"{f(o['a_accuracy_on_disagreeing'])} / {f(o['b_accuracy_on_disagreeing'])}) |")
+            lines.append(
+                f"| {key} (K={k}, n={c['n']}) | {f(sp['a'])} / {f(sp['b'])} | {sp['difference']:+.2f} "
+                f"[{f(sp['ci95'][0])}, {f(sp['ci95'][1])}] | {f(pe['a'])} / {f(pe['b'])} | "
+                f"{pe['difference']:+.2f} [{f(pe['ci95'][0])}, {f(pe['ci95'][1])}] | "
+                f"{f(o['a_accuracy'])} / {f(o['b_accuracy'])} ({o['disagreeing_pairs']} pairs: "
+                f"{f(o['a_accuracy_on_disagreeing'])} / {f(o['b_accuracy_on_disagreeing'])}) |"
+            )
     return "\n".join(lines)
 
 
@@ -124,10 +159,14 @@ def main() -> None:
     paths = [train_member(n, out, a.budget) for n in names]
     _, gen_steps, pretok, n_eval, n_gen = BUDGETS[a.budget]
     quick = a.budget == "quick"
-    spec = BenchmarkSpec(gen_steps=gen_steps, pretok_images=pretok, eval_images=n_eval, gen_images=n_gen,
-                         features=a.features or ("random" if quick else "fmnist"),
-                         generator_overrides=["model.dim=32", "model.depth=1", "model.heads=2",
-                                              "data.batch_size=16"] if quick else [])
+    spec = BenchmarkSpec(
+        gen_steps=gen_steps,
+        pretok_images=pretok,
+        eval_images=n_eval,
+        gen_images=n_gen,
+        features=a.features or ("random" if quick else "fmnist"),
+        generator_overrides=["model.dim=32", "model.depth=1", "model.heads=2", "data.batch_size=16"] if quick else [],
+    )
     result = run_benchmark(paths, spec, out / "bench", log=lambda m: print(m, file=sys.stderr, flush=True))
     result["perturbation"] = {key: perturbation_effect(result["tokenizers"], key) for key in ("gfid_cfg", "gfid_nocfg")}
     print(table(result))

@@ -1,18 +1,23 @@
 """robustok: robust image tokenizers (RobusTok, arXiv 2509.12474) as installable, tested software."""
+
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 try:
-    __version__ = version("robustok")     # the one version string: pyproject.toml's
-except PackageNotFoundError:               # a source tree on PYTHONPATH, not installed
+    __version__ = version("robustok")  # the one version string: pyproject.toml's
+except PackageNotFoundError:  # a source tree on PYTHONPATH, not installed
     __version__ = "0+unknown"
 __all__ = ["Tokenizer", "TokenizerConfig", "load_tokenizer", "evaluate_samples", "evaluate_tokenizer", "__version__"]
 
-_LAZY = {"Tokenizer": "robustok.tokenizer", "TokenizerConfig": "robustok.tokenizer",
-         "load_tokenizer": "robustok.tokenizer.loading", "evaluate_samples": "robustok.evaluation",
-         "evaluate_tokenizer": "robustok.evaluation"}
+_LAZY = {
+    "Tokenizer": "robustok.tokenizer",
+    "TokenizerConfig": "robustok.tokenizer",
+    "load_tokenizer": "robustok.tokenizer.loading",
+    "evaluate_samples": "robustok.evaluation",
+    "evaluate_tokenizer": "robustok.evaluation",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
 """`python -m robustok ...`: the `robustok` command."""
+
 import sys
 
 from robustok.entry import main

@@ -3,6 +3,7 @@
 Each module in `robustok.commands` defines `register(subparsers)`, which adds its subcommand(s) and sets
 `func` to a callable taking the parsed arguments. New stages add a module; this file does not change.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ import importlib
 import pkgutil
 import sys
 
-if __name__ == "__main__":      # `python -m robustok.cli`: shorten OpenMP spinning before torch loads
+if __name__ == "__main__":  # `python -m robustok.cli`: shorten OpenMP spinning before torch loads
     from robustok.entry import choose_omp_policy
 
     choose_omp_policy()
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from robustok.plugins import load_plugins
 
     try:
-        load_plugins()    # ROBUSTOK_PLUGINS: generators, backbones, data sets, features registered from outside
+        load_plugins()  # ROBUSTOK_PLUGINS: generators, backbones, data sets, features registered from outside
     except RobustokError as err:
         print(f"robustok: error: {err}", file=sys.stderr)
         return 2
@@ -86,8 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             raise
         where = err.filename or "a file being written"  # a failed write() names no file
-        print(f"robustok {args.command}: error: {write_error(code, err.filename or '.', label=where)}",
-              file=sys.stderr)
+        print(f"robustok {args.command}: error: {write_error(code, err.filename or '.', label=where)}", file=sys.stderr)
         return 1
     except RobustokError as err:
         print(f"robustok {args.command}: error: {_message(err)}", file=sys.stderr)

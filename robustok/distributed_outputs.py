@@ -4,9 +4,10 @@ Work is cut into numbered batches; rank r takes batches r, r + world, r + 2 worl
 batches' arrays as numbered part files (written under a temporary name, then renamed) in a parts folder, plus
 an index listing them. After a barrier, rank 0 reads every rank's batches back in global batch order and writes
 the final output; the parts folder is then removed. Without a process group (one process) `sharded` passes the
-batches straight through, with no part files. The parts folder must be on a file system that every rank sees (one machine under
-`torchrun --nproc_per_node N`, or a shared file system).
+batches straight through, with no part files. The parts folder must be on a file system that every rank sees
+(one machine under `torchrun --nproc_per_node N`, or a shared file system).
 """
+
 from __future__ import annotations
 
 import heapq
@@ -96,8 +97,10 @@ class PartWriter:
     def close(self) -> None:
         """Save what is buffered and the index of this rank's part files (written last: the part is complete)."""
         self._flush()
-        atomic_write_bytes(self.parts / INDEX.format(rank=self.rank),
-                           json.dumps({"files": self.files, "batches": self.batches}).encode())
+        atomic_write_bytes(
+            self.parts / INDEX.format(rank=self.rank),
+            json.dumps({"files": self.files, "batches": self.batches}).encode(),
+        )
 
 
 def _rank_batches(parts: Path, rank: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
@@ -132,8 +135,9 @@ def finish_parts(parts: str | Path) -> None:
     barrier()
 
 
-def sharded(parts: str | Path, produce: Iterator[tuple[int, dict[str, np.ndarray]]]
-            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def sharded(
+    parts: str | Path, produce: Iterator[tuple[int, dict[str, np.ndarray]]]
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """This rank's `(batch, arrays)` from `produce`, merged over ranks: on rank 0 every rank's batches in batch
     order, on the other ranks nothing. One process: `produce` itself, with no part files. Iterate it on every
     rank, write the output on rank 0, then call `finish_parts(parts)` on every rank."""

@@ -9,6 +9,7 @@ short spin instead, `GOMP_SPINCOUNT=1000` (quiet: +4%; next to one busy process:
 torch, so the console script, `python -m robustok` and `python -m robustok.cli` all set it in time. Child
 processes (e.g. torchrun workers) inherit it.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Optional dependencies (`pip install 'robustok[EXTRA]'`): import one, or fail with a line naming the extra."""
+
 from __future__ import annotations
 
 import importlib
@@ -21,6 +22,7 @@ def require(module: str, what: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         if err.name is not None and err.name.split(".")[0] != top:
-            raise                      # the package is there but one of its own imports failed
-        raise MissingExtraError(f"{what}: {top} is not installed (pip install 'robustok[{EXTRAS.get(top, top)}]')"
-                                ) from None
+            raise  # the package is there but one of its own imports failed
+        raise MissingExtraError(
+            f"{what}: {top} is not installed (pip install 'robustok[{EXTRAS.get(top, top)}]')"
+        ) from None

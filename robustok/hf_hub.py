@@ -8,6 +8,7 @@ Anything else (a plain path) is returned unchanged. Every loader of weights call
 `robustok.weight_files.read_checkpoint` (original files: `robustok convert`, DINOv2), `load_tokenizer` and
 `load_generator` (directories).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,8 @@ _TRUE = {"1", "ON", "YES", "TRUE"}
 
 
 class HubRef(NamedTuple):
-    repo_id: str            # "<org>/<repo>"
-    path: str               # file or folder inside the repository ("" = the whole repository)
+    repo_id: str  # "<org>/<repo>"
+    path: str  # file or folder inside the repository ("" = the whole repository)
     revision: Optional[str]  # branch, tag or commit (None: main)
 
 
@@ -35,11 +36,13 @@ def is_hub_ref(ref: str | Path) -> bool:
 def parse_hub_ref(ref: str | Path) -> HubRef:
     """Split `hf://<org>/<repo>[@<revision>][/<path>]`; `CheckpointError` naming the reference if malformed."""
     text = str(ref)
-    body = text[len(PREFIX):] if text.startswith(PREFIX) else text[len("hf:/"):]
+    body = text[len(PREFIX) :] if text.startswith(PREFIX) else text[len("hf:/") :]
     parts = [p for p in body.split("/") if p]
     if len(parts) < 2 or ".." in parts:
-        raise CheckpointError(f"{text}: not a Hub reference of the form hf://<org>/<repo>/<file> "
-                              "(or hf://<org>/<repo> for a model directory)")
+        raise CheckpointError(
+            f"{text}: not a Hub reference of the form hf://<org>/<repo>/<file> "
+            "(or hf://<org>/<repo> for a model directory)"
+        )
     repo, _, revision = parts[1].partition("@")
     return HubRef(f"{parts[0]}/{repo}", "/".join(parts[2:]), revision or None)
 
@@ -66,11 +69,12 @@ def resolve_weights(ref: str | Path, directory: bool = False) -> Path:
     """
     if not is_hub_ref(ref):
         return Path(ref)
-    text = PREFIX + str(ref)[len("hf:/"):].lstrip("/")
+    text = PREFIX + str(ref)[len("hf:/") :].lstrip("/")
     parsed = parse_hub_ref(text)
     if not directory and not parsed.path:
-        raise CheckpointError(f"{text}: names a repository, not a file; add the file's path: "
-                              f"hf://{parsed.repo_id}/<file>")
+        raise CheckpointError(
+            f"{text}: names a repository, not a file; add the file's path: hf://{parsed.repo_id}/<file>"
+        )
     hub = require("huggingface_hub", f"{text}: Hub references")
     cache_dir = os.environ.get("HF_HUB_CACHE") or None
     what = "folder" if directory else "file"
@@ -83,15 +87,18 @@ def resolve_weights(ref: str | Path, directory: bool = False) -> Path:
     if _offline(hub):
         where = cache_dir or hub.constants.HF_HUB_CACHE
         get = f"hf download {parsed.repo_id}" + (f" {parsed.path}" if parsed.path and not directory else "")
-        raise CheckpointError(f"{text}: {what} not in the Hugging Face cache ({where}) and HF_HUB_OFFLINE is set; "
-                              f"fetch it where the Hub is reachable (`{get}`) and copy the cache, or pass a local "
-                              "path")
+        raise CheckpointError(
+            f"{text}: {what} not in the Hugging Face cache ({where}) and HF_HUB_OFFLINE is set; "
+            f"fetch it where the Hub is reachable (`{get}`) and copy the cache, or pass a local "
+            "path"
+        )
     try:
         path = _fetch(hub, parsed, directory, False, cache_dir)
     except Exception as err:  # noqa: BLE001 - any failure of the download is reported in one line
         first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(f"{text}: {what} not in the Hugging Face cache and not downloadable "
-                              f"({type(err).__name__}: {first})") from None
+        raise CheckpointError(
+            f"{text}: {what} not in the Hugging Face cache and not downloadable ({type(err).__name__}: {first})"
+        ) from None
     if directory and not path.is_dir():
         raise CheckpointError(f"{text}: no folder {parsed.path!r} in {parsed.repo_id}")
     return path

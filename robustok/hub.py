@@ -4,6 +4,7 @@ Models subclass `Pretrained`, set `config_class` (a dataclass) and take the conf
 argument. Loading checks the class name and every tensor's name and shape, and reports the file on mismatch.
 Writes are atomic (temp file + rename), so an interrupted save never leaves a half-written model.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -25,7 +26,7 @@ from robustok.config import from_dict
 from robustok.errors import CheckpointError, ConfigError, WriteError
 
 CONFIG_NAME = "config.json"
-FORMAT = "robustok/1"   # config.json + model.safetensors; keys added since: the config classes' ADDED_KEYS
+FORMAT = "robustok/1"  # config.json + model.safetensors; keys added since: the config classes' ADDED_KEYS
 WEIGHTS_NAME = "model.safetensors"
 M = TypeVar("M", bound="Pretrained")
 
@@ -101,8 +102,9 @@ def free_space(path: str | Path) -> int:
         return 0
 
 
-def write_error(code: int, path: str | Path, need: int | None = None, file: str | None = None,
-                label: str = "") -> WriteError:
+def write_error(
+    code: int, path: str | Path, need: int | None = None, file: str | None = None, label: str = ""
+) -> WriteError:
     """A one-line `WriteError` for a full disk (errno `code` ENOSPC/EDQUOT) or a failing one (EIO), naming `path`
     (as `label`, e.g. "--out X", if given), the file whose write failed (`file`, if not `path` itself), the free
     space there and the space needed: `need` bytes when known, else more than what is free once the failed
@@ -110,12 +112,20 @@ def write_error(code: int, path: str | Path, need: int | None = None, file: str 
     name = label or str(path)
     where = f" while writing {file}" if file else ""
     if code == errno.EIO:
-        return WriteError(f"{name}: input/output error{where or ' while writing'} (a failing disk or a lost "
-                          "mount?); nothing was replaced and temporary files were removed", code, str(path))
+        return WriteError(
+            f"{name}: input/output error{where or ' while writing'} (a failing disk or a lost "
+            "mount?); nothing was replaced and temporary files were removed",
+            code,
+            str(path),
+        )
     free = size_text(free_space(path))
     space = f"{free} free, {size_text(need)} needed" if need is not None else f"needs more than the {free} free"
-    return WriteError(f"{name}: no space left on the device{where} ({space}); nothing was replaced and temporary "
-                      "files were removed: free some space and run again", code, str(path))
+    return WriteError(
+        f"{name}: no space left on the device{where} ({space}); nothing was replaced and temporary "
+        "files were removed: free some space and run again",
+        code,
+        str(path),
+    )
 
 
 def disk_errno(err: OSError) -> int | None:
@@ -185,8 +195,11 @@ def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], 
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-             for k in own if k in state and state[k].shape != own[k].shape]
+    wrong = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and state[k].shape != own[k].shape
+    ]
     if missing or unexpected or wrong:
         parts = []
         if missing:
@@ -195,8 +208,10 @@ def load_state_checked(module: torch.nn.Module, state: dict[str, torch.Tensor], 
             parts.append(f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
         if wrong:
             parts.append(f"shape mismatch {wrong[:3]}")
-        raise CheckpointError(f"{source}: weights do not fit {type(module).__name__} ({'; '.join(parts)}): "
-                              "is it a checkpoint of another architecture or config?")
+        raise CheckpointError(
+            f"{source}: weights do not fit {type(module).__name__} ({'; '.join(parts)}): "
+            "is it a checkpoint of another architecture or config?"
+        )
     check_finite(state, source)
     module.load_state_dict(state, strict=True)
 
@@ -206,8 +221,10 @@ def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
     for k, v in state.items():
         if torch.is_floating_point(v) and not bool(torch.isfinite(v).all()):
             bad = int((~torch.isfinite(v)).sum())
-            raise CheckpointError(f"{source}: tensor {k!r} holds {bad} NaN/infinite value(s) of {v.numel()}; "
-                                  "the weights are unusable (a diverged run?)")
+            raise CheckpointError(
+                f"{source}: tensor {k!r} holds {bad} NaN/infinite value(s) of {v.numel()}; "
+                "the weights are unusable (a diverged run?)"
+            )
 
 
 def read_model_meta(directory: str | Path, what: str = "robustok model") -> dict:
@@ -239,27 +256,33 @@ def config_from_file(schema: type, data: Any, path: Path) -> Any:
         names = [f.name for f in dataclasses.fields(schema)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            raise CheckpointError(f"{path}: unknown key {unknown[0]!r} for {schema.__name__} (written by a newer "
-                                  f"robustok, or edited?); known keys: {', '.join(names)}")
+            raise CheckpointError(
+                f"{path}: unknown key {unknown[0]!r} for {schema.__name__} (written by a newer "
+                f"robustok, or edited?); known keys: {', '.join(names)}"
+            )
         added = getattr(schema, "ADDED_KEYS", {})  # a ClassVar of the config class
         missing = [n for n in names if n not in data and n not in added]
         if missing:
-            raise CheckpointError(f"{path}: key {missing[0]!r} of {schema.__name__} is missing; every "
-                                  f"{FORMAT} file holds it (was the file edited or cut short?): restore it rather "
-                                  "than let a default decide which model this is")
+            raise CheckpointError(
+                f"{path}: key {missing[0]!r} of {schema.__name__} is missing; every "
+                f"{FORMAT} file holds it (was the file edited or cut short?): restore it rather "
+                "than let a default decide which model this is"
+            )
     try:
         return from_dict(schema, data)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
 
-def load_by_class(directory: str | Path, classes: Mapping[str, type[M]], what: str,
-                  map_location: str | torch.device = "cpu") -> M:
+def load_by_class(
+    directory: str | Path, classes: Mapping[str, type[M]], what: str, map_location: str | torch.device = "cpu"
+) -> M:
     """Load a model directory whose `config.json` names one of `classes` (dispatch by the "class" field)."""
     name = read_model_meta(directory, what).get("class")
     if not isinstance(name, str) or name not in classes:
-        raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {name!r}, not a {what} "
-                              f"(known: {sorted(classes)})")
+        raise CheckpointError(
+            f"{Path(directory) / CONFIG_NAME}: holds a {name!r}, not a {what} (known: {sorted(classes)})"
+        )
     return classes[name].from_pretrained(directory, map_location=map_location)
 
 
@@ -288,8 +311,9 @@ class Pretrained(torch.nn.Module):
     def read_config(cls, directory: str | Path) -> Any:
         meta = read_model_meta(directory, f"robustok {cls.__name__}")
         if meta.get("class") != cls.__name__ or "config" not in meta:
-            raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {meta.get('class')!r}, "
-                                  f"not a robustok {cls.__name__}")
+            raise CheckpointError(
+                f"{Path(directory) / CONFIG_NAME}: holds a {meta.get('class')!r}, not a robustok {cls.__name__}"
+            )
         return config_from_file(cls.config_class, meta["config"], Path(directory) / CONFIG_NAME)
 
     @classmethod

@@ -11,6 +11,7 @@ the new one is complete).
 
 `check_disjoint(out, inputs)` refuses an output that is, contains or lies inside one of the command's inputs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -44,8 +45,10 @@ def check_out(out: str | Path, overwrite: bool, what: str = "--out") -> None:
         names = sorted(p.name for p in out.iterdir())
         if names:
             shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-            raise OutputExistsError(f"{what} {out}: already exists and is not empty ({shown}); pass --overwrite "
-                                    "to replace it, or choose another folder (nothing was changed)")
+            raise OutputExistsError(
+                f"{what} {out}: already exists and is not empty ({shown}); pass --overwrite "
+                "to replace it, or choose another folder (nothing was changed)"
+            )
 
 
 def check_disjoint(out: str | Path, inputs: Mapping[str, Optional[str | Path]], what: str = "--out") -> None:
@@ -64,8 +67,10 @@ def check_disjoint(out: str | Path, inputs: Mapping[str, Optional[str | Path]], 
             how = "lies inside"
         else:
             continue
-        raise OutputOverlapError(f"{what} {out}: {how} the input {label} {path}; writing there would replace or "
-                                 "change what this command reads: choose another output path (nothing was changed)")
+        raise OutputOverlapError(
+            f"{what} {out}: {how} the input {label} {path}; writing there would replace or "
+            "change what this command reads: choose another output path (nothing was changed)"
+        )
 
 
 _active: set[str] = set()  # this process's build folders in use (its own pid is no sign of a dead run)
@@ -99,8 +104,11 @@ def remove_stale(out: str | Path) -> list[Path]:
 
 def _busy(what: str, out: Path):
     def message(lock: Path, holder: str) -> str:
-        return (f"{what} {out}: another run is writing it ({holder}; lock {lock.name}); wait for it to finish or "
-                "choose another folder (nothing was changed)")
+        return (
+            f"{what} {out}: another run is writing it ({holder}; lock {lock.name}); wait for it to finish or "
+            "choose another folder (nothing was changed)"
+        )
+
     return message
 
 
@@ -129,10 +137,10 @@ class Staged:
             self.build.rename(out)
         except BaseException:
             if (old.exists() or old.is_symlink()) and not out.exists():
-                old.rename(out)     # put the user's folder back
+                old.rename(out)  # put the user's folder back
             raise
         if old.is_symlink():
-            old.unlink()            # a link the user had at `out`: the link goes, the folder it pointed to stays
+            old.unlink()  # a link the user had at `out`: the link goes, the folder it pointed to stays
         else:
             shutil.rmtree(old, ignore_errors=True)
         return out
@@ -153,13 +161,15 @@ def _start(out: Path, overwrite: bool, what: str, stack: contextlib.ExitStack) -
     token = f"{os.getpid()}-{secrets.token_hex(4)}"
     _active.add(token)
     stack.callback(_active.discard, token)
-    staged = Staged(out, out.with_name(f".{out.name}.build-{token}"), out.with_name(f".{out.name}.parts-{token}"),
-                    overwrite, what)
+    staged = Staged(
+        out, out.with_name(f".{out.name}.build-{token}"), out.with_name(f".{out.name}.parts-{token}"), overwrite, what
+    )
     try:
         staged.build.mkdir()
     except OSError as err:
-        raise RobustokError(f"{what} {out}: cannot create {staged.build.name} next to it "
-                            f"({err.strerror or err})") from None
+        raise RobustokError(
+            f"{what} {out}: cannot create {staged.build.name} next to it ({err.strerror or err})"
+        ) from None
     return staged
 
 
@@ -195,7 +205,7 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
             staged, error = broadcast_object((staged, error))
             if error is not None:
                 raise RobustokError(error)
-        if staged is None:   # cannot happen: rank 0 started the folders or raised, the other ranks got them
+        if staged is None:  # cannot happen: rank 0 started the folders or raised, the other ranks got them
             raise RobustokError(f"{what} {out}: no output folders were started")
         try:
             yield staged
@@ -205,8 +215,9 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
             if code is None:
                 raise
             failed = Path(err.path if isinstance(err, WriteError) else err.filename or staged.build)
-            raise write_error(code, out, label=f"{what} {out}",
-                              file=failed.name if failed != staged.build else None) from None
+            raise write_error(
+                code, out, label=f"{what} {out}", file=failed.name if failed != staged.build else None
+            ) from None
         except BaseException:
             _discard(staged, world)
             raise

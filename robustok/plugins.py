@@ -6,6 +6,7 @@ Each entry is an importable module name or a `.py` file; importing it runs its `
 a tokenizer backbone, a data set kind, a feature network: see docs/extending.md). torchrun workers inherit the
 variable, so every rank registers the same entries.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -2,6 +2,7 @@
 `robustok/configs/tokenizer/fmnist-robust.yaml`, found with `importlib.resources`, so an installed wheel needs no
 checkout. A path to a YAML file always works too, and wins over a preset of the same name.
 """
+
 from __future__ import annotations
 
 from importlib.resources import files
@@ -39,5 +40,6 @@ def resolve_config(ref: str | Path, stage: str) -> Path:
     name = path.name[:-5] if path.name.endswith(".yaml") else path.name
     if path.parent == Path(".") and (_folder(stage) / f"{name}.yaml").is_file():
         return _folder(stage) / f"{name}.yaml"
-    raise ConfigError(f"config file not found: {ref} (a YAML path, or a {stage} preset: "
-                      f"{', '.join(preset_names(stage))})")
+    raise ConfigError(
+        f"config file not found: {ref} (a YAML path, or a {stage} preset: {', '.join(preset_names(stage))})"
+    )

@@ -1,12 +1,13 @@
 """`Registry`: a name -> object table for an extension point, with errors that name the config key and choices.
 
-    >>> from robustok.registry import Registry
-    >>> COLOURS = Registry("colour", "model.colour")
-    >>> COLOURS.register("red", 0xFF0000)
-    16711680
-    >>> COLOURS.lookup("red")
-    16711680
+>>> from robustok.registry import Registry
+>>> COLOURS = Registry("colour", "model.colour")
+>>> COLOURS.register("red", 0xFF0000)
+16711680
+>>> COLOURS.lookup("red")
+16711680
 """
+
 from __future__ import annotations
 
 from typing import Any, Generic, Iterator, Optional, TypeVar
@@ -26,11 +27,13 @@ class Registry(Generic[T]):
     def register(self, name: str, entry: Optional[T] = None) -> Any:
         """Add `entry` under `name` (returns it); without `entry`, a decorator that registers what it wraps.
         Registering a name twice is an error (remove it with `unregister` first)."""
+
         def add(obj: T) -> T:
             if name in self._entries and self._entries[name] is not obj:
                 raise ConfigError(f"{self.what} {name!r} is already registered")
             self._entries[name] = obj
             return obj
+
         return add(entry) if entry is not None else add
 
     def unregister(self, name: str) -> None:
@@ -62,4 +65,3 @@ class Registry(Generic[T]):
 
     def __len__(self) -> int:
         return len(self._entries)
-

@@ -2,11 +2,13 @@
 when a data set holds fewer images than `--num-images` asked for (`note_fewer`).
 
 Config dataclasses declare ranges as a class attribute `BOUNDS = {"field": "<rule>"}` and data-spec fields as
-`DATA_SPECS = ("field", ...)` (those also allowed to be a `.npz` in `NPZ_SPECS`); `check_bounds` walks a loaded config (nested dataclasses included) and raises
+`DATA_SPECS = ("field", ...)` (those also allowed to be a `.npz` in `NPZ_SPECS`); `check_bounds` walks a loaded
+config (nested dataclasses included) and raises
 `ConfigError` naming the dotted key and the problem (the rule and the value, or why the spec is not valid).
 A rule is `>=1`, `>0`, `<=1`, `[0,1]`, `[0,1)`, `(0,1]`, ... (ends included with brackets, excluded with
 parentheses). CLI options use the same rules through `bounded(int, ">=1")` as their argparse `type`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,6 +69,7 @@ def check_bounds(cfg: Any, prefix: str = "") -> None:
         elif f.name in specs and value:
             from robustok.data.spec import parse_data_spec
             from robustok.errors import DataError
+
             try:
                 parse_data_spec(value, allow_npz=f.name in getattr(type(cfg), "NPZ_SPECS", ()), what=key)
             except DataError as err:
@@ -81,6 +84,7 @@ def check_bounds(cfg: Any, prefix: str = "") -> None:
 
 def bounded(cast: Callable[[str], Any], rule: str) -> Callable[[str], Any]:
     """An argparse `type` that parses with `cast` and rejects values outside `rule` (argparse names the option)."""
+
     def parse(text: str) -> Any:
         try:
             value = cast(text)
@@ -89,6 +93,7 @@ def bounded(cast: Callable[[str], Any], rule: str) -> Callable[[str], Any]:
         if not in_range(value, rule):
             raise argparse.ArgumentTypeError(f"must be {describe_rule(rule)}, got {text}")
         return value
+
     parse.__name__ = cast.__name__
     return parse
 

@@ -5,6 +5,7 @@
 the weights), and picks the state dict inside a training checkpoint. Errors name the file. Used by the adapters
 (`robustok.adapters`) and by core code that loads pretrained backbones (DINOv2 in `robustok.tokenizer.vit`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,22 +33,30 @@ def _torch_load_safe(path: Path) -> Any:
     except pickle.UnpicklingError as err:
         msg = str(err)
         if "Unsupported operand" in msg or "WeightsUnpickler" not in msg and "unsupported global" not in msg.lower():
-            raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (invalid pickle data: "
-                                  f"{msg.splitlines()[0][:200]})") from None
-        m = (re.search(r"Unsupported global: GLOBAL \S+", msg) or re.search(r"WeightsUnpickler error: [^\n.]+", msg)
-             or re.search(r"unsupported GLOBAL \S+", msg))
+            raise CheckpointError(
+                f"{path}: not a readable PyTorch checkpoint (invalid pickle data: {msg.splitlines()[0][:200]})"
+            ) from None
+        m = (
+            re.search(r"Unsupported global: GLOBAL \S+", msg)
+            or re.search(r"WeightsUnpickler error: [^\n.]+", msg)
+            or re.search(r"unsupported GLOBAL \S+", msg)
+        )
         detail = m.group(0) if m else msg.splitlines()[0][:200]
         raise CheckpointError(
             f"{path}: refused to load: the file needs full unpickling ({detail}); only weights-only "
             "checkpoints (tensors, plain containers, argparse.Namespace) or safetensors files are accepted. "
-            "If you trust the file, re-save just its state dict as safetensors") from None
+            "If you trust the file, re-save just its state dict as safetensors"
+        ) from None
     except (RuntimeError, OSError, EOFError, ValueError, AttributeError, ImportError, KeyError) as err:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''})") from None
+        raise CheckpointError(
+            f"{path}: not a readable PyTorch checkpoint ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''})"
+        ) from None
 
 
-def read_checkpoint(path: str | Path, entry: Optional[str] = None,
-                    entries: tuple[str, ...] = ("model",)) -> tuple[dict[str, Tensor], str]:
+def read_checkpoint(
+    path: str | Path, entry: Optional[str] = None, entries: tuple[str, ...] = ("model",)
+) -> tuple[dict[str, Tensor], str]:
     """Read a state dict from an original weight file. Returns `(state, description of where it came from)`.
 
     `.safetensors` files are read directly. Pickled files (`.pt`, `.bin`, `.pth`, ...) go through
@@ -67,17 +76,21 @@ def read_checkpoint(path: str | Path, entry: Optional[str] = None,
     where = str(path)
     if entry is not None:
         if entry not in obj or not isinstance(obj[entry], dict):
-            raise CheckpointError(f"{path}: has no state dict under {entry!r} (top-level keys: "
-                                  f"{sorted(map(str, obj))[:8]})")
+            raise CheckpointError(
+                f"{path}: has no state dict under {entry!r} (top-level keys: {sorted(map(str, obj))[:8]})"
+            )
         obj, where = obj[entry], f"{path}[{entry!r}]"
-    elif not all(isinstance(v, Tensor) for v in obj.values()):   # a training checkpoint, not a bare state dict
+    elif not all(isinstance(v, Tensor) for v in obj.values()):  # a training checkpoint, not a bare state dict
         pick = next((e for e in entries if isinstance(obj.get(e), dict)), None)
         if pick is None:
-            raise CheckpointError(f"{path}: a checkpoint dict without any of the entries {list(entries)} "
-                                  f"(top-level keys: {sorted(map(str, obj))[:8]})")
+            raise CheckpointError(
+                f"{path}: a checkpoint dict without any of the entries {list(entries)} "
+                f"(top-level keys: {sorted(map(str, obj))[:8]})"
+            )
         obj, where = obj[pick], f"{path}[{pick!r}]"
     bad = [k for k, v in obj.items() if not isinstance(v, Tensor)]
     if bad or not obj:
-        raise CheckpointError(f"{where}: not a state dict of tensors (e.g. {bad[:3]!r})" if bad
-                              else f"{where}: empty state dict")
+        raise CheckpointError(
+            f"{where}: not a state dict of tensors (e.g. {bad[:3]!r})" if bad else f"{where}: empty state dict"
+        )
     return dict(obj), where

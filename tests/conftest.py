@@ -1,4 +1,5 @@
 """Shared test options: slow and GPU tests are skipped unless asked for."""
+
 import os
 
 import pytest

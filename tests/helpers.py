@@ -1,5 +1,6 @@
 """What several test files share: the checkout root, tiny models and configs that train in seconds, stand-in
 weights in upstream layouts, and the Fashion-MNIST skip mark. Test modules import from here, never from each other."""
+
 from __future__ import annotations
 
 import shutil
@@ -21,8 +22,13 @@ from robustok.tokenizer.train import TokenizerTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: configs/, docs/, experiments/ are read from here
 
-TINY_MODEL = ["model.base_channels=8", "model.channel_mult=[1,2]", "model.hidden_dim=16", "model.codebook_size=64",
-              "model.code_dim=4"]
+TINY_MODEL = [
+    "model.base_channels=8",
+    "model.channel_mult=[1,2]",
+    "model.hidden_dim=16",
+    "model.codebook_size=64",
+    "model.code_dim=4",
+]
 
 
 def tiny_tokenizer(**kw) -> Tokenizer:
@@ -32,8 +38,17 @@ def tiny_tokenizer(**kw) -> Tokenizer:
 
 
 def tiny_train_config(run_dir, *extra: str) -> TokenizerTrainConfig:
-    overrides = [f"run.dir={run_dir}", "run.progress=false", "run.log_every=1", "run.sample_every=0",
-                 "train.steps=4", "train.warmup_steps=1", "data.batch_size=8", *TINY_MODEL, *extra]
+    overrides = [
+        f"run.dir={run_dir}",
+        "run.progress=false",
+        "run.log_every=1",
+        "run.sample_every=0",
+        "train.steps=4",
+        "train.warmup_steps=1",
+        "data.batch_size=8",
+        *TINY_MODEL,
+        *extra,
+    ]
     return load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-robust.yaml", overrides)
 
 
@@ -50,8 +65,18 @@ def gray_class_folder(root: Path, counts: list[int], size: int = 16) -> Path:
 def tiny16_tokenizer(bottleneck: str = "vq", seed: int = 0) -> Tokenizer:
     """A 16x16 gray tokenizer (K=32, 8x8 tokens) seeded with `seed`, for command-line tests on tiny images."""
     torch.manual_seed(seed)
-    return Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                                     codebook_size=32, code_dim=4, bottleneck=bottleneck))
+    return Tokenizer(
+        TokenizerConfig(
+            image_size=16,
+            channels=1,
+            base_channels=8,
+            channel_mult=[1, 2],
+            hidden_dim=8,
+            codebook_size=32,
+            code_dim=4,
+            bottleneck=bottleneck,
+        )
+    )
 
 
 def _has_fmnist() -> bool:
@@ -62,17 +87,19 @@ def _has_fmnist() -> bool:
         return False
 
 
-needs_fmnist = pytest.mark.skipif(not _has_fmnist(), reason="Fashion-MNIST files not installed "
-                                  "(apt-get install dataset-fashion-mnist)")
+needs_fmnist = pytest.mark.skipif(
+    not _has_fmnist(), reason="Fashion-MNIST files not installed (apt-get install dataset-fashion-mnist)"
+)
 
 
 def random_ar(pos: str = "rope", random_order: bool = False, **kw) -> ARGenerator:
     """A float64 AR generator (K=48, 4x4 grid, 5 classes) with every weight drawn N(0, 0.3) under seed 0."""
     torch.manual_seed(0)
-    cfg = ARConfig(vocab_size=48, grid=[4, 4], num_classes=5, dim=32, depth=2, heads=4, pos=pos,
-                   random_order=random_order, **kw)
+    cfg = ARConfig(
+        vocab_size=48, grid=[4, 4], num_classes=5, dim=32, depth=2, heads=4, pos=pos, random_order=random_order, **kw
+    )
     m = ARGenerator(cfg).double().eval()
-    for p in m.parameters():            # a random, non-trivial model (the head starts at zero)
+    for p in m.parameters():  # a random, non-trivial model (the head starts at zero)
         torch.nn.init.normal_(p, std=0.3)
     return m
 
@@ -85,8 +112,11 @@ def seeded(seed: int = 0) -> torch.Generator:
 def tiny_ar(tok: Tokenizer) -> ARGenerator:
     """A one-layer AR generator over `tok`'s codes (8x8 grid), head drawn N(0, 0.5) under seed 0, in eval mode."""
     torch.manual_seed(0)
-    g = ARGenerator(ARConfig(vocab_size=tok.codebook_size, grid=[8, 8], dim=32, depth=1, heads=2,
-                             tokenizer_fingerprint=tok.fingerprint()))
+    g = ARGenerator(
+        ARConfig(
+            vocab_size=tok.codebook_size, grid=[8, 8], dim=32, depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()
+        )
+    )
     torch.nn.init.normal_(g.head.weight, std=0.5)  # a non-trivial distribution
     return g.eval()
 
@@ -98,7 +128,7 @@ def vit_standin(path: Path, image_size: int, patch: int, dim: int, depth: int, l
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
     state = {k: v for k, v in net.state_dict().items() if layer_scale or ".ls" not in k}
-    state["head.weight"] = torch.zeros(3, dim)          # extra keys are ignored
+    state["head.weight"] = torch.zeros(3, dim)  # extra keys are ignored
     save_tensors(state, path)
     return path
 
@@ -171,7 +201,7 @@ def maskgit_shapes(ch=128, mult=(1, 1, 2, 2, 4), nres=2, z=256, K=1024) -> dict[
         norm(f"{p}.norm1", ci), conv(f"{p}.conv1", co, ci, 3, False)
         norm(f"{p}.norm2", co), conv(f"{p}.conv2", co, co, 3, False)
         if ci != co:
-            conv(f"{p}.nin_shortcut", co, co, 1, False)      # maps the block output (out -> out)
+            conv(f"{p}.nin_shortcut", co, co, 1, False)  # maps the block output (out -> out)
 
     n = len(mult)
     conv("encoder.conv_in", ch, 3, 3, False)
@@ -223,24 +253,48 @@ def vit_shapes(p: str, W: int, depth: int, n: int, patch: int | None) -> dict[st
         S[f"{p}.patch_embed.proj.weight"], S[f"{p}.patch_embed.proj.bias"] = (W, 3, patch, patch), (W,)
     for i in range(depth):
         b = f"{p}.blocks.{i}"
-        S.update({f"{b}.norm1.weight": (W,), f"{b}.norm1.bias": (W,), f"{b}.attn.qkv.weight": (3 * W, W),
-                  f"{b}.attn.qkv.bias": (3 * W,), f"{b}.attn.proj.weight": (W, W), f"{b}.attn.proj.bias": (W,),
-                  f"{b}.ls1.gamma": (W,), f"{b}.norm2.weight": (W,), f"{b}.norm2.bias": (W,),
-                  f"{b}.mlp.fc1.weight": (4 * W, W), f"{b}.mlp.fc1.bias": (4 * W,), f"{b}.mlp.fc2.weight": (W, 4 * W),
-                  f"{b}.mlp.fc2.bias": (W,), f"{b}.ls2.gamma": (W,)})
+        S.update(
+            {
+                f"{b}.norm1.weight": (W,),
+                f"{b}.norm1.bias": (W,),
+                f"{b}.attn.qkv.weight": (3 * W, W),
+                f"{b}.attn.qkv.bias": (3 * W,),
+                f"{b}.attn.proj.weight": (W, W),
+                f"{b}.attn.proj.bias": (W,),
+                f"{b}.ls1.gamma": (W,),
+                f"{b}.norm2.weight": (W,),
+                f"{b}.norm2.bias": (W,),
+                f"{b}.mlp.fc1.weight": (4 * W, W),
+                f"{b}.mlp.fc1.bias": (4 * W,),
+                f"{b}.mlp.fc2.weight": (W, 4 * W),
+                f"{b}.mlp.fc2.bias": (W,),
+                f"{b}.ls2.gamma": (W,),
+            }
+        )
     return S
 
 
 def robustok_shapes(W=768, depth=12, image=256, patch=16, K=4096, d=64, teacher=True) -> dict[str, tuple]:
     """Key -> shape of the release VQModel state dict (xqgan_model.py + dino_enc/dinov2.py, main-train.yaml)."""
     n = (image // patch) ** 2
-    S = {"encoder.latent_tokens": (1, n, W), "encoder.lvl_embed.weight": (2, W), "encoder.lvl1LC": (1, 2 * n + 1),
-         "decoder.mask_token": (1, 1, W), "decoder.lvl_embed.weight": (2, W), "decoder.lvl1LC": (1, 2 * n + 2),
-         "decoder.to_pixel.model.weight": (patch * patch * 3, W), "decoder.to_pixel.model.bias": (patch * patch * 3,),
-         "quant_conv.weight": (d, W, 1, 1), "quant_conv.bias": (d,), "post_quant_conv.weight": (W, d, 1, 1),
-         "post_quant_conv.bias": (W,), "quantize.embedding.weight": (K, d), "quantize.ema_vocab_hit_SV": (K,)}
+    S = {
+        "encoder.latent_tokens": (1, n, W),
+        "encoder.lvl_embed.weight": (2, W),
+        "encoder.lvl1LC": (1, 2 * n + 1),
+        "decoder.mask_token": (1, 1, W),
+        "decoder.lvl_embed.weight": (2, W),
+        "decoder.lvl1LC": (1, 2 * n + 2),
+        "decoder.to_pixel.model.weight": (patch * patch * 3, W),
+        "decoder.to_pixel.model.bias": (patch * patch * 3,),
+        "quant_conv.weight": (d, W, 1, 1),
+        "quant_conv.bias": (d,),
+        "post_quant_conv.weight": (W, d, 1, 1),
+        "post_quant_conv.bias": (W,),
+        "quantize.embedding.weight": (K, d),
+        "quantize.ema_vocab_hit_SV": (K,),
+    }
     S.update(vit_shapes("encoder.model", W, depth, n, patch))
-    S.update(vit_shapes("decoder.model", W, depth, n, None))     # patch embedding deleted in the decoder
+    S.update(vit_shapes("decoder.model", W, depth, n, None))  # patch embedding deleted in the decoder
     if teacher:
         S.update(vit_shapes("semantic_model", W, depth, n, patch))
     return S
@@ -257,7 +311,7 @@ def tiny_state(seed=0):
     return s
 
 
-REV = "0123456789abcdef0123456789abcdef01234567"   # the snapshot revision of the Hub caches tests build
+REV = "0123456789abcdef0123456789abcdef01234567"  # the snapshot revision of the Hub caches tests build
 
 
 def cached_repo(cache: Path, repo_id: str, files: dict[str, Path], rev: str = REV) -> Path:

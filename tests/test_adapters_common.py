@@ -1,4 +1,5 @@
 """Adapter registry, safe loading, error messages, `load_tokenizer` dispatch and the shared tokenizer protocol."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from robustok.adapters import (ADAPTERS, LlamaGenVQ, LlamaGenVQConfig, MaskGITVQGAN, MaskGITVQGANConfig,
-                               RobusTokRelease, RobusTokReleaseConfig, load_external, load_tokenizer)
+from robustok.adapters import (
+    ADAPTERS,
+    LlamaGenVQ,
+    LlamaGenVQConfig,
+    MaskGITVQGAN,
+    MaskGITVQGANConfig,
+    RobusTokRelease,
+    RobusTokReleaseConfig,
+    load_external,
+    load_tokenizer,
+)
 from robustok.errors import CheckpointError, ConfigError
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from tests.helpers import TINY_LLAMAGEN, llamagen_shapes, maskgit_shapes, random_state
@@ -28,12 +38,24 @@ class _Payload:
 
 
 def tiny_vq_models():
-    return [LlamaGenVQ(LlamaGenVQConfig(image_size=32, base_channels=8, z_channels=16, codebook_size=64,
-                                        norm_groups=4)),
-            MaskGITVQGAN(MaskGITVQGANConfig(image_size=32, hidden_channels=8, z_channels=16, codebook_size=64,
-                                            norm_groups=4)),
-            RobusTokRelease(RobusTokReleaseConfig(image_size=32, patch_size=16, width=16, depth=1, heads=2,
-                                                  num_latent_tokens=4, codebook_size=64, code_dim=8))]
+    return [
+        LlamaGenVQ(LlamaGenVQConfig(image_size=32, base_channels=8, z_channels=16, codebook_size=64, norm_groups=4)),
+        MaskGITVQGAN(
+            MaskGITVQGANConfig(image_size=32, hidden_channels=8, z_channels=16, codebook_size=64, norm_groups=4)
+        ),
+        RobusTokRelease(
+            RobusTokReleaseConfig(
+                image_size=32,
+                patch_size=16,
+                width=16,
+                depth=1,
+                heads=2,
+                num_latent_tokens=4,
+                codebook_size=64,
+                code_dim=8,
+            )
+        ),
+    ]
 
 
 def test_registry_and_bad_arguments(tmp_path):
@@ -83,8 +105,7 @@ def test_unsafe_pickle_is_refused_without_running_it(tmp_path):
 
 
 def test_load_tokenizer_dispatch(tmp_path):
-    ours = Tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, codebook_size=16,
-                                     code_dim=4))
+    ours = Tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, codebook_size=16, code_dim=4))
     ours.save_pretrained(tmp_path / "ours")
     back = load_tokenizer(tmp_path / "ours")
     assert isinstance(back, Tokenizer) and not back.training and back.fingerprint() == ours.fingerprint()
@@ -92,7 +113,7 @@ def test_load_tokenizer_dispatch(tmp_path):
         load_tokenizer(tmp_path / "ours" / "model.safetensors")
     with pytest.raises(CheckpointError, match="not found"):
         load_tokenizer(tmp_path / "nothing")
-    ours.save_pretrained(tmp_path / "run" / "tokenizer")          # a training run's folder names its model
+    ours.save_pretrained(tmp_path / "run" / "tokenizer")  # a training run's folder names its model
     with pytest.raises(CheckpointError, match="sub-folder: try .*run/tokenizer"):
         load_tokenizer(tmp_path / "run")
     (tmp_path / "gen").mkdir()
@@ -136,26 +157,47 @@ def test_vq_protocol(model):
     assert out.stats["perturbed_images"] == 1.0 and out.stats["changed_tokens"] > 0
     (out.recon.square().mean() + out.losses["vq"] + out.losses["commit"]).backward()
     assert model.last_layer.grad is not None
-    assert model.quantizer.embedding.weight.grad is not None            # vq loss trains the codebook
+    assert model.quantizer.embedding.weight.grad is not None  # vq loss trains the codebook
 
 
 def test_convert_command_writes_a_loadable_directory(tmp_path):
     """`robustok convert` on an original-format file (a tiny LlamaGen-layout checkpoint built here)."""
-    from robustok.adapters import load_tokenizer
+    from robustok.adapters import load_external, load_tokenizer
     from robustok.cli import main
 
-    from robustok.adapters import load_external
-
     torch.save({"model": random_state(llamagen_shapes(**TINY_LLAMAGEN))}, tmp_path / "vq.pt")
-    assert main(["convert", "llamagen-vq16", str(tmp_path / "vq.pt"), "--out", str(tmp_path / "d"),
-                 "--image-size", "32", "--set", "norm_groups=4"]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "llamagen-vq16",
+                str(tmp_path / "vq.pt"),
+                "--out",
+                str(tmp_path / "d"),
+                "--image-size",
+                "32",
+                "--set",
+                "norm_groups=4",
+            ]
+        )
+        == 0
+    )
     tok = load_tokenizer(tmp_path / "d")
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     direct = load_external("llamagen-vq16", tmp_path / "vq.pt", image_size=32, norm_groups=4)
     assert torch.equal(tok.encode(x), direct.encode(x))
-    again = ["convert", "llamagen-vq16", str(tmp_path / "vq.pt"), "--out", str(tmp_path / "d"), "--image-size", "32",
-             "--set", "norm_groups=4"]
-    assert main(again) == 2                          # an existing tokenizer folder is not replaced silently
+    again = [
+        "convert",
+        "llamagen-vq16",
+        str(tmp_path / "vq.pt"),
+        "--out",
+        str(tmp_path / "d"),
+        "--image-size",
+        "32",
+        "--set",
+        "norm_groups=4",
+    ]
+    assert main(again) == 2  # an existing tokenizer folder is not replaced silently
     assert main([*again, "--overwrite"]) == 0
     assert torch.equal(load_tokenizer(tmp_path / "d").encode(x), direct.encode(x))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

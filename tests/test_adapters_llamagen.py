@@ -1,4 +1,5 @@
 """LlamaGen VQ-16 adapter: upstream key names/shapes, loading `vq_ds16_c2i.pt`-style files, round trip."""
+
 from __future__ import annotations
 
 import argparse
@@ -28,14 +29,14 @@ def test_full_size_key_set_matches_upstream_layout():
     expected = llamagen_shapes()
     expected.pop("quantize.codebook_used")
     assert own == expected
-    assert abs(sum(p.numel() for p in m.parameters()) / 1e6 - 72) < 0.5      # LlamaGen README: VQ-16 72M
+    assert abs(sum(p.numel() for p in m.parameters()) / 1e6 - 72) < 0.5  # LlamaGen README: VQ-16 72M
 
 
 def test_load_forward_and_round_trip(ckpt, tmp_path):
     path, state = ckpt
     tok = load_external("llamagen-vq16", path, image_size=32, norm_groups=4)
     assert not tok.training and tok.is_discrete and tok.grid_size == 2 and tok.codebook_size == 64
-    assert tok.config.base_channels == 8 and tok.config.channel_mult == [1, 1, 2, 2, 4]    # read off the shapes
+    assert tok.config.base_channels == 8 and tok.config.channel_mult == [1, 1, 2, 2, 4]  # read off the shapes
     sd = tok.state_dict()
     for k, v in state.items():
         if k != "quantize.codebook_used":
@@ -79,5 +80,5 @@ def test_missing_and_misshaped_keys_are_named(ckpt, tmp_path):
     torch.save({"model": s}, tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match=r"missing.pt\['model'\].*missing.*decoder.conv_blocks.0.attn.1.q.weight"):
         load_external("llamagen-vq16", tmp_path / "missing.pt", norm_groups=4, image_size=32)
-    with pytest.raises(CheckpointError, match="shape mismatch"):     # config says 16 z channels, file has 16 -> 32
+    with pytest.raises(CheckpointError, match="shape mismatch"):  # config says 16 z channels, file has 16 -> 32
         load_external("llamagen-vq16", ckpt[0], norm_groups=4, image_size=32, z_channels=32)

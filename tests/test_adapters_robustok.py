@@ -1,4 +1,5 @@
 """RobusTok release adapter: upstream key names/shapes (main-train.pt with model/ema/args), ignored teacher keys."""
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ def test_full_size_key_set_matches_upstream_layout():
         m = RobusTokRelease(RobusTokReleaseConfig())
     own = {k.replace("quantizer.", "quantize.", 1): tuple(v.shape) for k, v in m.state_dict().items()}
     expected = robustok_shapes(teacher=False)
-    for k in ("encoder.lvl1LC", "decoder.lvl1LC", "quantize.ema_vocab_hit_SV"):    # recomputed / unused buffers
+    for k in ("encoder.lvl1LC", "decoder.lvl1LC", "quantize.ema_vocab_hit_SV"):  # recomputed / unused buffers
         expected.pop(k)
     assert own == expected
 
@@ -26,13 +27,29 @@ def test_full_size_key_set_matches_upstream_layout():
 def test_load_main_train_checkpoint(tmp_path):
     model, ema = tiny_state(0), tiny_state(1)
     path = tmp_path / "main-train.pt"
-    torch.save({"model": model, "ema": ema, "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]},
-                "discriminator": {"w": torch.zeros(2)}, "steps": 5, "args": argparse.Namespace(ema=True)}, path)
+    torch.save(
+        {
+            "model": model,
+            "ema": ema,
+            "optimizer": {"state": {}, "param_groups": [{"lr": 1e-4}]},
+            "discriminator": {"w": torch.zeros(2)},
+            "steps": 5,
+            "args": argparse.Namespace(ema=True),
+        },
+        path,
+    )
     tok = load_external("robustok-release", path, heads=2)
     c = tok.config
-    assert (c.width, c.depth, c.image_size, c.patch_size, c.num_latent_tokens, c.codebook_size, c.code_dim) == \
-        (32, 2, 32, 8, 16, 64, 8)
-    assert torch.equal(tok.quant_conv.weight, ema["quant_conv.weight"])              # "ema" preferred
+    assert (c.width, c.depth, c.image_size, c.patch_size, c.num_latent_tokens, c.codebook_size, c.code_dim) == (
+        32,
+        2,
+        32,
+        8,
+        16,
+        64,
+        8,
+    )
+    assert torch.equal(tok.quant_conv.weight, ema["quant_conv.weight"])  # "ema" preferred
     plain = load_external("robustok-release", path, weights="model", heads=2)
     assert torch.equal(plain.quant_conv.weight, model["quant_conv.weight"])
     x = torch.rand(2, 3, 32, 32) * 2 - 1
@@ -51,8 +68,11 @@ def test_load_main_train_checkpoint(tmp_path):
 
 
 def test_unpatchify_is_channels_last_within_a_patch():
-    tok = RobusTokRelease(RobusTokReleaseConfig(image_size=16, patch_size=8, width=16, depth=1, heads=2,
-                                                num_latent_tokens=4, codebook_size=8, code_dim=4)).eval()
+    tok = RobusTokRelease(
+        RobusTokReleaseConfig(
+            image_size=16, patch_size=8, width=16, depth=1, heads=2, num_latent_tokens=4, codebook_size=8, code_dim=4
+        )
+    ).eval()
     lin = tok.decoder.to_pixel.model
     with torch.no_grad():
         lin.weight.zero_()

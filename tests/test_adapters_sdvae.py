@@ -1,4 +1,5 @@
 """SD-VAE (diffusers AutoencoderKL) adapter: key names, both attention namings, scaling, continuous protocol."""
+
 from __future__ import annotations
 
 import pytest
@@ -66,7 +67,7 @@ def test_full_size_key_set_and_parameter_count():
     with torch.device("meta"):
         m = SDVAE(SDVAEConfig())
     assert {k: tuple(v.shape) for k, v in m.state_dict().items()} == sdvae_shapes()
-    assert sum(p.numel() for p in m.parameters()) == 83_653_863      # diffusers' SD VAE parameter count
+    assert sum(p.numel() for p in m.parameters()) == 83_653_863  # diffusers' SD VAE parameter count
 
 
 @pytest.mark.parametrize("deprecated", [False, True])
@@ -83,9 +84,13 @@ def test_load_safetensors_continuous_protocol(tmp_path, deprecated):
     assert z.shape == (2, 4, 4, 4) and torch.allclose(z, mean * 0.18215)
     img = tok.decode_latents(z)
     assert img.shape == (2, 3, 32, 32)
-    assert torch.allclose(img, tok.decoder(tok.post_quant_conv(mean)), atol=1e-5)   # scaling undone
-    for call in (lambda: tok.encode(x), lambda: tok.lookup(torch.zeros(1, 4, 4, dtype=torch.long)),
-                 lambda: tok.codebook, lambda: tok.decode(torch.zeros(1, 4, 4, dtype=torch.long))):
+    assert torch.allclose(img, tok.decoder(tok.post_quant_conv(mean)), atol=1e-5)  # scaling undone
+    for call in (
+        lambda: tok.encode(x),
+        lambda: tok.lookup(torch.zeros(1, 4, 4, dtype=torch.long)),
+        lambda: tok.codebook,
+        lambda: tok.decode(torch.zeros(1, 4, 4, dtype=torch.long)),
+    ):
         with pytest.raises(ConfigError, match="continuous"):
             call()
     tok.train()
@@ -103,9 +108,13 @@ def test_load_safetensors_continuous_protocol(tmp_path, deprecated):
 def test_matches_diffusers_when_installed(tmp_path):
     """Numerical cross-check against diffusers' own AutoencoderKL (skipped where diffusers is not installed)."""
     diffusers = pytest.importorskip("diffusers")
-    vae = diffusers.AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4,
-                                  up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 16, 16, 16),
-                                  latent_channels=4, norm_num_groups=4).eval()
+    vae = diffusers.AutoencoderKL(
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        latent_channels=4,
+        norm_num_groups=4,
+    ).eval()
     save_file({k: v.contiguous() for k, v in vae.state_dict().items()}, str(tmp_path / "vae.safetensors"))
     tok = load_external("sd-vae", tmp_path / "vae.safetensors", image_size=32, norm_groups=4)
     x = torch.rand(1, 3, 32, 32) * 2 - 1

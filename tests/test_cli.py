@@ -2,7 +2,6 @@ import argparse
 import subprocess
 import sys
 
-
 import pytest
 
 from robustok.cli import build_parser, main, parse_args
@@ -22,8 +21,11 @@ def test_console_script_runs():
 
 
 def test_errors_are_one_line_without_traceback(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "robustok.cli", "train-tokenizer", str(tmp_path / "none.yaml")],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "robustok.cli", "train-tokenizer", str(tmp_path / "none.yaml")],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "not found" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -31,8 +33,11 @@ def test_overrides_may_follow_flags(capsys):
     args = parse_args(["post-train", "c.yaml", "a=1", "--control", "b.c=2", "d=x=y"])
     assert args.control and args.overrides == ["a=1", "b.c=2", "d=x=y"]
     assert parse_args(["train-tokenizer", "c.yaml", "--resume", "run.dir=r"]).overrides == ["run.dir=r"]
-    for argv in (["post-train", "c.yaml", "--control", "--nope"], ["post-train", "c.yaml", "--control", "stray"],
-                 ["fid", "a", "b", "x=1"]):
+    for argv in (
+        ["post-train", "c.yaml", "--control", "--nope"],
+        ["post-train", "c.yaml", "--control", "stray"],
+        ["fid", "a", "b", "x=1"],
+    ):
         with pytest.raises(argparse.ArgumentError, match="unrecognized arguments"):
             parse_args(argv)
         assert main(argv) == 2 and "unrecognized arguments" in capsys.readouterr().err

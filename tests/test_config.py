@@ -7,14 +7,18 @@ from tests.helpers import ROOT
 
 
 def test_yaml_and_overrides():
-    cfg = load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-robust.yaml", ["train.steps=7", "perturb.beta=0.2"])
+    cfg = load_config(
+        TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-robust.yaml", ["train.steps=7", "perturb.beta=0.2"]
+    )
     assert cfg.train.steps == 7 and cfg.perturb.beta == 0.2 and cfg.perturb.enabled
     base = load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-baseline.yaml")
     assert not base.perturb.enabled and base.model == cfg.model
 
 
-@pytest.mark.parametrize("override,key", [("train.stepz=3", "train.stepz"), ("model.codebook_size=big", "model.codebook_size"),
-                                          ("nosuch.key=1", "nosuch")])
+@pytest.mark.parametrize(
+    "override,key",
+    [("train.stepz=3", "train.stepz"), ("model.codebook_size=big", "model.codebook_size"), ("nosuch.key=1", "nosuch")],
+)
 def test_bad_keys_are_named(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(TokenizerTrainConfig, ROOT / "configs/tokenizer/fmnist-robust.yaml", [override])

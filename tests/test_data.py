@@ -31,7 +31,9 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
 
 def _write(path, mode="RGB", size=(40, 30), fmt="PNG"):
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.random.default_rng(0).integers(0, 255, (size[1], size[0], len(mode) if mode in ("RGB", "RGBA", "CMYK") else 1))
+    arr = np.random.default_rng(0).integers(
+        0, 255, (size[1], size[0], len(mode) if mode in ("RGB", "RGBA", "CMYK") else 1)
+    )
     if mode == "I;16":
         img = Image.fromarray((arr[..., 0] * 200).astype(np.uint16))
     elif mode == "P":

@@ -1,4 +1,5 @@
 """Static-cache AR decoder (CUDA graphs on a GPU, the same steps eagerly on the CPU) == the dynamic KV cache."""
+
 import pytest
 import torch
 
@@ -19,9 +20,9 @@ SETTINGS = {
 @pytest.mark.parametrize("pos,random_order,adaln", [("rope", False, True), ("learned", True, False)])
 def test_static_equals_dynamic(name, pos, random_order, adaln):
     m = random_ar(pos, random_order, adaln=adaln)
-    labels = torch.tensor([0, 1, 2, 3, 4, 5, 2])              # 5 = null class
+    labels = torch.tensor([0, 1, 2, 3, 4, 5, 2])  # 5 = null class
     kw = SETTINGS[name]
-    for seed in (1, 2):                                       # the second call reuses the decoder's buffers
+    for seed in (1, 2):  # the second call reuses the decoder's buffers
         want = m.sample(labels, generator=seeded(seed), **kw)
         got = m.sample(labels, generator=seeded(seed), static_cache=True, **kw)
         assert torch.equal(got, want)
@@ -51,7 +52,7 @@ def test_smaller_batch_runs_padded_in_the_same_decoder():
     got = m.sample(labels, generator=seeded(3), static_cache=True, **kw)
     assert _DECODERS[m] is dec and dec.capacity == 6
     assert torch.equal(got, m.sample(labels, generator=seeded(3), **kw))
-    m.sample(torch.arange(8) % 5, generator=seeded(0), static_cache=True, **kw)     # larger: a new decoder
+    m.sample(torch.arange(8) % 5, generator=seeded(0), static_cache=True, **kw)  # larger: a new decoder
     assert _DECODERS[m] is not dec and _DECODERS[m].capacity == 8
     release_static_decoder(m)
     assert m not in _DECODERS
@@ -63,10 +64,10 @@ def test_decoder_rebuilt_when_settings_or_weights_change():
     assert static_decoder(m, 4, DrawRule(cfg=2.0), False) is a
     assert static_decoder(m, 4, DrawRule(cfg=2.5), False) is not a
     b = static_decoder(m, 4, DrawRule(cfg=2.5), False)
-    m.float()                                                 # new parameter storage: graphs would read stale memory
+    m.float()  # new parameter storage: graphs would read stale memory
     c = static_decoder(m, 4, DrawRule(cfg=2.5), False)
     assert c is not b
-    with torch.inference_mode():                              # its buffers could not be updated outside it
+    with torch.inference_mode():  # its buffers could not be updated outside it
         assert static_decoder(m, 4, DrawRule(cfg=2.5), False) is not c
 
 
@@ -84,7 +85,7 @@ def test_uniforms_are_the_numbers_draw_takes():
     u = uniforms(g1, 3, 5, torch.device("cpu"))
     for s in range(3):
         assert torch.equal(draw(logits, g2), draw(logits, None, u=u[s]))
-    assert torch.equal(torch.rand(2, generator=g1), torch.rand(2, generator=g2))   # same generator state after
+    assert torch.equal(torch.rand(2, generator=g1), torch.rand(2, generator=g2))  # same generator state after
 
 
 def test_static_errors():

@@ -1,4 +1,5 @@
 """Demo time estimates: the cost model reproduces the measured demos, budgets pick or refuse profiles."""
+
 import pytest
 
 from robustok.cli import main
@@ -23,11 +24,11 @@ def test_parse_duration():
 
 def test_budget_picks_the_largest_profile_that_fits():
     logs = []
-    fast, slow = REFERENCE_IMAGES_PER_S, REFERENCE_IMAGES_PER_S / 4.3       # the ~300 vs ~70 img/s CPUs
+    fast, slow = REFERENCE_IMAGES_PER_S, REFERENCE_IMAGES_PER_S / 4.3  # the ~300 vs ~70 img/s CPUs
     assert plan_demo(None, "31m", images_per_s=fast, log=logs.append) == "default"
     assert plan_demo(None, "31m", images_per_s=slow, log=logs.append) == "quick"
     assert plan_demo(None, "2h", images_per_s=fast, log=logs.append) == "full"
-    assert plan_demo(None, None, images_per_s=slow, log=logs.append) == "default"      # no budget: the default
+    assert plan_demo(None, None, images_per_s=slow, log=logs.append) == "default"  # no budget: the default
     assert plan_demo("full", None, estimate_only=True, images_per_s=fast, log=logs.append) is None
     assert any("fits the budget" in line for line in logs) and any("2 h" in line for line in logs)
     with pytest.raises(ConfigError, match="'default' needs ~2 h .* fits: quick"):

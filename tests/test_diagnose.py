@@ -1,4 +1,5 @@
 """`robustok diagnose`: token statistics on known cases, and the command on tiny models (ours and an adapter)."""
+
 import json
 
 import numpy as np
@@ -9,15 +10,14 @@ from robustok.cli import main
 from robustok.generator import ARConfig, ARGenerator, DiffusionConfig, DiffusionGenerator
 from robustok.posttrain.diagnostics import image_statistics, token_statistics
 from robustok.posttrain.evidence import EVIDENCE, Condition, estimate, load_evidence, nearby
-from tests.helpers import tiny_tokenizer
-from tests.helpers import needs_fmnist
+from tests.helpers import needs_fmnist, tiny_tokenizer
 
 
 def test_token_statistics_known_cases():
     rng = np.random.default_rng(0)
-    real = rng.integers(0, 8, size=(40, 4, 4))            # only codes 0..7 of 16
+    real = rng.integers(0, 8, size=(40, 4, 4))  # only codes 0..7 of 16
     same = token_statistics(real, real[20:40].copy(), 16)
-    assert same["generated"] == same["real_floor"]        # the generated set is the floor set itself
+    assert same["generated"] == same["real_floor"]  # the generated set is the floor set itself
     off = token_statistics(real, rng.integers(8, 16, size=(20, 4, 4)), 16)["generated"]
     assert off["unseen_tokens"] == 1.0 and off["unseen_horizontal_bigrams"] == 1.0
     assert off["position_js_bits"] == pytest.approx(1.0)  # disjoint supports: JS = 1 bit
@@ -45,15 +45,17 @@ def test_image_statistics_sharpness_and_contrast():
 
 
 def test_estimate_pools_one_generator_kind_and_names_a_recipe_only_if_it_won_everywhere():
-    won = [Condition("x at 15", 15.0, 1.0, 3, 3, -1.0, "x.yaml", deltas=(-1.0, -1.0, -1.0)),
-           Condition("x at 12", 12.0, 1.0, 3, 1, 0.5, "x.yaml", deltas=(1.0, 1.0, -0.5)),
-           Condition("y at 14", 14.0, 1.0, 2, 2, -0.2, "y.yaml", deltas=(-0.1, -0.3))]
+    won = [
+        Condition("x at 15", 15.0, 1.0, 3, 3, -1.0, "x.yaml", deltas=(-1.0, -1.0, -1.0)),
+        Condition("x at 12", 12.0, 1.0, 3, 1, 0.5, "x.yaml", deltas=(1.0, 1.0, -0.5)),
+        Condition("y at 14", 14.0, 1.0, 2, 2, -0.2, "y.yaml", deltas=(-0.1, -0.3)),
+    ]
     verdict = estimate(15.0, 1.0, "fmnist", won)["verdict"]
-    assert "x.yaml" not in verdict   # x lost 2 of 3 at 12, inside the window, so it is not named for 15
+    assert "x.yaml" not in verdict  # x lost 2 of 3 at 12, inside the window, so it is not named for 15
     assert "y.yaml (2 of 2, mean post - control -0.20)" in verdict and "6 of 8 runs" in verdict
-    assert "x.yaml (3 of 3" in estimate(25.0, 1.0, "fmnist", won)["verdict"]   # 12 is outside 2x of 25
+    assert "x.yaml (3 of 3" in estimate(25.0, 1.0, "fmnist", won)["verdict"]  # 12 is outside 2x of 25
     masked = [Condition("m", 14.0, 1.0, 1, 0, 6.9, "x.yaml", generator="masked", deltas=(6.9,))]
-    assert "3 of 3 runs" in estimate(15.0, 1.0, "fmnist", won[:1] + masked)["verdict"]   # not pooled with AR
+    assert "3 of 3 runs" in estimate(15.0, 1.0, "fmnist", won[:1] + masked)["verdict"]  # not pooled with AR
     assert "0 of 1 runs" in estimate(15.0, 1.0, "fmnist", won[:1] + masked, generator="masked")["verdict"]
     assert estimate(15.0, 1.0, "fmnist", won, generator="diffusion")["verdict"].startswith("unknown: no post-")
 
@@ -78,8 +80,10 @@ def test_shipped_evidence_is_generated_from_the_committed_results():
     # E2's token-id runs (first run, rerun, 80 and 160 epochs: the same seeds and pairs) are one condition of 3 runs
     ids = next(c for c in EVIDENCE if c.recipe.endswith("on token-id pairs"))
     assert (ids.runs, ids.beat, len(ids.members)) == (3, 3, 4)
-    per_file = [json.loads((results / f"posttrain-authors{n}.json").read_text())["arms"][0]["delta_vs_control"]
-                for n in ("-first-run", "", "-long", "-longer")]
+    per_file = [
+        json.loads((results / f"posttrain-authors{n}.json").read_text())["arms"][0]["delta_vs_control"]
+        for n in ("-first-run", "", "-long", "-longer")
+    ]
     assert ids.deltas == pytest.approx([sum(col) / 4 for col in zip(*per_file)], abs=1e-4)
     assert all((results / m.split(":")[0]).is_file() for c in EVIDENCE for m in c.members)
 
@@ -89,11 +93,32 @@ def test_diagnose_command_on_tiny_models(tmp_path, capsys):
     tok = tiny_tokenizer(channel_mult=[1, 2, 2]).eval()
     tok.save_pretrained(tmp_path / "tok")
     torch.manual_seed(0)
-    gen = ARGenerator(ARConfig(vocab_size=tok.codebook_size, grid=[8, 8], num_classes=10, dim=32, depth=1, heads=2,
-                               tokenizer_fingerprint=tok.fingerprint()))
+    gen = ARGenerator(
+        ARConfig(
+            vocab_size=tok.codebook_size,
+            grid=[8, 8],
+            num_classes=10,
+            dim=32,
+            depth=1,
+            heads=2,
+            tokenizer_fingerprint=tok.fingerprint(),
+        )
+    )
     gen.save_pretrained(tmp_path / "gen")
-    args = ["diagnose", str(tmp_path / "gen"), "--tokenizer", str(tmp_path / "tok"), "--num-samples", "40",
-            "--cfg", "1,3", "--features", "random", "--json", str(tmp_path / "d.json")]
+    args = [
+        "diagnose",
+        str(tmp_path / "gen"),
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--num-samples",
+        "40",
+        "--cfg",
+        "1,3",
+        "--features",
+        "random",
+        "--json",
+        str(tmp_path / "d.json"),
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "unseen_tokens" in out and "cfg 3" in out and "post-training is" in out
@@ -115,11 +140,35 @@ def test_diagnose_command_on_tiny_models(tmp_path, capsys):
 def test_diagnose_continuous_tokenizer(tmp_path, capsys):
     tok = tiny_tokenizer(bottleneck="kl").eval()
     tok.save_pretrained(tmp_path / "tok")
-    gen = DiffusionGenerator(DiffusionConfig(latent_channels=4, grid=[16, 16], num_classes=10, dim=32, depth=1,
-                                             heads=2, tokenizer_fingerprint=tok.fingerprint()))
+    gen = DiffusionGenerator(
+        DiffusionConfig(
+            latent_channels=4,
+            grid=[16, 16],
+            num_classes=10,
+            dim=32,
+            depth=1,
+            heads=2,
+            tokenizer_fingerprint=tok.fingerprint(),
+        )
+    )
     gen.save_pretrained(tmp_path / "gen")
-    assert main(["diagnose", str(tmp_path / "gen"), "--tokenizer", str(tmp_path / "tok"), "--num-samples", "8",
-                 "--features", "none", "--json", str(tmp_path / "d.json")]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                str(tmp_path / "gen"),
+                "--tokenizer",
+                str(tmp_path / "tok"),
+                "--num-samples",
+                "8",
+                "--features",
+                "none",
+                "--json",
+                str(tmp_path / "d.json"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "d.json").read_text())
     assert not res["discrete"] and "mean_gap_sd" in res["generated"][0] and "gfid" not in res["generated"][0]
 
@@ -128,13 +177,30 @@ def test_diagnose_continuous_tokenizer(tmp_path, capsys):
 def test_diagnose_with_an_adapter_tokenizer(tmp_path, capsys):
     """An off-the-shelf tokenizer (LlamaGen layout, tiny, random weights; gray images become RGB)."""
     from robustok.adapters import LlamaGenVQ, LlamaGenVQConfig
-    tok = LlamaGenVQ(LlamaGenVQConfig(image_size=32, base_channels=8, z_channels=16, codebook_size=64,
-                                      norm_groups=4)).eval()
+
+    tok = LlamaGenVQ(
+        LlamaGenVQConfig(image_size=32, base_channels=8, z_channels=16, codebook_size=64, norm_groups=4)
+    ).eval()
     tok.save_pretrained(tmp_path / "tok")
     grid = list(tok.encode(torch.zeros(1, 3, 32, 32)).shape[1:])
     gen = ARGenerator(ARConfig(vocab_size=64, grid=grid, num_classes=10, dim=32, depth=1, heads=2))
     gen.save_pretrained(tmp_path / "gen")
-    assert main(["diagnose", str(tmp_path / "gen"), "--tokenizer", str(tmp_path / "tok"), "--num-samples", "16",
-                 "--features", "random", "--json", str(tmp_path / "d.json")]) == 0
+    assert (
+        main(
+            [
+                "diagnose",
+                str(tmp_path / "gen"),
+                "--tokenizer",
+                str(tmp_path / "tok"),
+                "--num-samples",
+                "16",
+                "--features",
+                "random",
+                "--json",
+                str(tmp_path / "d.json"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "d.json").read_text())
     assert res["discrete"] and 0 <= res["generated"][0]["unseen_tokens"] <= 1

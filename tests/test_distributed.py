@@ -1,4 +1,5 @@
 """The distributed path: 2 CPU processes (gloo) under torchrun give the same run as 1 process."""
+
 import os
 import subprocess
 import sys
@@ -6,16 +7,33 @@ import sys
 import pytest
 
 from robustok.train.logging import read_metrics
-from tests.helpers import TINY_MODEL
-from tests.helpers import needs_fmnist
+from tests.helpers import TINY_MODEL, needs_fmnist
 
 
 def _cmd(run_dir, nproc, *extra):
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-                "--master_port", str(29500 + nproc + os.getpid() % 1000)]
-    return launcher + ["-m", "robustok.cli", "train-tokenizer", "fmnist-baseline",
-                       f"run.dir={run_dir}", "train.steps=3", "run.progress=false", "run.log_every=1",
-                       "data.batch_size=8", "model.dead_code_threshold=0", *TINY_MODEL, *extra]
+    launcher = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+        "--master_port",
+        str(29500 + nproc + os.getpid() % 1000),
+    ]
+    return launcher + [
+        "-m",
+        "robustok.cli",
+        "train-tokenizer",
+        "fmnist-baseline",
+        f"run.dir={run_dir}",
+        "train.steps=3",
+        "run.progress=false",
+        "run.log_every=1",
+        "data.batch_size=8",
+        "model.dead_code_threshold=0",
+        *TINY_MODEL,
+        *extra,
+    ]
 
 
 @needs_fmnist
@@ -48,14 +66,30 @@ def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):
     (tmp_path / "imgs").mkdir()
     for i in range(37):  # an odd count: the ranks' shards differ in size
         Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8), "L").save(tmp_path / "imgs" / f"{i:02d}.png")
-    Tokenizer(TokenizerConfig(image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8,
-                              codebook_size=32, code_dim=4)).save_pretrained(tmp_path / "tok")
+    Tokenizer(
+        TokenizerConfig(
+            image_size=16, channels=1, base_channels=8, channel_mult=[1, 2], hidden_dim=8, codebook_size=32, code_dim=4
+        )
+    ).save_pretrained(tmp_path / "tok")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, also on a GPU machine
     res = {}
     for n in (1, 2):
-        cmd = _cmd(tmp_path, n)[:7] + ["-m", "robustok.cli", "eval-tokenizer", str(tmp_path / "tok"),
-                                        "--data", str(tmp_path / "imgs"), "--features", "random", "--batch-size", "5",
-                                        "--metrics", "psnr,ssim,rfid,pfid,usage", "--json", str(tmp_path / f"{n}.json")]
+        cmd = _cmd(tmp_path, n)[:7] + [
+            "-m",
+            "robustok.cli",
+            "eval-tokenizer",
+            str(tmp_path / "tok"),
+            "--data",
+            str(tmp_path / "imgs"),
+            "--features",
+            "random",
+            "--batch-size",
+            "5",
+            "--metrics",
+            "psnr,ssim,rfid,pfid,usage",
+            "--json",
+            str(tmp_path / f"{n}.json"),
+        ]
         r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
         res[n] = json.loads((tmp_path / f"{n}.json").read_text())
@@ -69,6 +103,7 @@ def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):
 def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
     from robustok.errors import RobustokError
     from robustok.train import dist
+
     monkeypatch.setattr(dist.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(dist.torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("LOCAL_RANK", "1")
@@ -90,17 +125,25 @@ def test_a_killed_rank_resumes_bitwise_on_two_gloo_processes(tmp_path):
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop(ENV, None)
-    extra = ["fmnist-robust", "run.sample_every=0", "run.ckpt_every=3", "train.steps=8",
-             "train.warmup_steps=1", "loss.disc_weight=0.5", "loss.disc_start=2"]
+    extra = [
+        "fmnist-robust",
+        "run.sample_every=0",
+        "run.ckpt_every=3",
+        "train.steps=8",
+        "train.warmup_steps=1",
+        "loss.disc_weight=0.5",
+        "loss.disc_start=2",
+    ]
 
     def launch(name: str, fault: str | None = None, resume: bool = False) -> subprocess.CompletedProcess:
         cmd = _cmd(tmp_path / name, 2, *extra[1:], *(["--resume"] if resume else []))
         cmd[cmd.index("fmnist-baseline")] = extra[0]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=600,
-                              env={**env, **({ENV: fault} if fault else {})})
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=600, env={**env, **({ENV: fault} if fault else {})}
+        )
 
     assert (r := launch("ref")).returncode == 0, r.stderr[-3000:]
-    assert launch("run", fault="step:5@1").returncode != 0          # rank 1 killed, the run stopped
+    assert launch("run", fault="step:5@1").returncode != 0  # rank 1 killed, the run stopped
     assert (r := launch("run", resume=True)).returncode == 0, r.stderr[-3000:]
     assert "resumed from" in r.stdout and "step-0000003" in r.stdout
     strip = lambda rows: [{k: v for k, v in row.items() if k != "images_per_s"} for row in rows]  # noqa: E731

@@ -1,5 +1,6 @@
 """Distributed generation and evaluation: `sample`, `post-train-data`, `pretokenize` and `fid` on 2 gloo processes
 under torchrun give the outputs of 1 process (merged by rank 0), and the merging helpers on their own."""
+
 import json
 import os
 import subprocess
@@ -29,19 +30,95 @@ def _commands(t, out):
     """The CLI runs compared between 1 and 2 processes (outputs under `out`)."""
     gen, tok = str(t / "gen"), str(t / "tok")
     return {
-        "sample": ["sample", gen, "--tokenizer", tok, "--num-images", "11", "--batch-size", "3", "--cfg", "1.5",
-                   "--out", str(out / "samples"), "--no-progress"],
-        "pairs": ["post-train-data", gen, "--tokenizer", tok, "--data", str(t / "imgs"), "--sigma", "0.5",
-                  "--num-pairs", "9", "--num-eval", "5", "--batch-size", "2", "--out", str(out / "pairs"),
-                  "--no-progress"],
-        "npy": ["pretokenize", tok, "--data", str(t / "imgs"), "--out", str(out / "npy"), "--views", "3",
-                "--batch-size", "3", "--shard-size", "5", "--no-progress"],
-        "wds": ["pretokenize", tok, "--data", str(t / "imgs"), "--out", str(out / "wds"), "--views", "2",
-                "--batch-size", "3", "--shard-size", "4", "--format", "wds", "--no-progress"],
-        "fid": ["fid", str(out / "samples" / "samples.npz"), str(t / "imgs"), "--features", "random",
-                "--metrics", "fid,is,pr,acc", "--batch-size", "3", "--json", str(out / "fid.json")],
-        "stats": ["fid-stats", str(t / "imgs"), "--features", "random", "--batch-size", "4",
-                  "--out", str(out / "ref.npz")],
+        "sample": [
+            "sample",
+            gen,
+            "--tokenizer",
+            tok,
+            "--num-images",
+            "11",
+            "--batch-size",
+            "3",
+            "--cfg",
+            "1.5",
+            "--out",
+            str(out / "samples"),
+            "--no-progress",
+        ],
+        "pairs": [
+            "post-train-data",
+            gen,
+            "--tokenizer",
+            tok,
+            "--data",
+            str(t / "imgs"),
+            "--sigma",
+            "0.5",
+            "--num-pairs",
+            "9",
+            "--num-eval",
+            "5",
+            "--batch-size",
+            "2",
+            "--out",
+            str(out / "pairs"),
+            "--no-progress",
+        ],
+        "npy": [
+            "pretokenize",
+            tok,
+            "--data",
+            str(t / "imgs"),
+            "--out",
+            str(out / "npy"),
+            "--views",
+            "3",
+            "--batch-size",
+            "3",
+            "--shard-size",
+            "5",
+            "--no-progress",
+        ],
+        "wds": [
+            "pretokenize",
+            tok,
+            "--data",
+            str(t / "imgs"),
+            "--out",
+            str(out / "wds"),
+            "--views",
+            "2",
+            "--batch-size",
+            "3",
+            "--shard-size",
+            "4",
+            "--format",
+            "wds",
+            "--no-progress",
+        ],
+        "fid": [
+            "fid",
+            str(out / "samples" / "samples.npz"),
+            str(t / "imgs"),
+            "--features",
+            "random",
+            "--metrics",
+            "fid,is,pr,acc",
+            "--batch-size",
+            "3",
+            "--json",
+            str(out / "fid.json"),
+        ],
+        "stats": [
+            "fid-stats",
+            str(t / "imgs"),
+            "--features",
+            "random",
+            "--batch-size",
+            "4",
+            "--out",
+            str(out / "ref.npz"),
+        ],
     }
 
 
@@ -52,8 +129,11 @@ def runs(tmp_path_factory):
     gray_class_folder(t / "imgs", [6, 7])  # 13 images: the ranks' shares differ in size
     tok = tiny16_tokenizer()
     tok.save_pretrained(t / "tok")
-    gen = ARGenerator(ARConfig(vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2,
-                               tokenizer_fingerprint=tok.fingerprint()))
+    gen = ARGenerator(
+        ARConfig(
+            vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()
+        )
+    )
     torch.nn.init.normal_(gen.head.weight, std=0.5)  # a non-trivial distribution
     gen.save_pretrained(t / "gen")
     for argv in _commands(t, t / "one").values():
@@ -61,8 +141,17 @@ def runs(tmp_path_factory):
     (t / "argv.json").write_text(json.dumps(list(_commands(t, t / "two").values())))
     (t / "driver.py").write_text(DRIVER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # CPU processes, also on a GPU machine
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_port", str(29700 + os.getpid() % 1000), str(t / "driver.py"), str(t / "argv.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(29700 + os.getpid() % 1000),
+        str(t / "driver.py"),
+        str(t / "argv.json"),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
     return t, r.stdout

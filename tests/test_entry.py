@@ -1,13 +1,14 @@
 """The command line sets a short OpenMP spin (GOMP_SPINCOUNT=1000) before torch loads (libgomp reads it then),
 unless the user set a policy or spin count."""
+
 import os
 import re
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRIES = {
@@ -63,9 +64,11 @@ def test_a_policy_set_by_the_user_wins():
 
 
 def test_the_policy_reaches_child_processes_and_not_after_torch():
-    code = ("import os, subprocess, sys; from robustok.entry import choose_omp_policy; print(choose_omp_policy()); "
-            "print(subprocess.run([sys.executable, '-c', 'import os; print(os.environ[\"GOMP_SPINCOUNT\"])'], "
-            "capture_output=True, text=True).stdout.strip())")
+    code = (
+        "import os, subprocess, sys; from robustok.entry import choose_omp_policy; print(choose_omp_policy()); "
+        "print(subprocess.run([sys.executable, '-c', 'import os; print(os.environ[\"GOMP_SPINCOUNT\"])'], "
+        "capture_output=True, text=True).stdout.strip())"
+    )
     assert run(["-c", code]).stdout.split() == ["True", "1000"]
     late = "import torch; from robustok.entry import choose_omp_policy; print(choose_omp_policy())"
-    assert run(["-c", late]).stdout.split() == ["False"]        # too late to matter: left alone
+    assert run(["-c", late]).stdout.split() == ["False"]  # too late to matter: left alone

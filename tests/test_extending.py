@@ -1,4 +1,5 @@
 """docs/extending.md as written: its four plug-in files and its command-line walk-through (ROBUSTOK_PLUGINS)."""
+
 import json
 import os
 import re
@@ -37,13 +38,13 @@ def test_walkthrough_runs_from_outside_the_package(tmp_path):
     for name, text in {**plugin_files(), **plugin_files("yaml")}.items():
         (tmp_path / name).write_text(text)
     cmds = commands()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTOK_PLUGINS": cmds[0].split("=", 1)[1],
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROBUSTOK_PLUGINS": cmds[0].split("=", 1)[1], "PYTHONPATH": str(ROOT)}
     for cmd in cmds[1:]:
         args = cmd.replace("configs/", f"{ROOT}/configs/").split()
         assert args[0] == "robustok"
-        r = subprocess.run([sys.executable, "-m", "robustok.cli", *args[1:]], cwd=tmp_path, env=env,
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "robustok.cli", *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
         assert r.returncode == 0, f"{cmd}\n{r.stderr[-2000:]}"
     runs = tmp_path / "runs"
     config = json.loads((runs / "stripes-tok" / "tokenizer" / "config.json").read_text())
@@ -63,6 +64,10 @@ def test_plugin_errors_name_the_variable(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="ROBUSTOK_PLUGINS.*no_such_module"):
         load_plugins("no_such_module")
     monkeypatch.setenv("ROBUSTOK_PLUGINS", "no_such_module")
-    r = subprocess.run([sys.executable, "-m", "robustok.cli", "fid", "--help"], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    r = subprocess.run(
+        [sys.executable, "-m", "robustok.cli", "fid", "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert r.returncode == 2 and "no_such_module" in r.stderr and "Traceback" not in r.stderr

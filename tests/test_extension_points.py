@@ -1,4 +1,5 @@
 """Extension points: task contract, export API, registries, loaders, evaluation API."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,8 @@ from PIL import Image
 import robustok
 from robustok.cli import main
 from robustok.errors import ConfigError, DataError
-from robustok.metrics.features import FeatureNet
 from robustok.hub import Pretrained, load_tensors
+from robustok.metrics.features import FeatureNet
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.train.task import Task
 from tests.helpers import tiny_tokenizer, tiny_train_config
@@ -70,8 +71,9 @@ def test_a_minimal_task_trains_and_exports(tmp_path):
 
     task = MinimalTask()
     assert isinstance(task, Task)
-    run = RunConfig(dir=str(tmp_path / "run"), progress=False, sample_every=0, ckpt_every=20, keep_checkpoints=5,
-                    log_every=10)
+    run = RunConfig(
+        dir=str(tmp_path / "run"), progress=False, sample_every=0, ckpt_every=20, keep_checkpoints=5, log_every=10
+    )
     cfg = TrainConfig(steps=60, lr=0.05, min_lr=0.05, warmup_steps=0, ema_decay=0.9)
     out = train(task, run, cfg, DataConfig(batch_size=16))
     assert out == final_model_dir(run.dir, "line") and is_finished(run.dir, "line")
@@ -115,8 +117,7 @@ def test_adapter_directories_load_through_from_pretrained_and_load_tokenizer(tmp
     from robustok.adapters import LlamaGenVQ, LlamaGenVQConfig
 
     torch.manual_seed(0)
-    ext = LlamaGenVQ(LlamaGenVQConfig(image_size=32, base_channels=8, z_channels=16, codebook_size=64,
-                                      norm_groups=4))
+    ext = LlamaGenVQ(LlamaGenVQConfig(image_size=32, base_channels=8, z_channels=16, codebook_size=64, norm_groups=4))
     ext.save_pretrained(tmp_path / "ext")
     tiny_tokenizer().save_pretrained(tmp_path / "ours")
     for load in (Tokenizer.from_pretrained, robustok.load_tokenizer):
@@ -129,8 +130,11 @@ def test_adapter_directories_load_through_from_pretrained_and_load_tokenizer(tmp
 
 
 def test_unknown_backbone_and_bottleneck_name_the_key_and_choices():
-    with pytest.raises(ConfigError, match=r"model\.backbone: unknown tokenizer backbone 'unet'; choose one of "
-                                          r"conv, vit"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.backbone: unknown tokenizer backbone 'unet'; choose one of "
+        r"conv, vit",
+    ):
         TokenizerConfig(backbone="unet").validate()
     with pytest.raises(ConfigError, match=r"model\.bottleneck: unknown tokenizer bottleneck 'fsq'; .*vq, kl"):
         TokenizerConfig(bottleneck="fsq").validate()
@@ -168,8 +172,9 @@ def test_a_backbone_registered_from_outside_builds_a_tokenizer():
 
 def test_gaussian_bottleneck_draws_from_the_given_generator():
     torch.manual_seed(0)
-    tok = Tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, code_dim=4,
-                                    bottleneck="kl")).train()
+    tok = Tokenizer(
+        TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, code_dim=4, bottleneck="kl")
+    ).train()
     x = torch.rand(2, 1, 32, 32) * 2 - 1
 
     def run(seed):
@@ -178,24 +183,32 @@ def test_gaussian_bottleneck_draws_from_the_given_generator():
 
     assert torch.equal(run(1), run(1)) and not torch.equal(run(1), run(2))
     tok.eval()
-    assert torch.equal(tok(x).latents, tok.encode_latents(x))   # the mean in eval mode
+    assert torch.equal(tok(x).latents, tok.encode_latents(x))  # the mean in eval mode
 
 
 def test_discriminator_is_saved_like_every_model_and_old_layouts_still_load(tmp_path):
     from robustok.hub import atomic_write_bytes, save_tensors
-    from robustok.losses.discriminators import (Discriminator, build_discriminator, copy_discriminator,
-                                                has_discriminator, load_discriminator, save_discriminator)
+    from robustok.losses.discriminators import (
+        Discriminator,
+        build_discriminator,
+        copy_discriminator,
+        has_discriminator,
+        load_discriminator,
+        save_discriminator,
+    )
 
     torch.manual_seed(0)
     disc = build_discriminator({"kind": "patch", "diffaug": "", "channels": 1, "width": 8, "layers": 2})
     save_discriminator(disc, tmp_path / "tok")
     assert json.loads((tmp_path / "tok" / "discriminator" / "config.json").read_text())["class"] == "Discriminator"
-    for loaded in (load_discriminator(tmp_path / "tok"),
-                   Discriminator.from_pretrained(tmp_path / "tok" / "discriminator")):
+    for loaded in (
+        load_discriminator(tmp_path / "tok"),
+        Discriminator.from_pretrained(tmp_path / "tok" / "discriminator"),
+    ):
         assert loaded.spec == disc.spec
         assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), disc.state_dict().values()))
     assert copy_discriminator(tmp_path / "tok", tmp_path / "copy") and has_discriminator(tmp_path / "copy")
-    save_tensors(disc.state_dict(), tmp_path / "old" / "discriminator.safetensors")     # the earlier layout
+    save_tensors(disc.state_dict(), tmp_path / "old" / "discriminator.safetensors")  # the earlier layout
     atomic_write_bytes(tmp_path / "old" / "discriminator.json", json.dumps(disc.spec).encode())
     assert has_discriminator(tmp_path / "old") and load_discriminator(tmp_path / "old").spec == disc.spec
 
@@ -215,7 +228,7 @@ def _rgb_folder(root, n=6, size=32):
     for i in range(n):
         (root / f"c{i % 2}").mkdir(parents=True, exist_ok=True)
         arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-        arr[..., 0] = 255 - arr[..., 2]      # channels differ: gray conversion would lose information
+        arr[..., 0] = 255 - arr[..., 2]  # channels differ: gray conversion would lose information
         Image.fromarray(arr, "RGB").save(root / f"c{i % 2}" / f"{i}.png")
     return root
 
@@ -275,8 +288,20 @@ def test_a_feature_network_registered_from_a_test_is_used_by_the_cli_and_the_api
         b = rng.integers(0, 200, (20, 32, 32, 3), dtype=np.uint8)
         np.savez(tmp_path / "a.npz", arr_0=a)
         np.savez(tmp_path / "b.npz", arr_0=b)
-        assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--features", "recorder",
-                     "--json", str(tmp_path / "r.json")]) == 0
+        assert (
+            main(
+                [
+                    "fid",
+                    str(tmp_path / "a.npz"),
+                    str(tmp_path / "b.npz"),
+                    "--features",
+                    "recorder",
+                    "--json",
+                    str(tmp_path / "r.json"),
+                ]
+            )
+            == 0
+        )
         cli = json.loads((tmp_path / "r.json").read_text())
         api = robustok.evaluate_samples(tmp_path / "a.npz", tmp_path / "b.npz", features="recorder")
         assert cli == api and api["features"] == "recorder" and api["fid"] > 0
@@ -295,20 +320,42 @@ def test_evaluate_samples_gives_the_cli_numbers(tmp_path):
     labels = rng.integers(0, 10, 24)
     np.savez(tmp_path / "s.npz", arr_0=imgs, arr_1=labels)
     np.savez(tmp_path / "ref.npz", arr_0=ref)
-    assert main(["fid", str(tmp_path / "s.npz"), str(tmp_path / "ref.npz"), "--features", "random", "--metrics",
-                 "fid,is,pr,acc", "--json", str(tmp_path / "cli.json")]) == 0
+    assert (
+        main(
+            [
+                "fid",
+                str(tmp_path / "s.npz"),
+                str(tmp_path / "ref.npz"),
+                "--features",
+                "random",
+                "--metrics",
+                "fid,is,pr,acc",
+                "--json",
+                str(tmp_path / "cli.json"),
+            ]
+        )
+        == 0
+    )
     cli = json.loads((tmp_path / "cli.json").read_text())
-    api = robustok.evaluate_samples(str(tmp_path / "s.npz"), str(tmp_path / "ref.npz"), ["fid", "is", "pr", "acc"],
-                                    "random")
+    api = robustok.evaluate_samples(
+        str(tmp_path / "s.npz"), str(tmp_path / "ref.npz"), ["fid", "is", "pr", "acc"], "random"
+    )
     assert api == cli and set(api) >= {"fid", "is", "is_std", "precision", "recall", "class_accuracy"}
     # images as a tensor and labels given directly: the same numbers
-    as_tensor = robustok.evaluate_samples(torch.from_numpy(imgs).permute(0, 3, 1, 2), str(tmp_path / "ref.npz"),
-                                          ["fid", "is", "acc"], RandomFeatures(), labels=labels, batch_size=7)
+    as_tensor = robustok.evaluate_samples(
+        torch.from_numpy(imgs).permute(0, 3, 1, 2),
+        str(tmp_path / "ref.npz"),
+        ["fid", "is", "acc"],
+        RandomFeatures(),
+        labels=labels,
+        batch_size=7,
+    )
     assert as_tensor["fid"] == pytest.approx(cli["fid"], rel=1e-6)
     assert as_tensor["class_accuracy"] == cli["class_accuracy"] and as_tensor["is"] == pytest.approx(cli["is"])
     with pytest.raises(ConfigError, match="samples .npz with labels"):
-        robustok.evaluate_samples(torch.from_numpy(ref).permute(0, 3, 1, 2), str(tmp_path / "ref.npz"), ["acc"],
-                                  "random")
+        robustok.evaluate_samples(
+            torch.from_numpy(ref).permute(0, 3, 1, 2), str(tmp_path / "ref.npz"), ["acc"], "random"
+        )
     with pytest.raises(DataError, match="arr_1"):
         robustok.evaluate_samples(str(tmp_path / "ref.npz"), str(tmp_path / "ref.npz"), ["acc"], "random")
 
@@ -316,11 +363,29 @@ def test_evaluate_samples_gives_the_cli_numbers(tmp_path):
 def test_evaluate_tokenizer_gives_the_cli_numbers(tmp_path):
     tok = tiny_tokenizer()
     tok.save_pretrained(tmp_path / "tok")
-    assert main(["eval-tokenizer", str(tmp_path / "tok"), "--num-images", "40", "--metrics", "psnr,ssim,rfid,usage",
-                 "--features", "random", "--json", str(tmp_path / "cli.json"), "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval-tokenizer",
+                str(tmp_path / "tok"),
+                "--num-images",
+                "40",
+                "--metrics",
+                "psnr,ssim,rfid,usage",
+                "--features",
+                "random",
+                "--json",
+                str(tmp_path / "cli.json"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     cli = json.loads((tmp_path / "cli.json").read_text())
-    api = robustok.evaluate_tokenizer(tmp_path / "tok", "fashion-mnist:test", ["psnr", "ssim", "rfid", "usage"],
-                                      "random", num_images=40, device="cpu")
+    api = robustok.evaluate_tokenizer(
+        tmp_path / "tok", "fashion-mnist:test", ["psnr", "ssim", "rfid", "usage"], "random", num_images=40, device="cpu"
+    )
     assert api == {k: v for k, v in cli.items() if k not in ("tokenizer", "data")}
 
 

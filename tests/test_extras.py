@@ -1,5 +1,6 @@
 """Optional extras: a missing one is a one-line error naming the extra (or, for TensorBoard, a note), never a
 traceback from deep inside a command."""
+
 from __future__ import annotations
 
 import builtins
@@ -18,14 +19,18 @@ def _hide(monkeypatch, name: str) -> None:
         if module == name or module.startswith(name + "."):
             raise ModuleNotFoundError(f"No module named {module!r}", name=module)
         return real(module, *args, **kwargs)
+
     monkeypatch.setattr(builtins, "__import__", fake)
     monkeypatch.delitem(__import__("sys").modules, name, raising=False)
 
 
 def test_require_names_the_extra(monkeypatch):
     _hide(monkeypatch, "matplotlib")
-    with pytest.raises(MissingExtraError, match=r"the figures: matplotlib is not installed \(pip install "
-                                                r"'robustok\[plots\]'\)"):
+    with pytest.raises(
+        MissingExtraError,
+        match=r"the figures: matplotlib is not installed \(pip install "
+        r"'robustok\[plots\]'\)",
+    ):
         require("matplotlib.pyplot", "the figures")
     assert require("json", "anything").dumps({}) == "{}"
 

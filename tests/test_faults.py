@@ -5,6 +5,7 @@ final weights, logged metrics, post-training's curve, best score and best decode
 The default suite kills each stage once (tiny configs); `--runslow` runs the thorough version (every site,
 chained kills, random-time kills). Subprocesses run with OMP_NUM_THREADS=1 for bitwise determinism.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,7 @@ from robustok.hub import load_tensors
 from robustok.train.checkpoint import list_checkpoints
 from robustok.train.faults import ENV as FAULT_ENV
 from robustok.train.logging import read_metrics
-from tests.helpers import TINY_MODEL, gray_class_folder, tiny16_tokenizer, tiny_tokenizer
-from tests.helpers import needs_fmnist
+from tests.helpers import TINY_MODEL, gray_class_folder, needs_fmnist, tiny16_tokenizer, tiny_tokenizer
 
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = -signal.SIGKILL
@@ -45,8 +45,7 @@ def _cmd(args: list[str], resume: bool) -> list[str]:
 def run_with_faults(args: list[str], faults: list[str]) -> None:
     """One process per fault (each must be killed by it), resuming each time; then a last resume to the end."""
     for i, fault in enumerate(faults):
-        r = subprocess.run(_cmd(args, i > 0), env=_env(fault), cwd=ROOT, capture_output=True, text=True,
-                           timeout=300)
+        r = subprocess.run(_cmd(args, i > 0), env=_env(fault), cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert r.returncode == KILLED, f"fault {fault} was not reached (rc {r.returncode}): {r.stderr[-2000:]}"
     r = subprocess.run(_cmd(args, bool(faults)), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -56,8 +55,9 @@ def run_with_random_kills(args: list[str], rng: random.Random, kills: int, horiz
     """Start, SIGKILL after a random time (up to `horizon` s), resume ... `kills` times; return the kills done."""
     done = 0
     for attempt in range(kills + 1):
-        p = subprocess.Popen(_cmd(args, attempt > 0), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            _cmd(args, attempt > 0), env=_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         if attempt < kills:
             try:
                 p.wait(timeout=rng.uniform(0.2, horizon))
@@ -91,10 +91,22 @@ def assert_same_run(ref: Path, run: Path, kind: str) -> None:
 
 # --- the three stages -------------------------------------------------------------------------------------------
 def tokenizer_args(run_dir: Path) -> list[str]:
-    return ["train-tokenizer", "configs/tokenizer/fmnist-robust.yaml", f"run.dir={run_dir}", "run.progress=false",
-            "run.log_every=1", "run.sample_every=0", "run.ckpt_every=2", "run.keep_checkpoints=2", "train.steps=6",
-            "train.warmup_steps=1",
-            "data.batch_size=8", "loss.disc_weight=0.5", "loss.disc_start=2", *TINY_MODEL]
+    return [
+        "train-tokenizer",
+        "configs/tokenizer/fmnist-robust.yaml",
+        f"run.dir={run_dir}",
+        "run.progress=false",
+        "run.log_every=1",
+        "run.sample_every=0",
+        "run.ckpt_every=2",
+        "run.keep_checkpoints=2",
+        "train.steps=6",
+        "train.warmup_steps=1",
+        "data.batch_size=8",
+        "loss.disc_weight=0.5",
+        "loss.disc_start=2",
+        *TINY_MODEL,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -104,16 +116,31 @@ def token_store(tmp_path_factory) -> Path:
     t = tmp_path_factory.mktemp("store")
     gray_class_folder(t / "imgs", [6, 6])
     tiny16_tokenizer().save_pretrained(t / "vq")
-    assert main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "tokens"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "tokens"), "--no-progress"])
+        == 0
+    )
     return t / "tokens"
 
 
 def generator_args(run_dir: Path, store: Path) -> list[str]:
-    return ["train-generator", "configs/generator/fmnist-ar.yaml", f"data.tokens={store}", f"run.dir={run_dir}",
-            "train.steps=6", "run.ckpt_every=2", "run.keep_checkpoints=1", "run.log_every=1", "run.sample_every=0",
-            "run.progress=false", "data.batch_size=4", "model.dim=32", "model.depth=1", "model.heads=2",
-            "model.random_order=true"]
+    return [
+        "train-generator",
+        "configs/generator/fmnist-ar.yaml",
+        f"data.tokens={store}",
+        f"run.dir={run_dir}",
+        "train.steps=6",
+        "run.ckpt_every=2",
+        "run.keep_checkpoints=1",
+        "run.log_every=1",
+        "run.sample_every=0",
+        "run.progress=false",
+        "data.batch_size=4",
+        "model.dim=32",
+        "model.depth=1",
+        "model.heads=2",
+        "model.random_order=true",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -131,19 +158,40 @@ def post_inputs(tmp_path_factory) -> Path:
 
 
 def post_args(run_dir: Path, inputs: Path, *extra: str) -> list[str]:
-    return ["post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={inputs / 'tok'}", f"pairs={inputs / 'pairs'}",
-            f"run.dir={run_dir}", "run.progress=false", "run.log_every=1", "run.ckpt_every=3", "run.keep_checkpoints=1",
-            "train.steps=6",
-            "train.warmup_steps=1", "data.batch_size=8", "eval_every=2", "eval_features=random",
-            "eval_num_reference=32", "loss.disc_weight=0.1", *extra]
+    return [
+        "post-train",
+        "configs/posttrain/fmnist.yaml",
+        f"tokenizer={inputs / 'tok'}",
+        f"pairs={inputs / 'pairs'}",
+        f"run.dir={run_dir}",
+        "run.progress=false",
+        "run.log_every=1",
+        "run.ckpt_every=3",
+        "run.keep_checkpoints=1",
+        "train.steps=6",
+        "train.warmup_steps=1",
+        "data.batch_size=8",
+        "eval_every=2",
+        "eval_features=random",
+        "eval_num_reference=32",
+        "loss.disc_weight=0.1",
+        *extra,
+    ]
 
 
 def assert_same_post(ref: Path, run: Path) -> None:
     assert_same_run(ref, run, "tokenizer")
     assert_same_weights(ref / "tokenizer-best", run / "tokenizer-best")
     a, b = (json.loads((d / "posttrain.json").read_text()) for d in (ref, run))
-    for key in ("gfid_proxy_before", "gfid_proxy_after", "gfid_proxy_best", "curve", "gfid_proxy_control",
-                "gfid_proxy_control_best", "control_curve"):
+    for key in (
+        "gfid_proxy_before",
+        "gfid_proxy_after",
+        "gfid_proxy_best",
+        "curve",
+        "gfid_proxy_control",
+        "gfid_proxy_control_best",
+        "control_curve",
+    ):
         assert a.get(key) == b.get(key), key
     assert [c["step"] for c in b["curve"]] == [2, 4, 6]
     if (ref / "control").is_dir():
@@ -154,17 +202,27 @@ def assert_same_post(ref: Path, run: Path) -> None:
 def references(tmp_path_factory, token_store, post_inputs):
     """Uninterrupted runs: the three default stages in one subprocess (one start-up), others on demand."""
     t = tmp_path_factory.mktemp("ref")
-    stages = {"tok": tokenizer_args(t / "tok"), "gen": generator_args(t / "gen", token_store),
-              "post": post_args(t / "post", post_inputs)}
+    stages = {
+        "tok": tokenizer_args(t / "tok"),
+        "gen": generator_args(t / "gen", token_store),
+        "post": post_args(t / "post", post_inputs),
+    }
     code = "import json, sys\nfrom robustok.cli import main\nfor a in json.loads(sys.argv[1]): assert main(a) == 0"
-    r = subprocess.run([sys.executable, "-c", code, json.dumps(list(stages.values()))], env=_env(), cwd=ROOT,
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(list(stages.values()))],
+        env=_env(),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
 
     def get(name: str, args_of) -> Path:
         if not (t / name).is_dir():
             run_with_faults(args_of(t / name), [])
         return t / name
+
     return get
 
 
@@ -193,20 +251,25 @@ def test_post_training_killed_after_an_evaluation_resumes_bitwise(tmp_path, refe
 
 # --- a full disk while checkpointing: exit 1, one line, the previous checkpoint intact, resume exact ------------
 @pytest.mark.parametrize("action", ["enospc", "eio"])
-def test_full_or_failing_disk_while_checkpointing_fails_cleanly_and_resumes_bitwise(tmp_path, references,
-                                                                                    token_store, action):
+def test_full_or_failing_disk_while_checkpointing_fails_cleanly_and_resumes_bitwise(
+    tmp_path, references, token_store, action
+):
     args_of = lambda d: generator_args(d, token_store)  # noqa: E731
     ref = references("gen", args_of)
     files = len(list((ref / "checkpoints" / "step-0000006").glob("*.safetensors"))) + 1  # + trainer.pt
     run = tmp_path / "run"
     fault = f"ckpt-file:{files + 1}:{action}"  # the first file of the step-4 checkpoint
-    r = subprocess.run(_cmd(args_of(run), False), env=_env(fault), cwd=ROOT, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        _cmd(args_of(run), False), env=_env(fault), cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 1, r.stderr[-3000:]
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"error: {run / 'checkpoints' / 'step-0000004'}: " in lines[0], lines
-    assert ("no space left on the device" in lines[0] and " needed)" in lines[0] if action == "enospc" else
-            "input/output error" in lines[0])
+    assert (
+        "no space left on the device" in lines[0] and " needed)" in lines[0]
+        if action == "enospc"
+        else "input/output error" in lines[0]
+    )
     assert [c.name for c in list_checkpoints(run)] == ["step-0000002"]
     assert not [p.name for p in (run / "checkpoints").rglob("*") if p.name.startswith(".")]  # no temp left
     r = subprocess.run(_cmd(args_of(run), True), env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -215,15 +278,19 @@ def test_full_or_failing_disk_while_checkpointing_fails_cleanly_and_resumes_bitw
 
 
 # --- thorough: every site, chained kills, random-time kills -------------------------------------------------
-SITES = ["step:1", "step:3", "ckpt-file:1", "ckpt-file:3", "ckpt-rename:1", "ckpt-rename:2", "ckpt-prune:1",
-         "export:1"]
+SITES = ["step:1", "step:3", "ckpt-file:1", "ckpt-file:3", "ckpt-rename:1", "ckpt-rename:2", "ckpt-prune:1", "export:1"]
 
 
 def _stages(token_store, post_inputs, control: bool):
-    return {"tokenizer": (lambda d: tokenizer_args(d), "tokenizer", assert_same_run),
-            "generator": (lambda d: generator_args(d, token_store), "generator", assert_same_run),
-            "post": (lambda d: post_args(d, post_inputs, *(["--control"] if control else [])), "tokenizer",
-                     lambda ref, run, kind: assert_same_post(ref, run))}
+    return {
+        "tokenizer": (lambda d: tokenizer_args(d), "tokenizer", assert_same_run),
+        "generator": (lambda d: generator_args(d, token_store), "generator", assert_same_run),
+        "post": (
+            lambda d: post_args(d, post_inputs, *(["--control"] if control else [])),
+            "tokenizer",
+            lambda ref, run, kind: assert_same_post(ref, run),
+        ),
+    }
 
 
 @pytest.mark.slow

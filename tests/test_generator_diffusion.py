@@ -1,4 +1,5 @@
 """Diffusion generator: ODE samplers on an analytic Gaussian, CFG scale 1, SDEdit, normalisation, errors."""
+
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from robustok.generator.flow import integrate, interpolate, time_grid
 
 def gaussian_velocity(mu: float, s: float):
     """Exact flow-matching velocity E[noise - x0 | x_t] for data N(mu, s^2) and x_t = (1-t) x0 + t noise."""
+
     def v(x, t):
         t = t.view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
         a, b = 1 - t, t
@@ -16,6 +18,7 @@ def gaussian_velocity(mu: float, s: float):
         e_x0 = mu + a * s * s / var * (x - a * mu)
         e_noise = b / var * (x - a * mu)
         return e_noise - e_x0
+
     return v
 
 
@@ -47,8 +50,18 @@ def test_time_grid_and_errors():
 
 def make(**kw) -> DiffusionGenerator:
     torch.manual_seed(0)
-    cfg = DiffusionConfig(latent_channels=3, grid=[4, 4], patch_size=2, num_classes=4, dim=32, depth=2, heads=4,
-                          latent_mean=[1.0, -1.0, 0.5], latent_std=[2.0, 0.5, 1.0], **kw)
+    cfg = DiffusionConfig(
+        latent_channels=3,
+        grid=[4, 4],
+        patch_size=2,
+        num_classes=4,
+        dim=32,
+        depth=2,
+        heads=4,
+        latent_mean=[1.0, -1.0, 0.5],
+        latent_std=[2.0, 0.5, 1.0],
+        **kw,
+    )
     m = DiffusionGenerator(cfg).double().eval()
     for p in m.parameters():
         torch.nn.init.normal_(p, std=0.2)
@@ -72,7 +85,7 @@ def test_cfg_one_is_conditional_model():
     b = m.denormalize(integrate(lambda x, t: m(x, t, y), noise, time_grid(4), "heun"))
     assert torch.allclose(a, b)
     v = m.velocity_fn(y, cfg=1.0)
-    cfg_v = m.velocity_fn(y, cfg=1.0 + 1e-12)     # batched cond+uncond path
+    cfg_v = m.velocity_fn(y, cfg=1.0 + 1e-12)  # batched cond+uncond path
     x, t = torch.randn(4, 3, 4, 4, dtype=torch.float64), torch.full((4,), 0.3, dtype=torch.float64)
     assert torch.allclose(v(x, t), cfg_v(x, t), atol=1e-9)
     assert not torch.allclose(m.sample(y, cfg=3.0, steps=4, generator=torch.Generator().manual_seed(0)), a)
@@ -83,7 +96,7 @@ def test_denoise_from():
     z = torch.randn(3, 3, 4, 4, dtype=torch.float64)
     y = torch.tensor([0, 1, 2])
     near = m.denoise_from(z, 1e-4, y, steps=10)
-    assert (near - z).abs().max() < 0.05              # almost no noise: almost the input
+    assert (near - z).abs().max() < 0.05  # almost no noise: almost the input
     noise = torch.randn(3, 3, 4, 4, dtype=torch.float64)
     full = m.denoise_from(z, 1.0, y, steps=5, noise=noise, sampler="euler")
     assert torch.allclose(full, m.denormalize(integrate(m.velocity_fn(y), noise, time_grid(5), "euler")))
@@ -104,8 +117,11 @@ def test_bad_inputs(tmp_path):
         DiffusionGenerator(DiffusionConfig(latent_channels=2, latent_mean=[0.0]))
     m.save_pretrained(tmp_path / "d")
     from robustok.generator import load_generator
+
     back = load_generator(tmp_path / "d").double()
     assert back.config.latent_std == [2.0, 0.5, 1.0]
     y = torch.tensor([1])
-    assert torch.allclose(back.sample(y, steps=2, generator=torch.Generator().manual_seed(0)),
-                          m.sample(y, steps=2, generator=torch.Generator().manual_seed(0)))
+    assert torch.allclose(
+        back.sample(y, steps=2, generator=torch.Generator().manual_seed(0)),
+        m.sample(y, steps=2, generator=torch.Generator().manual_seed(0)),
+    )

@@ -1,5 +1,6 @@
 """Per-kind generator options: each kind's model / objective / sampling dataclasses, the YAML sections checked
 against them, the command-line flags derived from the registered kinds, and the conversions between them."""
+
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,11 +59,12 @@ def test_conversions_keep_shared_fields_and_refuse_another_kinds():
         DiffusionGenerator.sampling(ARSampling(temperature=0.5))
     with pytest.raises(ConfigError, match="steps are not options of generator kind 'ar'"):
         ARGenerator.sampling(steps=3)
-    assert DiffusionGenerator.sampling(ARSampling(cfg=1.5)) == DiffusionSampling(cfg=1.5)   # defaults pass
+    assert DiffusionGenerator.sampling(ARSampling(cfg=1.5)) == DiffusionSampling(cfg=1.5)  # defaults pass
     with pytest.raises(ConfigError, match="model.random_order is not an option of generator kind 'masked'"):
         MaskedGenerator.model_options(ARModelOptions(kind="masked", random_order=True))
     assert MaskedGenerator.model_options(GeneratorModelConfig(kind="masked", dim=8)) == MaskedModelOptions(
-        kind="masked", dim=8)
+        kind="masked", dim=8
+    )
     assert ARGenerator.objective(ARObjective(order_anneal_end=0.8)).order_anneal_end == 0.8
 
 
@@ -83,7 +85,7 @@ class EchoSampling(SamplingOptions):
     BOUNDS: ClassVar[dict] = {"cfg": ">=0", "echo_volume": ">=1"}
 
 
-class Echo(TokenGenerator):          # registered, never built: only its options matter here
+class Echo(TokenGenerator):  # registered, never built: only its options matter here
     token_kind = "ids"
     sampling_class = EchoSampling
 
@@ -108,5 +110,5 @@ def test_a_registered_kind_brings_its_flags():
     finally:
         GENERATORS.unregister("echo-test")
     assert "--echo-volume" not in _parse([])[0].format_help()
-    assert sampling_options(_parse(["--top-k", "0"])[1], ARGenerator) == ARSampling()   # unset flags: defaults
+    assert sampling_options(_parse(["--top-k", "0"])[1], ARGenerator) == ARSampling()  # unset flags: defaults
     assert sampling_options(_parse(["--steps", "7"])[1], DiffusionGenerator) == DiffusionSampling(steps=7)

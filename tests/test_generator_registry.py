@@ -1,5 +1,6 @@
 """The generator registry and protocol: lookup, unknown kinds, and a toy generator registered from outside the
 package driven through the CLI (pretokenize -> train-generator -> sample -> post-train-data)."""
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -71,10 +72,14 @@ def test_builtin_kinds_and_lookup():
 
 
 def test_unknown_kind_lists_the_registered_ones():
-    with pytest.raises(ConfigError, match=r"model.kind: unknown generator kind 'maskgit-xl'; registered kinds: "
-                                          r"\[.*'ar', 'diffusion'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model.kind: unknown generator kind 'maskgit-xl'; registered kinds: "
+        r"\[.*'ar', 'diffusion'",
+    ):
         generator_class("maskgit-xl")
     from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+
     cfg = GeneratorTrainConfig()
     cfg.data.tokens, cfg.model.kind = "nowhere", "nope"
     with pytest.raises(ConfigError, match="unknown generator kind 'nope'"):
@@ -87,11 +92,13 @@ def test_registration_checks_the_class():
 
     class NoKind(ToyTable):
         token_kind = "pixels"
+
     with pytest.raises(TypeError, match="token_kind"):
         register_generator("bad")(NoKind)
 
     class Other(ToyTable):
         pass
+
     with pytest.raises(ConfigError, match="already registered"):
         register_generator("ar")(Other)
     assert generator_class("ar") is ARGenerator
@@ -123,14 +130,15 @@ def test_step_runs_the_forward_through_the_wrapper_given(tmp_path):
     from robustok.tokens.store import write_token_store
 
     gray_class_folder(tmp_path / "imgs", [3, 3])
-    write_token_store(tiny16_tokenizer("vq"), build_dataset(str(tmp_path / "imgs"), 16, 1), tmp_path / "st",
-                      progress=False)
+    write_token_store(
+        tiny16_tokenizer("vq"), build_dataset(str(tmp_path / "imgs"), 16, 1), tmp_path / "st", progress=False
+    )
     cfg = GeneratorTrainConfig()
     cfg.data.tokens, cfg.model.kind = str(tmp_path / "st"), "toy-table"
     task = GeneratorTask(cfg)
     x, y = task.dataset[0][0][None], torch.tensor([1])
 
-    class Wrapper(nn.Module):   # what DDP looks like to the task: the model under `.module`
+    class Wrapper(nn.Module):  # what DDP looks like to the task: the model under `.module`
         def __init__(self, module):
             super().__init__()
             self.module = module
@@ -151,20 +159,72 @@ def test_toy_generator_through_the_cli(tmp_path):
     t = tmp_path
     gray_class_folder(t / "imgs", [6, 6])
     tiny16_tokenizer("vq").save_pretrained(t / "vq")
-    assert main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "store"),
-                 "--no-progress"]) == 0
+    assert (
+        main(["pretokenize", str(t / "vq"), "--data", str(t / "imgs"), "--out", str(t / "store"), "--no-progress"]) == 0
+    )
     (t / "toy.yaml").write_text("model:\n  kind: toy-table\nobjective:\n  label_dropout: 0.1\n")
-    assert main(["train-generator", str(t / "toy.yaml"),
-                 f"data.tokens={t / 'store'}", f"data.tokenizer={t / 'vq'}", f"run.dir={t / 'run'}", "train.steps=3",
-                 "data.batch_size=4", "run.sample_every=3", "run.progress=false", "train.lr=0.1"]) == 0
+    assert (
+        main(
+            [
+                "train-generator",
+                str(t / "toy.yaml"),
+                f"data.tokens={t / 'store'}",
+                f"data.tokenizer={t / 'vq'}",
+                f"run.dir={t / 'run'}",
+                "train.steps=3",
+                "data.batch_size=4",
+                "run.sample_every=3",
+                "run.progress=false",
+                "train.lr=0.1",
+            ]
+        )
+        == 0
+    )
     gen = load_generator(t / "run" / "generator")
     assert type(gen) is ToyTable and list((t / "run" / "samples").glob("*.png"))
-    assert main(["sample", str(t / "run" / "generator"), "--tokenizer", str(t / "vq"), "--num-images", "4",
-                 "--out", str(t / "samples"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(t / "run" / "generator"),
+                "--tokenizer",
+                str(t / "vq"),
+                "--num-images",
+                "4",
+                "--out",
+                str(t / "samples"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert np.load(t / "samples" / "samples.npz")["arr_0"].shape == (4, 16, 16, 1)
-    assert main(["post-train-data", str(t / "run" / "generator"), "--tokenizer", str(t / "vq"), "--data",
-                 str(t / "imgs"), "--sigma", "0.5", "--num-pairs", "8", "--num-eval", "4", "--batch-size", "4",
-                 "--temperature", "0.5", "--out", str(t / "pairs"), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "post-train-data",
+                str(t / "run" / "generator"),
+                "--tokenizer",
+                str(t / "vq"),
+                "--data",
+                str(t / "imgs"),
+                "--sigma",
+                "0.5",
+                "--num-pairs",
+                "8",
+                "--num-eval",
+                "4",
+                "--batch-size",
+                "4",
+                "--temperature",
+                "0.5",
+                "--out",
+                str(t / "pairs"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     store = PairStore(t / "pairs", tiny16_tokenizer("vq"))
     assert store.kind == "ids" and store.generated.shape == (8, 8, 8) and store.eval_generated.shape == (4, 8, 8)
     assert store.manifest["generator"] == "toy-table" and store.manifest["sampling"] == {"cfg": 1.0, "temperature": 0.5}

@@ -1,4 +1,5 @@
 """Token stores: round trip to the tokenizer's reconstructions, views, shards, latents, and bad-input errors."""
+
 import json
 
 import numpy as np
@@ -7,8 +8,8 @@ import torch
 from PIL import Image
 
 from robustok.errors import ConfigError, DataError
-from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 from robustok.tokenizer import Tokenizer
+from robustok.tokens.store import TokenDataset, read_manifest, write_token_store
 from tests.helpers import tiny16_tokenizer
 
 
@@ -29,6 +30,7 @@ def folder(tmp_path):
 
 def test_roundtrip_views_and_shards(folder, tmp_path):
     from robustok.data import build_dataset
+
     tok = tiny_tokenizer()
     ds = build_dataset(str(folder), 16, 1, train=True)
     m = write_token_store(tok, ds, tmp_path / "st", views=3, batch_size=5, shard_size=7, progress=False)
@@ -45,12 +47,13 @@ def test_roundtrip_views_and_shards(folder, tmp_path):
         assert torch.allclose(tok.decode(ids[None]), tok.reconstruct(x[None]), atol=1e-6)
         flipped, _ = store[12 + i]
         assert torch.allclose(tok.decode(flipped[None]), tok.reconstruct(x.flip(-1)[None]), atol=1e-6)
-        assert torch.equal(store[(i, 123)][0], ids)           # (index, seed) items as the sampler passes them
-    assert not all(torch.equal(store[24 + i][0], store[i][0]) for i in range(12))   # random crops differ
+        assert torch.equal(store[(i, 123)][0], ids)  # (index, seed) items as the sampler passes them
+    assert not all(torch.equal(store[24 + i][0], store[i][0]) for i in range(12))  # random crops differ
 
 
 def test_continuous_store_records_stats(folder, tmp_path):
     from robustok.data import build_dataset
+
     tok = tiny_tokenizer("kl")
     m = write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "lat", progress=False)
     assert m["kind"] == "latents" and m["latent_channels"] == 4 and len(m["latent_std"]) == 4
@@ -63,6 +66,7 @@ def test_continuous_store_records_stats(folder, tmp_path):
 
 def test_bad_stores(folder, tmp_path):
     from robustok.data import build_dataset
+
     tok = tiny_tokenizer()
     write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "st", progress=False)
     with pytest.raises(DataError, match="tokenizer"):
@@ -97,6 +101,7 @@ def test_bad_stores(folder, tmp_path):
 def test_task_checks_grid_kind_and_tokenizer(folder, tmp_path):
     from robustok.data import build_dataset
     from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+
     tok = tiny_tokenizer()
     write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "st", progress=False)
     tok.save_pretrained(tmp_path / "tok")
@@ -119,8 +124,10 @@ def test_task_checks_grid_kind_and_tokenizer(folder, tmp_path):
         GeneratorTask(cfg)
     # a generator trained on another grid cannot be the init of this one
     from robustok.generator.ar import ARConfig, ARGenerator
-    ARGenerator(ARConfig(vocab_size=32, grid=[4, 4], num_classes=3, tokenizer_fingerprint=tok.fingerprint())
-                ).save_pretrained(tmp_path / "g44")
+
+    ARGenerator(
+        ARConfig(vocab_size=32, grid=[4, 4], num_classes=3, tokenizer_fingerprint=tok.fingerprint())
+    ).save_pretrained(tmp_path / "g44")
     cfg.model.preset, cfg.model.init = "tiny", str(tmp_path / "g44")
     with pytest.raises(DataError, match=r"grid \[4, 4\] vs the store.s \[8, 8\]"):
         GeneratorTask(cfg)
@@ -128,6 +135,7 @@ def test_task_checks_grid_kind_and_tokenizer(folder, tmp_path):
 
 def test_order_ratio_schedule():
     from robustok.generator.task import ARObjective, order_ratio
+
     o = ARObjective(order_anneal_start=0.5, order_anneal_end=0.75)
     assert [order_ratio(o, s, 1000) for s in (0, 500, 625, 750, 999)] == [1.0, 1.0, 0.5, 0.0, 0.0]
 
@@ -141,6 +149,7 @@ def _drain(store, n):
 def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
     from robustok.data import build_dataset
     from robustok.tokens.store import TokenShards, open_token_store
+
     tok = tiny_tokenizer(bottleneck)
     ds = build_dataset(str(folder), 16, 1)
     write_token_store(tok, ds, tmp_path / "npy", views=2, shard_size=5, progress=False)
@@ -153,7 +162,8 @@ def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
     shards.shuffle, shards.repeat = False, False
     got = list(shards)
     assert len(got) == 24
-    import webdataset as wds           # entries are written in a seeded random order, keyed by their item index
+    import webdataset as wds  # entries are written in a seeded random order, keyed by their item index
+
     keys = [int(smp["__key__"]) for smp in wds.WebDataset(shards.urls, shardshuffle=False, empty_check=False)]
     assert sorted(keys) == list(range(24)) and keys != list(range(24))
     for k, (x, y) in zip(keys, got):  # the same entries as the memory-mapped store (float16 latents, ids)
@@ -163,7 +173,7 @@ def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
         else:
             assert (x == ref[k][0]).float().mean() > 0.99
     shuffled = TokenShards(tmp_path / "wds", seed=3)
-    first = _drain(shuffled, 48)      # endless: two passes, every entry twice
+    first = _drain(shuffled, 48)  # endless: two passes, every entry twice
     keys = sorted(tuple(x.flatten()[:6].tolist()) + (y,) for x, y in first)
     assert keys == sorted(2 * [tuple(x.flatten()[:6].tolist()) + (y,) for x, y in got])
     assert [y for _, y in first[:24]] != [y for _, y in got]
@@ -171,11 +181,13 @@ def test_webdataset_store_holds_the_same_entries(folder, tmp_path, bottleneck):
 
 def test_webdataset_store_trains_a_generator_and_checks_entries(folder, tmp_path):
     from robustok.data import build_dataset, train_batches
-    from robustok.tokens.store import TokenShards
     from robustok.generator.task import GeneratorTask, GeneratorTrainConfig
+    from robustok.tokens.store import TokenShards
+
     tok = tiny_tokenizer()
-    write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
-                      progress=False)
+    write_token_store(
+        tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5, progress=False
+    )
     cfg = GeneratorTrainConfig()
     cfg.data.tokens = str(tmp_path / "wds")
     task = GeneratorTask(cfg)
@@ -188,10 +200,10 @@ def test_webdataset_store_trains_a_generator_and_checks_entries(folder, tmp_path
         TokenDataset(tmp_path / "wds")
     # an id >= K inside a shard: the error names the shard and the entry
     import webdataset as wds
+
     with open(tmp_path / "wds" / "tokens-00000.tar", "wb") as f, wds.TarWriter(f) as sink:
         for k in range(5):
-            sink.write({"__key__": f"{k:09d}", "ids.npy": np.full((8, 8), 32 if k == 2 else 0, np.uint16),
-                        "cls": "0"})
+            sink.write({"__key__": f"{k:09d}", "ids.npy": np.full((8, 8), 32 if k == 2 else 0, np.uint16), "cls": "0"})
     bad = TokenShards(tmp_path / "wds", shuffle=False, repeat=False)
     with pytest.raises(DataError, match=r"tokens-00000.tar:000000002: token id 32 >= codebook size 32"):
         list(bad)
@@ -208,9 +220,11 @@ def test_webdataset_store_readers_share_without_overlap(folder, tmp_path, worker
 
     from robustok.data import build_dataset
     from robustok.tokens.store import TokenShards
+
     tok = tiny_tokenizer()
-    write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
-                      progress=False)
+    write_token_store(
+        tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5, progress=False
+    )
     shards = TokenShards(tmp_path / "wds", shuffle=False, repeat=False)
     got = [(x.flatten().tolist(), y) for x, y in DataLoader(shards, batch_size=None, num_workers=workers)]
     assert sorted(got) == sorted((x.flatten().tolist(), y) for x, y in shards)
@@ -220,9 +234,11 @@ def test_webdataset_store_readers_share_without_overlap(folder, tmp_path, worker
 def test_webdataset_store_shares_are_balanced_and_never_empty(folder, tmp_path):
     from robustok.data import build_dataset
     from robustok.tokens.store import TokenShards
+
     tok = tiny_tokenizer()
-    write_token_store(tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5,
-                      progress=False)                 # shards of 5, 5, 2 entries
+    write_token_store(
+        tok, build_dataset(str(folder), 16, 1), tmp_path / "wds", storage="wds", shard_size=5, progress=False
+    )  # shards of 5, 5, 2 entries
     shards = TokenShards(tmp_path / "wds", shuffle=False, repeat=False)
     shards.world = 2
     got = []

@@ -2,6 +2,7 @@
 in the upstream layouts (tests/released_standins.py), checked against reference forwards written here from the
 published equations (not from robustok's modules), sampled identically by the dynamic and the static decoder,
 and run through the CLI (convert, sample --preset, post-train-data, post-train --control, diagnose)."""
+
 from __future__ import annotations
 
 import json
@@ -49,8 +50,9 @@ def llamagen_reference(S: dict, tokens: torch.Tensor, labels: torch.Tensor, head
     rotations of consecutive channel pairs (rows: first half, columns: second half), the class input's zeroed."""
     S = {k: v.double() for k, v in S.items()}
     B, L = tokens.shape
-    x = torch.cat([S["cls_embedding.embedding_table.weight"][labels][:, None],
-                   S["tok_embeddings.weight"][tokens[:, :-1]]], 1)
+    x = torch.cat(
+        [S["cls_embedding.embedding_table.weight"][labels][:, None], S["tok_embeddings.weight"][tokens[:, :-1]]], 1
+    )
     D = x.shape[-1]
     dh = D // heads
     freqs = 10000.0 ** (-torch.arange(dh // 4, dtype=torch.float64) / (dh // 4))
@@ -70,8 +72,11 @@ def llamagen_reference(S: dict, tokens: torch.Tensor, labels: torch.Tensor, head
         q, k, v = (t.reshape(B, L, heads, dh) for t in (q, k, v))
         x = x + _attend(rope(q), rope(k), v) @ S[p + "attention.wo.weight"].T
         h = _rms(x, S[p + "ffn_norm.weight"])
-        x = x + (F.silu(h @ S[p + "feed_forward.w1.weight"].T) * (h @ S[p + "feed_forward.w3.weight"].T)) \
+        x = (
+            x
+            + (F.silu(h @ S[p + "feed_forward.w1.weight"].T) * (h @ S[p + "feed_forward.w3.weight"].T))
             @ S[p + "feed_forward.w2.weight"].T
+        )
     return _rms(x, S["norm.weight"]) @ S["output.weight"].T
 
 
@@ -84,14 +89,15 @@ def rar_reference(S: dict, tokens: torch.Tensor, labels: torch.Tensor, heads: in
     cls = E[labels + K + 1]
     x = torch.cat([S["cls_token"].expand(B, 1, -1), cls[:, None], E[tokens[:, :-1]]], 1)
     D = x.shape[-1]
-    x = x + S["pos_embed"][0, :L + 1]
-    x[:, 1:] = x[:, 1:] + S["target_aware_pos_embed"][0, 2:L + 2]
-    c = F.silu(cls[:, None] + S["timesteps_embeddings"][0, :L + 1])
+    x = x + S["pos_embed"][0, : L + 1]
+    x[:, 1:] = x[:, 1:] + S["target_aware_pos_embed"][0, 2 : L + 2]
+    c = F.silu(cls[:, None] + S["timesteps_embeddings"][0, : L + 1])
     depth = len({k.split(".")[1] for k in S if k.startswith("blocks.")})
     for i in range(depth):
         p = f"blocks.{i}."
-        sh1, sc1, g1, sh2, sc2, g2 = (c @ S[p + "adaLN_modulation.1.weight"].T
-                                      + S[p + "adaLN_modulation.1.bias"]).chunk(6, -1)
+        sh1, sc1, g1, sh2, sc2, g2 = (
+            c @ S[p + "adaLN_modulation.1.weight"].T + S[p + "adaLN_modulation.1.bias"]
+        ).chunk(6, -1)
         h = _ln(x, S[p + "norm1.weight"], S[p + "norm1.bias"]) * (1 + sc1) + sh1
         q, k, v = (h @ S[p + "attn.qkv.weight"].T + S[p + "attn.qkv.bias"]).split(D, -1)
         q, k, v = (t.reshape(B, L + 1, heads, D // heads) for t in (q, k, v))
@@ -101,8 +107,9 @@ def rar_reference(S: dict, tokens: torch.Tensor, labels: torch.Tensor, heads: in
         h = _ln(x, S[p + "norm2.weight"], S[p + "norm2.bias"]) * (1 + sc2) + sh2
         h = F.gelu(h @ S[p + "mlp.fc1.weight"].T + S[p + "mlp.fc1.bias"]) @ S[p + "mlp.fc2.weight"].T
         x = x + g2 * (h + S[p + "mlp.fc2.bias"])
-    scale, shift = (c @ S["adaln_before_head.adaLN_modulation.1.weight"].T
-                    + S["adaln_before_head.adaLN_modulation.1.bias"]).chunk(2, -1)
+    scale, shift = (
+        c @ S["adaln_before_head.adaLN_modulation.1.weight"].T + S["adaln_before_head.adaLN_modulation.1.bias"]
+    ).chunk(2, -1)
     out = (_ln(x) * (1 + scale) + shift) @ S["lm_head.weight"].T + S["lm_head.bias"]
     return out[:, 1:]
 
@@ -172,8 +179,11 @@ def test_static_decoder_samples_bit_identically(converted, name):
     labels = torch.tensor([1, 2, 5, 7])
     real = torch.randint(0, gen.config.vocab_size, (4, 4, 4), generator=torch.Generator().manual_seed(3))
     keep = torch.rand(4, 16, generator=torch.Generator().manual_seed(4)) < 0.7
-    for kw in (dict(cfg=4.0, cfg_schedule="power", cfg_power=2.75, temperature=1.02), dict(cfg=1.0),
-               dict(cfg=2.0, top_k=5, top_p=0.9, keep_mask=keep, prefix_tokens=real)):
+    for kw in (
+        dict(cfg=4.0, cfg_schedule="power", cfg_power=2.75, temperature=1.02),
+        dict(cfg=1.0),
+        dict(cfg=2.0, top_k=5, top_p=0.9, keep_mask=keep, prefix_tokens=real),
+    ):
         a = gen.sample(labels, generator=torch.Generator().manual_seed(0), **kw)
         b = gen.sample(labels, generator=torch.Generator().manual_seed(0), static_cache=True, **kw)
         assert torch.equal(a, b), kw
@@ -206,16 +216,22 @@ def test_conversion_refuses_mismatches(converted, tmp_path):
     state = torch.load(files["rar"], weights_only=True)
     state["blocks.0.attn.extra.weight"] = torch.zeros(2)
     torch.save(state, tmp_path / "odd.bin")
-    with pytest.raises(CheckpointError, match=r"odd\.bin: keys a RAR checkpoint does not have: "
-                                              r"\['blocks\.0\.attn\.extra\.weight'\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"odd\.bin: keys a RAR checkpoint does not have: "
+        r"\['blocks\.0\.attn\.extra\.weight'\]",
+    ):
         load_external_generator("rar", tmp_path / "odd.bin", maskgit)
     state = llamagen_gpt_state(0, K=64)
     del state["layers.1.ffn_norm.weight"]
-    state["freqs_cis"] = torch.zeros(17, 8, 2)                                          # ignored
-    torch.save(state, tmp_path / "fsdp.pt")                                              # a bare (FSDP) dict
+    state["freqs_cis"] = torch.zeros(17, 8, 2)  # ignored
+    torch.save(state, tmp_path / "fsdp.pt")  # a bare (FSDP) dict
     vq = load_tokenizer(root / "out" / "llamagen-vq16")
-    with pytest.raises(CheckpointError, match=r"fsdp\.pt: weights do not fit LlamaGenGPT \(missing "
-                                              r"\['blocks\.1\.norm2\.weight'\]"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"fsdp\.pt: weights do not fit LlamaGenGPT \(missing "
+        r"\['blocks\.1\.norm2\.weight'\]",
+    ):
         load_external_generator("llamagen-gpt", tmp_path / "fsdp.pt", vq, heads=2)
     with pytest.raises(ConfigError, match=r"cannot tell the head count of a 32-wide LlamaGen GPT"):
         load_external_generator("llamagen-gpt", files["llamagen-gpt"], vq)
@@ -245,26 +261,120 @@ def test_cli_sample_pairs_posttrain_and_diagnose(converted, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     images = image_folder(tmp_path / "imgs", 32)
     gen, tok = str(out / "robustok-rar-b"), str(out / "robustok-tok")
-    assert main(["sample", gen, "--tokenizer", tok, "--num-images", "12", "--batch-size", "6", "--preset",
-                 "robustok-rar-b", "--static-cache", "--out", "s", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                gen,
+                "--tokenizer",
+                tok,
+                "--num-images",
+                "12",
+                "--batch-size",
+                "6",
+                "--preset",
+                "robustok-rar-b",
+                "--static-cache",
+                "--out",
+                "s",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     npz = np.load(tmp_path / "s" / "samples.npz")
     assert npz["arr_0"].shape == (12, 32, 32, 3) and list(npz["arr_1"]) == [i % NUM_CLASSES for i in range(12)]
-    assert main(["post-train-data", gen, "--tokenizer", tok, "--data", str(images), "--sigma", "0.7",
-                 "--preset", "robustok-rar-b", "--num-pairs", "6", "--num-eval", "4", "--batch-size", "3",
-                 "--out", "pairs", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "post-train-data",
+                gen,
+                "--tokenizer",
+                tok,
+                "--data",
+                str(images),
+                "--sigma",
+                "0.7",
+                "--preset",
+                "robustok-rar-b",
+                "--num-pairs",
+                "6",
+                "--num-eval",
+                "4",
+                "--batch-size",
+                "3",
+                "--out",
+                "pairs",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
     assert manifest["generator"] == "rar" and manifest["sampling"]["cfg"] == 6.0
     assert manifest["sampling"]["cfg_power"] == 1.15 and manifest["sampling"]["temperature"] == 1.02
-    cfg = "fmnist"                                     # the shipped post-training preset
-    assert main(["post-train", cfg, f"tokenizer={tok}", "pairs=pairs", "run.dir=post", "run.progress=false",
-                 "data.batch_size=2", "train.steps=2", "train.warmup_steps=1", "eval_every=1", "eval_features=random",
-                 "eval_num_reference=8", "--control"]) == 0
-    assert main(["diagnose", gen, "--tokenizer", tok, "--data", str(images), "--num-samples", "4", "--cfg", "1,6",
-                 "--cfg-schedule", "power", "--cfg-power", "1.15", "--features", "random"]) == 0
+    cfg = "fmnist"  # the shipped post-training preset
+    assert (
+        main(
+            [
+                "post-train",
+                cfg,
+                f"tokenizer={tok}",
+                "pairs=pairs",
+                "run.dir=post",
+                "run.progress=false",
+                "data.batch_size=2",
+                "train.steps=2",
+                "train.warmup_steps=1",
+                "eval_every=1",
+                "eval_features=random",
+                "eval_num_reference=8",
+                "--control",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "diagnose",
+                gen,
+                "--tokenizer",
+                tok,
+                "--data",
+                str(images),
+                "--num-samples",
+                "4",
+                "--cfg",
+                "1,6",
+                "--cfg-schedule",
+                "power",
+                "--cfg-power",
+                "1.15",
+                "--features",
+                "random",
+            ]
+        )
+        == 0
+    )
     assert "cfg 6" in capsys.readouterr().out
     # a converted generator with another family's tokenizer is refused
-    assert main(["sample", gen, "--tokenizer", str(out / "maskgit-vqgan"), "--num-images", "2", "--out", "t",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "sample",
+                gen,
+                "--tokenizer",
+                str(out / "maskgit-vqgan"),
+                "--num-images",
+                "2",
+                "--out",
+                "t",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert not (tmp_path / "t").exists()
 
 
@@ -272,8 +382,19 @@ def test_cli_llamagen_random_labels_and_resize(converted, tmp_path, monkeypatch)
     root, _ = converted
     out = root / "out"
     monkeypatch.chdir(tmp_path)
-    args = ["sample", str(out / "llamagen-gpt-b"), "--tokenizer", str(out / "llamagen-vq16"), "--num-images", "8",
-            "--batch-size", "4", "--preset", "llamagen-xl-384", "--no-progress"]
+    args = [
+        "sample",
+        str(out / "llamagen-gpt-b"),
+        "--tokenizer",
+        str(out / "llamagen-vq16"),
+        "--num-images",
+        "8",
+        "--batch-size",
+        "4",
+        "--preset",
+        "llamagen-xl-384",
+        "--no-progress",
+    ]
     assert main(args + ["--out", "a"]) == 0
     assert main(args + ["--out", "b", "--static-cache", "--labels", "balanced", "--resize", "48"]) == 0
     a, b = np.load(tmp_path / "a" / "samples.npz"), np.load(tmp_path / "b" / "samples.npz")
@@ -298,6 +419,7 @@ def test_converted_generators_train_but_are_not_built_fresh(converted):
 
     class Store:
         kind, codebook_size, grid, num_classes, fingerprint, dir = "ids", 32, [4, 4], NUM_CLASSES, "", "store"
+
     with pytest.raises(ConfigError, match=r"model\.kind=rar: a RAR generator is converted from its released weights"):
         build_generator(GeneratorModelConfig(kind="rar"), Store())
 
@@ -313,6 +435,7 @@ def test_cross_entropy_check_runs_on_converted_generators(converted, tmp_path, m
     assert main(["generator-ce", gen, "--tokens", "tokens", "--json", "ce.json", "--no-progress"]) == 0
     ce = json.loads((tmp_path / "ce.json").read_text())
     from robustok.tokens.store import open_token_store
+
     codes, labels = open_token_store("tokens").arrays()
     model = load_generator(gen)
     x, y = torch.from_numpy(np.asarray(codes).astype(np.int64)), torch.from_numpy(np.asarray(labels).astype(np.int64))
@@ -331,8 +454,20 @@ def test_convert_from_a_hub_reference(converted, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cached_repo(cache, "yucornetto/RAR", {"rar_b.bin": files["rar"]})
-    assert main(["convert", "rar", "hf://yucornetto/RAR/rar_b.bin", "--tokenizer", str(root / "out" / "maskgit-vqgan"),
-                 "--out", str(tmp_path / "rar-b")]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "rar",
+                "hf://yucornetto/RAR/rar_b.bin",
+                "--tokenizer",
+                str(root / "out" / "maskgit-vqgan"),
+                "--out",
+                str(tmp_path / "rar-b"),
+            ]
+        )
+        == 0
+    )
     a, b = load_generator(tmp_path / "rar-b"), load_generator(root / "out" / "rar-b")
     assert a.fingerprint() == b.fingerprint()
 
@@ -351,15 +486,46 @@ def test_llamagen_cfg_interval(converted, tmp_path, monkeypatch):
     root, _ = converted
     gen = load_generator(root / "out" / "llamagen-gpt-b")
     labels = torch.tensor([1, 4, 7])
-    runs = {k: gen.sample(labels, cfg=4.0, generator=torch.Generator().manual_seed(0), cfg_interval=k)
-            for k in (-1, 0, 14)}
+    runs = {
+        k: gen.sample(labels, cfg=4.0, generator=torch.Generator().manual_seed(0), cfg_interval=k) for k in (-1, 0, 14)
+    }
     assert torch.equal(runs[-1], runs[14]) and not torch.equal(runs[-1], runs[0])
-    assert torch.equal(runs[0], gen.sample(labels, cfg=4.0, generator=torch.Generator().manual_seed(0),
-                                           cfg_interval=0, static_cache=True))
+    assert torch.equal(
+        runs[0],
+        gen.sample(labels, cfg=4.0, generator=torch.Generator().manual_seed(0), cfg_interval=0, static_cache=True),
+    )
     monkeypatch.chdir(tmp_path)
     out = root / "out"
     common = ["--num-images", "3", "--cfg", "4", "--no-progress"]
-    assert main(["sample", str(out / "llamagen-gpt-b"), "--tokenizer", str(out / "llamagen-vq16"), "--cfg-interval",
-                 "0", "--out", "a"] + common) == 0
-    assert main(["sample", str(out / "rar-b"), "--tokenizer", str(out / "maskgit-vqgan"), "--cfg-interval", "0",
-                 "--out", "b"] + common) == 2
+    assert (
+        main(
+            [
+                "sample",
+                str(out / "llamagen-gpt-b"),
+                "--tokenizer",
+                str(out / "llamagen-vq16"),
+                "--cfg-interval",
+                "0",
+                "--out",
+                "a",
+            ]
+            + common
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "sample",
+                str(out / "rar-b"),
+                "--tokenizer",
+                str(out / "maskgit-vqgan"),
+                "--cfg-interval",
+                "0",
+                "--out",
+                "b",
+            ]
+            + common
+        )
+        == 2
+    )

@@ -1,4 +1,5 @@
 """CUDA paths (skipped without a GPU): bf16 training, and perturbation, sampling and metrics agree with the CPU."""
+
 import math
 
 import pytest
@@ -11,8 +12,7 @@ from robustok.tokenizer.perturbation import perturb_ids
 from robustok.tokenizer.train import TokenizerTask
 from robustok.train.logging import read_metrics
 from robustok.train.loop import train
-from tests.helpers import tiny_tokenizer, tiny_train_config
-from tests.helpers import needs_fmnist
+from tests.helpers import needs_fmnist, tiny_tokenizer, tiny_train_config
 from tests.helpers import random_ar as make
 
 pytestmark = pytest.mark.gpu
@@ -23,7 +23,7 @@ def test_tokenizer_training_runs_on_cuda_in_bf16(tmp_path):
     torch.cuda.reset_peak_memory_stats()
     cfg = tiny_train_config(tmp_path / "r", "train.steps=6", "loss.disc_weight=0.5", "loss.disc_start=2")
     train(TokenizerTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg)
-    assert torch.cuda.max_memory_allocated() > 0                  # the loop picked the GPU by itself
+    assert torch.cuda.max_memory_allocated() > 0  # the loop picked the GPU by itself
     rows = read_metrics(tmp_path / "r")
     assert len(rows) == 6 and all(math.isfinite(r["loss"]) for r in rows)
 
@@ -36,7 +36,7 @@ def test_perturbation_on_cuda_matches_theory():
     assert new.device.type == "cuda"
     assert abs((new != ids).float().mean().item() - 0.5 * (1 - 1 / 20)) < 0.01
     rank = (cb[ids] @ cb.T > (cb[ids] * cb[new]).sum(-1, keepdim=True) + 1e-6).sum(-1)
-    assert rank.max().item() < 20                                  # every replacement is among the 20 nearest
+    assert rank.max().item() < 20  # every replacement is among the 20 nearest
 
 
 def test_kv_cache_matches_no_cache_on_cuda():
@@ -78,8 +78,7 @@ def test_inception_features_on_cuda_match_the_cpu():
     imgs = torch.randint(0, 256, (8, 3, 32, 32), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     cpu = get_feature_net("inception")(imgs)
     gpu = get_feature_net("inception", "cuda")(imgs).cpu()
-    assert ((gpu - cpu).abs().max() / cpu.abs().max()).item() < 1e-2   # cuDNN may use TF32 convolutions
-
+    assert ((gpu - cpu).abs().max() / cpu.abs().max()).item() < 1e-2  # cuDNN may use TF32 convolutions
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
@@ -90,14 +89,17 @@ def test_static_cuda_graph_decoder_matches_dynamic_cache_on_cuda(dtype):
     labels = torch.tensor([0, 1, 2, 3, 4, 5, 2], device="cuda")
     real = torch.randint(0, 48, (7, 16), device="cuda")
     mask = torch.rand(7, 16, device="cuda") < 0.3
-    for kw in (dict(cfg=3.0, temperature=1.1, top_k=30, top_p=0.95), dict(cfg_schedule="power", cfg=2.0, cfg_power=2.0),
-               dict(cfg=2.0, keep_mask=mask, prefix_tokens=real)):
-        for seed in (1, 2):                       # the second call replays the graphs captured by the first
+    for kw in (
+        dict(cfg=3.0, temperature=1.1, top_k=30, top_p=0.95),
+        dict(cfg_schedule="power", cfg=2.0, cfg_power=2.0),
+        dict(cfg=2.0, keep_mask=mask, prefix_tokens=real),
+    ):
+        for seed in (1, 2):  # the second call replays the graphs captured by the first
             want = m.sample(labels, generator=torch.Generator("cuda").manual_seed(seed), **kw)
             got = m.sample(labels, generator=torch.Generator("cuda").manual_seed(seed), static_cache=True, **kw)
             assert got.device.type == "cuda" and torch.equal(got, want), kw
         assert _DECODERS[m].use_graphs and _DECODERS[m].captures == 1
-    cpu_gen = m.sample(labels, generator=torch.Generator().manual_seed(3), static_cache=True)   # a CPU generator
+    cpu_gen = m.sample(labels, generator=torch.Generator().manual_seed(3), static_cache=True)  # a CPU generator
     assert torch.equal(cpu_gen, m.sample(labels, generator=torch.Generator().manual_seed(3)))
 
 
@@ -109,13 +111,15 @@ def test_static_decoder_on_released_generators_matches_on_cuda(dtype):
     from robustok.generator.rar import RARConfig, RARGenerator
 
     torch.manual_seed(0)
-    models = [RARGenerator(RARConfig(grid=[4, 4], num_classes=10, vocab_size=32, dim=32, depth=2, heads=2,
-                                     mlp_dim=64)),
-              LlamaGenGPT(LlamaGenGPTConfig(grid=[4, 4], num_classes=10, vocab_size=32, dim=32, depth=2, heads=2,
-                                            ffn_dim=48))]
+    models = [
+        RARGenerator(RARConfig(grid=[4, 4], num_classes=10, vocab_size=32, dim=32, depth=2, heads=2, mlp_dim=64)),
+        LlamaGenGPT(
+            LlamaGenGPTConfig(grid=[4, 4], num_classes=10, vocab_size=32, dim=32, depth=2, heads=2, ffn_dim=48)
+        ),
+    ]
     labels = torch.tensor([0, 1, 2, 9, 10], device="cuda")
     for m in models:
-        for p in m.parameters():                 # fresh RAR tables are zero: give every part some weight
+        for p in m.parameters():  # fresh RAR tables are zero: give every part some weight
             torch.nn.init.normal_(p, std=0.3)
         m = m.to("cuda", dtype).eval()
         for kw in (dict(cfg=6.0, cfg_schedule="power", cfg_power=1.15, temperature=1.02), dict(cfg=2.0, top_k=8)):

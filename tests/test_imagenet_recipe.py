@@ -1,5 +1,6 @@
 """The ImageNet recipe on tiny shapes with random weights (CPU, fast): config, DINO discriminator, DiffAugment,
 DINOv2 InfoNCE, make-shards -> wds: round trip, ADM reference batches, clear errors for missing weight files."""
+
 import json
 import tarfile
 
@@ -26,8 +27,10 @@ CONFIG = str(ROOT / "configs/tokenizer/imagenet-robustok.yaml")
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     d = tmp_path_factory.mktemp("weights")
-    return {"dino": vit_standin(d / "dino_s.safetensors", 32, 8, 32, 12, False),      # DINO ViT-S/16 stand-in
-            "dinov2": vit_standin(d / "dinov2_b.safetensors", 28, 7, 64, 2, True)}    # DINOv2 ViT-B/14 stand-in
+    return {
+        "dino": vit_standin(d / "dino_s.safetensors", 32, 8, 32, 12, False),  # DINO ViT-S/16 stand-in
+        "dinov2": vit_standin(d / "dinov2_b.safetensors", 28, 7, 64, 2, True),
+    }  # DINOv2 ViT-B/14 stand-in
 
 
 def test_config_holds_the_papers_numbers():
@@ -42,14 +45,35 @@ def test_config_holds_the_papers_numbers():
 
 
 def tiny_cfg(tmp_path, weights, *extra):
-    over = [f"run.dir={tmp_path / 'run'}", "run.progress=false", "run.log_every=1", "run.sample_every=0",
-            "data.train=fashion-mnist:train", "data.resolution=32", "data.channels=3", "data.batch_size=4",
-            "model.image_size=32", "model.patch_size=4", "model.vit_width=64", "model.vit_depth=2",
-            "model.vit_heads=2", "model.hidden_dim=64", "model.codebook_size=64", "model.code_dim=8",
-            f"model.dinov2_checkpoint={weights['dinov2']}", "loss.perceptual=none", "loss.disc_start=0",
-            f"loss.dino_disc_checkpoint={weights['dino']}", "loss.dino_disc_image_size=32",
-            f"loss.semantic_checkpoint={weights['dinov2']}", "perturb.delta=8", "train.steps=2",
-            "train.warmup_steps=1", "data.num_workers=0", *extra]
+    over = [
+        f"run.dir={tmp_path / 'run'}",
+        "run.progress=false",
+        "run.log_every=1",
+        "run.sample_every=0",
+        "data.train=fashion-mnist:train",
+        "data.resolution=32",
+        "data.channels=3",
+        "data.batch_size=4",
+        "model.image_size=32",
+        "model.patch_size=4",
+        "model.vit_width=64",
+        "model.vit_depth=2",
+        "model.vit_heads=2",
+        "model.hidden_dim=64",
+        "model.codebook_size=64",
+        "model.code_dim=8",
+        f"model.dinov2_checkpoint={weights['dinov2']}",
+        "loss.perceptual=none",
+        "loss.disc_start=0",
+        f"loss.dino_disc_checkpoint={weights['dino']}",
+        "loss.dino_disc_image_size=32",
+        f"loss.semantic_checkpoint={weights['dinov2']}",
+        "perturb.delta=8",
+        "train.steps=2",
+        "train.warmup_steps=1",
+        "data.num_workers=0",
+        *extra,
+    ]
     return load_config(TokenizerTrainConfig, CONFIG, over)
 
 
@@ -65,8 +89,10 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     for key in ("semantic", "g_adv", "disc_loss", "vq"):
         assert key in out and torch.isfinite(out[key]).all()
     out["loss"].backward()
-    assert task.model.quant_conv.weight.grad.abs().sum() > 0 and task.model.encoder.blocks[0].attn.qkv.weight.grad \
-        is not None
+    assert (
+        task.model.quant_conv.weight.grad.abs().sum() > 0
+        and task.model.encoder.blocks[0].attn.qkv.weight.grad is not None
+    )
     exported = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg)
     meta = json.loads((exported / "discriminator" / "config.json").read_text())["config"]
     assert meta["kind"] == "dino" and meta["diffaug"] == "color,translation,cutout"
@@ -76,14 +102,19 @@ def test_config_builds_and_trains_at_tiny_size(tmp_path, weights):
     from types import SimpleNamespace
 
     from robustok.posttrain.train import PostTrainConfig, PostTrainTask
-    pcfg = load_config(PostTrainConfig, ROOT / "configs/posttrain/imagenet.yaml",
-                       [f"tokenizer={exported}", f"loss.dino_disc_checkpoint={weights['dino']}",
-                        "eval_reference=fashion-mnist:test"])
+
+    pcfg = load_config(
+        PostTrainConfig,
+        ROOT / "configs/posttrain/imagenet.yaml",
+        [f"tokenizer={exported}", f"loss.dino_disc_checkpoint={weights['dino']}", "eval_reference=fashion-mnist:test"],
+    )
     holder = SimpleNamespace(cfg=pcfg)
     reused = PostTrainTask._discriminator(holder, 3)
     assert holder.reused_discriminator and reused.spec["kind"] == "dino"
-    assert torch.equal(reused.state_dict()["net.heads.0.out.parametrizations.weight.original"],
-                       disc.state_dict()["net.heads.0.out.parametrizations.weight.original"])
+    assert torch.equal(
+        reused.state_dict()["net.heads.0.out.parametrizations.weight.original"],
+        disc.state_dict()["net.heads.0.out.parametrizations.weight.original"],
+    )
 
 
 class _RandomImages(torch.utils.data.Dataset):
@@ -99,31 +130,37 @@ class _RandomImages(torch.utils.data.Dataset):
 
 
 def test_dino_discriminator_forward_backward(weights):
-    spec = {"kind": "dino", "diffaug": "color,translation,cutout", "checkpoint": str(weights["dino"]),
-            "image_size": 32, "taps": [-1, 2, 5, 8, 11], "virtual_bs": 2}
+    spec = {
+        "kind": "dino",
+        "diffaug": "color,translation,cutout",
+        "checkpoint": str(weights["dino"]),
+        "image_size": 32,
+        "taps": [-1, 2, 5, 8, 11],
+        "virtual_bs": 2,
+    }
     disc = build_discriminator(spec)
     backbone = disc.net.backbone
     assert not any(k.startswith("net.backbone") or "_frozen" in k for k in disc.state_dict())
     assert all(not p.requires_grad for p in backbone.parameters())
-    disc.requires_grad_(True)                                      # as the objective does: the backbone stays frozen
+    disc.requires_grad_(True)  # as the objective does: the backbone stays frozen
     assert all(not p.requires_grad for p in backbone.parameters())
     assert sum(p.numel() for p in disc.parameters()) > 0
-    fake = (torch.rand(4, 3, 40, 40) * 2 - 1).requires_grad_(True)   # larger than 32: crop or area resize
+    fake = (torch.rand(4, 3, 40, 40) * 2 - 1).requires_grad_(True)  # larger than 32: crop or area resize
     real = torch.rand(4, 3, 40, 40) * 2 - 1
     lf, lr = disc(fake), disc(real)
-    assert lf.shape == (4, 5 * 16)                                  # 5 taps x (32/8)^2 tokens
+    assert lf.shape == (4, 5 * 16)  # 5 taps x (32/8)^2 tokens
     loss = hinge_d_loss(lr, lf) + disc.lecam(lr, lf)
     loss.backward()
-    assert fake.grad is not None and fake.grad.abs().sum() > 0      # gradient reaches the generator's images
+    assert fake.grad is not None and fake.grad.abs().sum() > 0  # gradient reaches the generator's images
     assert all(p.grad is not None for p in disc.parameters())
     assert all(p.grad is None for p in backbone.parameters())
-    x = torch.rand(4, 3, 32, 32) * 2 - 1                          # backbone size: no crop; eval: fixed SN vectors
+    x = torch.rand(4, 3, 32, 32) * 2 - 1  # backbone size: no crop; eval: fixed SN vectors
     for policy, differ in (("", False), ("translation", True)):
         d = build_discriminator({**spec, "diffaug": policy}).eval()
         torch.manual_seed(1)
         first = d(x)
         torch.manual_seed(2)
-        assert (not torch.allclose(first, d(x))) == differ         # DiffAug is applied inside the discriminator
+        assert (not torch.allclose(first, d(x))) == differ  # DiffAug is applied inside the discriminator
     with pytest.raises(ConfigError, match="block index 12"):
         build_discriminator({**spec, "taps": [12]})
 
@@ -137,7 +174,7 @@ def test_diffaug_shapes_grad_and_ops():
     assert x.grad.abs().sum() > 0
     img = torch.arange(1, 2 * 3 * 16 * 16 + 1, dtype=torch.float32).view(2, 3, 16, 16)
     shifted = translation(img)
-    for b in range(2):                                               # each image is one zero-filled shift of itself
+    for b in range(2):  # each image is one zero-filled shift of itself
         ok = []
         for dy in range(-2, 3):
             for dx in range(-2, 3):
@@ -148,7 +185,7 @@ def test_diffaug_shapes_grad_and_ops():
                 ok.append(torch.equal(ref, shifted[b]))
         assert sum(ok) == 1
     holes = (cutout(torch.ones(64, 3, 20, 20)) == 0).sum(dim=(1, 2, 3)) / 3
-    assert holes.max() == 16 and (holes > 0).all()                # a 4x4 square (0.2 x 20), possibly clipped
+    assert holes.max() == 16 and (holes > 0).all()  # a 4x4 square (0.2 x 20), possibly clipped
     with pytest.raises(ConfigError, match="unknown augmentation 'blur'"):
         DiffAugment("color,blur")
 
@@ -160,7 +197,7 @@ def test_infonce_and_semantic_loss(weights):
     s = torch.randn(5, 4)
     n = torch.nn.functional.normalize
     assert clip_infonce(s, 3 * s, normalize=True) == pytest.approx(float(clip_infonce(n(s, dim=1), n(s, dim=1))))
-    teacher = load_frozen_vit(weights["dinov2"], 32, 4, "teacher", "")       # 14->... re-gridded to 32/4
+    teacher = load_frozen_vit(weights["dinov2"], 32, 4, "teacher", "")  # 14->... re-gridded to 32/4
     assert teacher.pos_embed.shape == (1, 1 + 64, 64) and teacher.patch_embed.proj.weight.shape[-1] == 4
     loss_fn = DinoSemanticLoss(teacher, weight=0.1)
     proj = torch.nn.Conv2d(64, 8, 1)
@@ -210,9 +247,14 @@ def test_make_shards_round_trip(tmp_path, capsys):
     with tarfile.open(tars[0]) as t:
         names = t.getnames()
     assert all(n.split(".")[1] in ("png", "jpg", "cls") for n in names)
-    orig = (src / "n01" / "img1.JPEG").read_bytes()              # JPEG bytes stored unchanged
-    stored = [t for tar in tars for t in [tarfile.open(tar)] for m in t.getmembers()
-              if m.name.endswith(".jpg") and t.extractfile(m).read() == orig]
+    orig = (src / "n01" / "img1.JPEG").read_bytes()  # JPEG bytes stored unchanged
+    stored = [
+        t
+        for tar in tars
+        for t in [tarfile.open(tar)]
+        for m in t.getmembers()
+        if m.name.endswith(".jpg") and t.extractfile(m).read() == orig
+    ]
     assert len(stored) == 1
     ds = build_dataset(spec, 16, 3)
     assert isinstance(ds, WebDatasetShards)
@@ -229,17 +271,31 @@ def test_make_shards_round_trip(tmp_path, capsys):
 
 def test_missing_weight_files_are_named(tmp_path, weights, capsys):
     with pytest.raises(CheckpointError, match=r"nope_dino\.pth: DINO discriminator backbone weights file not found"):
-        build_discriminator({"kind": "dino", "checkpoint": str(tmp_path / "nope_dino.pth"), "image_size": 224,
-                             "taps": [-1], "virtual_bs": 8})
+        build_discriminator(
+            {
+                "kind": "dino",
+                "checkpoint": str(tmp_path / "nope_dino.pth"),
+                "image_size": 224,
+                "taps": [-1],
+                "virtual_bs": 8,
+            }
+        )
     with pytest.raises(CheckpointError, match=r"nope_v2\.safetensors: semantic DINOv2 teacher weights file not found"):
         load_frozen_vit(tmp_path / "nope_v2.safetensors", 32, 4, "semantic DINOv2 teacher", "")
     save_tensors({"w": torch.zeros(2)}, tmp_path / "other.safetensors")
     with pytest.raises(CheckpointError, match=r"other\.safetensors: not a timm-style ViT state dict"):
         load_frozen_vit(tmp_path / "other.safetensors", 32, 4, "semantic DINOv2 teacher", "")
-    cfg = tiny_cfg(tmp_path, weights, f"loss.semantic_checkpoint={tmp_path / 'nope_v2.safetensors'}",
-                   "loss.dino_disc_checkpoint=null")
-    with pytest.raises(CheckpointError, match=r"loss.dino_disc_checkpoint=\(not set\), loss.semantic_checkpoint="
-                                              r".*nope_v2\.safetensors"):
+    cfg = tiny_cfg(
+        tmp_path,
+        weights,
+        f"loss.semantic_checkpoint={tmp_path / 'nope_v2.safetensors'}",
+        "loss.dino_disc_checkpoint=null",
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"loss.dino_disc_checkpoint=\(not set\), loss.semantic_checkpoint="
+        r".*nope_v2\.safetensors",
+    ):
         TokenizerTask(cfg, dataset=_RandomImages(8))
     with pytest.raises(ConfigError, match="unknown discriminator 'stylegan'"):
         TokenizerTask(tiny_cfg(tmp_path, weights, "loss.disc_kind=stylegan"), dataset=_RandomImages(8))
@@ -248,8 +304,11 @@ def test_missing_weight_files_are_named(tmp_path, weights, capsys):
     # the shipped config, untouched paths: the CLI names the first missing file and exits 2
     assert main(["train-tokenizer", CONFIG, f"run.dir={tmp_path / 'r'}"]) == 2
     err = capsys.readouterr().err
-    for path in ("weights/vit_base_patch14_dinov2.lvd142m.safetensors", "weights/dino_deitsmall16_pretrain.pth",
-                 "weights/vgg16-397923af.pth"):
+    for path in (
+        "weights/vit_base_patch14_dinov2.lvd142m.safetensors",
+        "weights/dino_deitsmall16_pretrain.pth",
+        "weights/vgg16-397923af.pth",
+    ):
         assert path in err
 
 
@@ -259,16 +318,40 @@ def test_adm_reference_batch_serves_fid_and_precision_recall(tmp_path):
     ref = rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8)
     np.savez(tmp_path / "a.npz", arr_0=a)
     np.savez(tmp_path / "ref_images.npz", arr_0=ref)
-    assert main(["fid-stats", str(tmp_path / "ref_images.npz"), "--features", "random",
-                 "--out", str(tmp_path / "stats.npz")]) == 0
-    with np.load(tmp_path / "stats.npz") as s:                     # ADM layout: images + mu/sigma, no extras
-        np.savez(tmp_path / "VIRTUAL.npz", arr_0=ref, mu=s["mu"], sigma=s["sigma"], mu_s=np.zeros(3),
-                 sigma_s=np.eye(3))
+    assert (
+        main(
+            [
+                "fid-stats",
+                str(tmp_path / "ref_images.npz"),
+                "--features",
+                "random",
+                "--out",
+                str(tmp_path / "stats.npz"),
+            ]
+        )
+        == 0
+    )
+    with np.load(tmp_path / "stats.npz") as s:  # ADM layout: images + mu/sigma, no extras
+        np.savez(tmp_path / "VIRTUAL.npz", arr_0=ref, mu=s["mu"], sigma=s["sigma"], mu_s=np.zeros(3), sigma_s=np.eye(3))
     res = []
     for ref_file, metrics in (("stats.npz", "fid"), ("VIRTUAL.npz", "fid,pr")):
         out = tmp_path / f"{ref_file}.json"
-        assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / ref_file), "--features", "random",
-                     "--metrics", metrics, "--json", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "fid",
+                    str(tmp_path / "a.npz"),
+                    str(tmp_path / ref_file),
+                    "--features",
+                    "random",
+                    "--metrics",
+                    metrics,
+                    "--json",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         res.append(json.loads(out.read_text()))
     assert res[1]["fid"] == pytest.approx(res[0]["fid"], rel=1e-9)
     assert 0 <= res[1]["precision"] <= 1 and 0 <= res[1]["recall"] <= 1 and res[1]["num_images"] == [12, 10]

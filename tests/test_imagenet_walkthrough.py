@@ -12,6 +12,7 @@ one runs as written, in a folder laid out as the guide assumes (`data/imagenet/.
   `sample` step also runs under the guide's own launcher line with 2 CPU processes instead of 8 GPUs (the other
   torchrun paths: tests/test_distributed_outputs.py).
 """
+
 import json
 import os
 import re
@@ -36,24 +37,70 @@ GUIDE = REPO / "docs" / "imagenet.md"
 SHARDS = re.compile(r"wds:data/imagenet/(train|val)/shard-\{000000\.\.\d+\}\.tar")
 
 # appended to the guide's key=value overrides: tiny sizes, no previews, one loader process
-TOKENIZER = ("run.progress=false", "run.log_every=1", "run.sample_every=0", "run.ckpt_every=2", "data.resolution=32",
-             "data.batch_size=4", "data.num_workers=0", "model.image_size=32", "model.patch_size=8",
-             "model.vit_width=64", "model.vit_depth=2", "model.vit_heads=2", "model.hidden_dim=64",
-             "model.codebook_size=32", "model.code_dim=8", "loss.disc_start=1", "loss.dino_disc_image_size=32",
-             "perturb.delta=4", "train.steps=2", "train.warmup_steps=1")
-GENERATOR = ("run.progress=false", "run.log_every=1", "run.sample_every=0", "run.ckpt_every=0", "data.batch_size=4",
-             "data.num_workers=0", "model.dim=32", "model.depth=1", "model.heads=2", "train.steps=2",
-             "train.warmup_steps=1")
-POSTTRAIN = ("run.progress=false", "run.log_every=1", "run.sample_every=0", "run.ckpt_every=0", "data.batch_size=2",
-             "data.num_workers=0", "train.steps=2", "train.warmup_steps=1", "eval_every=1",
-             "eval_features=random")
+TOKENIZER = (
+    "run.progress=false",
+    "run.log_every=1",
+    "run.sample_every=0",
+    "run.ckpt_every=2",
+    "data.resolution=32",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.image_size=32",
+    "model.patch_size=8",
+    "model.vit_width=64",
+    "model.vit_depth=2",
+    "model.vit_heads=2",
+    "model.hidden_dim=64",
+    "model.codebook_size=32",
+    "model.code_dim=8",
+    "loss.disc_start=1",
+    "loss.dino_disc_image_size=32",
+    "perturb.delta=4",
+    "train.steps=2",
+    "train.warmup_steps=1",
+)
+GENERATOR = (
+    "run.progress=false",
+    "run.log_every=1",
+    "run.sample_every=0",
+    "run.ckpt_every=0",
+    "data.batch_size=4",
+    "data.num_workers=0",
+    "model.dim=32",
+    "model.depth=1",
+    "model.heads=2",
+    "train.steps=2",
+    "train.warmup_steps=1",
+)
+POSTTRAIN = (
+    "run.progress=false",
+    "run.log_every=1",
+    "run.sample_every=0",
+    "run.ckpt_every=0",
+    "data.batch_size=2",
+    "data.num_workers=0",
+    "train.steps=2",
+    "train.warmup_steps=1",
+    "eval_every=1",
+    "eval_features=random",
+)
 # flag -> tiny value, for flags the guide gives (each is there; None: dropped with its value)
-FLAGS = {"--shard-size": "4", "--workers": "2", "--num-images": "12", "--views": "3", "--num-pairs": "6",
-         "--features": "random", "--inception-weights": None}
-EXTRA_FLAGS = {"eval-tokenizer": ["--batch-size", "4", "--pfid-alphas", "0.9,0.5", "--pfid-deltas", "2,4"],
-               "pretokenize": ["--batch-size", "4", "--no-progress"],
-               "post-train-data": ["--num-eval", "4", "--batch-size", "3", "--no-progress"],
-               "sample": ["--batch-size", "3", "--no-progress"], "fid": ["--batch-size", "4"]}
+FLAGS = {
+    "--shard-size": "4",
+    "--workers": "2",
+    "--num-images": "12",
+    "--views": "3",
+    "--num-pairs": "6",
+    "--features": "random",
+    "--inception-weights": None,
+}
+EXTRA_FLAGS = {
+    "eval-tokenizer": ["--batch-size", "4", "--pfid-alphas", "0.9,0.5", "--pfid-deltas", "2,4"],
+    "pretokenize": ["--batch-size", "4", "--no-progress"],
+    "post-train-data": ["--num-eval", "4", "--batch-size", "3", "--no-progress"],
+    "sample": ["--batch-size", "3", "--no-progress"],
+    "fid": ["--batch-size", "4"],
+}
 
 
 def guide_commands(text: str) -> list[tuple[list[str], list[str]]]:
@@ -71,8 +118,8 @@ def guide_commands(text: str) -> list[tuple[list[str], list[str]]]:
                 launch = get_args_parser().parse_args(argv[1:])
                 i = argv.index("-m")
                 assert launch.module and argv[i + 1] == "robustok.cli" == launch.training_script, line
-                assert argv[i + 2:] == launch.training_script_args, line
-                commands.append((argv[1:i], argv[i + 2:]))
+                assert argv[i + 2 :] == launch.training_script_args, line
+                commands.append((argv[1:i], argv[i + 2 :]))
             else:
                 assert argv[0] == "robustok", f"docs/imagenet.md runs something else: {line}"
                 commands.append(([], argv[1:]))
@@ -113,9 +160,9 @@ def _weights(d: Path) -> None:
     from robustok.metrics.lpips import CONV_CHANNELS, CONV_INDICES, TAP_CHANNELS
 
     d.mkdir()
-    vit_standin(d / "vit_base_patch14_dinov2.lvd142m.safetensors", 28, 7, 64, 2, True)     # DINOv2 (timm file)
-    dino = vit_standin(d / "dino.safetensors", 32, 8, 32, 12, False)                      # DINO ViT-S/16 ...
-    torch.save(load_tensors(dino), d / "dino_deitsmall16_pretrain.pth")                  # ... as the authors' .pth
+    vit_standin(d / "vit_base_patch14_dinov2.lvd142m.safetensors", 28, 7, 64, 2, True)  # DINOv2 (timm file)
+    dino = vit_standin(d / "dino.safetensors", 32, 8, 32, 12, False)  # DINO ViT-S/16 ...
+    torch.save(load_tensors(dino), d / "dino_deitsmall16_pretrain.pth")  # ... as the authors' .pth
     dino.unlink()
     g = torch.Generator().manual_seed(0)
     vgg = {}
@@ -123,8 +170,10 @@ def _weights(d: Path) -> None:
         vgg[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3, generator=g) * (2 / (9 * cin)) ** 0.5
         vgg[f"features.{i}.bias"] = torch.zeros(cout)
     torch.save(vgg, d / "vgg16-397923af.pth")
-    torch.save({f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(TAP_CHANNELS)},
-               d / "lpips_vgg_v0.1.pth")
+    torch.save(
+        {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1, generator=g) for k, c in enumerate(TAP_CHANNELS)},
+        d / "lpips_vgg_v0.1.pth",
+    )
 
 
 def _adm_reference(work: Path, val_spec: str) -> None:
@@ -154,9 +203,19 @@ def stand_in(tmp_path, monkeypatch):
 def test_guide_commands_cover_the_pipeline():
     """The guide's commands in order (the walk-through below follows this sequence); launchers are valid."""
     commands = guide_commands(GUIDE.read_text())
-    assert [c[0] for _, c in commands] == ["make-shards", "make-shards", "train-tokenizer", "train-tokenizer",
-                                           "eval-tokenizer", "pretokenize", "train-generator", "post-train-data",
-                                           "post-train", "sample", "fid"]
+    assert [c[0] for _, c in commands] == [
+        "make-shards",
+        "make-shards",
+        "train-tokenizer",
+        "train-tokenizer",
+        "eval-tokenizer",
+        "pretokenize",
+        "train-generator",
+        "post-train-data",
+        "post-train",
+        "sample",
+        "fid",
+    ]
     assert all(launch or c[0] in ("make-shards", "eval-tokenizer", "fid") for launch, c in commands)
     assert all(any(flag in c for _, c in commands) for flag in FLAGS)
     # the shard patterns the guide and the config use are the ones make-shards prints (checked below)
@@ -170,9 +229,13 @@ def test_guide_commands_cover_the_pipeline():
 def two_processes(launch: list[str], argv: list[str]) -> None:
     """`argv` under the guide's torchrun launcher `launch`, with 2 CPU processes instead of 8 GPUs."""
     i = launch.index("--nproc_per_node")
-    launch = launch[:i + 1] + ["2"] + launch[i + 2:]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
-           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    launch = launch[: i + 1] + ["2"] + launch[i + 2 :]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
     cmd = [sys.executable, "-m", "torch.distributed.run", *launch, "-m", "robustok.cli", *argv]
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -186,8 +249,8 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
     specs: dict[str, str] = {}
 
     def run(guide_argv: list[str], extra: tuple[str, ...] = (), flags: tuple[str, ...] = ()) -> list[str]:
-        argv = tiny(guide_argv, specs, raw) + list(extra) + list(flags)   # key=value may follow --control
-        assert not any("001281" in a or "000049" in a for a in argv), argv        # every range re-ranged
+        argv = tiny(guide_argv, specs, raw) + list(extra) + list(flags)  # key=value may follow --control
+        assert not any("001281" in a or "000049" in a for a in argv), argv  # every range re-ranged
         assert main(argv) == 0, shlex.join(argv)
         return argv
 
@@ -197,7 +260,7 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
         printed = capsys.readouterr().out.strip().splitlines()[-1].split("data spec: ")[1]
         assert SHARDS.fullmatch(printed) and printed.startswith(f"wds:data/imagenet/{split}/"), printed
         specs[split] = printed
-    assert specs["train"].endswith("{000000..000004}.tar")                      # 18 images, 4 per shard
+    assert specs["train"].endswith("{000000..000004}.tar")  # 18 images, 4 per shard
     assert (work / "data/imagenet/train/classes.txt").read_text().split()[0] == "n01440764"
     _adm_reference(work, specs["val"])
 
@@ -225,8 +288,20 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
     assert rar_l != guide[6]
     run(rar_l, GENERATOR)
     run(guide[7])
-    bad = ["post-train-data", "runs/rar-b/generator", "--tokenizer", str(tok), "--data", specs["train"], "--sigma",
-           "0.7", "--num-pairs", "2", "--out", "runs/bad"]                     # shards: streams, no index
+    bad = [
+        "post-train-data",
+        "runs/rar-b/generator",
+        "--tokenizer",
+        str(tok),
+        "--data",
+        specs["train"],
+        "--sigma",
+        "0.7",
+        "--num-pairs",
+        "2",
+        "--out",
+        "runs/bad",
+    ]  # shards: streams, no index
     assert main(bad) == 2 and "need an image folder" in capsys.readouterr().err
     pairs = json.loads((work / "runs/pairs-imagenet/manifest.json").read_text())
     assert pairs["sigma"] == 0.7 and pairs["data"] == str(raw / "train")
@@ -242,7 +317,7 @@ def test_imagenet_guide_end_to_end(stand_in, capsys):
     samples = np.load(work / "runs/rar-l/samples/samples.npz")
     assert samples["arr_0"].shape == (12, 32, 32, 3) and sorted(samples["arr_1"]) == [0] * 4 + [1] * 4 + [2] * 4
     two_processes(commands[9][0], [a.replace("runs/rar-l/samples", "runs/rar-l/samples-2") for a in argv])
-    if not torch.cuda.is_available():                                           # both on the CPU: the same images
+    if not torch.cuda.is_available():  # both on the CPU: the same images
         assert np.array_equal(np.load(work / "runs/rar-l/samples-2/samples.npz")["arr_0"], samples["arr_0"])
     run(guide[10])
     gfid = json.loads((work / "runs/rar-l/gfid.json").read_text())

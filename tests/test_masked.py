@@ -1,4 +1,5 @@
 """The masked-token (MaskGIT-style) generator: loss, mask schedule, parallel decoding, CFG, pairs, save/load, CLI."""
+
 import json
 import math
 
@@ -10,8 +11,7 @@ import torch.nn.functional as F
 from robustok.cli import main
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator import load_generator
-from robustok.generator.masked import MaskedConfig, MaskedGenerator, masked_loss
-from robustok.generator.masked import MaskedSampling
+from robustok.generator.masked import MaskedConfig, MaskedGenerator, MaskedSampling, masked_loss
 from robustok.generator.sampling import SamplingOptions
 from robustok.tokens.pairs import PairStore
 from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
@@ -34,7 +34,7 @@ def gen(seed: int) -> torch.Generator:
 def test_loss_is_cross_entropy_on_masked_positions_only():
     m = model()
     x = torch.randint(0, K, (4, *GRID))
-    y = torch.tensor([0, 1, 2, 3])                  # 3 = the null class
+    y = torch.tensor([0, 1, 2, 3])  # 3 = the null class
     mask = torch.zeros(4, 12, dtype=torch.bool)
     mask[:, :5] = True
     mask[1, 7] = True
@@ -58,8 +58,13 @@ def test_random_mask_follows_the_cosine_schedule():
     # E[ceil(12 cos(pi/2 u))] / 12 is a bit above E[cos(pi/2 u)] = 2/pi
     assert 2 / math.pi < counts.float().mean() / 12 < 2 / math.pi + 1 / 12
     with pytest.raises(DataError, match="no position"):
-        masked_loss(m, m, torch.zeros(2, *GRID, dtype=torch.long), torch.zeros(2, dtype=torch.long),
-                    mask=torch.zeros(2, 12, dtype=torch.bool))
+        masked_loss(
+            m,
+            m,
+            torch.zeros(2, *GRID, dtype=torch.long),
+            torch.zeros(2, dtype=torch.long),
+            mask=torch.zeros(2, 12, dtype=torch.bool),
+        )
 
 
 def test_training_reduces_the_loss():
@@ -101,7 +106,7 @@ def test_cfg_one_is_conditional_and_zero_is_unconditional():
     m = model()
     labels = torch.tensor([0, 1, 2, 1])
     null = torch.full_like(labels, C)
-    kw = dict(temperature=0.0, choice_temperature=0.0)        # deterministic: argmax and most confident
+    kw = dict(temperature=0.0, choice_temperature=0.0)  # deterministic: argmax and most confident
     cond = m.sample(labels, cfg=1.0, generator=gen(0), **kw)
     # a linear schedule at scale 1 runs the guided (two-row) path: still exactly the conditional model
     assert torch.equal(cond, m.sample(labels, cfg=1.0, cfg_schedule="linear", generator=gen(0), **kw))
@@ -116,7 +121,7 @@ def test_pairs_sigma_one_is_identity_and_zero_is_a_free_sample():
     opts = SamplingOptions(cfg=1.5)
     assert torch.equal(m.paired(real, labels, 1.0, opts, gen(0), gen(1)), real)
     free = m.paired(real, labels, 0.0, opts, gen(0), gen(1))
-    assert torch.equal(free, m.sample_codes(labels, opts, gen(0)))       # nothing kept: the free sample
+    assert torch.equal(free, m.sample_codes(labels, opts, gen(0)))  # nothing kept: the free sample
     half = m.paired(real, labels, 0.5, opts, gen(0), gen(1))
     keep = torch.rand(real.flatten(1).shape, generator=gen(1)) < 0.5
     assert torch.equal(half.flatten(1)[keep], real.flatten(1)[keep])
@@ -134,12 +139,11 @@ def test_bad_input_is_refused():
     with pytest.raises(ConfigError, match="cfg"):
         m.sample(torch.tensor([0]), cfg=-1.0)
     with pytest.raises(DataError, match="token ids"):
-        m.sample(torch.tensor([0]), keep_mask=torch.ones(1, 12, dtype=torch.bool),
-                 prefix_tokens=torch.full((1, 12), K))
+        m.sample(torch.tensor([0]), keep_mask=torch.ones(1, 12, dtype=torch.bool), prefix_tokens=torch.full((1, 12), K))
     with pytest.raises(CheckpointError, match="continuous"):
         m.check_tokenizer(tiny16_tokenizer("kl"))
     with pytest.raises(CheckpointError, match="codebook size"):
-        m.check_tokenizer(tiny16_tokenizer("vq"))         # K = 32 vs 16
+        m.check_tokenizer(tiny16_tokenizer("vq"))  # K = 32 vs 16
 
 
 def test_save_load_round_trip(tmp_path):
@@ -149,8 +153,9 @@ def test_save_load_round_trip(tmp_path):
     assert isinstance(back, MaskedGenerator) and back.config == m.config
     assert back.fingerprint() == m.fingerprint()
     labels = torch.arange(4) % C
-    assert torch.equal(back.eval().sample(labels, cfg=2.0, generator=gen(3)), m.sample(labels, cfg=2.0,
-                                                                                          generator=gen(3)))
+    assert torch.equal(
+        back.eval().sample(labels, cfg=2.0, generator=gen(3)), m.sample(labels, cfg=2.0, generator=gen(3))
+    )
 
 
 def test_cli_train_sample_pairs(tmp_path):
@@ -160,13 +165,45 @@ def test_cli_train_sample_pairs(tmp_path):
     store = tmp_path / "store"
     assert main(["pretokenize", str(tok), "--data", str(tmp_path / "imgs"), "--out", str(store), "--no-progress"]) == 0
     run = tmp_path / "run"
-    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
-                 f"data.tokenizer={tok}", f"run.dir={run}", "train.steps=3", "data.batch_size=4", "run.log_every=1",
-                 "run.sample_every=3", "run.progress=false", "model.dim=32", "model.depth=1", "model.heads=2"]) == 0
+    assert (
+        main(
+            [
+                "train-generator",
+                f"{ROOT}/configs/generator/fmnist-masked.yaml",
+                f"data.tokens={store}",
+                f"data.tokenizer={tok}",
+                f"run.dir={run}",
+                "train.steps=3",
+                "data.batch_size=4",
+                "run.log_every=1",
+                "run.sample_every=3",
+                "run.progress=false",
+                "model.dim=32",
+                "model.depth=1",
+                "model.heads=2",
+            ]
+        )
+        == 0
+    )
     assert isinstance(load_generator(run / "generator"), MaskedGenerator)
     assert list((run / "samples").glob("*.png"))
-    args = ["sample", str(run / "generator"), "--tokenizer", str(tok), "--num-images", "5", "--cfg", "2",
-            "--mask-steps", "3", "--out", str(tmp_path / "s1"), "--batch-size", "3", "--no-progress"]
+    args = [
+        "sample",
+        str(run / "generator"),
+        "--tokenizer",
+        str(tok),
+        "--num-images",
+        "5",
+        "--cfg",
+        "2",
+        "--mask-steps",
+        "3",
+        "--out",
+        str(tmp_path / "s1"),
+        "--batch-size",
+        "3",
+        "--no-progress",
+    ]
     assert main(args) == 0
     npz = np.load(tmp_path / "s1" / "samples.npz")
     assert npz["arr_0"].shape == (5, 16, 16, 1) and npz["arr_1"].tolist() == [0, 1, 0, 1, 0]
@@ -175,23 +212,71 @@ def test_cli_train_sample_pairs(tmp_path):
     assert np.array_equal(np.load(tmp_path / "s2" / "samples.npz")["arr_0"], npz["arr_0"])
     for sigma in ("0.5", "1"):
         out = tmp_path / f"pairs{sigma}"
-        assert main(["post-train-data", str(run / "generator"), "--tokenizer", str(tok), "--data",
-                     str(tmp_path / "imgs"), "--sigma", sigma, "--num-pairs", "6", "--num-eval", "4", "--cfg", "1.5",
-                     "--mask-steps", "4", "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "post-train-data",
+                    str(run / "generator"),
+                    "--tokenizer",
+                    str(tok),
+                    "--data",
+                    str(tmp_path / "imgs"),
+                    "--sigma",
+                    sigma,
+                    "--num-pairs",
+                    "6",
+                    "--num-eval",
+                    "4",
+                    "--cfg",
+                    "1.5",
+                    "--mask-steps",
+                    "4",
+                    "--batch-size",
+                    "4",
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         manifest = json.loads((out / "manifest.json").read_text())
         assert manifest["kind"] == "ids" and manifest["generator"] == "masked"
         assert manifest["sampling"]["mask_steps"] == 4
         store_ = PairStore(out, tiny16_tokenizer("vq"))
         assert store_.generated.shape == (6, 8, 8) and store_.eval_generated.shape == (4, 8, 8)
     from robustok.data import build_dataset
+
     images = build_dataset(str(tmp_path / "imgs"), 16, 1, train=False)
     index = np.load(tmp_path / "pairs1" / "index.npy")
     real = tiny16_tokenizer("vq").encode(torch.stack([images[int(i)][0] for i in index]))
     pairs = {s: np.asarray(PairStore(tmp_path / f"pairs{s}", tiny16_tokenizer("vq")).generated) for s in ("1", "0.5")}
-    assert np.array_equal(pairs["1"], real.numpy())     # sigma = 1: the real tokens
+    assert np.array_equal(pairs["1"], real.numpy())  # sigma = 1: the real tokens
     assert not np.array_equal(pairs["0.5"], real.numpy())
-    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
-                 f"run.dir={tmp_path / 'run3'}", "model.random_order=true"]) == 2
-    assert main(["train-generator", f"{ROOT}/configs/generator/fmnist-masked.yaml", f"data.tokens={store}",
-                 f"run.dir={tmp_path / 'run2'}", "train.steps=1", "data.batch_size=4", "run.progress=false",
-                 f"model.init={run / 'generator'}"]) == 0
+    assert (
+        main(
+            [
+                "train-generator",
+                f"{ROOT}/configs/generator/fmnist-masked.yaml",
+                f"data.tokens={store}",
+                f"run.dir={tmp_path / 'run3'}",
+                "model.random_order=true",
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "train-generator",
+                f"{ROOT}/configs/generator/fmnist-masked.yaml",
+                f"data.tokens={store}",
+                f"run.dir={tmp_path / 'run2'}",
+                "train.steps=1",
+                "data.batch_size=4",
+                "run.progress=false",
+                f"model.init={run / 'generator'}",
+            ]
+        )
+        == 0
+    )

@@ -1,4 +1,5 @@
 """`robustok fid`, `fid-stats` and `eval-tokenizer` end to end with the seeded random features (fast)."""
+
 import json
 
 import numpy as np
@@ -33,8 +34,12 @@ def test_fid_folders_npz_and_stats(tmp_path, capsys):
     assert read_samples_npz(tmp_path / "a.npz").shape == (12, 32, 32, 3)
     assert main(["fid-stats", str(b), "--features", "random", "--out", str(tmp_path / "b_stats.npz")]) == 0
     out2 = tmp_path / "fid2.json"
-    assert main(["fid", str(tmp_path / "a.npz"), str(tmp_path / "b_stats.npz"), "--features", "random",
-                 "--json", str(out2)]) == 0
+    assert (
+        main(
+            ["fid", str(tmp_path / "a.npz"), str(tmp_path / "b_stats.npz"), "--features", "random", "--json", str(out2)]
+        )
+        == 0
+    )
     assert json.loads(out2.read_text())["fid"] == pytest.approx(res["fid"], rel=1e-9)
     assert main(["fid", str(a), str(a), "--features", "random", "--json", str(out2)]) == 0
     assert json.loads(out2.read_text())["fid"] == pytest.approx(0.0, abs=1e-8)
@@ -67,22 +72,55 @@ def test_eval_tokenizer_cli(tmp_path, capsys):
     tok = Tokenizer(TokenizerConfig(codebook_size=32, base_channels=8, hidden_dim=16, channel_mult=[1, 2]))
     tok.save_pretrained(tmp_path / "tok")
     out = tmp_path / "eval.json"
-    assert main(["eval-tokenizer", str(tmp_path / "tok"), "--data", str(data), "--num-images", "20",
-                 "--features", "random", "--pfid-alphas", "0.9,0.5", "--batch-size", "8",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval-tokenizer",
+                str(tmp_path / "tok"),
+                "--data",
+                str(data),
+                "--num-images",
+                "20",
+                "--features",
+                "random",
+                "--pfid-alphas",
+                "0.9,0.5",
+                "--batch-size",
+                "8",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
-    for key in ("psnr", "ssim", "rfid", "pfid", "pfid_grid", "codebook_usage", "perplexity", "features",
-                "num_images"):
+    for key in ("psnr", "ssim", "rfid", "pfid", "pfid_grid", "codebook_usage", "perplexity", "features", "num_images"):
         assert key in res
     assert res["num_images"] == 20 and len(res["pfid_grid"]) == 6
     text = capsys.readouterr().out
     assert "pFID-random" in text and "rFID-random" in text
     assert main(["eval-tokenizer", str(tmp_path / "tok"), "--data", str(data), "--metrics", "psnr,bogus"]) == 2
     torch.manual_seed(0)
-    Tokenizer(TokenizerConfig(bottleneck="kl", base_channels=8, hidden_dim=16, channel_mult=[1, 2])
-              ).save_pretrained(tmp_path / "kl")
-    assert main(["eval-tokenizer", str(tmp_path / "kl"), "--data", str(data), "--metrics", "pfid",
-                 "--features", "random", "--num-images", "4"]) == 2
+    Tokenizer(TokenizerConfig(bottleneck="kl", base_channels=8, hidden_dim=16, channel_mult=[1, 2])).save_pretrained(
+        tmp_path / "kl"
+    )
+    assert (
+        main(
+            [
+                "eval-tokenizer",
+                str(tmp_path / "kl"),
+                "--data",
+                str(data),
+                "--metrics",
+                "pfid",
+                "--features",
+                "random",
+                "--num-images",
+                "4",
+            ]
+        )
+        == 2
+    )
     assert "discrete tokenizer" in capsys.readouterr().err
 
 
@@ -92,12 +130,29 @@ def test_class_accuracy_of_labelled_samples(tmp_path, capsys):
     imgs = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     predicted = RandomFeatures().logits(torch.from_numpy(imgs).permute(0, 3, 1, 2)).argmax(1).numpy()
     ref = _folder(tmp_path / "ref", 6)
-    for name, labels, expected in (("right", predicted, 1.0), ("wrong", (predicted + 1) % 10, 0.0),
-                                   ("half", np.where(np.arange(20) < 10, predicted, (predicted + 1) % 10), 0.5)):
+    for name, labels, expected in (
+        ("right", predicted, 1.0),
+        ("wrong", (predicted + 1) % 10, 0.0),
+        ("half", np.where(np.arange(20) < 10, predicted, (predicted + 1) % 10), 0.5),
+    ):
         np.savez(tmp_path / f"{name}.npz", arr_0=imgs, arr_1=labels)
         out = tmp_path / f"{name}.json"
-        assert main(["fid", str(tmp_path / f"{name}.npz"), str(ref), "--features", "random", "--metrics", "fid,acc",
-                     "--json", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "fid",
+                    str(tmp_path / f"{name}.npz"),
+                    str(ref),
+                    "--features",
+                    "random",
+                    "--metrics",
+                    "fid,acc",
+                    "--json",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         assert json.loads(out.read_text())["class_accuracy"] == pytest.approx(expected)
     assert "class accuracy (random classifier)" in capsys.readouterr().out
     np.savez(tmp_path / "nolabels.npz", arr_0=imgs)
@@ -113,6 +168,20 @@ def test_class_accuracy_of_labelled_samples(tmp_path, capsys):
 def test_class_accuracy_refuses_mismatched_labels(tmp_path, capsys):
     imgs = np.zeros((4, 32, 32, 3), np.uint8)
     np.savez(tmp_path / "short.npz", arr_0=imgs, arr_1=np.zeros(3, np.int64))
-    assert main(["fid", str(tmp_path / "short.npz"), str(tmp_path / "short.npz"), "--features", "random",
-                 "--metrics", "acc", "--num-images", "2"]) == 2
+    assert (
+        main(
+            [
+                "fid",
+                str(tmp_path / "short.npz"),
+                str(tmp_path / "short.npz"),
+                "--features",
+                "random",
+                "--metrics",
+                "acc",
+                "--num-images",
+                "2",
+            ]
+        )
+        == 2
+    )
     assert "4 images but 3 labels" in capsys.readouterr().err

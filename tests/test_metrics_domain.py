@@ -1,4 +1,5 @@
 """The shipped `fmnist` feature network: hash-checked weights and pinned reference feature values."""
+
 import shutil
 
 import pytest
@@ -33,6 +34,7 @@ def test_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
 
 def test_other_weights_by_environment(tmp_path, monkeypatch):
     from safetensors.torch import save_file
+
     torch.manual_seed(0)
     other = tmp_path / "mine.safetensors"
     save_file(domain.FmnistNet().state_dict(), str(other), metadata={"test_accuracy": "0.5"})

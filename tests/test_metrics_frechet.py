@@ -1,4 +1,5 @@
 """Fréchet distance: closed forms, the stable trace, streaming statistics, stats files and bad input."""
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -50,7 +51,7 @@ def test_streaming_matches_numpy_and_merge():
     x = rng.standard_normal((503, 7)) * 3 + 100  # large mean: cancellation-prone for naive sums
     rs = RunningStats()
     for i in range(0, len(x), 64):
-        rs.update(x[i:i + 64])
+        rs.update(x[i : i + 64])
     s = rs.finalize()
     np.testing.assert_allclose(s.mu, x.mean(0), rtol=1e-12)
     np.testing.assert_allclose(s.sigma, np.cov(x, rowvar=False), rtol=1e-9, atol=1e-12)

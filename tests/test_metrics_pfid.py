@@ -1,4 +1,5 @@
 """pFID: the delta rule, pFID(alpha=0) = rFID, growth with alpha, determinism, and the discrete-only check."""
+
 import math
 
 import pytest
@@ -16,11 +17,11 @@ def test_delta_rule():
     assert delta_triplet(8192) == (100, 140, 180)
     assert delta_triplet(4096) == (50, 70, 90)
     assert delta_triplet(1024) == (10, 15, 20)
-    assert delta_triplet(2048) == (23, 33, 43)      # 1/3 of the way from 1024 to 4096
+    assert delta_triplet(2048) == (23, 33, 43)  # 1/3 of the way from 1024 to 4096
     assert delta_triplet(12288) == (150, 210, 270)  # halfway between 8192 and 16384
-    assert delta_triplet(512) == (5, 8, 10)         # 1024 triplet x K/1024
+    assert delta_triplet(512) == (5, 8, 10)  # 1024 triplet x K/1024
     assert delta_triplet(32768) == (400, 560, 720)  # 16384 triplet x K/16384
-    assert delta_triplet(16) == (2, 2, 2)           # floor of 2 (delta 1 would perturb nothing)
+    assert delta_triplet(16) == (2, 2, 2)  # floor of 2 (delta 1 would perturb nothing)
     assert len(PFIDConfig().cells(4096)) == 15
 
 
@@ -32,12 +33,12 @@ def _images(n=48, seed=0):
     for _ in range(3):
         cx, cy = torch.rand(n, 1, 1, generator=g) * 32, torch.rand(n, 1, 1, generator=g) * 32
         s = 3 + torch.rand(n, 1, 1, generator=g) * 6
-        out[:, 0] += torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s ** 2))
+        out[:, 0] += torch.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s**2))
     return (out / out.amax((2, 3), keepdim=True)) * 2 - 1
 
 
 def _batches(x, bs=16):
-    return [(x[i:i + bs], torch.zeros(len(x[i:i + bs]))) for i in range(0, len(x), bs)]
+    return [(x[i : i + bs], torch.zeros(len(x[i : i + bs]))) for i in range(0, len(x), bs)]
 
 
 class PatchTokenizer(torch.nn.Module):
@@ -88,7 +89,9 @@ def test_pfid_latent_neighbours_and_determinism():
 
 def _real_tokenizer(**kw):
     torch.manual_seed(0)
-    return Tokenizer(TokenizerConfig(codebook_size=32, base_channels=8, hidden_dim=16, channel_mult=[1, 2], **kw)).eval()
+    return Tokenizer(
+        TokenizerConfig(codebook_size=32, base_channels=8, hidden_dim=16, channel_mult=[1, 2], **kw)
+    ).eval()
 
 
 def test_real_tokenizer_all_metrics():

@@ -1,4 +1,5 @@
 """PSNR, SSIM, codebook usage/perplexity, Inception Score and precision/recall."""
+
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ from robustok.metrics.reconstruction import code_histogram, psnr, ssim, usage_an
 def test_psnr_known_value():
     x = torch.zeros(2, 1, 8, 8, dtype=torch.uint8)
     y = x.clone() + 10
-    assert psnr(x, y)[0].item() == pytest.approx(10 * math.log10(255 ** 2 / 100))
+    assert psnr(x, y)[0].item() == pytest.approx(10 * math.log10(255**2 / 100))
     assert torch.isinf(psnr(x, x)).all()
 
 
@@ -36,13 +37,13 @@ def test_ssim_matches_direct_formula_on_one_window():
     x = torch.randint(0, 256, (1, 1, 11, 11), generator=g).double()
     y = torch.randint(0, 256, (1, 1, 11, 11), generator=g).double()
     c = torch.arange(11, dtype=torch.float64) - 5
-    w1 = torch.exp(-c ** 2 / (2 * 1.5 ** 2))
+    w1 = torch.exp(-(c**2) / (2 * 1.5**2))
     w = torch.outer(w1, w1) / w1.sum() ** 2
     mx, my = (w * x).sum(), (w * y).sum()
-    vx, vy = (w * x * x).sum() - mx ** 2, (w * y * y).sum() - my ** 2
+    vx, vy = (w * x * x).sum() - mx**2, (w * y * y).sum() - my**2
     cxy = (w * x * y).sum() - mx * my
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    ref = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))
+    ref = (2 * mx * my + c1) * (2 * cxy + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     assert ssim(x, y).item() == pytest.approx(ref.item(), rel=1e-10)
 
 

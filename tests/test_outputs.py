@@ -1,6 +1,7 @@
 """Output folders never clobber what a user has: `pretokenize` and `sample` refuse a non-empty `--out` unless
 `--overwrite`, build the new folder under a temporary name and rename it into place only when complete; a run that
 fails or is killed part-way leaves the old folder exactly as it was (robustok.outputs)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
-            for p in sorted(root.rglob("*"))}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
+        for p in sorted(root.rglob("*"))
+    }
 
 
 def _hidden(folder: Path) -> list[str]:
@@ -37,8 +40,11 @@ def w(tmp_path_factory) -> Path:
     gray_class_folder(t / "imgs", [4, 4])
     tok = tiny16_tokenizer()
     tok.save_pretrained(t / "tok")
-    ARGenerator(ARConfig(vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2,
-                         tokenizer_fingerprint=tok.fingerprint())).save_pretrained(t / "gen")
+    ARGenerator(
+        ARConfig(
+            vocab_size=32, grid=[8, 8], num_classes=2, dim=32, depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()
+        )
+    ).save_pretrained(t / "gen")
     return t
 
 
@@ -51,13 +57,35 @@ def _old(folder: Path) -> dict[str, str]:
 
 
 def _pre(w: Path, out: Path, *extra: str) -> list[str]:
-    return ["pretokenize", str(w / "tok"), "--data", str(w / "imgs"), "--out", str(out), "--no-progress",
-            "--batch-size", "3", *extra]
+    return [
+        "pretokenize",
+        str(w / "tok"),
+        "--data",
+        str(w / "imgs"),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--batch-size",
+        "3",
+        *extra,
+    ]
 
 
 def _sample(w: Path, out: Path, *extra: str) -> list[str]:
-    return ["sample", str(w / "gen"), "--tokenizer", str(w / "tok"), "--num-images", "5", "--batch-size", "2",
-            "--out", str(out), "--no-progress", *extra]
+    return [
+        "sample",
+        str(w / "gen"),
+        "--tokenizer",
+        str(w / "tok"),
+        "--num-images",
+        "5",
+        "--batch-size",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize("command", ["pretokenize", "sample"])
@@ -73,10 +101,10 @@ def test_non_empty_out_is_refused_then_replaced_with_overwrite(w, tmp_path, caps
     names = sorted(p.name for p in out.iterdir())
     assert "mine.txt" not in names and "sub" not in names
     assert ("manifest.json" if command == "pretokenize" else "samples.npz") in names
-    assert _hidden(tmp_path) == []                      # no temp, parts or old folder left next to it
-    assert main(argv(w, tmp_path / "empty_ok")) == 0    # a new folder needs no --overwrite ...
+    assert _hidden(tmp_path) == []  # no temp, parts or old folder left next to it
+    assert main(argv(w, tmp_path / "empty_ok")) == 0  # a new folder needs no --overwrite ...
     (tmp_path / "empty").mkdir()
-    assert main(argv(w, tmp_path / "empty")) == 0       # ... nor an empty one
+    assert main(argv(w, tmp_path / "empty")) == 0  # ... nor an empty one
 
 
 class _Boom(RuntimeError):
@@ -97,7 +125,7 @@ def test_store_failing_part_way_keeps_the_old_store(w, tmp_path, monkeypatch):
 
     def failing(path, arr):
         calls.append(path)
-        if len(calls) == 3:                             # after a shard or two of the new store
+        if len(calls) == 3:  # after a shard or two of the new store
             raise _Boom("disk full")
         real(path, arr)
 
@@ -151,9 +179,9 @@ def test_commit_rechecks_and_staging_errors(tmp_path):
     with pytest.raises(OutputExistsError, match="--overwrite"):
         with staged_output(out, overwrite=False) as staged:
             (staged.build / "a.txt").write_text("new")
-            _old(out)                                   # appeared while we were working
+            _old(out)  # appeared while we were working
             staged.commit()
-    assert (out / "mine.txt").is_file() and _hidden(tmp_path) == []   # the failed run's build folder is gone
+    assert (out / "mine.txt").is_file() and _hidden(tmp_path) == []  # the failed run's build folder is gone
     with staged_output(out, overwrite=True) as staged:
         (staged.build / "a.txt").write_text("new")
         staged.commit()
@@ -167,14 +195,14 @@ def test_make_shards_resumes_its_own_folder_and_refuses_others(w, tmp_path, caps
     out = tmp_path / "shards"
     before = _old(out)
     args = ["make-shards", str(w / "imgs"), "--out", str(out), "--shard-size", "3"]
-    assert main(args) == 2                              # a folder of the user's files
+    assert main(args) == 2  # a folder of the user's files
     assert "--overwrite" in capsys.readouterr().err and _tree(out) == before
     fresh = tmp_path / "fresh"
     args[3] = str(fresh)
     assert main(args) == 0 and len(list(fresh.glob("*.tar"))) == 3
-    assert main(args) == 0 and "(0 written now)" in capsys.readouterr().out   # a rerun resumes
+    assert main(args) == 0 and "(0 written now)" in capsys.readouterr().out  # a rerun resumes
     made = _tree(fresh)
-    assert main([*args[:-1], "4"]) == 2                 # other settings: the shards would not match
+    assert main([*args[:-1], "4"]) == 2  # other settings: the shards would not match
     assert "shard_size" in capsys.readouterr().err and _tree(fresh) == made
     assert main([*args[:-1], "4", "--overwrite"]) == 0 and "(2 written now)" in capsys.readouterr().out
     args[3] = str(out)
@@ -203,8 +231,14 @@ def _stopped_writer(argv: list[str], site: str) -> subprocess.Popen:
     """robustok `argv` in a subprocess that stops itself (SIGSTOP, fault action `stop`) at fault `site`, i.e.
     while it holds its output's lock and has written part of its build folder."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "ROBUSTOK_FAULT_AT": f"{site}:stop"}
-    p = subprocess.Popen([sys.executable, "-m", "robustok.cli", *argv], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "robustok.cli", *argv],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status = os.waitpid(p.pid, os.WUNTRACED)
     if not os.WIFSTOPPED(status):
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -230,7 +264,7 @@ def test_two_pretokenize_writers_into_one_out(w, tmp_path, tok_b, capsys):
     import json
 
     out = tmp_path / "tokens"
-    assert main(_pre(w, out)) == 0                      # an existing store, replaced only by a complete one
+    assert main(_pre(w, out)) == 0  # an existing store, replaced only by a complete one
     before = _tree(out)
     first = _stopped_writer(_pre(w, out, "--overwrite"), "store-batch:1")
     try:
@@ -238,14 +272,14 @@ def test_two_pretokenize_writers_into_one_out(w, tmp_path, tok_b, capsys):
         assert main(second) == 2
         err = capsys.readouterr().err
         assert f"--out {out}: another run is writing it (pid {first.pid} " in err and "Traceback" not in err
-        assert main(["make-shards", str(w / "imgs"), "--out", str(out), "--overwrite"]) == 2   # any writer
+        assert main(["make-shards", str(w / "imgs"), "--out", str(out), "--overwrite"]) == 2  # any writer
         assert f"pid {first.pid}" in capsys.readouterr().err
-        assert _tree(out) == before                     # the first run's store is still being built aside
+        assert _tree(out) == before  # the first run's store is still being built aside
     finally:
         _finish(first)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["tokenizer_fingerprint"] == Tokenizer.from_pretrained(w / "tok").fingerprint()
-    assert _hidden(tmp_path) == []                      # no build, parts, old or lock file left
+    assert _hidden(tmp_path) == []  # no build, parts, old or lock file left
 
 
 def test_two_sample_writers_into_one_out(w, tmp_path, capsys):
@@ -260,7 +294,7 @@ def test_two_sample_writers_into_one_out(w, tmp_path, capsys):
         assert f"pid {first.pid}" in err and not out.exists()
     finally:
         _finish(first)
-    with np.load(out / "samples.npz") as f:              # the PNGs are the samples.npz beside them
+    with np.load(out / "samples.npz") as f:  # the PNGs are the samples.npz beside them
         images = f["arr_0"]
     pngs = sorted(out.glob("*/*.png"), key=lambda p: p.name)
     assert len(pngs) == len(images) == 5
@@ -275,7 +309,7 @@ def test_stale_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
     dead.wait()
     stale = [tmp_path / f".o.{kind}-{dead.pid}-0badc0de" for kind in ("build", "parts")]  # ".old-": below
     live = [tmp_path / ".o.build-1-feedbeef", tmp_path / ".other.build-{}-0badc0de".format(dead.pid)]
-    for d in stale + live:                              # pid 1 is alive; another output's folder is not ours
+    for d in stale + live:  # pid 1 is alive; another output's folder is not ours
         (d / "sub").mkdir(parents=True)
     with staged_output(out, overwrite=False) as staged:
         assert not any(d.exists() for d in stale) and all(d.is_dir() for d in live)
@@ -288,11 +322,19 @@ def test_stale_folders_of_dead_runs_are_removed_and_live_ones_kept(tmp_path):
 # --- full or failing disks: exit 1, one line naming the file, temp folders removed, the old output intact ---------
 DISK_CASES = [
     # (id, command, fault (see robustok.train.faults), message after "robustok <command>: error: --out <out>: ")
-    ("pretokenize-enospc-in-a-shard", "pretokenize", "write:2:enospc",
-     r"no space left on the device while writing labels-00000\.npy \(needs more than the [\d.]+ [kMG]?B free\)"),
+    (
+        "pretokenize-enospc-in-a-shard",
+        "pretokenize",
+        "write:2:enospc",
+        r"no space left on the device while writing labels-00000\.npy \(needs more than the [\d.]+ [kMG]?B free\)",
+    ),
     ("pretokenize-eio-after-a-batch", "pretokenize", "store-batch:2:eio", r"input/output error while writing"),
-    ("sample-enospc-after-a-batch", "sample", "samples-batch:2:enospc",
-     r"no space left on the device \(needs more than the [\d.]+ [kMG]?B free\)"),
+    (
+        "sample-enospc-after-a-batch",
+        "sample",
+        "samples-batch:2:enospc",
+        r"no space left on the device \(needs more than the [\d.]+ [kMG]?B free\)",
+    ),
     ("sample-eio-after-the-last-batch", "sample", "samples-batch:3:eio", r"input/output error"),
 ]
 
@@ -358,7 +400,7 @@ def test_a_run_killed_between_its_two_renames_gets_the_old_folder_back(tmp_path)
         with staged_output(out, overwrite=False):
             pass
     assert _tree(out) == before and _hidden(tmp_path) == []
-    _old(tmp_path / f".o.old-{dead.pid}-feedbeef")      # killed after the second rename, while deleting the old one
+    _old(tmp_path / f".o.old-{dead.pid}-feedbeef")  # killed after the second rename, while deleting the old one
     with staged_output(out, overwrite=True) as staged:
         (staged.build / "a.txt").write_text("new")
         staged.commit()

@@ -1,8 +1,14 @@
 import pytest
 import torch
 
-from robustok.tokenizer.perturbation import (PerturbationConfig, anneal_ratio, neighbour_table, perturb_codes_st,
-                                             perturb_ids, scheduled)
+from robustok.tokenizer.perturbation import (
+    PerturbationConfig,
+    anneal_ratio,
+    neighbour_table,
+    perturb_codes_st,
+    perturb_ids,
+    scheduled,
+)
 from tests.helpers import tiny_tokenizer
 
 

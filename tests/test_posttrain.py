@@ -11,11 +11,10 @@ from robustok.generator import DiffusionConfig, DiffusionGenerator
 from robustok.generator.diffusion import DiffusionSampling
 from robustok.generator.sampling import SamplingOptions
 from robustok.posttrain.pairs import PairsSpec, generate_batch, make_pairs
-from robustok.tokens.pairs import PairDataset, PairStore
 from robustok.posttrain.train import PostTrainConfig, PostTrainTask, freeze_encoder_side
+from robustok.tokens.pairs import PairDataset, PairStore
 from robustok.train.loop import train
 from tests.helpers import ROOT, needs_fmnist, tiny_ar, tiny_tokenizer
-
 
 
 def test_sigma_one_keeps_real_tokens_and_sigma_zero_is_free_sampling():
@@ -42,8 +41,9 @@ def test_sdedit_pairs_for_continuous_latents():
     rng = torch.Generator().manual_seed(0)
     z = generate_batch(gen, tok, x, torch.tensor([0, 1]), 0.7, DiffusionSampling(steps=4), rng, rng)
     assert z.shape == (2, 4, 16, 16)
-    assert torch.equal(generate_batch(gen, tok, x, torch.tensor([0, 1]), 1.0, SamplingOptions(), rng, rng),
-                       tok.encode_latents(x))
+    assert torch.equal(
+        generate_batch(gen, tok, x, torch.tensor([0, 1]), 1.0, SamplingOptions(), rng, rng), tok.encode_latents(x)
+    )
 
 
 @pytest.fixture()
@@ -77,10 +77,21 @@ def test_post_training_changes_only_the_decoder(pairs, tmp_path, control):
     tok, out = pairs
     frozen_before = {k: v.clone() for k, v in tok.state_dict().items() if k.startswith(tuple(tok.frozen_part_names()))}
     dec_before = tok.decoder.conv_out.weight.clone()
-    cfg = load_config(PostTrainConfig, ROOT / "configs/posttrain/fmnist.yaml",
-                      [f"run.dir={tmp_path / 'post'}", "run.progress=false", "train.steps=4", "data.batch_size=8",
-                       "eval_every=2", "eval_features=random", "eval_num_reference=32", f"control={control}",
-                       "loss.disc_weight=0.1"])
+    cfg = load_config(
+        PostTrainConfig,
+        ROOT / "configs/posttrain/fmnist.yaml",
+        [
+            f"run.dir={tmp_path / 'post'}",
+            "run.progress=false",
+            "train.steps=4",
+            "data.batch_size=8",
+            "eval_every=2",
+            "eval_features=random",
+            "eval_num_reference=32",
+            f"control={control}",
+            "loss.disc_weight=0.1",
+        ],
+    )
     task = PostTrainTask(cfg, tokenizer=tok, store=PairStore(out, tok))
     fp = tok.fingerprint()
     train(task, cfg.run, cfg.train, cfg.data, full_config=cfg)

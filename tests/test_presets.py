@@ -1,4 +1,5 @@
 """Named presets: every config shipped in the package loads by its name, as its path does, from any folder."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,15 +15,17 @@ from robustok.tokenizer.train import TokenizerTrainConfig
 def test_every_shipped_preset_loads_by_name_from_an_unrelated_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in preset_names("tokenizer"):
-        assert load_config(TokenizerTrainConfig, name) == load_config(TokenizerTrainConfig,
-                                                                        preset_path("tokenizer", name))
+        assert load_config(TokenizerTrainConfig, name) == load_config(
+            TokenizerTrainConfig, preset_path("tokenizer", name)
+        )
     for name in preset_names("generator"):
         by_name = load_generator_config(name)
         assert by_name == load_generator_config(preset_path("generator", name))
     assert load_generator_config("fmnist-diffusion").model.kind == "diffusion"
-    for name in (n for n in preset_names("posttrain") if n.startswith("fmnist")):   # imagenet: needs its files
-        assert load_config(PostTrainConfig, f"{name}.yaml") == load_config(PostTrainConfig,
-                                                                             preset_path("posttrain", name))
+    for name in (n for n in preset_names("posttrain") if n.startswith("fmnist")):  # imagenet: needs its files
+        assert load_config(PostTrainConfig, f"{name}.yaml") == load_config(
+            PostTrainConfig, preset_path("posttrain", name)
+        )
 
 
 def test_a_file_wins_over_a_preset_and_unknown_names_list_the_presets(tmp_path, monkeypatch):

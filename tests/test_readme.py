@@ -1,4 +1,5 @@
 """The README: its test command is the one CI runs, it fits on a screen, and its links lead somewhere."""
+
 import re
 from pathlib import Path
 

@@ -1,10 +1,10 @@
 """Nothing is lost: refused runs change nothing, run folders are locked, only complete and finite checkpoints
 are listed, logs hold each step once, post-training resumes its best score, curve and best decoder."""
+
 import json
 import os
 import subprocess
 import sys
-
 import time
 from pathlib import Path
 
@@ -15,13 +15,19 @@ from robustok.cli import main
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.hub import load_tensors, save_tensors
 from robustok.tokenizer.train import TokenizerTask
-from robustok.train.checkpoint import (MARKER, checkpoint_step, clean_stale, latest_checkpoint, list_checkpoints,
-                                       non_finite, save_checkpoint)
+from robustok.train.checkpoint import (
+    MARKER,
+    checkpoint_step,
+    clean_stale,
+    latest_checkpoint,
+    list_checkpoints,
+    non_finite,
+    save_checkpoint,
+)
 from robustok.train.lock import RunLockedError, run_lock
 from robustok.train.logging import MetricsLogger, read_metrics
 from robustok.train.loop import train
-from tests.helpers import ROOT, tiny_tokenizer, tiny_train_config
-from tests.helpers import needs_fmnist
+from tests.helpers import ROOT, needs_fmnist, tiny_tokenizer, tiny_train_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,8 +66,16 @@ def test_post_train_data_refuses_an_existing_out_folder(tmp_path, capsys):
     out = tmp_path / "finished"
     (out / "tokenizer").mkdir(parents=True)
     (out / "notes.txt").write_text("keep me")
-    args = ["post-train-data", str(tmp_path / "no-generator"), "--tokenizer", str(tmp_path / "no-tok"),
-            "--sigma", "0.7", "--out", str(out)]
+    args = [
+        "post-train-data",
+        str(tmp_path / "no-generator"),
+        "--tokenizer",
+        str(tmp_path / "no-tok"),
+        "--sigma",
+        "0.7",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "--overwrite" in err and "notes.txt" in err and "Traceback" not in err
@@ -91,10 +105,13 @@ def test_make_pairs_overwrite_replaces_only_when_asked(tmp_path):
 
 # --- run lock -----------------------------------------------------------------------------------------------
 def test_run_lock_names_the_holder_and_is_taken_over_when_it_dies(tmp_path):
-    code = ("import sys, time; from robustok.train.lock import run_lock\n"
-            f"with run_lock({str(tmp_path / 'r')!r}):\n    print('held', flush=True); time.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, time; from robustok.train.lock import run_lock\n"
+        f"with run_lock({str(tmp_path / 'r')!r}):\n    print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLockedError, match=f"pid {holder.pid}"):
@@ -119,10 +136,13 @@ def test_a_stale_lock_file_of_a_dead_pid_is_taken_over(tmp_path):
 @needs_fmnist
 def test_training_into_a_locked_run_dir_is_refused(tmp_path):
     cfg = tiny_train_config(tmp_path / "r", "train.steps=1")
-    code = ("import time; from robustok.train.lock import run_lock\n"
-            f"with run_lock({str(tmp_path / 'r')!r}):\n    print('held', flush=True); time.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import time; from robustok.train.lock import run_lock\n"
+        f"with run_lock({str(tmp_path / 'r')!r}):\n    print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunLockedError, match="in use by another run"):
@@ -165,15 +185,23 @@ def test_non_finite_weights_or_optimizer_state_are_never_checkpointed(tmp_path):
         save_checkpoint(tmp_path, 2, {"model": m}, {"step": 2})
     good = torch.nn.Linear(2, 2)
     with pytest.raises(CheckpointError, match="opt.state.0.exp_avg"):
-        save_checkpoint(tmp_path, 2, {"model": good},
-                        {"step": 2, "opt": {"state": {0: {"exp_avg": torch.tensor([float("inf")])}}}})
+        save_checkpoint(
+            tmp_path, 2, {"model": good}, {"step": 2, "opt": {"state": {0: {"exp_avg": torch.tensor([float("inf")])}}}}
+        )
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step-0000001"]
 
 
 @needs_fmnist
 def test_divergence_names_a_finite_checkpoint_that_resumes(tmp_path):
-    cfg = tiny_train_config(tmp_path / "r", "train.lr=1e6", "train.grad_clip=0", "train.steps=30",
-                            "train.warmup_steps=0", "run.ckpt_every=1", "run.keep_checkpoints=30")
+    cfg = tiny_train_config(
+        tmp_path / "r",
+        "train.lr=1e6",
+        "train.grad_clip=0",
+        "train.steps=30",
+        "train.warmup_steps=0",
+        "run.ckpt_every=1",
+        "run.keep_checkpoints=30",
+    )
     with pytest.raises(RobustokError, match="non-finite") as err:
         _run(cfg)
     ckpts = list_checkpoints(tmp_path / "r")
@@ -262,9 +290,19 @@ def post_setup(tmp_path):
 
 
 def post_overrides(t, run_dir, *extra):
-    return [f"tokenizer={t / 'tok'}", f"pairs={t / 'pairs'}", f"run.dir={run_dir}", "run.progress=false",
-            "train.steps=4", "data.batch_size=8", "eval_every=1", "eval_features=random", "eval_num_reference=32",
-            "run.log_every=1", *extra]
+    return [
+        f"tokenizer={t / 'tok'}",
+        f"pairs={t / 'pairs'}",
+        f"run.dir={run_dir}",
+        "run.progress=false",
+        "train.steps=4",
+        "data.batch_size=8",
+        "eval_every=1",
+        "eval_features=random",
+        "eval_num_reference=32",
+        "run.log_every=1",
+        *extra,
+    ]
 
 
 @needs_fmnist
@@ -280,25 +318,27 @@ def test_resume_of_a_finished_post_training_is_a_clean_no_op(post_setup, capsys)
     assert "nothing to do" in out and "n/a" not in out
     again = json.loads((t / "post" / "posttrain.json").read_text())
     assert again == first and len(first["curve"]) == 4 and first["gfid_proxy_best"] is not None
-    assert all(torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k])
-               for k, v in best.items())
+    assert all(
+        torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k]) for k, v in best.items()
+    )
     # killed after the last checkpoint, before the exports and the summary: resume rebuilds them all
     import shutil
+
     for name in ("tokenizer", "tokenizer-best"):
         shutil.rmtree(t / "post" / name)
     (t / "post" / "posttrain.json").unlink()
     assert main(args + ["--resume"]) == 0
     assert json.loads((t / "post" / "posttrain.json").read_text()) == first
-    assert all(torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k])
-               for k, v in best.items())
+    assert all(
+        torch.equal(v, load_tensors(t / "post" / "tokenizer-best" / "model.safetensors")[k]) for k, v in best.items()
+    )
 
 
 @needs_fmnist
 def test_resume_prunes_what_a_killed_run_had_not_pruned_yet(tmp_path):
     _run(tiny_train_config(tmp_path / "r", "train.steps=3", "run.ckpt_every=1", "run.keep_checkpoints=5"))
     assert len(list_checkpoints(tmp_path / "r")) == 3
-    _run(tiny_train_config(tmp_path / "r", "train.steps=3", "run.ckpt_every=1", "run.keep_checkpoints=2"),
-         resume=True)
+    _run(tiny_train_config(tmp_path / "r", "train.steps=3", "run.ckpt_every=1", "run.keep_checkpoints=2"), resume=True)
     assert [p.name for p in list_checkpoints(tmp_path / "r")] == ["step-0000002", "step-0000003"]
 
 
@@ -331,7 +371,7 @@ def test_checkpoints_keep_each_rank_s_buffers(tmp_path):
     fresh = LeCam()
     assert load_rank_buffers(ckpt, {"disc": fresh}, 1)
     assert float(fresh.ema_real) == 1.25 and float(fresh.ema_fake) == 1.0
-    assert not load_rank_buffers(ckpt, {"disc": fresh}, 2)   # saved by 2 processes, resumed by 3: rank 0's
+    assert not load_rank_buffers(ckpt, {"disc": fresh}, 2)  # saved by 2 processes, resumed by 3: rank 0's
     one = save_checkpoint(tmp_path, 2, {"disc": disc}, {"step": 2}, ranks=[mine])
     assert not (one / RANKS).exists() and not load_rank_buffers(one, {"disc": fresh}, 1)
 
@@ -368,11 +408,11 @@ def test_committed_models_and_configs_without_later_keys_load(tmp_path):
     small = tiny_tokenizer()
     small.save_pretrained(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / "config.json").read_text())
-    del meta["config"]["dinov2_init_decoder"]                 # a file written before the key existed
+    del meta["config"]["dinov2_init_decoder"]  # a file written before the key existed
     (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
     old = Tokenizer.from_pretrained(tmp_path / "old")
     assert old.config.dinov2_init_decoder is False and old.fingerprint() == small.fingerprint()
-    del meta["config"]["l2_norm"]                             # a key every robustok/1 file holds
+    del meta["config"]["l2_norm"]  # a key every robustok/1 file holds
     (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=r"old/config\.json: key 'l2_norm' of TokenizerConfig is missing"):
         Tokenizer.from_pretrained(tmp_path / "old")

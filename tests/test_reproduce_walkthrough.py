@@ -1,5 +1,6 @@
 """docs/reproduce.md: its tiny stand-in walk-through runs as written, every other command in it parses with the
 CLI's own parser (flags, kinds and preset names exist), and its table of published rows matches the presets."""
+
 import re
 import shlex
 import subprocess
@@ -26,7 +27,7 @@ def commands(text: str) -> list[list[str]]:
         for line in block.replace("\\\n", " ").splitlines():
             argv = shlex.split(line, comments=True)
             if argv and argv[0] == "torchrun":
-                argv = ["robustok"] + argv[argv.index("robustok.cli") + 1:]
+                argv = ["robustok"] + argv[argv.index("robustok.cli") + 1 :]
             if argv:
                 out.append(argv)
     return out
@@ -43,8 +44,11 @@ def test_every_command_parses_and_names_real_presets():
 
 
 def test_table_rows_match_the_presets():
-    rows = re.findall(r"^\| [^|]+ \| [^|]+ \| [^|]+ \| `--preset ([\w-]+)` \| ([\d.]+) \| ([\d]+) \+ ([\d]+) \|",
-                      GUIDE.read_text(), re.M)
+    rows = re.findall(
+        r"^\| [^|]+ \| [^|]+ \| [^|]+ \| `--preset ([\w-]+)` \| ([\d.]+) \| ([\d]+) \+ ([\d]+) \|",
+        GUIDE.read_text(),
+        re.M,
+    )
     assert len(rows) == 15
     published = {(n, p.fid) for n, p in PRESETS.items()} | {(n, p.fid_post) for n, p in PRESETS.items()}
     for name, fid, _, _ in rows:
@@ -56,8 +60,9 @@ def test_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     steps = commands(GUIDE.read_text().split(WALKTHROUGH)[1])
     assert steps[0][:2] == ["python", "tests/released_standins.py"]
-    subprocess.run([sys.executable, str(REPO / steps[0][1]), *steps[0][2:]], check=True, cwd=tmp_path,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(REPO / steps[0][1]), *steps[0][2:]], check=True, cwd=tmp_path, capture_output=True
+    )
     for argv in steps[1:]:
         assert argv[0] == "robustok", argv
         assert main(argv[1:]) == 0, argv
@@ -65,8 +70,22 @@ def test_walkthrough_runs_as_written(tmp_path, monkeypatch, capsys):
         assert np.load(tmp_path / "tiny" / name / "samples.npz")["arr_0"].shape == (n, side, side, 3)
     assert (tmp_path / "tiny" / "post" / "control" / "tokenizer").is_dir()
     capsys.readouterr()
-    assert main(["sample", "tiny/rar-b", "--tokenizer", "tiny/robustok-main", "--num-images", "2", "--out", "x",
-                 "--no-progress"]) == 2
+    assert (
+        main(
+            [
+                "sample",
+                "tiny/rar-b",
+                "--tokenizer",
+                "tiny/robustok-main",
+                "--num-images",
+                "2",
+                "--out",
+                "x",
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "vocabulary" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 

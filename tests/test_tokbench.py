@@ -1,4 +1,6 @@
-"""`robustok benchmark-tokenizers` on three tiny tokenizers (tiny budgets), its cache, its errors, and its statistics."""
+"""`robustok benchmark-tokenizers` on three tiny tokenizers (tiny budgets), its cache, its errors and its
+statistics."""
+
 import json
 import math
 
@@ -7,12 +9,30 @@ import torch
 
 from robustok.cli import main
 from robustok.tokbench.stats import compare_predictors, pair_ordering
-from tests.helpers import tiny_tokenizer
-from tests.helpers import needs_fmnist
+from tests.helpers import needs_fmnist, tiny_tokenizer
 
-TINY = ["--gen-steps", "3", "--pretok-images", "48", "--eval-images", "32", "--gen-images", "24", "--features",
-        "random", "--bootstrap", "50", "--gen-override", "model.dim=32", "--gen-override", "model.depth=1",
-        "--gen-override", "model.heads=2", "--gen-override", "data.batch_size=16"]
+TINY = [
+    "--gen-steps",
+    "3",
+    "--pretok-images",
+    "48",
+    "--eval-images",
+    "32",
+    "--gen-images",
+    "24",
+    "--features",
+    "random",
+    "--bootstrap",
+    "50",
+    "--gen-override",
+    "model.dim=32",
+    "--gen-override",
+    "model.depth=1",
+    "--gen-override",
+    "model.heads=2",
+    "--gen-override",
+    "data.batch_size=16",
+]
 
 
 def _tokenizers(root, sizes=(64, 64, 64)):
@@ -58,6 +78,7 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, capsys):
         assert message in capsys.readouterr().err
         assert not out.exists()
     from robustok.tokenizer.model import Tokenizer, TokenizerConfig
+
     kl = Tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, bottleneck="kl", code_dim=4))
     kl.save_pretrained(tmp_path / "kl")
     assert main(["benchmark-tokenizers", toks[0], str(tmp_path / "kl"), "--out", str(out), *TINY]) == 2
@@ -74,9 +95,17 @@ def test_statistics_on_known_cases():
     lo, hi = c["spearman"]["ci95"]
     assert lo <= 2.0 + 1e-9 and hi == pytest.approx(2.0)
     o = pair_ordering(perfect, reversed_, g)
-    assert o == {"pairs": 10, "a_accuracy": 1.0, "b_accuracy": 0.0, "disagreeing_pairs": 10,
-                 "a_accuracy_on_disagreeing": 1.0, "b_accuracy_on_disagreeing": 0.0}
+    assert o == {
+        "pairs": 10,
+        "a_accuracy": 1.0,
+        "b_accuracy": 0.0,
+        "disagreeing_pairs": 10,
+        "a_accuracy_on_disagreeing": 1.0,
+        "b_accuracy_on_disagreeing": 0.0,
+    }
     # one swapped pair: the metrics disagree only there, and rFID is right about it
     o = pair_ordering([1, 3, 2], [1, 2, 3], [1, 2, 3])
-    assert o["disagreeing_pairs"] == 1 and o["a_accuracy_on_disagreeing"] == 0.0 and o["b_accuracy_on_disagreeing"] == 1.0
+    assert (
+        o["disagreeing_pairs"] == 1 and o["a_accuracy_on_disagreeing"] == 0.0 and o["b_accuracy_on_disagreeing"] == 1.0
+    )
     assert math.isnan(compare_predictors([1, 2], [1, 2], [1, 2])["spearman"]["a"])

@@ -9,8 +9,9 @@ from robustok.tokenizer.vit import ViTEncoder, load_dinov2
 from tests.helpers import tiny_tokenizer
 
 
-@pytest.mark.parametrize("kw", [{}, {"backbone": "vit", "patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2},
-                                {"channels": 3}])
+@pytest.mark.parametrize(
+    "kw", [{}, {"backbone": "vit", "patch_size": 8, "vit_width": 32, "vit_depth": 1, "vit_heads": 2}, {"channels": 3}]
+)
 def test_encode_decode_roundtrip_and_pretrained(tmp_path, kw):
     tok = tiny_tokenizer(**kw).eval()
     c = tok.config.channels
@@ -90,6 +91,7 @@ def test_continuous_tokenizer_has_latents_not_ids():
 
 def test_dinov2_init_from_a_timm_style_file(tmp_path):
     from safetensors.torch import save_file
+
     src = ViTEncoder(3, 28, 14, 32, 2, 2, 8)  # a "DINOv2" at patch 14 with a cls position
     state = {k: v for k, v in src.state_dict().items() if not k.startswith("head")}
     state["pos_embed"] = torch.cat([torch.zeros(1, 1, 32), state["pos_embed"]], 1)
@@ -106,6 +108,7 @@ def test_fingerprint_is_stable_across_versions():
     """Pinned: token stores, generators and pairs record their tokenizer's fingerprint, so a new config field (at
     its default) or a changed formula must not change it (this value was computed before `dinov2_init_decoder`)."""
     from robustok.tokenizer.model import Tokenizer, TokenizerConfig
+
     torch.manual_seed(0)
     tok = Tokenizer(TokenizerConfig(base_channels=8, channel_mult=[1, 2], hidden_dim=16, codebook_size=64, code_dim=4))
     assert tok.fingerprint() == "6ada297319bf5880"

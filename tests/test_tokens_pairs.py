@@ -1,4 +1,5 @@
 """Post-training pairs in the token store layout (robustok.tokens.pairs), and folders of the layout before it."""
+
 import json
 
 import numpy as np
@@ -20,16 +21,33 @@ def _pairs(tmp_path, kind="ids", num_classes=2, name="pairs"):
     torch.manual_seed(0)
     if kind == "ids":
         tok = tiny16_tokenizer("vq")
-        gen = ARGenerator(ARConfig(vocab_size=tok.codebook_size, grid=[8, 8], num_classes=num_classes, dim=16,
-                                   depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()))
+        gen = ARGenerator(
+            ARConfig(
+                vocab_size=tok.codebook_size,
+                grid=[8, 8],
+                num_classes=num_classes,
+                dim=16,
+                depth=1,
+                heads=2,
+                tokenizer_fingerprint=tok.fingerprint(),
+            )
+        )
     else:
         tok = tiny16_tokenizer("kl")
-        gen = DiffusionGenerator(DiffusionConfig(latent_channels=4, grid=[8, 8], num_classes=num_classes, dim=16,
-                                                 depth=1, heads=2, tokenizer_fingerprint=tok.fingerprint()))
+        gen = DiffusionGenerator(
+            DiffusionConfig(
+                latent_channels=4,
+                grid=[8, 8],
+                num_classes=num_classes,
+                dim=16,
+                depth=1,
+                heads=2,
+                tokenizer_fingerprint=tok.fingerprint(),
+            )
+        )
     spec = PairsSpec(sigma=0.5, num_pairs=7, num_eval=5, data=str(folder), resolution=16, batch_size=3)
     opts = gen.sampling(steps=2) if kind == "latents" else gen.sampling()
-    out = make_pairs(gen.eval(), tok, build_dataset(str(folder), 16, 1), spec, tmp_path / name, opts,
-                     progress=False)
+    out = make_pairs(gen.eval(), tok, build_dataset(str(folder), 16, 1), spec, tmp_path / name, opts, progress=False)
     return tok, out
 
 
@@ -42,7 +60,7 @@ def test_pairs_are_token_stores(tmp_path, kind):
     assert store.generated.dtype == (np.uint16 if kind == "ids" else np.float16)
     m = json.loads((out / "manifest.json").read_text())
     assert m["format"] == "robustok-tokens/1" and m["sigma"] == 0.5 and m["generator"] in ("ar", "diffusion")
-    as_store = open_token_store(out, tok.fingerprint())          # the same files read as a token store
+    as_store = open_token_store(out, tok.fingerprint())  # the same files read as a token store
     assert isinstance(as_store, TokenDataset) and len(as_store) == 7
     assert torch.equal(as_store[3][0], store.tensor(store.generated[3])) and as_store[3][1] == int(store.labels[3])
     held = TokenDataset(out / "eval")
@@ -62,11 +80,15 @@ def _to_legacy(out, kind="ar", grid=True):
     """Rewrite a pairs folder in the layout before robustok.tokens: flat ids, kind "ar" / "diffusion"."""
     store = PairStore(out)
     m = {k: v for k, v in store.manifest.items() if k not in ("format", "storage", "shards", "count")}
-    np.save(out / "generated.npy", np.asarray(store.generated).reshape(len(store), -1) if kind == "ar"
-            else np.asarray(store.generated))
+    np.save(
+        out / "generated.npy",
+        np.asarray(store.generated).reshape(len(store), -1) if kind == "ar" else np.asarray(store.generated),
+    )
     np.save(out / "labels.npy", np.asarray(store.labels).astype(np.int64))
-    np.save(out / "eval_generated.npy", store.eval_generated.reshape(len(store.eval_generated), -1)
-            if kind == "ar" else store.eval_generated)
+    np.save(
+        out / "eval_generated.npy",
+        store.eval_generated.reshape(len(store.eval_generated), -1) if kind == "ar" else store.eval_generated,
+    )
     m["kind"] = kind
     if not grid:
         m.pop("grid")
@@ -105,8 +127,9 @@ def test_token_kinds_and_fingerprint_check():
     tok = tiny16_tokenizer("vq")
     ids = torch.randint(0, tok.codebook_size, (2, 8, 8))
     assert token_kind("ids").to_array(ids, tok.codebook_size).dtype == np.uint16
-    assert torch.equal(token_kind("ids").round_trip(tok, ids), tok.encode(
-        (tok.decode(ids).add(1).mul(127.5).round() / 127.5 - 1)))
+    assert torch.equal(
+        token_kind("ids").round_trip(tok, ids), tok.encode((tok.decode(ids).add(1).mul(127.5).round() / 127.5 - 1))
+    )
 
 
 def test_token_kinds_own_storage_rules():
@@ -120,9 +143,9 @@ def test_token_kinds_own_storage_rules():
         ids.check_rows("where", np.full((1, 2), 16), 16)
     with pytest.raises(DataError, match="must be integers"):
         ids.check_rows("where", np.zeros((1, 2), np.float32), 16)
-    lat.check_rows("where", z, 0)                                        # any float is a latent
+    lat.check_rows("where", z, 0)  # any float is a latent
     sums: dict = {}
     for _ in range(2):
         lat.add_sums(sums, {"s1": np.array([2.0]), "s2": np.array([8.0])})
-    assert lat.statistics(sums, 2) == {"latent_mean": [2.0], "latent_std": [2.0]}     # E[z]=2, E[z^2]=8
+    assert lat.statistics(sums, 2) == {"latent_mean": [2.0], "latent_std": [2.0]}  # E[z]=2, E[z^2]=8
     assert ids.statistics({}, 2) == {}

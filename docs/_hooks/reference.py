@@ -4,6 +4,7 @@
 - `reference/config.md`: every key of every stage's config schema, with its type, default, allowed range
   (`BOUNDS`) and the comment beside it in the source.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,20 @@ from mkdocs.structure.files import File, Files
 def cli_page() -> str:
     from robustok.cli import build_parser
 
-    os.environ["COLUMNS"] = "110"              # argparse wraps help to the terminal width: fix it
+    os.environ["COLUMNS"] = "110"  # argparse wraps help to the terminal width: fix it
     parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    out = ["# Command line", "",
-           "Generated from the argument parsers (`robustok COMMAND --help` prints the same). Every command exits "
-           "with status 2 and one line naming the file or key on bad input.", "",
-           "```text", parser.format_help().rstrip(), "```", ""]
+    out = [
+        "# Command line",
+        "",
+        "Generated from the argument parsers (`robustok COMMAND --help` prints the same). Every command exits "
+        "with status 2 and one line naming the file or key on bad input.",
+        "",
+        "```text",
+        parser.format_help().rstrip(),
+        "```",
+        "",
+    ]
     for name, p in sorted(sub.choices.items()):
         out += [f"## robustok {name}", "", "```text", p.format_help().rstrip(), "```", ""]
     return "\n".join(out)
@@ -41,8 +49,11 @@ def _comments(cls: type) -> dict[str, str]:
         src = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
-    by_line = {tok.start[0]: (tok.start[1], tok.string.lstrip("#").strip())
-               for tok in tokenize.generate_tokens(io.StringIO(src).readline) if tok.type == tokenize.COMMENT}
+    by_line = {
+        tok.start[0]: (tok.start[1], tok.string.lstrip("#").strip())
+        for tok in tokenize.generate_tokens(io.StringIO(src).readline)
+        if tok.type == tokenize.COMMENT
+    }
     lines = src.splitlines()
     body = ast.parse(src).body[0]
     found = {}
@@ -89,17 +100,30 @@ def config_page() -> str:
     from robustok.presets import preset_names
     from robustok.tokenizer.train import TokenizerTrainConfig
 
-    out = ["# Config keys", "",
-           "Generated from the config schemas. A stage reads a YAML file (or a preset shipped with the package: "
-           "`robustok train-tokenizer fmnist-robust`) over these defaults, then `key=value` overrides. Unknown "
-           "keys, wrong types and values outside the range are errors naming the key.", ""]
-    for title, command, schema in (("Main training of a tokenizer", "train-tokenizer", TokenizerTrainConfig),
-                                   ("Training a generator", "train-generator", GeneratorTrainConfig),
-                                   ("Decoder post-training", "post-train", PostTrainConfig)):
+    out = [
+        "# Config keys",
+        "",
+        "Generated from the config schemas. A stage reads a YAML file (or a preset shipped with the package: "
+        "`robustok train-tokenizer fmnist-robust`) over these defaults, then `key=value` overrides. Unknown "
+        "keys, wrong types and values outside the range are errors naming the key.",
+        "",
+    ]
+    for title, command, schema in (
+        ("Main training of a tokenizer", "train-tokenizer", TokenizerTrainConfig),
+        ("Training a generator", "train-generator", GeneratorTrainConfig),
+        ("Decoder post-training", "post-train", PostTrainConfig),
+    ):
         presets = ", ".join(f"`{n}`" for n in preset_names(schema.PRESETS))
-        out += [f"## {title} (`robustok {command}`)", "", f"Presets: {presets}.", "",
-                "| key | type | default | range | meaning |", "|---|---|---|---|---|",
-                *config_rows(schema), ""]
+        out += [
+            f"## {title} (`robustok {command}`)",
+            "",
+            f"Presets: {presets}.",
+            "",
+            "| key | type | default | range | meaning |",
+            "|---|---|---|---|---|",
+            *config_rows(schema),
+            "",
+        ]
     return "\n".join(out)
 
 

@@ -11,6 +11,7 @@
 Loading is safe: safetensors, or `torch.load(weights_only=True)` (plus `argparse.Namespace`, which the
 LlamaGen/RobusTok training scripts store next to the weights). See docs/adapters.md.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,9 +29,22 @@ from robustok.errors import ConfigError
 from robustok.registry import Registry
 from robustok.tokenizer.loading import load_tokenizer, register_tokenizer_class, tokenizer_classes
 
-__all__ = ["ADAPTERS", "ENTRIES", "load_external", "load_tokenizer", "tokenizer_classes", "ExternalTokenizer",
-           "LlamaGenVQ", "LlamaGenVQConfig", "MaskGITVQGAN", "MaskGITVQGANConfig", "RobusTokRelease",
-           "RobusTokReleaseConfig", "SDVAE", "SDVAEConfig"]
+__all__ = [
+    "ADAPTERS",
+    "ENTRIES",
+    "load_external",
+    "load_tokenizer",
+    "tokenizer_classes",
+    "ExternalTokenizer",
+    "LlamaGenVQ",
+    "LlamaGenVQConfig",
+    "MaskGITVQGAN",
+    "MaskGITVQGANConfig",
+    "RobusTokRelease",
+    "RobusTokReleaseConfig",
+    "SDVAE",
+    "SDVAEConfig",
+]
 
 ADAPTERS: Registry[type[ExternalTokenizer]] = Registry("tokenizer kind", "convert KIND")
 for _name, _adapter in {
@@ -52,8 +66,13 @@ for _name, _entries in {
     ENTRIES.register(_name, _entries)
 
 
-def load_external(kind: str, path: str | Path, weights: Optional[str] = None,
-                  map_location: str | torch.device = "cpu", **config_overrides: Any) -> ExternalTokenizer:
+def load_external(
+    kind: str,
+    path: str | Path,
+    weights: Optional[str] = None,
+    map_location: str | torch.device = "cpu",
+    **config_overrides: Any,
+) -> ExternalTokenizer:
     """Load an original weight file of family `kind` (a key of `ADAPTERS`) into its adapter, in eval mode.
 
     `weights` picks the state dict inside a training checkpoint ("ema" or "model"; default: "ema" for the
@@ -81,5 +100,5 @@ def load_external(kind: str, path: str | Path, weights: Optional[str] = None,
     return model.to(map_location).eval()
 
 
-for _cls in ADAPTERS.values():      # `robustok.load_tokenizer` finds the adapters through this registration
+for _cls in ADAPTERS.values():  # `robustok.load_tokenizer` finds the adapters through this registration
     register_tokenizer_class(_cls)

@@ -9,6 +9,7 @@ buffers or dead-code restarts, so a frozen codebook stays bit-identical in post-
 `read_checkpoint` (from `robustok.weight_files`, re-exported here) opens an original weight file safely and
 `convert_state` maps its keys onto an adapter with strict checks.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar, Optional
@@ -18,9 +19,9 @@ from torch import Tensor, nn
 
 from robustok.errors import CheckpointError, ConfigError
 from robustok.hub import load_state_checked
-from robustok.weight_files import read_checkpoint  # noqa: F401 - re-exported for the adapters
 from robustok.tokenizer.base import TokenizerBase
 from robustok.tokenizer.quantizer import VectorQuantizer
+from robustok.weight_files import read_checkpoint  # noqa: F401 - re-exported for the adapters
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -34,10 +35,15 @@ def check_kind(state: dict[str, Tensor], source: str, family: str, signature: tu
         raise CheckpointError(f"{source}: not a {family} checkpoint (no {missing[0]!r}; it has keys like {sample})")
 
 
-def convert_state(module: nn.Module, state: dict[str, Tensor], source: str, *,
-                  rename: tuple[tuple[str, str], ...] = (),
-                  ignore_prefixes: tuple[str, ...] = (), aux: Optional[dict[str, Optional[Tensor]]] = None,
-                  ) -> list[str]:
+def convert_state(
+    module: nn.Module,
+    state: dict[str, Tensor],
+    source: str,
+    *,
+    rename: tuple[tuple[str, str], ...] = (),
+    ignore_prefixes: tuple[str, ...] = (),
+    aux: Optional[dict[str, Optional[Tensor]]] = None,
+) -> list[str]:
     """Map an original state dict onto `module` and load it strictly. Returns the ignored keys.
 
     - `rename`: (old prefix, new prefix) pairs, applied in order to the first match.
@@ -54,7 +60,7 @@ def convert_state(module: nn.Module, state: dict[str, Tensor], source: str, *,
             continue
         for old, new in rename:
             if k.startswith(old):
-                k = new + k[len(old):]
+                k = new + k[len(old) :]
                 break
         if k in out:
             raise CheckpointError(f"{source}: key {k!r} occurs twice after renaming (old and new key names mixed?)")
@@ -63,8 +69,10 @@ def convert_state(module: nn.Module, state: dict[str, Tensor], source: str, *,
         if k in out:
             v = out.pop(k)
             if expect is not None and (v.shape != expect.shape or not torch.equal(v.to(expect.dtype), expect)):
-                raise CheckpointError(f"{source}: buffer {k!r} {tuple(v.shape)} differs from the layout this "
-                                      f"adapter assumes {tuple(expect.shape)}: is the config (token counts) right?")
+                raise CheckpointError(
+                    f"{source}: buffer {k!r} {tuple(v.shape)} differs from the layout this "
+                    f"adapter assumes {tuple(expect.shape)}: is the config (token counts) right?"
+                )
             ignored.append(k)
     load_state_checked(module, out, source)
     return ignored
@@ -91,7 +99,7 @@ class ExternalTokenizer(TokenizerBase):
     """
 
     family: ClassVar[str] = "external"
-    signature: ClassVar[tuple[str, ...]] = ()      # original key names every checkpoint of the family has
+    signature: ClassVar[tuple[str, ...]] = ()  # original key names every checkpoint of the family has
     frozen_prefixes: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
@@ -120,7 +128,7 @@ def level_indices(state: dict[str, Tensor], prefix: str) -> list[int]:
     found = set()
     for k in state:
         if k.startswith(prefix):
-            head = k[len(prefix):].split(".", 1)[0]
+            head = k[len(prefix) :].split(".", 1)[0]
             if head.isdigit():
                 found.add(int(head))
     return sorted(found)

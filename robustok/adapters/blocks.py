@@ -4,6 +4,7 @@ LlamaGen, the MaskGIT VQGAN and diffusers' AutoencoderKL all use GroupNorm -> Si
 blocks, single-head spatial self-attention, strided-conv or average-pool downsampling and nearest + conv
 upsampling; they differ in parameter names, biases and a few details, which the arguments below select.
 """
+
 from __future__ import annotations
 
 import torch.nn.functional as F
@@ -22,8 +23,16 @@ class ResBlock(nn.Module):
     block's *output* (out -> out channels) and is added to it, instead of projecting the input.
     """
 
-    def __init__(self, cin: int, cout: int, groups: int, *, bias: bool = True, shortcut: str = "nin_shortcut",
-                 shortcut_on_output: bool = False):
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        groups: int,
+        *,
+        bias: bool = True,
+        shortcut: str = "nin_shortcut",
+        shortcut_on_output: bool = False,
+    ):
         super().__init__()
         self.cin, self.cout, self.shortcut_name, self.on_output = cin, cout, shortcut, shortcut_on_output
         self.norm1 = group_norm(cin, groups)

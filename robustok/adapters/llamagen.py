@@ -6,6 +6,7 @@ decoder, single-head attention after every residual block of the lowest-resoluti
 [res, attn, res] middle, GroupNorm(32, eps 1e-6), SiLU; z_channels 256; `quant_conv` 256 -> 8, codebook
 16384 x 8 with l2-normalised codes and latents, `post_quant_conv` 8 -> 256. Images in [-1, 1].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,16 +41,22 @@ class LlamaGenVQConfig:
             raise ConfigError(f"llamagen-vq16: image_size {self.image_size} is not divisible by the downsampling {f}")
         for m in self.channel_mult:
             if (self.base_channels * m) % self.norm_groups:
-                raise ConfigError(f"llamagen-vq16: width {self.base_channels * m} not divisible by norm_groups "
-                                  f"{self.norm_groups}")
+                raise ConfigError(
+                    f"llamagen-vq16: width {self.base_channels * m} not divisible by norm_groups {self.norm_groups}"
+                )
 
 
 class _Level(nn.Module):
     """One resolution level: `res` blocks, each followed by its `attn` block (lowest resolution only), then the
     optional resampler (`downsample` in the encoder, `upsample` in the decoder: the original's key names)."""
 
-    def __init__(self, res: Sequence[nn.Module], attn: Sequence[nn.Module], downsample: Optional[nn.Module] = None,
-                 upsample: Optional[nn.Module] = None):
+    def __init__(
+        self,
+        res: Sequence[nn.Module],
+        attn: Sequence[nn.Module],
+        downsample: Optional[nn.Module] = None,
+        upsample: Optional[nn.Module] = None,
+    ):
         super().__init__()
         self.res, self.attn = nn.ModuleList(res), nn.ModuleList(attn)
         self.downsample, self.upsample = downsample, upsample
@@ -174,5 +181,6 @@ class LlamaGenVQ(ExternalTokenizer):
 
     def load_original(self, state: dict[str, Tensor], source: str) -> list[str]:
         # `quantize.codebook_used` is LlamaGen's usage-statistics buffer (65536 recent ids), unused here.
-        return convert_state(self, state, source, rename=(("quantize.", "quantizer."),),
-                             aux={"quantizer.codebook_used": None})
+        return convert_state(
+            self, state, source, rename=(("quantize.", "quantizer."),), aux={"quantizer.codebook_used": None}
+        )

@@ -8,6 +8,7 @@ nearest + `upsample_conv` upsampling; encoder `conv_out` is 1x1 to z_channels 25
 quant_conv/post_quant_conv; codebook 1024 x 256, not normalised, squared-L2 lookup. The model works on images
 in [0, 1] (TiTok feeds pixels / 255 and clamps the output to [0, 1]); this adapter converts from/to [-1, 1].
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,8 +41,9 @@ class MaskGITVQGANConfig:
             raise ConfigError(f"maskgit-vqgan: image_size {self.image_size} is not divisible by the downsampling {f}")
         for m in [1, *self.channel_mult]:
             if (self.hidden_channels * m) % self.norm_groups:
-                raise ConfigError(f"maskgit-vqgan: width {self.hidden_channels * m} not divisible by norm_groups "
-                                  f"{self.norm_groups}")
+                raise ConfigError(
+                    f"maskgit-vqgan: width {self.hidden_channels * m} not divisible by norm_groups {self.norm_groups}"
+                )
 
 
 def _res(cin: int, cout: int, groups: int) -> ResBlock:
@@ -136,8 +138,11 @@ class MaskGITVQGAN(ExternalTokenizer):
 
     config_class = MaskGITVQGANConfig
     family = "MaskGIT VQGAN"
-    signature = ("quantize.embedding.weight", "encoder.down.0.block.0.conv1.weight",
-                 "decoder.up.0.block.0.conv1.weight")
+    signature = (
+        "quantize.embedding.weight",
+        "encoder.down.0.block.0.conv1.weight",
+        "decoder.up.0.block.0.conv1.weight",
+    )
     frozen_prefixes = ("encoder.", "quantizer.")
 
     def __init__(self, config: MaskGITVQGANConfig):
@@ -157,11 +162,11 @@ class MaskGITVQGAN(ExternalTokenizer):
 
     def _pre_quant(self, x: Tensor) -> Tensor:
         w = self.encoder.conv_in.weight
-        return self.encoder(((x + 1) / 2).to(w.dtype))   # the model expects [0, 1]
+        return self.encoder(((x + 1) / 2).to(w.dtype))  # the model expects [0, 1]
 
     def decode_codes(self, z: Tensor) -> Tensor:
         out = self.decoder(z.to(self.decoder.conv_in.weight.dtype))
-        return out * 2 - 1                                # [0, 1] -> [-1, 1]
+        return out * 2 - 1  # [0, 1] -> [-1, 1]
 
     @classmethod
     def infer_config(cls, state: dict[str, Tensor]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ summarised in the project's method.md section 1):
 Training-only parts of the original checkpoint (the frozen DINOv2 teacher `semantic_model.*`, and
 `detail_model.*` / `sem_linear.*` when present) are ignored on load.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,11 +53,14 @@ class RobusTokReleaseConfig:
     def validate(self) -> None:
         check_channels(self, "robustok-release")
         if self.image_size % self.patch_size:
-            raise ConfigError(f"robustok-release: image_size {self.image_size} not divisible by patch_size "
-                              f"{self.patch_size}")
+            raise ConfigError(
+                f"robustok-release: image_size {self.image_size} not divisible by patch_size {self.patch_size}"
+            )
         if self.num_latent_tokens != (self.image_size // self.patch_size) ** 2:
-            raise ConfigError("robustok-release: num_latent_tokens must equal the number of patches "
-                              f"({(self.image_size // self.patch_size) ** 2}); got {self.num_latent_tokens}")
+            raise ConfigError(
+                "robustok-release: num_latent_tokens must equal the number of patches "
+                f"({(self.image_size // self.patch_size) ** 2}); got {self.num_latent_tokens}"
+            )
         if self.width % self.heads:
             raise ConfigError(f"robustok-release: width {self.width} not divisible by heads {self.heads}")
 
@@ -76,7 +80,7 @@ class DinoViT(nn.Module):
 
     def __init__(self, c: RobusTokReleaseConfig, patch_embed: bool):
         super().__init__()
-        n = c.grid_size ** 2
+        n = c.grid_size**2
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.width))
         self.pos_embed = nn.Parameter(torch.randn(1, n + 1, c.width) * 0.02)
         if patch_embed:
@@ -100,11 +104,11 @@ def _levels(first: int, second: int) -> Tensor:
 
 
 class RobusTokEncoder(nn.Module):
-    lvl1LC: Tensor   # buffer
+    lvl1LC: Tensor  # buffer
 
     def __init__(self, c: RobusTokReleaseConfig):
         super().__init__()
-        n = c.grid_size ** 2
+        n = c.grid_size**2
         self.model = DinoViT(c, patch_embed=True)
         self.latent_tokens = nn.Parameter(torch.randn(1, c.num_latent_tokens, c.width) * 1e-6)
         self.lvl_embed = nn.Embedding(2, c.width)
@@ -116,7 +120,7 @@ class RobusTokEncoder(nn.Module):
         t = m.with_cls_and_pos(m.patch_embed.proj(x).flatten(2).transpose(1, 2))
         z = self.latent_tokens.expand(b, -1, -1) + m.pos_embed[:, 1:]
         t = torch.cat([t, z], dim=1) + self.lvl_embed(self.lvl1LC)
-        out = m.run(t)[:, -z.shape[1]:]                        # (B, n, C)
+        out = m.run(t)[:, -z.shape[1] :]  # (B, n, C)
         g = math.isqrt(out.shape[1])
         return out.transpose(1, 2).reshape(b, -1, g, g)
 
@@ -130,27 +134,27 @@ class _ToPixel(nn.Module):
 
 
 class RobusTokDecoder(nn.Module):
-    lvl1LC: Tensor   # buffer
+    lvl1LC: Tensor  # buffer
 
     def __init__(self, c: RobusTokReleaseConfig):
         super().__init__()
-        n = c.grid_size ** 2
+        n = c.grid_size**2
         self.grid, self.patch, self.channels = c.grid_size, c.patch_size, c.channels
         self.model = DinoViT(c, patch_embed=False)
         self.mask_token = nn.Parameter(torch.randn(1, 1, c.width) * 1e-6)
         self.lvl_embed = nn.Embedding(2, c.width)
         self.register_buffer("lvl1LC", _levels(n + 1, c.num_latent_tokens + 1), persistent=False)
-        self.to_pixel = _ToPixel(c.width, c.patch_size ** 2 * c.channels)
+        self.to_pixel = _ToPixel(c.width, c.patch_size**2 * c.channels)
 
     def forward(self, z: Tensor) -> Tensor:
         """z (B, C, g, g) after post_quant_conv -> images (B, 3, H, W)."""
         b = z.shape[0]
         m = self.model
-        n = self.grid ** 2
+        n = self.grid**2
         x = m.with_cls_and_pos(self.mask_token.expand(b, n, -1))
         lat = m.with_cls_and_pos(z.flatten(2).transpose(1, 2))
         t = torch.cat([x, lat], dim=1) + self.lvl_embed(self.lvl1LC)
-        t = m.run(t)[:, 1:1 + n]
+        t = m.run(t)[:, 1 : 1 + n]
         g, p, c = self.grid, self.patch, self.channels
         t = self.to_pixel.model(t).view(b, g, g, p, p, c)
         return t.permute(0, 5, 1, 3, 2, 4).reshape(b, c, g * p, g * p)
@@ -161,11 +165,15 @@ class RobusTokRelease(ExternalTokenizer):
 
     config_class = RobusTokReleaseConfig
     family = "RobusTok release"
-    signature = ("encoder.latent_tokens", "encoder.model.pos_embed", "decoder.mask_token", "quant_conv.weight",
-                 "quantize.embedding.weight")
+    signature = (
+        "encoder.latent_tokens",
+        "encoder.model.pos_embed",
+        "decoder.mask_token",
+        "quant_conv.weight",
+        "quantize.embedding.weight",
+    )
     frozen_prefixes = ("encoder.", "quant_conv.", "quantizer.")
-    ignore_prefixes = ("semantic_model.", "detail_model.", "sem_linear.", "encoder.model.head.",
-                       "decoder.model.head.")
+    ignore_prefixes = ("semantic_model.", "detail_model.", "sem_linear.", "encoder.model.head.", "decoder.model.head.")
 
     def __init__(self, config: RobusTokReleaseConfig):
         super().__init__(config)
@@ -199,7 +207,7 @@ class RobusTokRelease(ExternalTokenizer):
         if "encoder.latent_tokens" in state:
             out["num_latent_tokens"], out["width"] = map(int, state["encoder.latent_tokens"].shape[1:])
             if out["width"] % 64 == 0:
-                out["heads"] = out["width"] // 64           # DINOv2 S/B/L use 64-dim heads
+                out["heads"] = out["width"] // 64  # DINOv2 S/B/L use 64-dim heads
         proj = state.get("encoder.model.patch_embed.proj.weight")
         pos = state.get("encoder.model.pos_embed")
         if proj is not None and pos is not None:
@@ -212,9 +220,12 @@ class RobusTokRelease(ExternalTokenizer):
         return out
 
     def load_original(self, state: dict[str, Tensor], source: str) -> list[str]:
-        n = self.config.grid_size ** 2
-        aux = {"encoder.lvl1LC": _levels(n + 1, self.config.num_latent_tokens),
-               "decoder.lvl1LC": _levels(n + 1, self.config.num_latent_tokens + 1),
-               "quantizer.ema_vocab_hit_SV": None}
-        return convert_state(self, state, source, rename=(("quantize.", "quantizer."),),
-                             ignore_prefixes=self.ignore_prefixes, aux=aux)
+        n = self.config.grid_size**2
+        aux = {
+            "encoder.lvl1LC": _levels(n + 1, self.config.num_latent_tokens),
+            "decoder.lvl1LC": _levels(n + 1, self.config.num_latent_tokens + 1),
+            "quantizer.ema_vocab_hit_SV": None,
+        }
+        return convert_state(
+            self, state, source, rename=(("quantize.", "quantizer."),), ignore_prefixes=self.ignore_prefixes, aux=aux
+        )

@@ -11,6 +11,7 @@ up blocks end with nearest x2 + conv except the last. Downsampling 8; images in 
 `encode_latents` returns the posterior mean times `scaling_factor` (0.18215 for SD 1.x/2.x, the factor the
 diffusion models were trained with) when `scale_latents` is true; `decode_latents` divides it out again.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -35,9 +36,9 @@ class SDVAEConfig:
     layers_per_block: int = 2
     latent_channels: int = 4
     norm_groups: int = 32
-    scaling_factor: float = 0.18215      # SD 1.x/2.x; SDXL's VAE uses 0.13025
-    scale_latents: bool = True           # encode_latents returns mean * scaling_factor
-    kl_weight: float = 1e-6              # weight of the KL term in the training forward
+    scaling_factor: float = 0.18215  # SD 1.x/2.x; SDXL's VAE uses 0.13025
+    scale_latents: bool = True  # encode_latents returns mean * scaling_factor
+    kl_weight: float = 1e-6  # weight of the KL term in the training forward
 
     def validate(self) -> None:
         check_channels(self, "sd-vae")
@@ -45,8 +46,9 @@ class SDVAEConfig:
         if self.image_size % f:
             raise ConfigError(f"sd-vae: image_size {self.image_size} is not divisible by the downsampling {f}")
         if any(c % self.norm_groups for c in self.block_out_channels):
-            raise ConfigError(f"sd-vae: block_out_channels {self.block_out_channels} not divisible by norm_groups "
-                              f"{self.norm_groups}")
+            raise ConfigError(
+                f"sd-vae: block_out_channels {self.block_out_channels} not divisible by norm_groups {self.norm_groups}"
+            )
         if self.scaling_factor <= 0:
             raise ConfigError(f"sd-vae: scaling_factor must be positive, got {self.scaling_factor}")
 
@@ -142,8 +144,12 @@ class SDVAE(ExternalTokenizer):
 
     config_class = SDVAEConfig
     family = "diffusers AutoencoderKL"
-    signature = ("encoder.down_blocks.0.resnets.0.conv1.weight", "decoder.up_blocks.0.resnets.0.conv1.weight",
-                 "quant_conv.weight", "post_quant_conv.weight")
+    signature = (
+        "encoder.down_blocks.0.resnets.0.conv1.weight",
+        "decoder.up_blocks.0.resnets.0.conv1.weight",
+        "quant_conv.weight",
+        "post_quant_conv.weight",
+    )
     frozen_prefixes = ("encoder.", "quant_conv.")
 
     def __init__(self, config: SDVAEConfig):
@@ -183,8 +189,9 @@ class SDVAE(ExternalTokenizer):
         z = z / self.latent_scale
         return self.decoder(self.post_quant_conv(z.to(self.post_quant_conv.weight.dtype)))
 
-    def forward(self, x: Tensor, perturb: Optional[dict] = None,
-                generator: Optional[torch.Generator] = None) -> TokenizerOutput:
+    def forward(
+        self, x: Tensor, perturb: Optional[dict] = None, generator: Optional[torch.Generator] = None
+    ) -> TokenizerOutput:
         """Training forward: sample the posterior (mean in eval mode), KL loss, decode. `perturb` with
         {beta, noise_std} adds Gaussian noise to the (scaled) latents of a beta fraction of images (training only).
         """
@@ -206,8 +213,11 @@ class SDVAE(ExternalTokenizer):
         return out
 
     def load_original(self, state: dict[str, Tensor], source: str) -> list[str]:
-        rename = tuple((f"{side}.mid_block.attentions.0.{old}", f"{side}.mid_block.attentions.0.{new}")
-                       for side in ("encoder", "decoder") for old, new in _DEPRECATED_ATTN)
+        rename = tuple(
+            (f"{side}.mid_block.attentions.0.{old}", f"{side}.mid_block.attentions.0.{new}")
+            for side in ("encoder", "decoder")
+            for old, new in _DEPRECATED_ATTN
+        )
         state = dict(state)
         for k, v in list(state.items()):  # some converted files store the attention projections as 1x1 convs
             if ".mid_block.attentions.0." in k and k.endswith(".weight") and v.ndim == 4 and v.shape[-2:] == (1, 1):

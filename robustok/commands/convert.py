@@ -11,6 +11,7 @@ with maskgit-vqgan), robustok-rar (the RobusTok release's rar_b.bin / rar_l.bin,
 directory then works with sample, post-train-data and diagnose. Loading is safe (safetensors or
 torch.load(weights_only=True)).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,27 +23,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     from robustok.adapters import ADAPTERS
     from robustok.adapters.generators import GENERATOR_ADAPTERS
 
-    p = sub.add_parser("convert", help="load an off-the-shelf tokenizer file into a robustok tokenizer directory",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "convert",
+        help="load an off-the-shelf tokenizer file into a robustok tokenizer directory",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("kind", choices=sorted(ADAPTERS) + sorted(GENERATOR_ADAPTERS))
     p.add_argument("file", help="the original weight file")
-    p.add_argument("--tokenizer", default=None,
-                   help="generators: the converted tokenizer directory the generator belongs to (required)")
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        help="generators: the converted tokenizer directory the generator belongs to (required)",
+    )
     p.add_argument("--out", required=True, help="output directory (config.json + model.safetensors)")
     p.add_argument("--weights", default=None, help="entry of a training checkpoint to use: ema | model")
-    p.add_argument("--image-size", type=bounded(int, ">=8"), default=None,
-                   help="image size the tokenizer will be used at")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a field of the adapter's config (repeatable), e.g. --set norm_groups=32")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing non-empty --out folder (only once the new one is complete)")
+    p.add_argument(
+        "--image-size", type=bounded(int, ">=8"), default=None, help="image size the tokenizer will be used at"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the adapter's config (repeatable), e.g. --set norm_groups=32",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty --out folder (only once the new one is complete)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from robustok.adapters import load_external
     from robustok.adapters.generators import GENERATOR_ADAPTERS
-
     from robustok.errors import ConfigError
     from robustok.outputs import check_disjoint, check_out, staged_output
     from robustok.validation import check_writable
@@ -79,13 +95,18 @@ def _generator(args: argparse.Namespace, overrides: dict) -> tuple:
     from robustok.tokenizer.loading import load_tokenizer
 
     if not args.tokenizer:
-        raise ConfigError(f"convert {args.kind}: --tokenizer DIR is required (the converted tokenizer the "
-                          "generator was trained with)")
+        raise ConfigError(
+            f"convert {args.kind}: --tokenizer DIR is required (the converted tokenizer the generator was trained with)"
+        )
     if "image_size" in overrides:
-        raise ConfigError(f"convert {args.kind}: the grid comes from --tokenizer; convert the tokenizer at "
-                          "--image-size instead")
-    gen = load_external_generator(args.kind, args.file, load_tokenizer(args.tokenizer), weights=args.weights,
-                                  **overrides)
+        raise ConfigError(
+            f"convert {args.kind}: the grid comes from --tokenizer; convert the tokenizer at --image-size instead"
+        )
+    gen = load_external_generator(
+        args.kind, args.file, load_tokenizer(args.tokenizer), weights=args.weights, **overrides
+    )
     c = gen.config
-    return gen, (f"{type(gen).__name__}, {gen.num_params():,} parameters, {c.vocab_size} codes, "
-                 f"{c.grid[0]}x{c.grid[1]} grid, {c.num_classes} classes")
+    return gen, (
+        f"{type(gen).__name__}, {gen.num_params():,} parameters, {c.vocab_size} codes, "
+        f"{c.grid[0]}x{c.grid[1]} grid, {c.num_classes} classes"
+    )

@@ -7,6 +7,7 @@ give about ln K; users of trained ImageNet AR generators at K = 16384 (ln K = 9.
 quickest check that a converted generator is right. Generators of continuous latents have no such cross-entropy
 and are refused.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,12 @@ from robustok.validation import bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generator-ce", help="a generator's next-token cross-entropy on real tokens (vs ln K)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "generator-ce",
+        help="a generator's next-token cross-entropy on real tokens (vs ln K)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("generator", help="generator directory (runs/gen/generator, a converted one, or hf://org/repo)")
     p.add_argument("--tokens", required=True, help="token store of real images (`robustok pretokenize`)")
     p.add_argument("--num", type=bounded(int, ">=1"), default=None, help="only the first N entries (default all)")
@@ -43,16 +48,23 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     gen = load_generator(args.generator, device).eval()
     if gen.token_kind != "ids":
-        raise ConfigError(f"{args.generator}: a {type(gen).__name__} models {gen.tokens.description}; generator-ce "
-                          "scores generators of token ids (AR, masked)")
+        raise ConfigError(
+            f"{args.generator}: a {type(gen).__name__} models {gen.tokens.description}; generator-ce "
+            "scores generators of token ids (AR, masked)"
+        )
     r = store_cross_entropy(gen, store, args.num, args.batch_size, args.seed, progress=not args.no_progress)
     r.update(generator=str(args.generator), tokens=str(args.tokens))
-    print(f"{r['objective']} cross-entropy of {args.generator} on {r['entries']} entries of {args.tokens} "
-          f"({r['tokens_per_entry']} tokens each): {r['cross_entropy']:.4f} nats/token, perplexity "
-          f"{r['perplexity']:.1f}")
-    print(f"for comparison: ln K = {r['ln_k']:.4f} (K = {r['vocab_size']}: a uniform guess, what random weights "
-          "give); trained ImageNet AR generators at K = 16384 (ln K = 9.70): about 6-7 nats, as users report")
+    print(
+        f"{r['objective']} cross-entropy of {args.generator} on {r['entries']} entries of {args.tokens} "
+        f"({r['tokens_per_entry']} tokens each): {r['cross_entropy']:.4f} nats/token, perplexity "
+        f"{r['perplexity']:.1f}"
+    )
+    print(
+        f"for comparison: ln K = {r['ln_k']:.4f} (K = {r['vocab_size']}: a uniform guess, what random weights "
+        "give); trained ImageNet AR generators at K = 16384 (ln K = 9.70): about 6-7 nats, as users report"
+    )
     if args.json:
         from robustok.hub import atomic_write_bytes
+
         atomic_write_bytes(args.json, (json.dumps(r, indent=2) + "\n").encode())
     return 0

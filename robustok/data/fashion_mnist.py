@@ -5,6 +5,7 @@ Where the files are: an explicit `root` (only there), else `$ROBUSTOK_DATA` if s
 `~/.cache/robustok/fashion-mnist`. A `root` or `$ROBUSTOK_DATA` without the files is an error, never a silent
 fallback to another copy.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -41,10 +42,12 @@ def find_dir(split: str, root: str | None = None) -> Path:
         if all((d / f).is_file() for f in FILES[split]):
             return d
     looked = ", ".join(str(d) for d in candidate_dirs(root))
-    given = ("data.root/--data-root" if root else "ROBUSTOK_DATA" if os.environ.get("ROBUSTOK_DATA") else None)
+    given = "data.root/--data-root" if root else "ROBUSTOK_DATA" if os.environ.get("ROBUSTOK_DATA") else None
     if given:
-        raise DataError(f"Fashion-MNIST {split} files {FILES[split]} not found in {looked} (set by {given}; "
-                        "other copies are not searched). Point it at the folder with the IDX .gz files.")
+        raise DataError(
+            f"Fashion-MNIST {split} files {FILES[split]} not found in {looked} (set by {given}; "
+            "other copies are not searched). Point it at the folder with the IDX .gz files."
+        )
     raise DataError(f"Fashion-MNIST {split} files {FILES[split]} not found (looked in: {looked}). {HOW_TO_GET}")
 
 
@@ -56,7 +59,7 @@ def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
         raise DataError(f"{path}: cannot read gzip IDX file ({err})") from None
     if len(data) < 4 + 4 * ndim or int.from_bytes(data[:4], "big") != magic:
         raise DataError(f"{path}: not an IDX file with magic {magic:#x}")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise DataError(f"{path}: truncated IDX file (expected {int(np.prod(shape))} bytes, got {body.size})")

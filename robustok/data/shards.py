@@ -9,6 +9,7 @@ shards that already exist. `classes.txt` lists the class names in index order. `
 settings and the file list the shards were cut from: a rerun resumes only a folder made with the same ones, and a
 non-empty folder made otherwise (or not by make-shards) is refused unless `overwrite` (then every shard is rewritten).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -29,11 +30,11 @@ KEEP_AS_IS = {".jpg": "jpg", ".jpeg": "jpg", ".png": "png"}
 
 @dataclass
 class ShardSummary:
-    pattern: str          # brace pattern for `wds:`
+    pattern: str  # brace pattern for `wds:`
     num_images: int
     num_shards: int
     num_classes: int
-    written: int          # shards written by this call (the others existed already)
+    written: int  # shards written by this call (the others existed already)
 
 
 def _settings(ds, folder: Path, shard_size: int, prefix: str, shuffle: bool, seed: int) -> dict:
@@ -41,8 +42,14 @@ def _settings(ds, folder: Path, shard_size: int, prefix: str, shuffle: bool, see
     h = hashlib.sha256()
     for f, label in zip(ds.files, ds.labels):
         h.update(f"{Path(f).relative_to(folder)}\t{int(label)}\n".encode())
-    return {"num_images": len(ds.files), "files_sha256": h.hexdigest()[:16], "shard_size": shard_size,
-            "prefix": prefix, "shuffle": shuffle, "seed": seed}
+    return {
+        "num_images": len(ds.files),
+        "files_sha256": h.hexdigest()[:16],
+        "shard_size": shard_size,
+        "prefix": prefix,
+        "shuffle": shuffle,
+        "seed": seed,
+    }
 
 
 def _may_resume(out: Path, mark: Path, settings: dict, overwrite: bool) -> bool:
@@ -65,8 +72,10 @@ def _may_resume(out: Path, mark: Path, settings: dict, overwrite: bool) -> bool:
     else:
         keys = sorted(k for k in settings if previous.get(k) != settings[k])
         why = f"its shards were made with different {', '.join(keys)} (see {mark.name})"
-    raise OutputExistsError(f"--out {out}: already exists and is not empty; {why}; pass --overwrite to write "
-                            "every shard anew into it, or choose another folder (nothing was changed)")
+    raise OutputExistsError(
+        f"--out {out}: already exists and is not empty; {why}; pass --overwrite to write "
+        "every shard anew into it, or choose another folder (nothing was changed)"
+    )
 
 
 def _sample_bytes(path: Path) -> tuple[str, bytes]:
@@ -74,7 +83,7 @@ def _sample_bytes(path: Path) -> tuple[str, bytes]:
     from robustok.data.datasets import open_image
 
     ext = KEEP_AS_IS.get(path.suffix.lower())
-    img = open_image(path)              # validates every file (corrupt/truncated -> DataError naming it)
+    img = open_image(path)  # validates every file (corrupt/truncated -> DataError naming it)
     if ext is not None:
         return ext, path.read_bytes()
     buf = io.BytesIO()
@@ -97,9 +106,17 @@ def _write_shard(path: Path, items: list[tuple[str, Path, int]]) -> None:
                 _add(tar, f"{key}.cls", str(label).encode())
 
 
-def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, prefix: str = "shard",
-                shuffle: bool = True, seed: int = 0, workers: int = 1,
-                log: Optional[Callable[[str], None]] = None, overwrite: bool = False) -> ShardSummary:
+def make_shards(
+    folder: str | Path,
+    out: str | Path,
+    shard_size: int = 1000,
+    prefix: str = "shard",
+    shuffle: bool = True,
+    seed: int = 0,
+    workers: int = 1,
+    log: Optional[Callable[[str], None]] = None,
+    overwrite: bool = False,
+) -> ShardSummary:
     """Write `folder`'s images as `out/<prefix>-NNNNNN.tar` shards (`workers` processes); return a summary with
     the `wds:` pattern. Resumes a folder made with the same settings; see the module docstring for `overwrite`."""
     from robustok.data.datasets import ImageFolder
@@ -107,7 +124,7 @@ def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, pre
 
     if shard_size < 1:
         raise DataError(f"--shard-size must be >= 1, got {shard_size}")
-    ds = ImageFolder(folder, resolution=1, channels=3)      # file list + labels only; nothing is decoded here
+    ds = ImageFolder(folder, resolution=1, channels=3)  # file list + labels only; nothing is decoded here
     order = np.random.default_rng(seed).permutation(len(ds.files)) if shuffle else np.arange(len(ds.files))
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -119,6 +136,7 @@ def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, pre
         resume = _may_resume(out, mark, settings, overwrite)
         out.mkdir(parents=True, exist_ok=True)
         from robustok.hub import atomic_write_bytes
+
         atomic_write_bytes(mark, json.dumps(settings, indent=2).encode())
         if ds.classes:
             atomic_write_bytes(out / "classes.txt", ("\n".join(ds.classes) + "\n").encode())
@@ -128,10 +146,11 @@ def make_shards(folder: str | Path, out: str | Path, shard_size: int = 1000, pre
         for s in range(n_shards):
             path = out / f"{prefix}-{s:0{width}d}.tar"
             if not (resume and path.is_file()):
-                idx = order[s * shard_size:(s + 1) * shard_size]
+                idx = order[s * shard_size : (s + 1) * shard_size]
                 jobs.append((path, [(f"{int(i):09d}", ds.files[int(i)], int(ds.labels[int(i)])) for i in idx]))
         if workers > 1 and len(jobs) > 1:
             from concurrent.futures import ProcessPoolExecutor
+
             with ProcessPoolExecutor(workers) as pool:
                 for done, _ in enumerate(pool.map(_write_shard, *zip(*jobs)), 1):
                     if log is not None:

@@ -4,6 +4,7 @@ Valid specs: `fashion-mnist:train`, `fashion-mnist:test` (exact names), `wds:<sh
 where the caller allows it, a samples/statistics `.npz` file. Anything else is an error that lists these forms,
 never a silent fallback (a folder named `fashion-mnist-rgb` is that folder; `fashion-mnist-test` is an error).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,10 @@ from typing import Optional
 
 from robustok.errors import DataError
 
-NAMED: dict[str, tuple[str, str]] = {"fashion-mnist:train": ("fashion-mnist", "train"),
-                                     "fashion-mnist:test": ("fashion-mnist", "test")}
+NAMED: dict[str, tuple[str, str]] = {
+    "fashion-mnist:train": ("fashion-mnist", "train"),
+    "fashion-mnist:test": ("fashion-mnist", "test"),
+}
 
 
 def register_named_spec(name: str, kind: str, value: str) -> None:
@@ -24,8 +27,8 @@ def register_named_spec(name: str, kind: str, value: str) -> None:
 
 @dataclass(frozen=True)
 class DataSpec:
-    kind: str    # "fashion-mnist" | "wds" | "folder" | "npz" | a registered kind
-    value: str   # the split, the shard pattern or the path
+    kind: str  # "fashion-mnist" | "wds" | "folder" | "npz" | a registered kind
+    value: str  # the split, the shard pattern or the path
 
     @property
     def local_path(self) -> Optional[Path]:

@@ -1,4 +1,5 @@
 """Image transforms on PIL images: explicit mode handling, ADM-style center crop, the paper's random crop."""
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,9 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
-def random_crop(img: Image.Image, size: int, rng: np.random.Generator, max_scale: float = 1.25,
-                flip: bool = True) -> Image.Image:
+def random_crop(
+    img: Image.Image, size: int, rng: np.random.Generator, max_scale: float = 1.25, flip: bool = True
+) -> Image.Image:
     """The paper's training augmentation: short side resized to U[size, max_scale*size], random crop, h-flip."""
     target = int(rng.integers(size, math.ceil(size * max_scale) + 1))
     while min(img.size) >= 2 * target:

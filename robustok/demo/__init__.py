@@ -7,6 +7,7 @@ control, over several seeds; (5) Spearman correlations of pFID and rFID with gFI
 Each stage is cached by its configuration, so an interrupted demo continues where it stopped (`--fresh` reruns).
 Profiles (`robustok.demo.profiles`): quick (smoke test), default (about 30 minutes on 2 CPU cores), full.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,8 @@ from typing import Optional
 import torch
 from tqdm import tqdm
 
-from robustok.demo.profiles import PROFILES, DemoProfile
 from robustok.demo import stages
+from robustok.demo.profiles import PROFILES, DemoProfile
 from robustok.errors import ConfigError
 
 STAGES = ("tokenizers", "evaluation", "generators", "gFID", "post-training", "report")
@@ -27,6 +28,7 @@ STAGES = ("tokenizers", "evaluation", "generators", "gFID", "post-training", "re
 
 def _spearman(x: list[float], y: list[float]) -> Optional[float]:
     from scipy.stats import spearmanr
+
     if len(x) < 3:
         return None
     return float(spearmanr(x, y).statistic)
@@ -51,15 +53,20 @@ def image_grids(out: Path, points: dict[str, str], finals: dict[str, str], post:
         for alpha in (0.3, 0.6, 0.9):
             g = torch.Generator().manual_seed(0)
             rows.append(tok.decode(perturb_ids(ids, tok.codebook, alpha, delta, generator=g)))
-        save_grid(torch.cat(rows), out / "grids" / f"{name}-real-recon-perturbed-a0.3-0.6-0.9-d{delta}.png", nrow=10,
-                  scale=2)
+        save_grid(
+            torch.cat(rows), out / "grids" / f"{name}-real-recon-perturbed-a0.3-0.6-0.9-d{delta}.png", nrow=10, scale=2
+        )
         sample_file = out / "stages" / f"samples-{Path(path).name}-seed0.npy"
         if sample_file.is_file() and name in post:
             ids = torch.from_numpy(np.load(sample_file)[:20].astype(np.int64))
             after = Tokenizer.from_pretrained(post[name]["runs"][0]["tokenizer"]).eval()
             control = Tokenizer.from_pretrained(post[name]["runs"][0]["control_tokenizer"]).eval()
-            save_grid(torch.cat([tok.decode(ids), after.decode(ids), control.decode(ids)]),
-                      out / "grids" / f"{name}-samples-untouched-posttrained-control.png", nrow=20, scale=2)
+            save_grid(
+                torch.cat([tok.decode(ids), after.decode(ids), control.decode(ids)]),
+                out / "grids" / f"{name}-samples-untouched-posttrained-control.png",
+                nrow=20,
+                scale=2,
+            )
 
 
 def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False, log=print) -> dict:
@@ -98,30 +105,56 @@ def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False
     stage(4)
     last = max(profile.tok_checkpoints)
     finals = {name: points[stages.point_name(name, last)] for name in stages.NAMES}
-    post = {name: stages.post_train_point(out, name, finals[name], gens[stages.point_name(name, last)], profile,
-                                          fresh, features, log) for name in stages.NAMES}
+    post = {
+        name: stages.post_train_point(
+            out, name, finals[name], gens[stages.point_name(name, last)], profile, fresh, features, log
+        )
+        for name in stages.NAMES
+    }
     overall.update(1)
     stage(5)
-    pts = {n: {"pfid": evals[n]["pfid"], "rfid": evals[n]["rfid"], "gfid": gfids[n]["gfid"],
-               "psnr": evals[n]["psnr"]} for n in points}
-    res = {"profile": profile_name, "features": profile.features,
-           "profile_config": asdict(profile), "seeds": {"training": 0, "post_training": profile.post_seeds},
-           "points": pts,
-           "spearman_pfid_gfid": _spearman([p["pfid"] for p in pts.values()], [p["gfid"] for p in pts.values()]),
-           "spearman_rfid_gfid": _spearman([p["rfid"] for p in pts.values()], [p["gfid"] for p in pts.values()])}
+    pts = {
+        n: {"pfid": evals[n]["pfid"], "rfid": evals[n]["rfid"], "gfid": gfids[n]["gfid"], "psnr": evals[n]["psnr"]}
+        for n in points
+    }
+    res = {
+        "profile": profile_name,
+        "features": profile.features,
+        "profile_config": asdict(profile),
+        "seeds": {"training": 0, "post_training": profile.post_seeds},
+        "points": pts,
+        "spearman_pfid_gfid": _spearman([p["pfid"] for p in pts.values()], [p["gfid"] for p in pts.values()]),
+        "spearman_rfid_gfid": _spearman([p["rfid"] for p in pts.values()], [p["gfid"] for p in pts.values()]),
+    }
     for name in stages.NAMES:
         p = stages.point_name(name, last)
         e, g, q = evals[p], gfids[p], post[name]
-        res[name] = {"tokenizer": finals[name], "psnr": e["psnr"], "ssim": e["ssim"], "rfid": e["rfid"],
-                     "pfid": e["pfid"], "pfid_grid": e["pfid_grid"], "codebook_usage": e["codebook_usage"],
-                     "gfid": g["gfid"], "gfid_noise": g["gfid_noise"], "gfid_post": q["gfid_post"],
-                     "gfid_control": q["gfid_control"], "gfid_before_paired": q["gfid_before_paired"],
-                     "delta_post": q["delta_post"], "delta_vs_control": q["delta_vs_control"],
-                     "delta_vs_control_mean": q["delta_vs_control_mean"],
-                     "delta_vs_control_sd": q["delta_vs_control_sd"], "gfid_post_sd": q["gfid_post_sd"],
-                     "gfid_control_sd": q["gfid_control_sd"], "rfid_post": q["rfid_post"],
-                     "rfid_post_sd": q["rfid_post_sd"], "rfid_control": q["rfid_control"],
-                     "psnr_post": q["psnr_post"], "psnr_control": q["psnr_control"], "post_runs": q["runs"]}
+        res[name] = {
+            "tokenizer": finals[name],
+            "psnr": e["psnr"],
+            "ssim": e["ssim"],
+            "rfid": e["rfid"],
+            "pfid": e["pfid"],
+            "pfid_grid": e["pfid_grid"],
+            "codebook_usage": e["codebook_usage"],
+            "gfid": g["gfid"],
+            "gfid_noise": g["gfid_noise"],
+            "gfid_post": q["gfid_post"],
+            "gfid_control": q["gfid_control"],
+            "gfid_before_paired": q["gfid_before_paired"],
+            "delta_post": q["delta_post"],
+            "delta_vs_control": q["delta_vs_control"],
+            "delta_vs_control_mean": q["delta_vs_control_mean"],
+            "delta_vs_control_sd": q["delta_vs_control_sd"],
+            "gfid_post_sd": q["gfid_post_sd"],
+            "gfid_control_sd": q["gfid_control_sd"],
+            "rfid_post": q["rfid_post"],
+            "rfid_post_sd": q["rfid_post_sd"],
+            "rfid_control": q["rfid_control"],
+            "psnr_post": q["psnr_post"],
+            "psnr_control": q["psnr_control"],
+            "post_runs": q["runs"],
+        }
     res["verdict"] = verdict(res)
     image_grids(out, points, finals, post, profile)
     res["wall_time_s"] = time.time() - t0
@@ -129,6 +162,7 @@ def run_demo(out: str | Path, profile_name: str = "default", fresh: bool = False
     res["stage_time_s"] = {k: e - t for (k, t), e in zip(started.items(), ends)}  # cached stages take ~0 s
     (out / "results.json").write_text(json.dumps(res, indent=2, default=float))
     from robustok.demo.report import write_report
+
     path = write_report(out)
     overall.update(1)
     overall.close()
@@ -141,9 +175,11 @@ def verdict(res: dict) -> str:
     parts = []
     b, r = res["baseline"], res["robust"]
     noise = max(b["gfid_noise"], r["gfid_noise"])
-    parts.append(f"Latent perturbation: robust gFID {r['gfid']:.2f} vs baseline {b['gfid']:.2f} "
-                 f"(noise floor between two sample sets ≈ {noise:.2f}); pFID {r['pfid']:.2f} vs {b['pfid']:.2f}; "
-                 f"rFID {r['rfid']:.2f} vs {b['rfid']:.2f}.")
+    parts.append(
+        f"Latent perturbation: robust gFID {r['gfid']:.2f} vs baseline {b['gfid']:.2f} "
+        f"(noise floor between two sample sets ≈ {noise:.2f}); pFID {r['pfid']:.2f} vs {b['pfid']:.2f}; "
+        f"rFID {r['rfid']:.2f} vs {b['rfid']:.2f}."
+    )
     for name in ("baseline", "robust"):
         d = res[name]
         sd = d["delta_vs_control_sd"]
@@ -157,13 +193,16 @@ def verdict(res: dict) -> str:
         else:
             reading = "no gain over the equal-compute control beyond the seed spread."
         seeds = lambda xs: ", ".join(f"{x:+.2f}" for x in xs)  # noqa: E731
-        parts.append(f"Post-training ({name}): gFID of the same tokens {d['gfid_before_paired']:.2f} → "
-                     f"{d['gfid_post']:.2f}, control {d['gfid_control']:.2f}; post − untouched per seed "
-                     f"{seeds(d['delta_post'])} (the paper's comparison); post − control per seed "
-                     f"{seeds(d['delta_vs_control'])}, mean {d['delta_vs_control_mean']:+.2f}{sd_txt} (ours): "
-                     f"{reading} rFID {d['rfid']:.2f} → {d['rfid_post']:.2f} (control {d['rfid_control']:.2f}).")
+        parts.append(
+            f"Post-training ({name}): gFID of the same tokens {d['gfid_before_paired']:.2f} → "
+            f"{d['gfid_post']:.2f}, control {d['gfid_control']:.2f}; post − untouched per seed "
+            f"{seeds(d['delta_post'])} (the paper's comparison); post − control per seed "
+            f"{seeds(d['delta_vs_control'])}, mean {d['delta_vs_control_mean']:+.2f}{sd_txt} (ours): "
+            f"{reading} rFID {d['rfid']:.2f} → {d['rfid_post']:.2f} (control {d['rfid_control']:.2f})."
+        )
     rp, rr = res["spearman_pfid_gfid"], res["spearman_rfid_gfid"]
     if rp is not None and rr is not None:
-        parts.append(f"Correlation with gFID over {len(res['points'])} checkpoints: pFID ρ = {rp:.2f}, "
-                     f"rFID ρ = {rr:.2f}.")
+        parts.append(
+            f"Correlation with gFID over {len(res['points'])} checkpoints: pFID ρ = {rp:.2f}, rFID ρ = {rr:.2f}."
+        )
     return " ".join(parts)

@@ -7,6 +7,7 @@ device the demo will use. A rough guide (within ~10% on the reference machine; s
 from a conv training step scale less exactly, most of all on a GPU), and for a run from scratch: stages already
 on disk are skipped and cost nothing.
 """
+
 from __future__ import annotations
 
 import re
@@ -19,17 +20,17 @@ from robustok.demo.profiles import PROFILES, DemoProfile
 from robustok.errors import ConfigError
 from robustok.train.estimate import device_name, format_duration
 
-REFERENCE_IMAGES_PER_S = 301.0     # benchmarks/train_tokenizer.py, fmnist-robust, on the reference machine
-FIXED_S = 20.0                     # start-up, feature networks, grids and report
+REFERENCE_IMAGES_PER_S = 301.0  # benchmarks/train_tokenizer.py, fmnist-robust, on the reference machine
+FIXED_S = 20.0  # start-up, feature networks, grids and report
 
 # seconds per unit of work on the reference machine (fitted to the measured default and full demos)
-TOKENIZER_STEP_S = 0.2555          # one main-training step (half of them with the GAN loss)
-EVAL_IMAGE_S = 0.029               # PSNR/SSIM/rFID/pFID grid/usage, per evaluation image and point
-GEN_STEP_S = 0.16                  # one AR generator training step
-PRETOKENIZE_IMAGE_S = 0.00133      # one image pretokenized for the generators
-GFID_IMAGE_S = 0.0054              # one sampled + decoded + featurised image for gFID
-POST_STEP_S = 0.2                  # one post-training (or control) step
-PAIR_IMAGE_S = 0.009               # one post-training pair (or held-out evaluation sample) made
+TOKENIZER_STEP_S = 0.2555  # one main-training step (half of them with the GAN loss)
+EVAL_IMAGE_S = 0.029  # PSNR/SSIM/rFID/pFID grid/usage, per evaluation image and point
+GEN_STEP_S = 0.16  # one AR generator training step
+PRETOKENIZE_IMAGE_S = 0.00133  # one image pretokenized for the generators
+GFID_IMAGE_S = 0.0054  # one sampled + decoded + featurised image for gFID
+POST_STEP_S = 0.2  # one post-training (or control) step
+PAIR_IMAGE_S = 0.009  # one post-training pair (or held-out evaluation sample) made
 
 
 def _batch_ratio(overrides: list[str], base: int = 64) -> float:
@@ -44,11 +45,14 @@ def stage_seconds(p: DemoProfile) -> dict[str, float]:
     return {
         "tokenizers": 2 * p.tok_steps * TOKENIZER_STEP_S * _batch_ratio(p.tok_overrides),
         "evaluation": points * p.eval_images * EVAL_IMAGE_S,
-        "generators": points * (p.gen_steps * GEN_STEP_S * _batch_ratio(p.gen_overrides)
-                                + p.pretok_images * PRETOKENIZE_IMAGE_S),
+        "generators": points
+        * (p.gen_steps * GEN_STEP_S * _batch_ratio(p.gen_overrides) + p.pretok_images * PRETOKENIZE_IMAGE_S),
         "gFID": points * 2 * p.gen_images * GFID_IMAGE_S,
-        "post-training": 2 * (len(p.post_seeds) * 2 * p.post_steps * POST_STEP_S * _batch_ratio(p.post_overrides)
-                              + (p.num_pairs + p.gen_images) * PAIR_IMAGE_S),
+        "post-training": 2
+        * (
+            len(p.post_seeds) * 2 * p.post_steps * POST_STEP_S * _batch_ratio(p.post_overrides)
+            + (p.num_pairs + p.gen_images) * PAIR_IMAGE_S
+        ),
         "other": FIXED_S,
     }
 
@@ -77,7 +81,7 @@ def calibrate(device: torch.device, min_seconds: float = 2.0, max_steps: int = 3
             opt.zero_grad()
             loss.backward()
             opt.step()
-            float(loss.detach())                          # wait for the device
+            float(loss.detach())  # wait for the device
 
         step(0)
         step(1)
@@ -90,8 +94,9 @@ def calibrate(device: torch.device, min_seconds: float = 2.0, max_steps: int = 3
 
 def parse_duration(text: str, what: str = "--budget") -> float:
     """Seconds in '30m', '30 min', '1h30m', '1.5h', '90s' or a bare number of minutes."""
-    m = re.fullmatch(r"\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*",
-                     text.lower())
+    m = re.fullmatch(
+        r"\s*(?:(\d+(?:\.\d+)?)\s*h)?\s*(?:(\d+(?:\.\d+)?)\s*m(?:in)?)?\s*(?:(\d+(?:\.\d+)?)\s*s)?\s*", text.lower()
+    )
     if re.fullmatch(r"\s*\d+(?:\.\d+)?\s*", text):
         return float(text) * 60
     if not text.strip() or m is None or not any(m.groups()):
@@ -107,8 +112,13 @@ def estimates(images_per_s: float) -> dict[str, dict[str, float]]:
     return dict(sorted(table.items(), key=lambda kv: sum(kv[1].values())))
 
 
-def plan_demo(requested: Optional[str], budget: Optional[str] = None, estimate_only: bool = False,
-              log: Callable[[str], None] = print, images_per_s: Optional[float] = None) -> Optional[str]:
+def plan_demo(
+    requested: Optional[str],
+    budget: Optional[str] = None,
+    estimate_only: bool = False,
+    log: Callable[[str], None] = print,
+    images_per_s: Optional[float] = None,
+) -> Optional[str]:
     """Calibrate, log the expected wall time of every profile, and return the profile to run (None: don't run).
 
     `requested`: a profile name, or None (the largest that fits `budget`, else "default"). A budget that the
@@ -124,16 +134,21 @@ def plan_demo(requested: Optional[str], budget: Optional[str] = None, estimate_o
     fits = [n for n in totals if budget_s is None or totals[n] <= budget_s]
     if requested is None:
         requested = (fits[-1] if fits else None) if budget_s is not None else "default"
-    log(f"calibration: robust tokenizer training at {rate:.0f} img/s on {device_name(device)} "
-        f"(reference machine {REFERENCE_IMAGES_PER_S:.0f} img/s); expected demo wall time from scratch:")
+    log(
+        f"calibration: robust tokenizer training at {rate:.0f} img/s on {device_name(device)} "
+        f"(reference machine {REFERENCE_IMAGES_PER_S:.0f} img/s); expected demo wall time from scratch:"
+    )
     for name, total in totals.items():
         mark = " <- fits the budget" if budget_s is not None and name in fits else ""
         log(f"  {name:8s} ~{format_duration(total)}{mark}")
     if estimate_only:
         return None
     if requested is None or (budget_s is not None and totals[requested] > budget_s):  # None: only with a budget
-        what = f"profile {requested!r} needs ~{format_duration(totals[requested])}" if requested else \
-            f"every profile needs more (quickest: ~{format_duration(min(totals.values()))})"
+        what = (
+            f"profile {requested!r} needs ~{format_duration(totals[requested])}"
+            if requested
+            else f"every profile needs more (quickest: ~{format_duration(min(totals.values()))})"
+        )
         raise ConfigError(f"--budget {budget}: {what}; fits: {', '.join(fits) or 'none'}")
     stages = ", ".join(f"{k} {format_duration(v)}" for k, v in table[requested].items())
     log(f"running profile {requested}: expected ~{format_duration(totals[requested])} ({stages})")

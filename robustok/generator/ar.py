@@ -5,6 +5,7 @@ Sequence: `[class, x_0, ..., x_{L-2}]` -> logits for `x_0 .. x_{L-1}`; in raster
 the grid position it must predict next, and training draws a random permutation for a fraction of the batch
 (annealed by the training task). Sampling always runs in raster order.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -19,25 +20,32 @@ from robustok.errors import ConfigError
 from robustok.generator.base import IdGenerator, IdGeneratorConfig, register_generator
 from robustok.generator.guidance import DrawRule, check_guidance, draw
 from robustok.generator.layers import Block, KVCache, interleave_rope, rope_2d, zero_init
-from robustok.generator.options import (DrawOptions, GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert,
-                                       sampling_options)
+from robustok.generator.options import (
+    DrawOptions,
+    GeneratorModelConfig,
+    ObjectiveConfig,
+    SamplingOptions,
+    convert,
+    sampling_options,
+)
 
 
 @dataclass
 class ARConfig(IdGeneratorConfig):
-    pos: str = "rope"                # rope (2-D rotary) | learned (2-D table, one vector per grid cell)
-    random_order: bool = False       # RAR: target-aware positions so permuted orders can be trained
-    adaln: bool = False              # RAR: the class embedding also modulates every block (adaLN-Zero)
+    pos: str = "rope"  # rope (2-D rotary) | learned (2-D table, one vector per grid cell)
+    random_order: bool = False  # RAR: target-aware positions so permuted orders can be trained
+    adaln: bool = False  # RAR: the class embedding also modulates every block (adaLN-Zero)
 
 
 @dataclass
 class ARModelOptions(GeneratorModelConfig):
     """`model:` of `model.kind: ar` (presets tiny|small|rar-b|rar-l|rar-xl)."""
+
     qk_norm: bool = True
-    pos: str = "rope"                  # rope | learned
-    dropout: float = 0.0               # RAR uses 0.1
-    random_order: bool = False         # RAR randomized-order training (see objective.order_anneal_*)
-    adaln: bool = False                # class-conditional adaLN-Zero in every block (RAR)
+    pos: str = "rope"  # rope | learned
+    dropout: float = 0.0  # RAR uses 0.1
+    random_order: bool = False  # RAR randomized-order training (see objective.order_anneal_*)
+    adaln: bool = False  # class-conditional adaLN-Zero in every block (RAR)
 
     BOUNDS: ClassVar[dict] = {**GeneratorModelConfig.BOUNDS, "dropout": "[0,1)"}
 
@@ -45,8 +53,9 @@ class ARModelOptions(GeneratorModelConfig):
 @dataclass
 class ARObjective(ObjectiveConfig):
     """`objective:` of `model.kind: ar`: the random-order schedule of RAR (with `model.random_order`)."""
-    order_anneal_start: float = 0.5    # random-order probability 1 until this fraction of train.steps ...
-    order_anneal_end: float = 0.75     # ... then linearly to 0 here (RAR: 125k and 187.5k of 250k steps)
+
+    order_anneal_start: float = 0.5  # random-order probability 1 until this fraction of train.steps ...
+    order_anneal_end: float = 0.75  # ... then linearly to 0 here (RAR: 125k and 187.5k of 250k steps)
 
     BOUNDS: ClassVar[dict] = {**ObjectiveConfig.BOUNDS, "order_anneal_start": "[0,1]", "order_anneal_end": "[0,1]"}
 
@@ -54,8 +63,11 @@ class ARObjective(ObjectiveConfig):
 @dataclass
 class ARSampling(DrawOptions):
     """Sampling options of `model.kind: ar`."""
-    static_cache: bool = field(default=False, metadata={
-        "help": "static KV cache and CUDA-graph decoding steps (same tokens, much faster on a GPU)"})
+
+    static_cache: bool = field(
+        default=False,
+        metadata={"help": "static KV cache and CUDA-graph decoding steps (same tokens, much faster on a GPU)"},
+    )
 
 
 @register_generator("ar")
@@ -67,7 +79,7 @@ class ARGenerator(IdGenerator):
     options_class: ClassVar[type[ARModelOptions]] = ARModelOptions
     objective_class: ClassVar[type[ARObjective]] = ARObjective
     sampling_class: ClassVar[type[ARSampling]] = ARSampling
-    rope_cos: Tensor                 # buffers (with pos = rope)
+    rope_cos: Tensor  # buffers (with pos = rope)
     rope_sin: Tensor
 
     def __init__(self, config: ARConfig):
@@ -85,8 +97,9 @@ class ARGenerator(IdGenerator):
             self.pos_emb = nn.Parameter(torch.randn(self.seq_len + 1, c.dim) * 0.02)
         else:
             rows, cols = torch.meshgrid(torch.arange(c.grid[0]), torch.arange(c.grid[1]), indexing="ij")
-            pos = torch.cat([torch.zeros(1, 2, dtype=torch.long),
-                             torch.stack([rows.flatten(), cols.flatten()], 1) + 1])   # class at (0, 0)
+            pos = torch.cat(
+                [torch.zeros(1, 2, dtype=torch.long), torch.stack([rows.flatten(), cols.flatten()], 1) + 1]
+            )  # class at (0, 0)
             cos, sin = interleave_rope(*rope_2d(pos, c.dim // c.heads))
             self.register_buffer("rope_cos", cos.float(), persistent=False)
             self.register_buffer("rope_sin", sin.float(), persistent=False)
@@ -102,11 +115,12 @@ class ARGenerator(IdGenerator):
         nn.init.zeros_(self.head.weight)
         adas = [b.ada for b in blocks if b.ada is not None]
         for m in adas + ([self.final_ada] if self.final_ada is not None else []):
-            zero_init(m[-1])                                       # adaLN-Zero: its last linear layer
+            zero_init(m[-1])  # adaLN-Zero: its last linear layer
 
     # ---- building blocks -------------------------------------------------------------------------------
-    def _embed(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
-               order: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[tuple]]:
+    def _embed(
+        self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int, order: Optional[torch.Tensor]
+    ) -> tuple[torch.Tensor, Optional[tuple]]:
         """Input vectors for sequence indices [start, end): index 0 is the class, index j>0 the token seq[:, j-1]."""
         B = labels.shape[0]
         parts = []
@@ -114,20 +128,20 @@ class ARGenerator(IdGenerator):
             parts.append(self.cls_emb(labels)[:, None])
         lo = max(start, 1)
         if end > lo:
-            parts.append(self.tok_emb(seq[:, lo - 1:end - 1]))
+            parts.append(self.tok_emb(seq[:, lo - 1 : end - 1]))
         h = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
         # grid cell of each input (class -> slot 0), and of each input's target
         if order is None:
-            slots = torch.arange(start, end, device=h.device)[None]                     # raster: slot j
+            slots = torch.arange(start, end, device=h.device)[None]  # raster: slot j
         else:
             slots = torch.cat([torch.zeros(B, 1, dtype=torch.long, device=h.device), order + 1], 1)[:, start:end]
         if self.config.pos == "learned":
             h = h + self.pos_emb[slots]
             rope = None
         else:
-            cos, sin = self.rope_cos[slots], self.rope_sin[slots]       # (1|B, T, Dh)
+            cos, sin = self.rope_cos[slots], self.rope_sin[slots]  # (1|B, T, Dh)
             rope = (cos[:, None], sin[:, None])
-        if self.config.random_order:   # target-aware: input j is told which grid cell step j predicts
+        if self.config.random_order:  # target-aware: input j is told which grid cell step j predicts
             idx = torch.arange(start, end, device=h.device)[None] if order is None else order[:, start:end]
             h = h + self.target_emb[idx]
         return self.drop(h), rope
@@ -137,15 +151,21 @@ class ARGenerator(IdGenerator):
 
         They depend only on the class, so sampling computes them once per call instead of once per step.
         """
-        if self.final_ada is None:   # built without adaLN
+        if self.final_ada is None:  # built without adaLN
             return None
         cond = self.cls_emb(labels)
         shift, scale = self.final_ada(cond)[:, None].chunk(2, dim=-1)
-        blocks = cast(Iterable[Block], self.blocks)   # nn.ModuleList types its items as plain modules
+        blocks = cast(Iterable[Block], self.blocks)  # nn.ModuleList types its items as plain modules
         return [blk.modulation(cond) for blk in blocks] + [(shift, 1 + scale)]
 
-    def _trunk(self, h: torch.Tensor, rope, labels: torch.Tensor, cache: Optional[KVCache] = None,
-               mods: Optional[list[tuple]] = None) -> torch.Tensor:
+    def _trunk(
+        self,
+        h: torch.Tensor,
+        rope,
+        labels: torch.Tensor,
+        cache: Optional[KVCache] = None,
+        mods: Optional[list[tuple]] = None,
+    ) -> torch.Tensor:
         if mods is None:
             mods = self.modulations(labels)
         for i, blk in enumerate(self.blocks):
@@ -159,8 +179,7 @@ class ARGenerator(IdGenerator):
         return self.head(h)
 
     # ---- training --------------------------------------------------------------------------------------
-    def forward(self, tokens: torch.Tensor, labels: torch.Tensor,
-                order: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, labels: torch.Tensor, order: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits (B, L, K) for the tokens in sequence order.
 
         `order` (B, L): the grid index of each step (raster if None).
@@ -171,8 +190,9 @@ class ARGenerator(IdGenerator):
         h, rope = self._embed(seq, labels, 0, self.seq_len, order)
         return self._trunk(h, rope, labels)
 
-    def random_orders(self, batch: int, ratio: float, device: torch.device,
-                      generator: Optional[torch.Generator] = None) -> Optional[torch.Tensor]:
+    def random_orders(
+        self, batch: int, ratio: float, device: torch.device, generator: Optional[torch.Generator] = None
+    ) -> Optional[torch.Tensor]:
         """Per-sample orders: a random permutation with probability `ratio`, else raster (None if ratio == 0)."""
         if ratio <= 0:
             return None
@@ -182,18 +202,29 @@ class ARGenerator(IdGenerator):
         pick = torch.rand(batch, 1, device=device, generator=generator) < ratio
         return torch.where(pick, perm, torch.arange(self.seq_len, device=device).expand(batch, -1))
 
-    def loss(self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
-             order_ratio: float = 0.0) -> torch.Tensor:
+    def loss(
+        self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0, order_ratio: float = 0.0
+    ) -> torch.Tensor:
         """Next-token cross-entropy (label dropout for CFG; random orders with probability `order_ratio`)."""
         return ar_loss(self, self, tokens, labels, label_dropout, order_ratio)
 
     # ---- sampling --------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0, top_k: Optional[int] = None,
-               top_p: Optional[float] = None, generator: Optional[torch.Generator] = None,
-               keep_mask: Optional[torch.Tensor] = None, prefix_tokens: Optional[torch.Tensor] = None,
-               cfg_schedule: str = "constant", cfg_power: float = 1.0, use_cache: bool = True,
-               static_cache: bool = False) -> torch.Tensor:
+    def sample(
+        self,
+        labels: torch.Tensor,
+        cfg: float = 1.0,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        generator: Optional[torch.Generator] = None,
+        keep_mask: Optional[torch.Tensor] = None,
+        prefix_tokens: Optional[torch.Tensor] = None,
+        cfg_schedule: str = "constant",
+        cfg_power: float = 1.0,
+        use_cache: bool = True,
+        static_cache: bool = False,
+    ) -> torch.Tensor:
         """Sample token grids (B, h, w) in raster order for class ids `labels` (B,).
 
         cfg: guidance scale (1 = conditional model, 0 = unconditional), shaped over steps by `cfg_schedule`
@@ -216,6 +247,7 @@ class ARGenerator(IdGenerator):
             if not use_cache:
                 raise ConfigError("static_cache needs use_cache=True")
             from robustok.generator.decode import static_sample
+
             return static_sample(self, labels, rule, generator, keep_mask, prefix_tokens)
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if rule.guided else labels
         seq = torch.empty(rows.shape[0], L, dtype=torch.long, device=dev)
@@ -230,10 +262,20 @@ class ARGenerator(IdGenerator):
         c = self.config
         return KVCache(c.depth, rows, c.heads, self.seq_len, c.dim // c.heads, device, dtype)
 
-    def decode_step(self, seq: torch.Tensor, rows: torch.Tensor, s: int, batch: int, rule: DrawRule,
-                    cache: Optional[KVCache] = None, mods: Optional[list[tuple]] = None,
-                    generator: Optional[torch.Generator] = None, u: Optional[torch.Tensor] = None,
-                    keep: Optional[torch.Tensor] = None, prefix: Optional[torch.Tensor] = None) -> None:
+    def decode_step(
+        self,
+        seq: torch.Tensor,
+        rows: torch.Tensor,
+        s: int,
+        batch: int,
+        rule: DrawRule,
+        cache: Optional[KVCache] = None,
+        mods: Optional[list[tuple]] = None,
+        generator: Optional[torch.Generator] = None,
+        u: Optional[torch.Tensor] = None,
+        keep: Optional[torch.Tensor] = None,
+        prefix: Optional[torch.Tensor] = None,
+    ) -> None:
         """Raster step `s`: write token s of the first `batch` rows of `seq` (R, L) in place (and of the
         unconditional rows after them when guided). `rows`: class ids (R,); `mods`: `modulations(rows)`;
         `u`: this step's uniform numbers (else drawn from `generator`). Without `cache` the prefix is recomputed.
@@ -270,40 +312,86 @@ class ARGenerator(IdGenerator):
 
         mc = cls.model_options(model_cfg)
         dim, depth, heads, ratio = resolve(AR_PRESETS, mc.preset)
-        return cls(ARConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
-                            dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
-                            mlp_ratio=mc.mlp_ratio or ratio, qk_norm=mc.qk_norm, pos=mc.pos, dropout=mc.dropout,
-                            random_order=mc.random_order, adaln=mc.adaln,
-                            tokenizer_fingerprint=store.fingerprint, preset=mc.preset))
+        return cls(
+            ARConfig(
+                vocab_size=store.codebook_size,
+                grid=list(store.grid),
+                num_classes=store.num_classes,
+                dim=mc.dim or dim,
+                depth=mc.depth or depth,
+                heads=mc.heads or heads,
+                mlp_ratio=mc.mlp_ratio or ratio,
+                qk_norm=mc.qk_norm,
+                pos=mc.pos,
+                dropout=mc.dropout,
+                random_order=mc.random_order,
+                adaln=mc.adaln,
+                tokenizer_fingerprint=store.fingerprint,
+                preset=mc.preset,
+            )
+        )
 
     def check_objective(self, objective: ObjectiveConfig) -> None:
         o = self.objective(objective)
         if not 0 <= o.order_anneal_start <= o.order_anneal_end <= 1:
             raise ConfigError("objective.order_anneal_start/end are fractions of train.steps with start <= end")
 
-    def training_loss(self, model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, step: int,
-                      total_steps: int, objective: ObjectiveConfig) -> dict[str, torch.Tensor]:
+    def training_loss(
+        self,
+        model: nn.Module,
+        tokens: torch.Tensor,
+        labels: torch.Tensor,
+        step: int,
+        total_steps: int,
+        objective: ObjectiveConfig,
+    ) -> dict[str, torch.Tensor]:
         """Next-token cross-entropy; with `random_order`, RAR's random orders at `order_ratio` of the step."""
         ratio = order_ratio(self.objective(objective), step, total_steps) if self.config.random_order else 0.0
         loss = ar_loss(model, self, tokens, labels, objective.label_dropout, ratio)
         return {"loss": loss, "order_ratio": torch.tensor(ratio)}
 
-    def sample_codes(self, labels: torch.Tensor, opts: Any,
-                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample_codes(
+        self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
         o = self.sampling(opts)
-        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
-                           generator=generator, cfg_schedule=o.cfg_schedule, cfg_power=o.cfg_power,
-                           static_cache=o.static_cache)
+        return self.sample(
+            labels,
+            cfg=o.cfg,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            generator=generator,
+            cfg_schedule=o.cfg_schedule,
+            cfg_power=o.cfg_power,
+            static_cache=o.static_cache,
+        )
 
-    def paired(self, real: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any, rng: torch.Generator,
-               mask_rng: torch.Generator) -> torch.Tensor:
+    def paired(
+        self,
+        real: torch.Tensor,
+        labels: torch.Tensor,
+        sigma: float,
+        opts: Any,
+        rng: torch.Generator,
+        mask_rng: torch.Generator,
+    ) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
         in raster order with the kept tokens fed back."""
         o = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
-        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
-                           generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=o.cfg_schedule,
-                           cfg_power=o.cfg_power, static_cache=o.static_cache)
+        return self.sample(
+            labels,
+            cfg=o.cfg,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            generator=rng,
+            keep_mask=keep,
+            prefix_tokens=real,
+            cfg_schedule=o.cfg_schedule,
+            cfg_power=o.cfg_power,
+            static_cache=o.static_cache,
+        )
 
 
 def order_ratio(obj: ARObjective, step: int, total: int) -> float:
@@ -316,8 +404,14 @@ def order_ratio(obj: ARObjective, step: int, total: int) -> float:
     return 1.0 - (frac - obj.order_anneal_start) / max(1e-12, obj.order_anneal_end - obj.order_anneal_start)
 
 
-def ar_loss(model: nn.Module, inner: ARGenerator, tokens: torch.Tensor, labels: torch.Tensor,
-            label_dropout: float = 0.0, order_ratio: float = 0.0) -> torch.Tensor:
+def ar_loss(
+    model: nn.Module,
+    inner: ARGenerator,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    label_dropout: float = 0.0,
+    order_ratio: float = 0.0,
+) -> torch.Tensor:
     """The AR training loss, calling `model` (possibly a DDP/compiled wrapper of `inner`) for the forward pass."""
     labels = inner.prepare_labels(labels, label_dropout)
     order = inner.random_orders(tokens.shape[0], order_ratio, tokens.device)

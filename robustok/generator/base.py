@@ -4,6 +4,7 @@ A new generator is one module: subclass `TokenGenerator`, decorate it with `@reg
 every command (train-generator, sample, post-train-data, diagnose), the demo and post-training can use it.
 Commands find a saved generator's class by the name in its `config.json` among the registered classes.
 """
+
 from __future__ import annotations
 
 import abc
@@ -16,19 +17,19 @@ from torch import Tensor, nn
 
 from robustok.errors import CheckpointError, ConfigError, DataError
 from robustok.generator.guidance import condition_labels
-from robustok.generator.options import (GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert,
-                                       sampling_options)
+from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert, sampling_options
 from robustok.hub import Pretrained
 from robustok.registry import Registry
 from robustok.tokens.kinds import TOKEN_KINDS, TokenKind, check_fingerprint, kind_of_tokenizer, token_kind
+
 
 @dataclass
 class GeneratorConfig:
     """The fields every built-in generator shares: the token grid, the classes, the transformer's size, and the
     tokenizer it belongs to. A generator's own config subclasses this (or `IdGeneratorConfig`) and adds its fields."""
 
-    grid: list[int] = field(default_factory=lambda: [8, 8])   # token / latent grid (h, w); L = h*w
-    num_classes: int = 10            # 0: unconditional (only the null class)
+    grid: list[int] = field(default_factory=lambda: [8, 8])  # token / latent grid (h, w); L = h*w
+    num_classes: int = 10  # 0: unconditional (only the null class)
     dim: int = 128
     depth: int = 4
     heads: int = 4
@@ -42,13 +43,18 @@ class GeneratorConfig:
 class IdGeneratorConfig(GeneratorConfig):
     """`GeneratorConfig` of a generator of discrete token ids: the vocabulary and dropout."""
 
-    vocab_size: int = 4096           # K, codebook size of the tokenizer
+    vocab_size: int = 4096  # K, codebook size of the tokenizer
     dropout: float = 0.0
 
 
 GENERATORS: Registry[type["TokenGenerator"]] = Registry("generator kind", "model.kind")
-BUILTIN_MODULES = ("robustok.generator.ar", "robustok.generator.diffusion", "robustok.generator.masked",
-                   "robustok.generator.llamagen_gpt", "robustok.generator.rar")
+BUILTIN_MODULES = (
+    "robustok.generator.ar",
+    "robustok.generator.diffusion",
+    "robustok.generator.masked",
+    "robustok.generator.llamagen_gpt",
+    "robustok.generator.rar",
+)
 
 
 class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
@@ -64,8 +70,8 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
     `sampling` with the same body and its class as the return type.
     """
 
-    kind: ClassVar[str] = ""              # registry name (`model.kind`), set by `register_generator`
-    token_kind: ClassVar[str] = ""        # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
+    kind: ClassVar[str] = ""  # registry name (`model.kind`), set by `register_generator`
+    token_kind: ClassVar[str] = ""  # the tokens it models: "ids" | "latents" (`robustok.tokens.kinds`)
     options_class: ClassVar[type[GeneratorModelConfig]] = GeneratorModelConfig
     objective_class: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
     sampling_class: ClassVar[type[SamplingOptions]] = SamplingOptions
@@ -100,8 +106,10 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
         """Why this (saved) model cannot continue training on `store`: an empty list if it can."""
         c, problems = self.config, []
         if store.kind != self.token_kind:
-            problems.append(f"{type(self).__name__} models {self.tokens.description}, the store holds "
-                            f"{token_kind(store.kind).description}")
+            problems.append(
+                f"{type(self).__name__} models {self.tokens.description}, the store holds "
+                f"{token_kind(store.kind).description}"
+            )
         if list(c.grid) != list(store.grid):
             problems.append(f"grid {list(c.grid)} vs the store's {store.grid}")
         if c.num_classes != store.num_classes:
@@ -115,8 +123,9 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
 
     # ---- training ------------------------------------------------------------------------------------------
     @abc.abstractmethod
-    def training_loss(self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int,
-                      objective: Any) -> dict[str, Tensor]:
+    def training_loss(
+        self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int, objective: Any
+    ) -> dict[str, Tensor]:
         """The loss on a batch of tokens (`"loss"`, plus scalars to log). `model` is the module to run the forward
         pass through (this model, or its DDP / compiled wrapper); `self` is the unwrapped model."""
 
@@ -127,24 +136,29 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
         `SamplingOptions` (convert it with `self.sampling(opts)`)."""
 
     @abc.abstractmethod
-    def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
-               mask_rng: torch.Generator) -> Tensor:
+    def paired(
+        self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator, mask_rng: torch.Generator
+    ) -> Tensor:
         """Post-training pairs: generated tokens that keep the real tokens `real` with preservation ratio `sigma`
         (1: `real` itself). Random draws that choose what to keep use `mask_rng`, sampling uses `rng`."""
 
     def token_cross_entropy(self, tokens: Tensor, labels: Tensor) -> Tensor:
         """Mean cross-entropy (nats per token) of real `tokens` for class ids `labels` (-1: the null class); only
         generators of token ids have one (`IdGenerator`)."""
-        raise ConfigError(f"{type(self).__name__} models {self.tokens.description}: a cross-entropy over a "
-                          "vocabulary needs a generator of token ids")
+        raise ConfigError(
+            f"{type(self).__name__} models {self.tokens.description}: a cross-entropy over a "
+            "vocabulary needs a generator of token ids"
+        )
 
     def check_labels(self, labels: Tensor) -> None:
         """Raise `DataError` for class ids outside [0, num_classes] (num_classes = the null class)."""
         if labels.numel():
             lo, hi = int(labels.min()), int(labels.max())
             if lo < 0 or hi > self.null_class:
-                raise DataError(f"class ids must be in [0, {self.config.num_classes}) (or {self.null_class} = "
-                                f"null), got [{lo}, {hi}]")
+                raise DataError(
+                    f"class ids must be in [0, {self.config.num_classes}) (or {self.null_class} = "
+                    f"null), got [{lo}, {hi}]"
+                )
 
     def prepare_labels(self, labels: Tensor, label_dropout: float = 0.0) -> Tensor:
         """Unlabeled (-1) -> null class; each label replaced by the null class with probability `label_dropout`."""
@@ -160,12 +174,18 @@ class TokenGenerator(Pretrained, metaclass=abc.ABCMeta):
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer other than the one whose tokens this model was trained on (`CheckpointError`)."""
-        check_fingerprint(self.config.tokenizer_fingerprint, tokenizer.fingerprint(),
-                          "the generator (its config.json tokenizer_fingerprint) vs --tokenizer", CheckpointError)
+        check_fingerprint(
+            self.config.tokenizer_fingerprint,
+            tokenizer.fingerprint(),
+            "the generator (its config.json tokenizer_fingerprint) vs --tokenizer",
+            CheckpointError,
+        )
         kind = kind_of_tokenizer(tokenizer)
         if kind != self.token_kind:
-            raise CheckpointError(f"{type(self).__name__} models {self.tokens.description}; this tokenizer gives "
-                                  f"{token_kind(kind).description}")
+            raise CheckpointError(
+                f"{type(self).__name__} models {self.tokens.description}; this tokenizer gives "
+                f"{token_kind(kind).description}"
+            )
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -176,7 +196,7 @@ class IdGenerator(TokenGenerator):
     `seq_len`; this adds the vocabulary checks and the validation of teacher-forcing inputs."""
 
     token_kind: ClassVar[str] = "ids"
-    cross_entropy_kind: ClassVar[str] = "next-token"   # what `token_cross_entropy` scores (its training loss)
+    cross_entropy_kind: ClassVar[str] = "next-token"  # what `token_cross_entropy` scores (its training loss)
     seq_len: int
 
     @torch.no_grad()
@@ -199,8 +219,9 @@ class IdGenerator(TokenGenerator):
     def check_tokenizer(self, tokenizer: Any) -> None:
         super().check_tokenizer(tokenizer)
         if int(tokenizer.codebook_size) != self.config.vocab_size:
-            raise CheckpointError(f"tokenizer codebook size {tokenizer.codebook_size} != generator vocabulary "
-                                  f"{self.config.vocab_size}")
+            raise CheckpointError(
+                f"tokenizer codebook size {tokenizer.codebook_size} != generator vocabulary {self.config.vocab_size}"
+            )
 
     def check_inputs(self, tokens: Optional[Tensor] = None, labels: Optional[Tensor] = None) -> None:
         """Raise `DataError` for token ids outside [0, K), a wrong grid, or class ids outside [0, C] (C = null)."""
@@ -211,13 +232,15 @@ class IdGenerator(TokenGenerator):
             if tokens.flatten(1).shape[1] != self.seq_len:
                 raise DataError(f"{tokens.flatten(1).shape[1]} tokens per image, the generator expects {self.seq_len}")
             if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= c.vocab_size):
-                raise DataError(f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, "
-                                f"{int(tokens.max())}]")
+                raise DataError(
+                    f"token ids must be in [0, {c.vocab_size}), got [{int(tokens.min())}, {int(tokens.max())}]"
+                )
         if labels is not None:
             self.check_labels(labels)
 
-    def kept_tokens(self, keep_mask: Optional[Tensor], prefix_tokens: Optional[Tensor], batch: int,
-                    device: torch.device) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    def kept_tokens(
+        self, keep_mask: Optional[Tensor], prefix_tokens: Optional[Tensor], batch: int, device: torch.device
+    ) -> tuple[Optional[Tensor], Optional[Tensor]]:
         """Teacher-forcing inputs as (B, L) bool mask and (B, L) ids on `device`, checked; (None, None) without."""
         if keep_mask is None:
             return None, None
@@ -227,8 +250,10 @@ class IdGenerator(TokenGenerator):
         keep_mask = keep_mask.to(device).bool().flatten(1)
         want = (batch, self.seq_len)
         if keep_mask.shape != want or prefix_tokens.shape != want:
-            raise DataError(f"keep_mask and prefix_tokens must be {want}, got {tuple(keep_mask.shape)} "
-                            f"and {tuple(prefix_tokens.shape)}")
+            raise DataError(
+                f"keep_mask and prefix_tokens must be {want}, got {tuple(keep_mask.shape)} "
+                f"and {tuple(prefix_tokens.shape)}"
+            )
         self.check_inputs(tokens=prefix_tokens)
         return keep_mask, prefix_tokens
 
@@ -250,23 +275,27 @@ class IdGenerator(TokenGenerator):
 
 def register_generator(name: str) -> Callable[[type[TokenGenerator]], type[TokenGenerator]]:
     """Class decorator: make a `TokenGenerator` subclass available as `model.kind: <name>` and to `load_generator`."""
+
     def add(cls: type[TokenGenerator]) -> type[TokenGenerator]:
         if not (isinstance(cls, type) and issubclass(cls, TokenGenerator)):
             raise TypeError(f"register_generator({name!r}): {cls!r} is not a TokenGenerator subclass")
         if cls.token_kind not in TOKEN_KINDS:
             raise TypeError(f"{cls.__name__}.token_kind must be one of {sorted(TOKEN_KINDS)}")
-        for attr, option_class, base in (("options_class", cls.options_class, GeneratorModelConfig),
-                                         ("objective_class", cls.objective_class, ObjectiveConfig),
-                                         ("sampling_class", cls.sampling_class, SamplingOptions)):
+        for attr, option_class, base in (
+            ("options_class", cls.options_class, GeneratorModelConfig),
+            ("objective_class", cls.objective_class, ObjectiveConfig),
+            ("sampling_class", cls.sampling_class, SamplingOptions),
+        ):
             if not (dataclasses.is_dataclass(option_class) and issubclass(option_class, base)):
                 raise TypeError(f"{cls.__name__}.{attr} must be a dataclass subclassing {base.__name__}")
         if name in GENERATORS:
             old = GENERATORS.lookup(name)
             if old.__qualname__ != cls.__qualname__:
                 raise ConfigError(f"generator kind {name!r} is already registered to {old.__module__}.{old.__name__}")
-            GENERATORS.unregister(name)             # the same class again (a plug-in file imported twice)
+            GENERATORS.unregister(name)  # the same class again (a plug-in file imported twice)
         cls.kind = name
         return GENERATORS.register(name, cls)
+
     return add
 
 

@@ -6,6 +6,7 @@ next to ln K, the cross-entropy of a uniform guess over the K codes, which a ran
 Trained models score well below it (users of ImageNet AR generators at K = 16384, ln K = 9.70, report
 about 6-7 nats).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,8 +26,9 @@ def check_store(gen: Any, store: TokenDataset) -> None:
     where = str(store.dir / MANIFEST)
     c = gen.config
     if store.kind != gen.token_kind:
-        raise DataError(f"{where}: holds {token_kind(store.kind).description}, the generator models "
-                        f"{gen.tokens.description}")
+        raise DataError(
+            f"{where}: holds {token_kind(store.kind).description}, the generator models {gen.tokens.description}"
+        )
     problems = []
     if list(store.grid) != list(c.grid):
         problems.append(f"grid {store.grid} vs the generator's {list(c.grid)}")
@@ -38,8 +40,14 @@ def check_store(gen: Any, store: TokenDataset) -> None:
 
 
 @torch.no_grad()
-def store_cross_entropy(gen: Any, store: TokenDataset, num: Optional[int] = None, batch_size: int = 64,
-                        seed: int = 0, progress: bool = False) -> dict:
+def store_cross_entropy(
+    gen: Any,
+    store: TokenDataset,
+    num: Optional[int] = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict:
     """The generator's mean cross-entropy (nats per token) on the first `num` entries of `store` (all if None),
     with the perplexity and ln K. Unlabeled entries (-1), and every entry for an unconditional generator, are
     scored with the null class. Only generators of token ids have a cross-entropy: check `gen.token_kind` first."""
@@ -51,20 +59,28 @@ def store_cross_entropy(gen: Any, store: TokenDataset, num: Optional[int] = None
     if num_classes == 0:
         labels = np.full_like(labels, -1)
     elif n and int(labels.max()) >= num_classes:
-        raise DataError(f"{store.dir / MANIFEST}: class ids up to {int(labels.max())}, the generator knows "
-                        f"{num_classes} classes")
+        raise DataError(
+            f"{store.dir / MANIFEST}: class ids up to {int(labels.max())}, the generator knows {num_classes} classes"
+        )
     device = next(gen.parameters()).device
     total, count = 0.0, 0
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)                     # random parts of the loss (masks) are the same each run
+        torch.manual_seed(seed)  # random parts of the loss (masks) are the same each run
         for start in tqdm(range(0, n, batch_size), disable=not progress, desc="cross-entropy", unit="batch"):
-            x = torch.from_numpy(np.asarray(codes[start:min(n, start + batch_size)]).astype(np.int64)).to(device)
-            y = torch.from_numpy(labels[start:start + batch_size]).to(device)
+            x = torch.from_numpy(np.asarray(codes[start : min(n, start + batch_size)]).astype(np.int64)).to(device)
+            y = torch.from_numpy(labels[start : start + batch_size]).to(device)
             total += float(gen.token_cross_entropy(x, y)) * len(x)
             count += len(x)
     if count == 0:
         raise DataError(f"{store.dir}: no entries to score")
     ce, K = total / count, int(gen.config.vocab_size)
-    return {"cross_entropy": ce, "perplexity": math.exp(ce), "ln_k": math.log(K), "vocab_size": K,
-            "objective": gen.cross_entropy_kind, "entries": count, "tokens_per_entry": int(gen.seq_len),
-            "seed": seed}
+    return {
+        "cross_entropy": ce,
+        "perplexity": math.exp(ce),
+        "ln_k": math.log(K),
+        "vocab_size": K,
+        "objective": gen.cross_entropy_kind,
+        "entries": count,
+        "tokens_per_entry": int(gen.seq_len),
+        "seed": seed,
+    }

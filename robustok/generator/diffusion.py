@@ -4,6 +4,7 @@ Latents are normalised per channel by dataset statistics stored in the config (`
 so callers always pass and receive raw tokenizer latents. Conditioning: class embedding (+ null class for CFG)
 plus a time embedding, injected by adaLN-Zero modulation in every block.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -15,25 +16,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from robustok.errors import ConfigError, DataError
+from robustok.generator.base import GeneratorConfig, TokenGenerator, register_generator
 from robustok.generator.flow import integrate, interpolate, time_grid
 from robustok.generator.guidance import check_guidance
-from robustok.generator.base import GeneratorConfig, TokenGenerator, register_generator
-from robustok.generator.layers import Attention, MLP, sincos_2d, timestep_embedding, zero_init
-from robustok.generator.options import (GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert,
-                                       sampling_options)
+from robustok.generator.layers import MLP, Attention, sincos_2d, timestep_embedding, zero_init
+from robustok.generator.options import GeneratorModelConfig, ObjectiveConfig, SamplingOptions, convert, sampling_options
 
 
 @dataclass
 class DiffusionConfig(GeneratorConfig):
     latent_channels: int = 4
     patch_size: int = 1
-    latent_mean: list[float] = field(default_factory=list)   # per channel; empty = 0
-    latent_std: list[float] = field(default_factory=list)    # per channel; empty = 1
+    latent_mean: list[float] = field(default_factory=list)  # per channel; empty = 0
+    latent_std: list[float] = field(default_factory=list)  # per channel; empty = 1
 
 
 @dataclass
 class DiffusionModelOptions(GeneratorModelConfig):
     """`model:` of `model.kind: diffusion` (presets tiny|small|sit-b|sit-l|sit-xl)."""
+
     qk_norm: bool = True
     patch_size: int = 1
 
@@ -43,12 +44,14 @@ class DiffusionModelOptions(GeneratorModelConfig):
 @dataclass
 class DiffusionObjective(ObjectiveConfig):
     """`objective:` of `model.kind: diffusion`."""
-    time_sampling: str = "uniform"     # uniform | logit-normal
+
+    time_sampling: str = "uniform"  # uniform | logit-normal
 
 
 @dataclass
 class DiffusionSampling(SamplingOptions):
     """Sampling options of `model.kind: diffusion` (also SDEdit of post-training pairs)."""
+
     steps: int = field(default=50, metadata={"help": "ODE steps"})
     sampler: str = field(default="heun", metadata={"help": "ODE solver", "choices": ("euler", "heun")})
     shift: float = field(default=1.0, metadata={"help": "time-grid shift"})
@@ -92,7 +95,7 @@ class DiffusionGenerator(TokenGenerator):
     objective_class: ClassVar[type[DiffusionObjective]] = DiffusionObjective
     sampling_class: ClassVar[type[DiffusionSampling]] = DiffusionSampling
     token_kind = "latents"
-    pos: Tensor                      # buffers
+    pos: Tensor  # buffers
     latent_mean: Tensor
     latent_std: Tensor
 
@@ -127,8 +130,8 @@ class DiffusionGenerator(TokenGenerator):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.cls_emb.weight, std=0.02)
-        for blk in cast(Iterable[DiTBlock], self.blocks):   # nn.ModuleList types its items as plain modules
-            zero_init(blk.ada[-1])                           # adaLN-Zero: every block starts as the identity
+        for blk in cast(Iterable[DiTBlock], self.blocks):  # nn.ModuleList types its items as plain modules
+            zero_init(blk.ada[-1])  # adaLN-Zero: every block starts as the identity
         for m in (self.final_ada[-1], self.out):
             zero_init(m)
 
@@ -143,8 +146,10 @@ class DiffusionGenerator(TokenGenerator):
         """Raise `DataError` for latents of the wrong shape or class ids outside [0, C] (C = null)."""
         c = self.config
         if latents is not None and list(latents.shape[1:]) != [c.latent_channels, *c.grid]:
-            raise DataError(f"latents of shape {tuple(latents.shape[1:])} do not match the generator's "
-                            f"{(c.latent_channels, *c.grid)}")
+            raise DataError(
+                f"latents of shape {tuple(latents.shape[1:])} do not match the generator's "
+                f"{(c.latent_channels, *c.grid)}"
+            )
         if labels is not None:
             self.check_labels(labels)
 
@@ -158,18 +163,20 @@ class DiffusionGenerator(TokenGenerator):
         for blk in self.blocks:
             h = blk(h, c)
         shift, scale = self.final_ada(c).chunk(2, dim=-1)
-        h = self.out(_modulate(self.final_norm(h), shift, scale))          # (B, N, p*p*C)
+        h = self.out(_modulate(self.final_norm(h), shift, scale))  # (B, N, p*p*C)
         h = h.view(B, H // p, W // p, p, p, C).permute(0, 5, 1, 3, 2, 4)
         return h.reshape(B, C, H, W)
 
-    def loss(self, latents: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
-             time_sampling: str = "uniform") -> torch.Tensor:
+    def loss(
+        self, latents: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0, time_sampling: str = "uniform"
+    ) -> torch.Tensor:
         """Flow-matching MSE between predicted and true velocity (noise - x0) on normalised latents."""
         return flow_loss(self, self, latents, labels, label_dropout, time_sampling)
 
     # ---- sampling --------------------------------------------------------------------------------------
-    def velocity_fn(self, labels: torch.Tensor, cfg: float = 1.0,
-                    cfg_interval: tuple[float, float] = (0.0, 1.0)) -> Callable[[Tensor, Tensor], Tensor]:
+    def velocity_fn(
+        self, labels: torch.Tensor, cfg: float = 1.0, cfg_interval: tuple[float, float] = (0.0, 1.0)
+    ) -> Callable[[Tensor, Tensor], Tensor]:
         """v(x, t) with classifier-free guidance `v_c + (cfg - 1)(v_c - v_u)`, cond and uncond in one batch.
 
         Guidance is applied only for t inside `cfg_interval` (the whole path by default)."""
@@ -182,13 +189,23 @@ class DiffusionGenerator(TokenGenerator):
             out = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
             cond, uncond = out.chunk(2)
             return cond + (cfg - 1.0) * (cond - uncond)
+
         return v
 
     @torch.no_grad()
-    def denoise_from(self, latents: torch.Tensor, t_start: float, labels: torch.Tensor, cfg: float = 1.0,
-                     steps: int = 50, sampler: str = "heun", generator: Optional[torch.Generator] = None,
-                     noise: Optional[torch.Tensor] = None, shift: float = 1.0,
-                     cfg_interval: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    def denoise_from(
+        self,
+        latents: torch.Tensor,
+        t_start: float,
+        labels: torch.Tensor,
+        cfg: float = 1.0,
+        steps: int = 50,
+        sampler: str = "heun",
+        generator: Optional[torch.Generator] = None,
+        noise: Optional[torch.Tensor] = None,
+        shift: float = 1.0,
+        cfg_interval: tuple[float, float] = (0.0, 1.0),
+    ) -> torch.Tensor:
         """SDEdit: noise raw `latents` to time `t_start` (0 = clean, 1 = pure noise), then integrate back to t = 0.
 
         Returns raw (de-normalised) latents. The preservation ratio of the paper is sigma = 1 - t_start.
@@ -204,9 +221,16 @@ class DiffusionGenerator(TokenGenerator):
         return self.denormalize(integrate(self.velocity_fn(labels, cfg, cfg_interval), x, ts, sampler))
 
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, cfg: float = 1.0, steps: int = 50, sampler: str = "heun",
-               generator: Optional[torch.Generator] = None, shift: float = 1.0,
-               cfg_interval: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+    def sample(
+        self,
+        labels: torch.Tensor,
+        cfg: float = 1.0,
+        steps: int = 50,
+        sampler: str = "heun",
+        generator: Optional[torch.Generator] = None,
+        shift: float = 1.0,
+        cfg_interval: tuple[float, float] = (0.0, 1.0),
+    ) -> torch.Tensor:
         """Raw latents (B, C, h, w) for class ids `labels` (B,), integrated from pure noise at t = 1."""
         check_guidance(cfg)
         c = self.config
@@ -237,11 +261,23 @@ class DiffusionGenerator(TokenGenerator):
         mc = cls.model_options(model_cfg)
         dim, depth, heads, ratio = resolve(DIFFUSION_PRESETS, mc.preset)
         mean, std = store.latent_stats
-        return cls(DiffusionConfig(latent_channels=int(store.manifest["latent_channels"]), grid=list(store.grid),
-                                   patch_size=mc.patch_size, num_classes=store.num_classes, dim=mc.dim or dim,
-                                   depth=mc.depth or depth, heads=mc.heads or heads, mlp_ratio=mc.mlp_ratio or ratio,
-                                   qk_norm=mc.qk_norm, latent_mean=mean, latent_std=std,
-                                   tokenizer_fingerprint=store.fingerprint, preset=mc.preset))
+        return cls(
+            DiffusionConfig(
+                latent_channels=int(store.manifest["latent_channels"]),
+                grid=list(store.grid),
+                patch_size=mc.patch_size,
+                num_classes=store.num_classes,
+                dim=mc.dim or dim,
+                depth=mc.depth or depth,
+                heads=mc.heads or heads,
+                mlp_ratio=mc.mlp_ratio or ratio,
+                qk_norm=mc.qk_norm,
+                latent_mean=mean,
+                latent_std=std,
+                tokenizer_fingerprint=store.fingerprint,
+                preset=mc.preset,
+            )
+        )
 
     def fit_problems(self, store: Any) -> list[str]:
         problems = super().fit_problems(store)
@@ -251,10 +287,11 @@ class DiffusionGenerator(TokenGenerator):
         return problems
 
     def check_objective(self, objective: ObjectiveConfig) -> None:
-        sample_times(1, self.objective(objective).time_sampling, torch.device("cpu"))   # validates time_sampling
+        sample_times(1, self.objective(objective).time_sampling, torch.device("cpu"))  # validates time_sampling
 
-    def training_loss(self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int,
-                      objective: ObjectiveConfig) -> dict[str, Tensor]:
+    def training_loss(
+        self, model: nn.Module, tokens: Tensor, labels: Tensor, step: int, total_steps: int, objective: ObjectiveConfig
+    ) -> dict[str, Tensor]:
         o = self.objective(objective)
         return {"loss": flow_loss(model, self, tokens, labels, o.label_dropout, o.time_sampling)}
 
@@ -262,14 +299,14 @@ class DiffusionGenerator(TokenGenerator):
         o = self.sampling(opts)
         return self.sample(labels, cfg=o.cfg, steps=o.steps, sampler=o.sampler, generator=generator, shift=o.shift)
 
-    def paired(self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator,
-               mask_rng: torch.Generator) -> Tensor:
+    def paired(
+        self, real: Tensor, labels: Tensor, sigma: float, opts: Any, rng: torch.Generator, mask_rng: torch.Generator
+    ) -> Tensor:
         """SDEdit: the real latents noised to t = 1 - sigma and denoised (sigma = 1: the real latents)."""
         o = self.sampling(opts)
         if sigma >= 1.0:
             return real
-        return self.denoise_from(real, 1.0 - sigma, labels, cfg=o.cfg, steps=o.steps, sampler=o.sampler,
-                                 generator=rng)
+        return self.denoise_from(real, 1.0 - sigma, labels, cfg=o.cfg, steps=o.steps, sampler=o.sampler, generator=rng)
 
 
 def sample_times(batch: int, mode: str, device: torch.device) -> torch.Tensor:
@@ -281,8 +318,14 @@ def sample_times(batch: int, mode: str, device: torch.device) -> torch.Tensor:
     raise ConfigError(f"objective.time_sampling must be 'uniform' or 'logit-normal', got {mode!r}")
 
 
-def flow_loss(model: nn.Module, inner: DiffusionGenerator, latents: torch.Tensor, labels: torch.Tensor,
-              label_dropout: float = 0.0, time_sampling: str = "uniform") -> torch.Tensor:
+def flow_loss(
+    model: nn.Module,
+    inner: DiffusionGenerator,
+    latents: torch.Tensor,
+    labels: torch.Tensor,
+    label_dropout: float = 0.0,
+    time_sampling: str = "uniform",
+) -> torch.Tensor:
     """The flow-matching loss, calling `model` (possibly a DDP/compiled wrapper of `inner`) for the forward pass."""
     x0 = inner.normalize(latents)
     labels = inner.prepare_labels(labels, label_dropout)

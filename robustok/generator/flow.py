@@ -3,6 +3,7 @@
 Convention (SiT's linear path): `x_t = (1 - t) * x_0 + t * noise`, t in [0, 1], t = 0 data, t = 1 noise.
 The model predicts the velocity `v = dx_t/dt = noise - x_0`; sampling integrates from t = t_start down to 0.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -33,8 +34,13 @@ def time_grid(steps: int, t_start: float = 1.0, shift: float = 1.0) -> torch.Ten
     return t
 
 
-def integrate(v: VelocityFn, x: torch.Tensor, ts: torch.Tensor, sampler: str = "heun",
-              progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
+def integrate(
+    v: VelocityFn,
+    x: torch.Tensor,
+    ts: torch.Tensor,
+    sampler: str = "heun",
+    progress: Optional[Callable[[int], None]] = None,
+) -> torch.Tensor:
     """Solve dx/dt = v(x, t) along the times `ts` (decreasing) with Euler or Heun (2nd order; Euler on the last
     step to t = 0, as in EDM). Returns x at ts[-1]."""
     if sampler not in SAMPLERS:

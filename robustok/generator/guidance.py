@@ -1,4 +1,5 @@
 """Sampling helpers: classifier-free guidance schedules, top-k / top-p filtering, seeded categorical draws."""
+
 from __future__ import annotations
 
 import math
@@ -35,7 +36,7 @@ def guidance_scale(scale: float, step: int, total: int, schedule: str = "constan
     if schedule == "linear":
         return 1.0 + (scale - 1.0) * frac
     if schedule == "power":
-        return 1.0 + (scale - 1.0) * (1.0 - math.cos(math.pi * frac ** power)) / 2.0
+        return 1.0 + (scale - 1.0) * (1.0 - math.cos(math.pi * frac**power)) / 2.0
     raise ConfigError(f"cfg schedule must be one of {SCHEDULES}, got {schedule!r}")
 
 
@@ -53,8 +54,12 @@ def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Opti
     return logits
 
 
-def draw(logits: torch.Tensor, generator: Optional[torch.Generator] = None, greedy: bool = False,
-         u: Optional[torch.Tensor] = None) -> torch.Tensor:
+def draw(
+    logits: torch.Tensor,
+    generator: Optional[torch.Generator] = None,
+    greedy: bool = False,
+    u: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """One category per row of (already tempered and filtered) `logits` (B, K): an inverse-CDF draw, or argmax.
 
     Exactly one uniform number per row is consumed from `generator` (also when greedy), so two code paths that
@@ -89,7 +94,7 @@ class DrawRule:
     temperature: float = 1.0
     top_k: Optional[int] = None
     top_p: Optional[float] = None
-    interval: int = -1             # LlamaGen's cfg_interval: guidance only for steps <= interval + 1 (-1: all)
+    interval: int = -1  # LlamaGen's cfg_interval: guidance only for steps <= interval + 1 (-1: all)
 
     @property
     def guided(self) -> bool:

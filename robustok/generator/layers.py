@@ -1,4 +1,5 @@
 """Transformer pieces shared by the generators: norms, 2-D RoPE, SDPA attention with an optional KV cache."""
+
 from __future__ import annotations
 
 import math
@@ -60,8 +61,9 @@ def zero_init(layer: nn.Module) -> None:
 class KVCache:
     """Pre-allocated keys/values for every layer: `k[layer]` (B, H, max_len, Dh); `length` tokens are filled."""
 
-    def __init__(self, layers: int, batch: int, heads: int, max_len: int, head_dim: int,
-                 device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self, layers: int, batch: int, heads: int, max_len: int, head_dim: int, device: torch.device, dtype: torch.dtype
+    ):
         shape = (batch, heads, max_len, head_dim)
         # only the filled part [:length] is ever read, so the memory need not be cleared
         self.k = [torch.empty(shape, device=device, dtype=dtype) for _ in range(layers)]
@@ -76,8 +78,15 @@ class Attention(nn.Module):
     `bias`: biases of the qkv and output projections; `qk_norm_kind`: "rms" (RMSNorm) or "layer" (affine
     LayerNorm, eps 1e-6, as RAR) per head."""
 
-    def __init__(self, dim: int, heads: int, qk_norm: bool = False, bias: bool = True, dropout: float = 0.0,
-                 qk_norm_kind: str = "rms"):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        qk_norm: bool = False,
+        bias: bool = True,
+        dropout: float = 0.0,
+        qk_norm_kind: str = "rms",
+    ):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by {heads} heads")
@@ -92,8 +101,14 @@ class Attention(nn.Module):
     def _qk_norm(self, kind: str) -> nn.Module:
         return RMSNorm(self.head_dim) if kind == "rms" else nn.LayerNorm(self.head_dim, eps=1e-6)
 
-    def forward(self, x: torch.Tensor, rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-                causal: bool = True, cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+        causal: bool = True,
+        cache: Optional[KVCache] = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         B, T, _ = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -104,9 +119,9 @@ class Attention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, is_causal=causal and T > 1, dropout_p=drop)
         else:
             start = cache.length
-            cache.k[layer][:, :, start:start + T] = k
-            cache.v[layer][:, :, start:start + T] = v
-            k, v = cache.k[layer][:, :, :start + T], cache.v[layer][:, :, :start + T]
+            cache.k[layer][:, :, start : start + T] = k
+            cache.v[layer][:, :, start : start + T] = v
+            k, v = cache.k[layer][:, :, : start + T], cache.v[layer][:, :, : start + T]
             mask = None
             if T > 1:  # new queries see the whole cache plus the causal part of themselves
                 mask = torch.ones(T, start + T, dtype=torch.bool, device=x.device).tril(diagonal=start)
@@ -136,9 +151,19 @@ class Block(nn.Module):
     (default dim * mlp_ratio), `qk_norm_kind` and `gelu` as in `Attention` and `MLP`.
     """
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qk_norm: bool = False, dropout: float = 0.0,
-                 adaln: bool = False, affine: Optional[bool] = None, mlp_hidden: int = 0, qk_norm_kind: str = "rms",
-                 gelu: str = "tanh"):
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+        dropout: float = 0.0,
+        adaln: bool = False,
+        affine: Optional[bool] = None,
+        mlp_hidden: int = 0,
+        qk_norm_kind: str = "rms",
+        gelu: str = "tanh",
+    ):
         super().__init__()
         affine = not adaln if affine is None else affine
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=affine, eps=1e-6)
@@ -158,8 +183,16 @@ class Block(nn.Module):
         s1, a1, g1, s2, a2, g2 = (m[:, None] if cond.dim() == 2 else m).chunk(6, dim=-1)
         return s1, 1 + a1, g1, s2, 1 + a2, g2
 
-    def forward(self, x: torch.Tensor, rope=None, causal: bool = True, cache: Optional[KVCache] = None,
-                layer: int = 0, cond: Optional[torch.Tensor] = None, mod: Optional[tuple] = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope=None,
+        causal: bool = True,
+        cache: Optional[KVCache] = None,
+        layer: int = 0,
+        cond: Optional[torch.Tensor] = None,
+        mod: Optional[tuple] = None,
+    ) -> torch.Tensor:
         """`mod`: a precomputed `modulation(cond)` (then `cond` is not needed)."""
         if self.ada is None:
             x = x + self.drop(self.attn(self.norm1(x), rope, causal, cache, layer))
@@ -179,8 +212,9 @@ def sincos_2d(h: int, w: int, dim: int) -> torch.Tensor:
         raise ValueError(f"sin-cos 2-D positions need dim divisible by 4, got {dim}")
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                                indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     parts = []
     for grid in (rows.flatten(), cols.flatten()):
         ang = grid[:, None] * omega[None]

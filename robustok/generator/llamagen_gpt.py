@@ -11,6 +11,7 @@ all zeros (cos = sin = 0), so its rotated query and key are zero. Attention is c
 Converted with `robustok convert llamagen-gpt c2i_L_256.pt --tokenizer VQDIR --out DIR`
 (`robustok.adapters.generators`); sizes are read off the tensor shapes, the grid off the tokenizer.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from robustok.generator.released import ReleasedAR
 
 @dataclass
 class LlamaGenGPTConfig(IdGeneratorConfig):
-    ffn_dim: int = 0                 # SwiGLU hidden width (GPT-B 2048, L 2816, XL 3584, XXL 4096, 3B 8704)
+    ffn_dim: int = 0  # SwiGLU hidden width (GPT-B 2048, L 2816, XL 3584, XXL 4096, 3B 8704)
     norm_eps: float = 1e-5
     rope_base: float = 10000.0
 
@@ -37,8 +38,13 @@ class LlamaGenGPTConfig(IdGeneratorConfig):
 @dataclass
 class LlamaGenSampling(ARSampling):
     """Sampling options of `llamagen-gpt`: the AR kind's, and LlamaGen's `cfg_interval`."""
-    cfg_interval: int = field(default=-1, metadata={
-        "help": "llamagen-gpt: guide only the first cfg_interval + 2 tokens (LlamaGen's cfg_interval; -1: all)"})
+
+    cfg_interval: int = field(
+        default=-1,
+        metadata={
+            "help": "llamagen-gpt: guide only the first cfg_interval + 2 tokens (LlamaGen's cfg_interval; -1: all)"
+        },
+    )
 
     BOUNDS: ClassVar[dict] = {**ARSampling.BOUNDS, "cfg_interval": ">=-1"}
 
@@ -87,8 +93,10 @@ class LlamaGenGPT(ReleasedAR):
         if len(c.grid) != 2 or min(c.grid) < 1:
             raise ConfigError(f"llamagen-gpt: grid must be [h, w], got {c.grid}")
         if c.ffn_dim < 1 or c.dim % c.heads or (c.dim // c.heads) % 4:
-            raise ConfigError(f"llamagen-gpt: need ffn_dim >= 1 and a head dim divisible by 4 (dim {c.dim}, "
-                              f"{c.heads} heads, ffn_dim {c.ffn_dim})")
+            raise ConfigError(
+                f"llamagen-gpt: need ffn_dim >= 1 and a head dim divisible by 4 (dim {c.dim}, "
+                f"{c.heads} heads, ffn_dim {c.ffn_dim})"
+            )
         self.seq_len = self.cache_len = c.grid[0] * c.grid[1]
         self.null_class = c.num_classes
         self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
@@ -99,20 +107,21 @@ class LlamaGenGPT(ReleasedAR):
         rows, cols = torch.meshgrid(torch.arange(c.grid[0]), torch.arange(c.grid[1]), indexing="ij")
         cos, sin = rope_2d(torch.stack([rows.flatten(), cols.flatten()], 1), c.dim // c.heads, c.rope_base)
         cos, sin = interleave_rope(cos, sin)
-        zero = torch.zeros(1, cos.shape[1], dtype=cos.dtype)                 # the class input: rotated to 0
-        self.register_buffer("rope_cos", torch.cat([zero, cos])[:self.seq_len].float(), persistent=False)
-        self.register_buffer("rope_sin", torch.cat([zero, sin])[:self.seq_len].float(), persistent=False)
+        zero = torch.zeros(1, cos.shape[1], dtype=cos.dtype)  # the class input: rotated to 0
+        self.register_buffer("rope_cos", torch.cat([zero, cos])[: self.seq_len].float(), persistent=False)
+        self.register_buffer("rope_sin", torch.cat([zero, sin])[: self.seq_len].float(), persistent=False)
 
     def guidance_interval(self, opts: Any) -> int:
         return cast(LlamaGenSampling, self.sampling(opts)).cfg_interval
 
-    def _run(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int,
-             cache: Optional[KVCache]) -> torch.Tensor:
+    def _run(
+        self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int, cache: Optional[KVCache]
+    ) -> torch.Tensor:
         """Logits of inputs [start, end) (0: the class, j: token seq[:, j-1])."""
         parts = [self.cls_emb(labels)[:, None]] if start == 0 else []
         lo = max(start, 1)
         if end > lo:
-            parts.append(self.tok_emb(seq[:, lo - 1:end - 1]))
+            parts.append(self.tok_emb(seq[:, lo - 1 : end - 1]))
         h = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
         rope = (self.rope_cos[start:end], self.rope_sin[start:end])
         for i, blk in enumerate(self.blocks):
@@ -121,8 +130,9 @@ class LlamaGenGPT(ReleasedAR):
             cache.length += h.shape[1]
         return self.head(self.norm(h))
 
-    def step_logits(self, seq: torch.Tensor, rows: torch.Tensor, s: int, cache: Optional[KVCache],
-                    mods: Optional[list]) -> torch.Tensor:
+    def step_logits(
+        self, seq: torch.Tensor, rows: torch.Tensor, s: int, cache: Optional[KVCache], mods: Optional[list]
+    ) -> torch.Tensor:
         return self._run(seq, rows, s if cache is not None else 0, s + 1, cache)[:, -1]
 
     def forward(self, tokens: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -13,6 +13,7 @@ conditioned on the kept ones (sigma = 1 returns the real tokens, sigma = 0 a fre
 
 Registered as `model.kind: masked`; the methods below the `protocol` line are the `TokenGenerator` protocol.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,14 +32,15 @@ from robustok.generator.options import DrawOptions, GeneratorModelConfig, Sampli
 
 
 @dataclass
-class MaskedConfig(IdGeneratorConfig):      # vocab_size = K; the [MASK] id is K
-    decode_steps: int = 10           # default number of parallel decoding steps T
+class MaskedConfig(IdGeneratorConfig):  # vocab_size = K; the [MASK] id is K
+    decode_steps: int = 10  # default number of parallel decoding steps T
     choice_temperature: float = 4.5  # default Gumbel scale of the confidence, annealed linearly to 0
 
 
 @dataclass
 class MaskedModelOptions(GeneratorModelConfig):
     """`model:` of `model.kind: masked` (presets tiny|small)."""
+
     qk_norm: bool = True
     dropout: float = 0.0
 
@@ -48,10 +50,14 @@ class MaskedModelOptions(GeneratorModelConfig):
 @dataclass
 class MaskedSampling(DrawOptions):
     """Sampling options of `model.kind: masked` (None: the generator's `decode_steps` / `choice_temperature`)."""
-    mask_steps: Optional[int] = field(default=None, metadata={
-        "help": "parallel decoding steps (default: the generator's, 10)"})
-    choice_temperature: Optional[float] = field(default=None, metadata={
-        "help": "Gumbel scale of the token confidence, annealed to 0 (default: the generator's, 4.5)"})
+
+    mask_steps: Optional[int] = field(
+        default=None, metadata={"help": "parallel decoding steps (default: the generator's, 10)"}
+    )
+    choice_temperature: Optional[float] = field(
+        default=None,
+        metadata={"help": "Gumbel scale of the token confidence, annealed to 0 (default: the generator's, 4.5)"},
+    )
 
     BOUNDS: ClassVar[dict] = {**DrawOptions.BOUNDS, "mask_steps": ">=1", "choice_temperature": ">=0"}
 
@@ -82,8 +88,10 @@ class MaskedGenerator(IdGenerator):
         if len(c.grid) != 2 or min(c.grid) < 1:
             raise ConfigError(f"model.grid must be [h, w], got {c.grid}")
         if c.decode_steps < 1 or c.choice_temperature < 0:
-            raise ConfigError(f"decode_steps must be >= 1 and choice_temperature >= 0, got {c.decode_steps} and "
-                              f"{c.choice_temperature}")
+            raise ConfigError(
+                f"decode_steps must be >= 1 and choice_temperature >= 0, got {c.decode_steps} and "
+                f"{c.choice_temperature}"
+            )
         self.seq_len = c.grid[0] * c.grid[1]
         self.null_class = c.num_classes
         self.mask_id = c.vocab_size
@@ -108,8 +116,9 @@ class MaskedGenerator(IdGenerator):
             h = blk(h, None, False)
         return self.head(self.norm(h[:, 1:]))
 
-    def random_mask(self, batch: int, device: torch.device,
-                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def random_mask(
+        self, batch: int, device: torch.device, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
         """Training masks (B, L) bool: `ceil(cos(pi/2 u) L)` random positions per row (at least 1), u ~ U(0, 1)."""
         L = self.seq_len
         u = torch.rand(batch, device=device, generator=generator)
@@ -117,19 +126,33 @@ class MaskedGenerator(IdGenerator):
         rank = torch.rand(batch, L, device=device, generator=generator).argsort(1).argsort(1)
         return rank < count[:, None]
 
-    def loss(self, tokens: torch.Tensor, labels: torch.Tensor, label_dropout: float = 0.0,
-             mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def loss(
+        self,
+        tokens: torch.Tensor,
+        labels: torch.Tensor,
+        label_dropout: float = 0.0,
+        mask: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Cross-entropy on the masked positions only (a random cosine-schedule mask unless `mask` is given)."""
         return masked_loss(self, self, tokens, labels, label_dropout, mask)
 
     # ---- sampling --------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0,
-               steps: Optional[int] = None, choice_temperature: Optional[float] = None,
-               top_k: Optional[int] = None, top_p: Optional[float] = None,
-               generator: Optional[torch.Generator] = None, keep_mask: Optional[torch.Tensor] = None,
-               prefix_tokens: Optional[torch.Tensor] = None, cfg_schedule: str = "constant",
-               cfg_power: float = 1.0) -> torch.Tensor:
+    def sample(
+        self,
+        labels: torch.Tensor,
+        cfg: float = 1.0,
+        temperature: float = 1.0,
+        steps: Optional[int] = None,
+        choice_temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        generator: Optional[torch.Generator] = None,
+        keep_mask: Optional[torch.Tensor] = None,
+        prefix_tokens: Optional[torch.Tensor] = None,
+        cfg_schedule: str = "constant",
+        cfg_power: float = 1.0,
+    ) -> torch.Tensor:
         """Token grids (B, h, w) for class ids `labels` (B,) by iterative parallel decoding.
 
         steps: decoding steps T (default `config.decode_steps`); choice_temperature: Gumbel scale of the
@@ -143,26 +166,37 @@ class MaskedGenerator(IdGenerator):
         tau = c.choice_temperature if choice_temperature is None else float(choice_temperature)
         check_guidance(cfg, cfg_schedule, cfg_power)
         if steps < 1 or tau < 0 or temperature < 0:
-            raise ConfigError(f"masked sampling needs steps >= 1, choice_temperature >= 0 and temperature >= 0, "
-                              f"got {steps}, {tau}, {temperature}")
+            raise ConfigError(
+                f"masked sampling needs steps >= 1, choice_temperature >= 0 and temperature >= 0, "
+                f"got {steps}, {tau}, {temperature}"
+            )
         labels = labels.to(self.head.weight.device).long()
         self.check_inputs(labels=labels)
         B, L, dev = labels.shape[0], self.seq_len, labels.device
         seq = torch.full((B, L), self.mask_id, dtype=torch.long, device=dev)
         keep_mask, prefix_tokens = self.kept_tokens(keep_mask, prefix_tokens, B, dev)
-        if keep_mask is not None and prefix_tokens is not None:   # both or neither (`kept_tokens`)
+        if keep_mask is not None and prefix_tokens is not None:  # both or neither (`kept_tokens`)
             seq = torch.where(keep_mask, prefix_tokens, seq)
         rule = DrawRule(cfg, cfg_schedule, cfg_power, temperature, top_k, top_p)
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if rule.guided else labels
-        initial = (seq == self.mask_id).sum(1)                    # masked tokens at the start, per row
+        initial = (seq == self.mask_id).sum(1)  # masked tokens at the start, per row
         for t in range(steps):
-            if not (seq == self.mask_id).any():   # e.g. sigma = 1: nothing left to decode
+            if not (seq == self.mask_id).any():  # e.g. sigma = 1: nothing left to decode
                 break
             seq = self._decode_step(seq, rows, t, steps, initial, rule, tau, generator)
         return seq.view(B, *c.grid)
 
-    def _decode_step(self, seq: torch.Tensor, rows: torch.Tensor, t: int, steps: int, initial: torch.Tensor,
-                     rule: DrawRule, tau: float, generator: Optional[torch.Generator]) -> torch.Tensor:
+    def _decode_step(
+        self,
+        seq: torch.Tensor,
+        rows: torch.Tensor,
+        t: int,
+        steps: int,
+        initial: torch.Tensor,
+        rule: DrawRule,
+        tau: float,
+        generator: Optional[torch.Generator],
+    ) -> torch.Tensor:
         """One parallel step: sample every masked position, re-mask the least confident per the cosine schedule."""
         B, L = seq.shape
         unknown = seq == self.mask_id
@@ -178,10 +212,10 @@ class MaskedGenerator(IdGenerator):
         u = torch.rand(B, L, generator=generator, device=dev, dtype=torch.float64).to(seq.device)
         gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1 - 1e-12)))
         confidence = logp.double() + tau * (1.0 - (t + 1) / steps) * gumbel
-        confidence = confidence.masked_fill(~unknown, float("inf"))                  # decoded tokens stay
+        confidence = confidence.masked_fill(~unknown, float("inf"))  # decoded tokens stay
         left = torch.floor(initial.double() * cosine_ratio((t + 1) / steps)).long()
         count = unknown.sum(1)
-        left = torch.minimum(left.clamp_min(1), count - 1).clamp_min(0)            # reveal >= 1, keep >= 1 masked
+        left = torch.minimum(left.clamp_min(1), count - 1).clamp_min(0)  # reveal >= 1, keep >= 1 masked
         rank = confidence.argsort(1).argsort(1)
         return sampled.masked_fill(rank < left[:, None], self.mask_id)
 
@@ -201,42 +235,84 @@ class MaskedGenerator(IdGenerator):
 
         mc = cls.model_options(model_cfg)
         dim, depth, heads, ratio = resolve(MASKED_PRESETS, mc.preset)
-        cfg = MaskedConfig(vocab_size=store.codebook_size, grid=list(store.grid), num_classes=store.num_classes,
-                           dim=mc.dim or dim, depth=mc.depth or depth, heads=mc.heads or heads,
-                           mlp_ratio=mc.mlp_ratio or ratio, qk_norm=mc.qk_norm, dropout=mc.dropout,
-                           tokenizer_fingerprint=store.fingerprint, preset=mc.preset)
+        cfg = MaskedConfig(
+            vocab_size=store.codebook_size,
+            grid=list(store.grid),
+            num_classes=store.num_classes,
+            dim=mc.dim or dim,
+            depth=mc.depth or depth,
+            heads=mc.heads or heads,
+            mlp_ratio=mc.mlp_ratio or ratio,
+            qk_norm=mc.qk_norm,
+            dropout=mc.dropout,
+            tokenizer_fingerprint=store.fingerprint,
+            preset=mc.preset,
+        )
         return cls(cfg)
 
-    def training_loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int, total: int,
-                      objective: Any) -> dict[str, torch.Tensor]:
+    def training_loss(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, step: int, total: int, objective: Any
+    ) -> dict[str, torch.Tensor]:
         """The training task's loss dict; `model` is this module or a DDP/compiled wrapper of it."""
         return {"loss": masked_loss(model, self, x, y, objective.label_dropout)}
 
-    def sample_codes(self, labels: torch.Tensor, opts: Any,
-                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample_codes(
+        self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
         """Token ids (B, h, w) with the sampling options `opts` (see `MaskedSampling`)."""
         o = self.sampling(opts)
-        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
-                           steps=o.mask_steps, choice_temperature=o.choice_temperature, generator=generator,
-                           cfg_schedule=o.cfg_schedule, cfg_power=o.cfg_power)
+        return self.sample(
+            labels,
+            cfg=o.cfg,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            steps=o.mask_steps,
+            choice_temperature=o.choice_temperature,
+            generator=generator,
+            cfg_schedule=o.cfg_schedule,
+            cfg_power=o.cfg_power,
+        )
 
     @torch.no_grad()
-    def paired(self, real_codes: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any,
-               rng: Optional[torch.Generator] = None,
-               mask_rng: Optional[torch.Generator] = None) -> torch.Tensor:
+    def paired(
+        self,
+        real_codes: torch.Tensor,
+        labels: torch.Tensor,
+        sigma: float,
+        opts: Any,
+        rng: Optional[torch.Generator] = None,
+        mask_rng: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
         """Post-training pairs: each real token kept with probability `sigma` (drawn from `mask_rng`, else
         `rng`), the others filled in by masked decoding conditioned on the kept ones; (B, h, w)."""
         o = self.sampling(opts)
         real = real_codes.to(self.head.weight.device).long()
         keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
-        return self.sample(labels, cfg=o.cfg, temperature=o.temperature, top_k=o.top_k, top_p=o.top_p,
-                           steps=o.mask_steps, choice_temperature=o.choice_temperature, generator=rng,
-                           keep_mask=keep, prefix_tokens=real, cfg_schedule=o.cfg_schedule,
-                           cfg_power=o.cfg_power).view_as(real)
+        return self.sample(
+            labels,
+            cfg=o.cfg,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
+            steps=o.mask_steps,
+            choice_temperature=o.choice_temperature,
+            generator=rng,
+            keep_mask=keep,
+            prefix_tokens=real,
+            cfg_schedule=o.cfg_schedule,
+            cfg_power=o.cfg_power,
+        ).view_as(real)
 
 
-def masked_loss(model: nn.Module, inner: MaskedGenerator, tokens: torch.Tensor, labels: torch.Tensor,
-                label_dropout: float = 0.0, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def masked_loss(
+    model: nn.Module,
+    inner: MaskedGenerator,
+    tokens: torch.Tensor,
+    labels: torch.Tensor,
+    label_dropout: float = 0.0,
+    mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Masked-token cross-entropy, calling `model` (possibly a DDP/compiled wrapper of `inner`) for the forward."""
     labels = inner.prepare_labels(labels, label_dropout)
     x = tokens.flatten(1).long()

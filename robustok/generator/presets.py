@@ -1,4 +1,5 @@
 """Named model sizes: `(dim, depth, heads, mlp_ratio)` for the AR and diffusion transformers."""
+
 from __future__ import annotations
 
 from robustok.errors import ConfigError

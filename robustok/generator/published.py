@@ -8,6 +8,7 @@ Sources: LlamaGen (FoundationVision/LlamaGen @ ce98ec4: README table, GETTING_ST
 (qiuk2/RobusTok @ c4c6760 README: RAR-B/L on the RobusTok tokenizer, before and after its post-training).
 All FIDs: 50,000 samples against ADM's `VIRTUAL_imagenet256_labeled.npz` with ADM's evaluator.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,33 +23,58 @@ from robustok.validation import bounded
 class PublishedSampling:
     """One released generator's published sampling settings and result."""
 
-    kind: str                  # robustok generator kind (convert kind: see `convert`)
-    convert: str               # `robustok convert` kind of the generator file
-    tokenizer: str             # `robustok convert` kind of its tokenizer
-    weights: str               # released file name
-    image_size: int            # the size it samples at (convert the tokenizer with --image-size)
+    kind: str  # robustok generator kind (convert kind: see `convert`)
+    convert: str  # `robustok convert` kind of the generator file
+    tokenizer: str  # `robustok convert` kind of its tokenizer
+    weights: str  # released file name
+    image_size: int  # the size it samples at (convert the tokenizer with --image-size)
     cfg: float
-    cfg_schedule: str          # constant | power
+    cfg_schedule: str  # constant | power
     cfg_power: float
     temperature: float
-    top_k: int                 # 0: off
-    top_p: float               # 1: off
-    labels: str                # balanced (equal counts per class) | random (uniform draws)
-    resize: int                # 0, or the size the samples are resized to (bicubic) before FID
-    fid: float                 # published FID-50k
-    fid_post: Optional[float] = None    # after RobusTok post-training of the tokenizer's decoder
-    dims: tuple[int, int, int] = (0, 0, 0)   # (width, depth, heads): the released architecture
+    top_k: int  # 0: off
+    top_p: float  # 1: off
+    labels: str  # balanced (equal counts per class) | random (uniform draws)
+    resize: int  # 0, or the size the samples are resized to (bicubic) before FID
+    fid: float  # published FID-50k
+    fid_post: Optional[float] = None  # after RobusTok post-training of the tokenizer's decoder
+    dims: tuple[int, int, int] = (0, 0, 0)  # (width, depth, heads): the released architecture
 
 
 def _llamagen(weights: str, size: int, cfg: float, fid: float, dims: tuple) -> PublishedSampling:
-    return PublishedSampling("llamagen-gpt", "llamagen-gpt", "llamagen-vq16", weights, size, cfg, "constant", 1.0,
-                             1.0, 0, 1.0, "random", 256 if size != 256 else 0, fid, dims=dims)
+    return PublishedSampling(
+        "llamagen-gpt",
+        "llamagen-gpt",
+        "llamagen-vq16",
+        weights,
+        size,
+        cfg,
+        "constant",
+        1.0,
+        1.0,
+        0,
+        1.0,
+        "random",
+        256 if size != 256 else 0,
+        fid,
+        dims=dims,
+    )
 
 
-def _rar(convert: str, tokenizer: str, weights: str, temp: float, cfg: float, power: float, fid: float,
-         dims: tuple, fid_post: Optional[float] = None) -> PublishedSampling:
-    return PublishedSampling("rar", convert, tokenizer, weights, 256, cfg, "power", power, temp, 0, 1.0, "balanced",
-                             0, fid, fid_post, dims)
+def _rar(
+    convert: str,
+    tokenizer: str,
+    weights: str,
+    temp: float,
+    cfg: float,
+    power: float,
+    fid: float,
+    dims: tuple,
+    fid_post: Optional[float] = None,
+) -> PublishedSampling:
+    return PublishedSampling(
+        "rar", convert, tokenizer, weights, 256, cfg, "power", power, temp, 0, 1.0, "balanced", 0, fid, fid_post, dims
+    )
 
 
 PRESETS: dict[str, PublishedSampling] = {
@@ -63,10 +89,10 @@ PRESETS: dict[str, PublishedSampling] = {
     "rar-l": _rar("rar", "maskgit-vqgan", "rar_l.bin", 1.02, 15.5, 2.5, 1.70, (1024, 24, 16)),
     "rar-xl": _rar("rar", "maskgit-vqgan", "rar_xl.bin", 1.02, 6.9, 1.5, 1.50, (1280, 32, 16)),
     "rar-xxl": _rar("rar", "maskgit-vqgan", "rar_xxl.bin", 1.02, 8.0, 1.2, 1.48, (1408, 40, 16)),
-    "robustok-rar-b": _rar("robustok-rar", "robustok-release", "rar_b.bin", 1.02, 6.0, 1.15, 1.83, (768, 24, 16),
-                           1.60),
-    "robustok-rar-l": _rar("robustok-rar", "robustok-release", "rar_l.bin", 1.04, 6.75, 1.01, 1.60, (1024, 24, 16),
-                           1.36),
+    "robustok-rar-b": _rar("robustok-rar", "robustok-release", "rar_b.bin", 1.02, 6.0, 1.15, 1.83, (768, 24, 16), 1.60),
+    "robustok-rar-l": _rar(
+        "robustok-rar", "robustok-release", "rar_l.bin", 1.04, 6.75, 1.01, 1.60, (1024, 24, 16), 1.36
+    ),
 }
 
 # the sampling options a preset sets (fields of `DrawOptions`)
@@ -82,16 +108,28 @@ def preset(name: str) -> PublishedSampling:
 def add_preset_args(p: argparse.ArgumentParser, images: bool = True) -> None:
     """`--preset NAME` (and with `images`, `--labels`, `--resize`) on a parser that has the sampling flags
     (`robustok.commands._sampling_args`). Flags given explicitly override the preset's values."""
-    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="a released generator's published sampling settings (docs/reproduce.md); explicit "
-                        "sampling flags override them")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=sorted(PRESETS),
+        help="a released generator's published sampling settings (docs/reproduce.md); explicit "
+        "sampling flags override them",
+    )
     if images:
-        p.add_argument("--labels", default=argparse.SUPPRESS, choices=["balanced", "random"],
-                       help="class labels: equal counts per class (RAR), or uniform random draws (LlamaGen) "
-                            "(default: the preset's, else balanced)")
-        p.add_argument("--resize", type=bounded(int, ">=0"), default=argparse.SUPPRESS,
-                       help="resize the decoded images to this size (bicubic) before saving, e.g. LlamaGen's "
-                            "384 -> 256 (default: the preset's, else 0: off)")
+        p.add_argument(
+            "--labels",
+            default=argparse.SUPPRESS,
+            choices=["balanced", "random"],
+            help="class labels: equal counts per class (RAR), or uniform random draws (LlamaGen) "
+            "(default: the preset's, else balanced)",
+        )
+        p.add_argument(
+            "--resize",
+            type=bounded(int, ">=0"),
+            default=argparse.SUPPRESS,
+            help="resize the decoded images to this size (bicubic) before saving, e.g. LlamaGen's "
+            "384 -> 256 (default: the preset's, else 0: off)",
+        )
 
 
 def apply_preset(args: argparse.Namespace, generator_kind: str) -> Optional[PublishedSampling]:
@@ -111,5 +149,7 @@ def apply_preset(args: argparse.Namespace, generator_kind: str) -> Optional[Publ
 def image_options(args: argparse.Namespace, chosen: Optional[PublishedSampling]) -> tuple[str, int]:
     """(labels, resize) of `sample`: the flags if given, else the preset's, else ("balanced", 0)."""
     given = vars(args)
-    return (given.get("labels", chosen.labels if chosen else "balanced"),
-            given.get("resize", chosen.resize if chosen else 0))
+    return (
+        given.get("labels", chosen.labels if chosen else "balanced"),
+        given.get("resize", chosen.resize if chosen else 0),
+    )

@@ -16,6 +16,7 @@ This module keeps only the rows it uses: `embeddings` is sliced into `tok_emb` (
 (`robustok.adapters.generators` does the mapping). Converted with `robustok convert rar|robustok-rar FILE
 --tokenizer DIR --out DIR`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from robustok.generator.released import ReleasedAR
 
 @dataclass
 class RARConfig(IdGeneratorConfig):
-    mlp_dim: int = 0                 # MLP hidden width (`intermediate_size`: B 3072, L 4096, XL 5120, XXL 6144)
+    mlp_dim: int = 0  # MLP hidden width (`intermediate_size`: B 3072, L 4096, XL 5120, XXL 6144)
 
 
 @register_generator("rar")
@@ -50,16 +51,27 @@ class RARGenerator(ReleasedAR):
         if c.mlp_dim < 1 or c.dim % c.heads:
             raise ConfigError(f"rar: need mlp_dim >= 1 and dim divisible by heads (dim {c.dim}, {c.heads} heads)")
         L = self.seq_len = c.grid[0] * c.grid[1]
-        self.cache_len = L + 1                                            # cls_token, class, L - 1 tokens
+        self.cache_len = L + 1  # cls_token, class, L - 1 tokens
         self.null_class = c.num_classes
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
         self.tok_emb = nn.Embedding(c.vocab_size, c.dim)
         self.cls_emb = nn.Embedding(c.num_classes + 1, c.dim)
-        self.pos_emb = nn.Parameter(torch.zeros(L + 1, c.dim))           # positions 0..L
-        self.target_emb = nn.Parameter(torch.zeros(L, c.dim))            # for inputs 1..L
-        self.step_emb = nn.Parameter(torch.zeros(L + 1, c.dim))          # adaLN: + class embedding, per input
-        self.blocks = nn.ModuleList(Block(c.dim, c.heads, qk_norm=True, adaln=True, affine=True, mlp_hidden=c.mlp_dim,
-                                          qk_norm_kind="layer", gelu="none") for _ in range(c.depth))
+        self.pos_emb = nn.Parameter(torch.zeros(L + 1, c.dim))  # positions 0..L
+        self.target_emb = nn.Parameter(torch.zeros(L, c.dim))  # for inputs 1..L
+        self.step_emb = nn.Parameter(torch.zeros(L + 1, c.dim))  # adaLN: + class embedding, per input
+        self.blocks = nn.ModuleList(
+            Block(
+                c.dim,
+                c.heads,
+                qk_norm=True,
+                adaln=True,
+                affine=True,
+                mlp_hidden=c.mlp_dim,
+                qk_norm_kind="layer",
+                gelu="none",
+            )
+            for _ in range(c.depth)
+        )
         self.norm = nn.LayerNorm(c.dim, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(c.dim, 2 * c.dim))
         self.head = nn.Linear(c.dim, c.vocab_size)
@@ -68,8 +80,15 @@ class RARGenerator(ReleasedAR):
         """The class embeddings of `rows` (the per-step adaLN condition adds the step embedding to them)."""
         return [self.cls_emb(rows)]
 
-    def _run(self, seq: torch.Tensor, labels: torch.Tensor, start: int, end: int, cache: Optional[KVCache],
-             cond: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def _run(
+        self,
+        seq: torch.Tensor,
+        labels: torch.Tensor,
+        start: int,
+        end: int,
+        cache: Optional[KVCache],
+        cond: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Logits of input positions [start, end) (0: cls_token, 1: the class, j >= 2: token seq[:, j-2])."""
         R = labels.shape[0]
         cond = self.cls_emb(labels) if cond is None else cond
@@ -80,13 +99,13 @@ class RARGenerator(ReleasedAR):
             parts.append(cond[:, None])
         lo = max(start, 2)
         if end > lo:
-            parts.append(self.tok_emb(seq[:, lo - 2:end - 2]))
+            parts.append(self.tok_emb(seq[:, lo - 2 : end - 2]))
         h = torch.cat(parts, 1) if len(parts) > 1 else parts[0]
-        target = self.target_emb[max(start, 1) - 1:end - 1]
+        target = self.target_emb[max(start, 1) - 1 : end - 1]
         if start == 0:
             target = torch.cat([torch.zeros_like(target[:1]), target])
         h = h + self.pos_emb[start:end] + target
-        c = cond[:, None] + self.step_emb[start:end]                       # (R, T, D): changes per position
+        c = cond[:, None] + self.step_emb[start:end]  # (R, T, D): changes per position
         for i, blk in enumerate(cast(list[Block], self.blocks)):
             h = blk(h, None, True, cache, i, mod=blk.modulation(c))
         if cache is not None:
@@ -94,8 +113,9 @@ class RARGenerator(ReleasedAR):
         scale, shift = self.final_ada(c).chunk(2, dim=-1)
         return self.head(self.norm(h) * (1 + scale) + shift)
 
-    def step_logits(self, seq: torch.Tensor, rows: torch.Tensor, s: int, cache: Optional[KVCache],
-                    mods: Optional[list]) -> torch.Tensor:
+    def step_logits(
+        self, seq: torch.Tensor, rows: torch.Tensor, s: int, cache: Optional[KVCache], mods: Optional[list]
+    ) -> torch.Tensor:
         start = (0 if s == 0 else s + 1) if cache is not None else 0
         return self._run(seq, rows, start, s + 2, cache, None if mods is None else mods[0])[:, -1]
 

@@ -9,6 +9,7 @@ A subclass builds its modules and implements `step_logits` (the logits predictin
 Converted models are made by `robustok convert KIND FILE --tokenizer DIR` (`robustok.adapters.generators`),
 not trained from scratch: `build` refuses with that hint.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar, Optional
@@ -31,8 +32,8 @@ class ReleasedAR(IdGenerator):
     projection: its weight gives the device and dtype), and implement `step_logits` and `forward`."""
 
     token_kind: ClassVar[str] = "ids"
-    sampling_class = ARSampling              # the AR kind's options: guidance, temperature, top-k/p, static cache
-    family: ClassVar[str] = ""               # readable name of the upstream model ("LlamaGen GPT", "RAR")
+    sampling_class = ARSampling  # the AR kind's options: guidance, temperature, top-k/p, static cache
+    family: ClassVar[str] = ""  # readable name of the upstream model ("LlamaGen GPT", "RAR")
     cache_len: int
     head: nn.Linear
 
@@ -41,8 +42,9 @@ class ReleasedAR(IdGenerator):
         """What every decoding step of a sampling call for class ids `rows` reuses (None: nothing)."""
         return None
 
-    def step_logits(self, seq: torch.Tensor, rows: torch.Tensor, s: int, cache: Optional[KVCache],
-                    mods: Optional[list]) -> torch.Tensor:
+    def step_logits(
+        self, seq: torch.Tensor, rows: torch.Tensor, s: int, cache: Optional[KVCache], mods: Optional[list]
+    ) -> torch.Tensor:
         """Logits (R, K) of token s given tokens seq[:, :s] and class ids `rows` (R,). With `cache`, only the
         inputs not yet in it are run (shapes fixed by s: capturable); without, the whole prefix."""
         raise NotImplementedError
@@ -58,11 +60,22 @@ class ReleasedAR(IdGenerator):
 
     # ---- sampling --------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, labels: torch.Tensor, cfg: float = 1.0, temperature: float = 1.0, top_k: Optional[int] = None,
-               top_p: Optional[float] = None, generator: Optional[torch.Generator] = None,
-               keep_mask: Optional[torch.Tensor] = None, prefix_tokens: Optional[torch.Tensor] = None,
-               cfg_schedule: str = "constant", cfg_power: float = 1.0, use_cache: bool = True,
-               static_cache: bool = False, cfg_interval: int = -1) -> torch.Tensor:
+    def sample(
+        self,
+        labels: torch.Tensor,
+        cfg: float = 1.0,
+        temperature: float = 1.0,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        generator: Optional[torch.Generator] = None,
+        keep_mask: Optional[torch.Tensor] = None,
+        prefix_tokens: Optional[torch.Tensor] = None,
+        cfg_schedule: str = "constant",
+        cfg_power: float = 1.0,
+        use_cache: bool = True,
+        static_cache: bool = False,
+        cfg_interval: int = -1,
+    ) -> torch.Tensor:
         """Token grids (B, h, w) in raster order for class ids `labels` (B,); the arguments mean what they mean
         for `ARGenerator.sample` (guidance, temperature, top-k/p, teacher forcing, static decoder).
         `cfg_interval` >= 0: LlamaGen's `cfg_interval`, tokens after index cfg_interval + 1 are drawn unguided."""
@@ -78,6 +91,7 @@ class ReleasedAR(IdGenerator):
             if not use_cache:
                 raise ConfigError("static_cache needs use_cache=True")
             from robustok.generator.decode import static_sample
+
             return static_sample(self, labels, rule, generator, keep_mask, prefix_tokens)
         rows = torch.cat([labels, torch.full_like(labels, self.null_class)]) if rule.guided else labels
         seq = torch.empty(rows.shape[0], self.seq_len, dtype=torch.long, device=dev)
@@ -87,10 +101,20 @@ class ReleasedAR(IdGenerator):
             self.decode_step(seq, rows, s, B, rule, cache, mods, generator, keep=keep_mask, prefix=prefix_tokens)
         return seq[:B].view(B, *self.config.grid)
 
-    def decode_step(self, seq: torch.Tensor, rows: torch.Tensor, s: int, batch: int, rule: DrawRule,
-                    cache: Optional[KVCache] = None, mods: Optional[list] = None,
-                    generator: Optional[torch.Generator] = None, u: Optional[torch.Tensor] = None,
-                    keep: Optional[torch.Tensor] = None, prefix: Optional[torch.Tensor] = None) -> None:
+    def decode_step(
+        self,
+        seq: torch.Tensor,
+        rows: torch.Tensor,
+        s: int,
+        batch: int,
+        rule: DrawRule,
+        cache: Optional[KVCache] = None,
+        mods: Optional[list] = None,
+        generator: Optional[torch.Generator] = None,
+        u: Optional[torch.Tensor] = None,
+        keep: Optional[torch.Tensor] = None,
+        prefix: Optional[torch.Tensor] = None,
+    ) -> None:
         """Raster step `s` in place, as `ARGenerator.decode_step` (the step the static decoder captures)."""
         logits = rule.apply(self.step_logits(seq, rows, s, cache, mods).float(), batch, s, self.seq_len)
         tok = draw(logits, generator, greedy=rule.temperature == 0, u=u)
@@ -103,43 +127,77 @@ class ReleasedAR(IdGenerator):
     # ---- the generator protocol ------------------------------------------------------------------------------
     @classmethod
     def build(cls, model_cfg: Any, store: Any) -> "ReleasedAR":
-        raise ConfigError(f"model.kind={cls.kind}: a {cls.family} generator is converted from its released "
-                          f"weights (robustok convert {cls.kind} FILE --tokenizer DIR --out DIR), not built; "
-                          "continue training a converted one with model.init=DIR")
+        raise ConfigError(
+            f"model.kind={cls.kind}: a {cls.family} generator is converted from its released "
+            f"weights (robustok convert {cls.kind} FILE --tokenizer DIR --out DIR), not built; "
+            "continue training a converted one with model.init=DIR"
+        )
 
-    def training_loss(self, model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, step: int,
-                      total_steps: int, objective: Any) -> dict[str, torch.Tensor]:
+    def training_loss(
+        self, model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, step: int, total_steps: int, objective: Any
+    ) -> dict[str, torch.Tensor]:
         """Next-token cross-entropy in raster order (label dropout for CFG)."""
         labels = self.prepare_labels(labels, objective.label_dropout)
         logits = model(tokens, labels)
         return {"loss": F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten())}
 
-    def sample_codes(self, labels: torch.Tensor, opts: Any,
-                     generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def sample_codes(
+        self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
+    ) -> torch.Tensor:
         opts = self.sampling(opts)
-        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                           generator=generator, cfg_schedule=opts.cfg_schedule, cfg_power=opts.cfg_power,
-                           static_cache=opts.static_cache, cfg_interval=self.guidance_interval(opts))
+        return self.sample(
+            labels,
+            cfg=opts.cfg,
+            temperature=opts.temperature,
+            top_k=opts.top_k,
+            top_p=opts.top_p,
+            generator=generator,
+            cfg_schedule=opts.cfg_schedule,
+            cfg_power=opts.cfg_power,
+            static_cache=opts.static_cache,
+            cfg_interval=self.guidance_interval(opts),
+        )
 
-    def paired(self, real: torch.Tensor, labels: torch.Tensor, sigma: float, opts: Any, rng: torch.Generator,
-               mask_rng: torch.Generator) -> torch.Tensor:
+    def paired(
+        self,
+        real: torch.Tensor,
+        labels: torch.Tensor,
+        sigma: float,
+        opts: Any,
+        rng: torch.Generator,
+        mask_rng: torch.Generator,
+    ) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma`, the rest sampled in raster order with
         the kept tokens fed back (the RobusTok release's `post_train_data.py` pairs)."""
         opts = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
-        return self.sample(labels, cfg=opts.cfg, temperature=opts.temperature, top_k=opts.top_k, top_p=opts.top_p,
-                           generator=rng, keep_mask=keep, prefix_tokens=real, cfg_schedule=opts.cfg_schedule,
-                           cfg_power=opts.cfg_power, static_cache=opts.static_cache,
-                           cfg_interval=self.guidance_interval(opts))
+        return self.sample(
+            labels,
+            cfg=opts.cfg,
+            temperature=opts.temperature,
+            top_k=opts.top_k,
+            top_p=opts.top_p,
+            generator=rng,
+            keep_mask=keep,
+            prefix_tokens=real,
+            cfg_schedule=opts.cfg_schedule,
+            cfg_power=opts.cfg_power,
+            static_cache=opts.static_cache,
+            cfg_interval=self.guidance_interval(opts),
+        )
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer of another grid or vocabulary, or another fingerprint than the converted one's."""
         grid = [int(tokenizer.grid_size)] * 2
         if grid != list(self.config.grid):
-            raise CheckpointError(f"the tokenizer's {grid[0]}x{grid[1]} token grid differs from the {self.family} "
-                                  f"generator's {self.config.grid[0]}x{self.config.grid[1]} (convert the tokenizer "
-                                  "at the generator's image size)")
+            raise CheckpointError(
+                f"the tokenizer's {grid[0]}x{grid[1]} token grid differs from the {self.family} "
+                f"generator's {self.config.grid[0]}x{self.config.grid[1]} (convert the tokenizer "
+                "at the generator's image size)"
+            )
         if int(tokenizer.codebook_size) != self.config.vocab_size:
-            raise CheckpointError(f"tokenizer codebook size {tokenizer.codebook_size} != {self.family} generator "
-                                  f"vocabulary {self.config.vocab_size}")
+            raise CheckpointError(
+                f"tokenizer codebook size {tokenizer.codebook_size} != {self.family} generator "
+                f"vocabulary {self.config.vocab_size}"
+            )
         super().check_tokenizer(tokenizer)

@@ -3,6 +3,7 @@
 The `model:`, `objective:` and `sample:` sections are the generator kind's own option classes
 (`TokenGenerator.options_class` / `objective_class` / `sampling_class`); `load_generator_config` picks them by
 `model.kind`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,9 +29,9 @@ from robustok.train.task import Task
 
 @dataclass
 class GeneratorDataConfig:
-    tokens: str = ""                   # token store from `robustok pretokenize` (required)
-    tokenizer: Optional[str] = None    # tokenizer dir: checks the store's fingerprint, decodes preview grids
-    batch_size: int = 64               # global batch, split over ranks
+    tokens: str = ""  # token store from `robustok pretokenize` (required)
+    tokenizer: Optional[str] = None  # tokenizer dir: checks the store's fingerprint, decodes preview grids
+    batch_size: int = 64  # global batch, split over ranks
     num_workers: int = 0
 
     BOUNDS: ClassVar[dict] = {"batch_size": ">=1", "num_workers": ">=0"}
@@ -45,18 +46,19 @@ class GeneratorTrainConfig:
     sample: SamplingOptions = field(default_factory=lambda: SamplingOptions(cfg=PREVIEW_CFG))
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    PRESETS: ClassVar[str] = "generator"   # `robustok train-generator fmnist-ar`: robustok/configs/generator/
+    PRESETS: ClassVar[str] = "generator"  # `robustok train-generator fmnist-ar`: robustok/configs/generator/
 
 
-PREVIEW_CFG = 2.0      # the default guidance scale of the preview grids (`sample:`)
+PREVIEW_CFG = 2.0  # the default guidance scale of the preview grids (`sample:`)
 
 
 def generator_config_defaults(kind: str) -> GeneratorTrainConfig:
     """The defaults of a `train-generator` config for generator kind `kind`: its `model:`, `objective:` and
     `sample:` sections are the kind's own option classes (so their keys are checked against the kind)."""
     cls = generator_class(kind)
-    return GeneratorTrainConfig(model=cls.options_class(kind=kind), objective=cls.objective_class(),
-                                sample=cls.sampling_class(cfg=PREVIEW_CFG))
+    return GeneratorTrainConfig(
+        model=cls.options_class(kind=kind), objective=cls.objective_class(), sample=cls.sampling_class(cfg=PREVIEW_CFG)
+    )
 
 
 def load_generator_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> GeneratorTrainConfig:
@@ -64,8 +66,9 @@ def load_generator_config(path: str | Path | None = None, overrides: Sequence[st
     generator kind it names (`model.kind`, default ar). `path` may name a shipped preset (`fmnist-diffusion`)."""
     if path is not None:
         path = resolve_config(path, GeneratorTrainConfig.PRESETS)
-    return load_config(GeneratorTrainConfig, path, overrides,
-                       defaults=generator_config_defaults(_kind(path, overrides)))
+    return load_config(
+        GeneratorTrainConfig, path, overrides, defaults=generator_config_defaults(_kind(path, overrides))
+    )
 
 
 def _kind(path: str | Path | None, overrides: Sequence[str]) -> str:
@@ -86,8 +89,10 @@ def build_generator(mc: GeneratorModelConfig, store: TokenDataset | TokenShards)
     cls = generator_class(mc.kind)
     if store.kind != cls.token_kind:
         hint = " (pretokenize with a continuous tokenizer)" if cls.token_kind == "latents" else ""
-        raise DataError(f"{store.dir}: holds {token_kind(store.kind).description}; model.kind={mc.kind} needs "
-                        f"{token_kind(cls.token_kind).description}{hint}")
+        raise DataError(
+            f"{store.dir}: holds {token_kind(store.kind).description}; model.kind={mc.kind} needs "
+            f"{token_kind(cls.token_kind).description}{hint}"
+        )
     return cls.build(mc, store)
 
 
@@ -114,12 +119,13 @@ class GeneratorTask(Task[TokenGenerator]):
         o = cfg.objective
         if not 0 <= o.label_dropout < 1:
             raise ConfigError(f"objective.label_dropout must be in [0, 1), got {o.label_dropout}")
-        kind = generator_class(cfg.model.kind)                              # a registered kind
-        kind.model_options(cfg.model), kind.objective(o), kind.sampling(cfg.sample)   # its options only
+        kind = generator_class(cfg.model.kind)  # a registered kind
+        kind.model_options(cfg.model), kind.objective(o), kind.sampling(cfg.sample)  # its options only
         self.tokenizer = None
         fingerprint = None
         if cfg.data.tokenizer:
             from robustok.tokenizer.loading import load_tokenizer
+
             self.tokenizer = load_tokenizer(cfg.data.tokenizer).eval().requires_grad_(False)
             fingerprint = self.tokenizer.fingerprint()
         self.dataset = dataset if dataset is not None else open_token_store(cfg.data.tokens, fingerprint)

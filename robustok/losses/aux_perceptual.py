@@ -14,6 +14,7 @@ difference summed over channels, averaged over positions and stages. Train it wi
 set `loss.perceptual=aux loss.aux_perceptual_weights=FILE`. Numbers reported with it must still be checked with
 FID-inception, not only with FID-fmnist.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,7 +31,7 @@ from robustok.errors import CheckpointError
 from robustok.hf_hub import resolve_weights
 
 VERSION = "v1"
-SEED = 20261129       # not the FID network's seed (robustok.metrics.domain.SEED)
+SEED = 20261129  # not the FID network's seed (robustok.metrics.domain.SEED)
 STEPS = 400
 BATCH = 128
 LR = 2e-3
@@ -46,7 +47,8 @@ class AuxNet(nn.Module):
         self.stem = nn.Conv2d(1, WIDTHS[0], 3, 1, 1)
         self.stages = nn.ModuleList(
             nn.Sequential(nn.GroupNorm(4, c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 4, 2, 1))
-            for c_in, c_out in zip(WIDTHS[:-1], WIDTHS[1:]))
+            for c_in, c_out in zip(WIDTHS[:-1], WIDTHS[1:])
+        )
         self.rotation_head = nn.Linear(WIDTHS[-1], 4)
 
     def taps(self, x: Tensor) -> list[Tensor]:
@@ -64,7 +66,8 @@ class AuxNet(nn.Module):
 def _gray(x: Tensor) -> Tensor:
     if x.shape[1] == 3:
         return (x * torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(
-            1, keepdim=True)
+            1, keepdim=True
+        )
     if x.shape[1] != 1:
         raise ValueError(f"loss.perceptual=aux needs 1- or 3-channel images, got {x.shape[1]} channels")
     return x
@@ -111,7 +114,7 @@ def _rotated(x: Tensor, k: Tensor) -> Tensor:
 def _fmnist(split: str, root: Optional[str]) -> Tensor:
     from robustok.data.fashion_mnist import load_fashion_mnist
 
-    images, _ = load_fashion_mnist(split, root)   # labels are never used
+    images, _ = load_fashion_mnist(split, root)  # labels are never used
     return torch.from_numpy(np.pad(images, ((0, 0), (2, 2), (2, 2)))).unsqueeze(1)
 
 
@@ -121,13 +124,20 @@ def rotation_accuracy(net: AuxNet, images: Tensor, seed: int = 0) -> float:
     correct = 0
     with torch.inference_mode():
         for lo in range(0, len(images), 500):
-            x = _rotated(images[lo:lo + 500].float() / 127.5 - 1, k[lo:lo + 500])
-            correct += int((net(x).argmax(1) == k[lo:lo + 500]).sum())
+            x = _rotated(images[lo : lo + 500].float() / 127.5 - 1, k[lo : lo + 500])
+            correct += int((net(x).argmax(1) == k[lo : lo + 500]).sum())
     return correct / max(1, len(images))
 
 
-def train_aux_perceptual(out: str | Path, steps: int = STEPS, seed: int = SEED, batch: int = BATCH,
-                         images: Optional[Tensor] = None, root: Optional[str] = None, log=print) -> dict:
+def train_aux_perceptual(
+    out: str | Path,
+    steps: int = STEPS,
+    seed: int = SEED,
+    batch: int = BATCH,
+    images: Optional[Tensor] = None,
+    root: Optional[str] = None,
+    log=print,
+) -> dict:
     """Train `AuxNet` on rotation prediction (fashion-mnist:train, or uint8 `images` (N, 1, 32, 32)); write
     `out` (safetensors, atomically) and return its metadata. Deterministic: one thread, fixed seed and order."""
     from robustok.hub import save_tensors
@@ -156,15 +166,24 @@ def train_aux_perceptual(out: str | Path, steps: int = STEPS, seed: int = SEED, 
         acc = rotation_accuracy(net.eval(), held_out)
     finally:
         torch.set_num_threads(threads)
-    meta = {"kind": "aux-perceptual", "version": VERSION, "objective": "rotation", "seed": str(seed),
-            "steps": str(steps), "batch": str(batch), "rotation_accuracy": f"{acc:.4f}"}
+    meta = {
+        "kind": "aux-perceptual",
+        "version": VERSION,
+        "objective": "rotation",
+        "seed": str(seed),
+        "steps": str(steps),
+        "batch": str(batch),
+        "rotation_accuracy": f"{acc:.4f}",
+    }
     save_tensors(net.state_dict(), out, metadata=meta)
     return meta
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m robustok.losses.aux_perceptual",
-                                description="Train the offline perceptual network of loss.perceptual=aux.")
+    p = argparse.ArgumentParser(
+        prog="python -m robustok.losses.aux_perceptual",
+        description="Train the offline perceptual network of loss.perceptual=aux.",
+    )
     p.add_argument("--train", required=True, metavar="FILE", help="output safetensors file")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--seed", type=int, default=SEED)

@@ -5,6 +5,7 @@ Ops are registered by name in `AUGMENTS`; a policy is a comma-separated list (`"
 RobusTok/VAR discriminator's). Each op draws fresh randomness per image on every call (torch's global RNG, which
 the training loop seeds per step). Images are float tensors in [-1, 1], (B, C, H, W).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -21,7 +22,7 @@ def _rand(x: Tensor, *shape: int) -> Tensor:
 
 def color(x: Tensor) -> Tensor:
     """Random brightness (±0.5 in [0,1] units), saturation (×[0, 2]) and contrast (×[0.5, 1.5]) per image."""
-    x = x + (_rand(x, 1, 1, 1) - 0.5) * 2.0          # ±0.5 of the [0, 1] range = ±1 in [-1, 1]
+    x = x + (_rand(x, 1, 1, 1) - 0.5) * 2.0  # ±0.5 of the [0, 1] range = ±1 in [-1, 1]
     mean = x.mean(dim=1, keepdim=True)
     x = (x - mean) * (_rand(x, 1, 1, 1) * 2.0) + mean
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
@@ -82,4 +83,3 @@ class DiffAugment(nn.Module):
 
     def extra_repr(self) -> str:
         return ",".join(self.ops) or "none"
-

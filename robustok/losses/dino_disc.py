@@ -9,6 +9,7 @@ for the hinge loss. The backbone is frozen and held outside the module tree: it 
 discriminator checkpoints hold only the heads), not in `parameters()`, and `requires_grad_` does not touch it;
 `.to()` still moves it. Gradients flow through it to the input (the generator's images).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,10 +22,12 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from robustok.losses.frozen_vit import FrozenViT, load_frozen_vit
 
-HOW_TO_GET = ("The DINO discriminator needs DINO v1 ViT-S/16 weights as a local file (timm key names), e.g. "
-              "dino_deitsmall16_pretrain.pth from the facebookresearch/dino release, or timm's "
-              "vit_small_patch16_224.dino model.safetensors; set loss.dino_disc_checkpoint=PATH.")
-DEFAULT_TAPS = (-1, 2, 5, 8, 11)   # -1: after the patch embedding
+HOW_TO_GET = (
+    "The DINO discriminator needs DINO v1 ViT-S/16 weights as a local file (timm key names), e.g. "
+    "dino_deitsmall16_pretrain.pth from the facebookresearch/dino release, or timm's "
+    "vit_small_patch16_224.dino model.safetensors; set loss.dino_disc_checkpoint=PATH."
+)
+DEFAULT_TAPS = (-1, 2, 5, 8, 11)  # -1: after the patch embedding
 
 
 class BatchNormLocal(nn.Module):
@@ -76,14 +79,17 @@ class DinoHead(nn.Module):
 class DinoDiscriminator(nn.Module):
     """Frozen DINO ViT features at several depths + trainable heads -> (B, taps * N) logits."""
 
-    def __init__(self, backbone: FrozenViT, taps: Sequence[int] = DEFAULT_TAPS, virtual_bs: int = 8,
-                 crop_prob: float = 0.5):
+    def __init__(
+        self, backbone: FrozenViT, taps: Sequence[int] = DEFAULT_TAPS, virtual_bs: int = 8, crop_prob: float = 0.5
+    ):
         super().__init__()
         bad = [t for t in taps if t != -1 and not 0 <= t < len(backbone.blocks)]
         if bad:
             from robustok.errors import ConfigError
-            raise ConfigError(f"loss.dino_disc_taps: block index {bad[0]} outside the backbone's "
-                              f"{len(backbone.blocks)} blocks")
+
+            raise ConfigError(
+                f"loss.dino_disc_taps: block index {bad[0]} outside the backbone's {len(backbone.blocks)} blocks"
+            )
         self.taps, self.crop_prob = tuple(taps), crop_prob
         self._frozen = (backbone.eval().requires_grad_(False),)
         self.heads = nn.ModuleList(DinoHead(backbone.dim, virtual_bs) for _ in self.taps)
@@ -106,7 +112,7 @@ class DinoDiscriminator(nn.Module):
         if h >= size and w >= size and float(torch.rand(())) < self.crop_prob:
             top = int(torch.randint(0, h - size + 1, ()))
             left = int(torch.randint(0, w - size + 1, ()))
-            return x[..., top: top + size, left: left + size]
+            return x[..., top : top + size, left : left + size]
         return F.interpolate(x, size=(size, size), mode="area" if h >= size else "bilinear")
 
     def forward(self, x: Tensor) -> Tensor:
@@ -115,13 +121,14 @@ class DinoDiscriminator(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         logits = []
         for head, t in zip(self.heads, self.backbone.tokens(x, self.taps)):
-            feats = t[:, 1:] + t[:, :1]                       # cls added to every patch token
+            feats = t[:, 1:] + t[:, :1]  # cls added to every patch token
             logits.append(head(feats.transpose(1, 2)))
         return torch.cat(logits, dim=1)
 
 
-def build_dino_discriminator(checkpoint: str, image_size: int = 224, taps: Sequence[int] = DEFAULT_TAPS,
-                             virtual_bs: int = 8) -> DinoDiscriminator:
+def build_dino_discriminator(
+    checkpoint: str, image_size: int = 224, taps: Sequence[int] = DEFAULT_TAPS, virtual_bs: int = 8
+) -> DinoDiscriminator:
     """The DINO discriminator with its backbone loaded from `checkpoint` (clear error naming it if absent)."""
     backbone = load_frozen_vit(checkpoint, image_size, None, "DINO discriminator backbone", HOW_TO_GET)
     return DinoDiscriminator(backbone, taps, virtual_bs)

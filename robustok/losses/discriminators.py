@@ -7,6 +7,7 @@ network sees: real and fake in the discriminator step and the fake in the genera
 `<tokenizer>/discriminator/` (config.json + model.safetensors), so post-training rebuilds the same network.
 Tokenizers of earlier versions hold `discriminator.json` + `discriminator.safetensors`; both layouts load.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,8 @@ from robustok.losses.gan import LeCam, PatchDiscriminator
 
 @dataclass(frozen=True)
 class DiscriminatorKind:
-    spec: Callable[[Any, int], dict]       # (LossConfig, image channels) -> spec
-    build: Callable[[dict], nn.Module]     # spec -> network (B, C, H, W) -> logits
+    spec: Callable[[Any, int], dict]  # (LossConfig, image channels) -> spec
+    build: Callable[[dict], nn.Module]  # spec -> network (B, C, H, W) -> logits
 
 
 def _patch_spec(lc: Any, channels: int) -> dict:
@@ -38,12 +39,17 @@ def _patch_build(spec: dict) -> nn.Module:
 
 
 def _dino_spec(lc: Any, channels: int) -> dict:
-    return {"checkpoint": lc.dino_disc_checkpoint or "", "image_size": lc.dino_disc_image_size,
-            "taps": list(lc.dino_disc_taps), "virtual_bs": lc.dino_disc_virtual_bs}
+    return {
+        "checkpoint": lc.dino_disc_checkpoint or "",
+        "image_size": lc.dino_disc_image_size,
+        "taps": list(lc.dino_disc_taps),
+        "virtual_bs": lc.dino_disc_virtual_bs,
+    }
 
 
 def _dino_build(spec: dict) -> nn.Module:
     from robustok.losses.dino_disc import build_dino_discriminator
+
     return build_dino_discriminator(spec["checkpoint"], spec["image_size"], spec["taps"], spec["virtual_bs"])
 
 
@@ -80,8 +86,9 @@ class Discriminator(Pretrained):
 
         meta = read_model_meta(directory, "discriminator")
         if meta.get("class") != cls.__name__ or not isinstance(meta.get("config"), dict):
-            raise CheckpointError(f"{Path(directory) / CONFIG_NAME}: holds a {meta.get('class')!r}, not a "
-                                  "robustok Discriminator")
+            raise CheckpointError(
+                f"{Path(directory) / CONFIG_NAME}: holds a {meta.get('class')!r}, not a robustok Discriminator"
+            )
         return meta["config"]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -104,8 +111,8 @@ def build_discriminator(spec: dict) -> Discriminator:
     return Discriminator({"kind": spec.get("kind", "patch"), **spec})
 
 
-SUBDIR = "discriminator"                                            # <tokenizer>/discriminator/
-OLD_FILES = ("discriminator.json", "discriminator.safetensors")     # earlier versions: beside the tokenizer
+SUBDIR = "discriminator"  # <tokenizer>/discriminator/
+OLD_FILES = ("discriminator.json", "discriminator.safetensors")  # earlier versions: beside the tokenizer
 
 
 def has_discriminator(tokenizer_dir: str | Path) -> bool:
@@ -148,8 +155,10 @@ def load_discriminator(tokenizer_dir: str | Path, backbone: Optional[str] = None
             spec = {**spec, "checkpoint": backbone}
         disc = build_discriminator(spec)
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
-                              "expected the description written with the tokenizer (kind and its settings)") from None
+        raise CheckpointError(
+            f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
+            "expected the description written with the tokenizer (kind and its settings)"
+        ) from None
     load_state_checked(disc, load_tensors(weights), str(weights))
     return disc
 
@@ -157,14 +166,20 @@ def load_discriminator(tokenizer_dir: str | Path, backbone: Optional[str] = None
 def _old_spec(meta_path: Path, weights: Path) -> dict:
     """The spec in an earlier version's `discriminator.json`."""
     if not meta_path.is_file():
-        raise CheckpointError(f"{meta_path}: not found, but {weights.name} is there (both are written together); "
-                              "copy it too or set reuse_discriminator=false")
+        raise CheckpointError(
+            f"{meta_path}: not found, but {weights.name} is there (both are written together); "
+            "copy it too or set reuse_discriminator=false"
+        )
     try:
         spec = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
-                              "expected the JSON written with the tokenizer (kind and its settings)") from None
+        raise CheckpointError(
+            f"{meta_path}: invalid discriminator description ({type(err).__name__}: {err}); "
+            "expected the JSON written with the tokenizer (kind and its settings)"
+        ) from None
     if not isinstance(spec, dict):
-        raise CheckpointError(f"{meta_path}: invalid discriminator description (not a JSON object); expected the "
-                              "JSON written with the tokenizer (kind and its settings)")
+        raise CheckpointError(
+            f"{meta_path}: invalid discriminator description (not a JSON object); expected the "
+            "JSON written with the tokenizer (kind and its settings)"
+        )
     return spec

@@ -8,6 +8,7 @@ file; heads = width / 64 (true for every DINO/DINOv2 model). The network can be 
 embedding is resampled bicubically, the patch kernel by the pseudo-inverse of the resize (FlexiViT/timm), so a
 14-px DINOv2 kernel on 16-px patches gives the same response to a resized patch.
 """
+
 from __future__ import annotations
 
 import math
@@ -37,17 +38,25 @@ class _PatchEmbed(nn.Module):
 class FrozenViT(nn.Module):
     """Plain ViT with a cls token; `tokens(x, taps)` returns the token sequences after the tapped blocks."""
 
-    mean: Tensor   # buffers
+    mean: Tensor  # buffers
     std: Tensor
 
-    def __init__(self, image_size: int, patch: int, dim: int, depth: int, heads: int, mlp_ratio: float = 4.0,
-                 layer_scale: bool = False):
+    def __init__(
+        self,
+        image_size: int,
+        patch: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_ratio: float = 4.0,
+        layer_scale: bool = False,
+    ):
         super().__init__()
         self.image_size, self.patch, self.dim = image_size, patch, dim
         self.grid = image_size // patch
         self.patch_embed = _PatchEmbed(dim, patch)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid ** 2, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.grid**2, dim))
         blocks = [Block(dim, heads, mlp_ratio, 1e-5 if layer_scale else 1.0) for _ in range(depth)]
         self.blocks = nn.ModuleList(blocks)
         if not layer_scale:  # DINO v1 has no LayerScale: gamma stays 1 and is not read from the file
@@ -91,8 +100,8 @@ def _resize_patch_kernel(w: Tensor, size: int) -> Tensor:
         return w
     basis = torch.eye(p * p, dtype=torch.float64).view(p * p, 1, p, p)
     resized = F.interpolate(basis, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    mat = resized.view(p * p, size * size).T                      # (size², p²): resize as a linear map
-    pinv = torch.linalg.pinv(mat.T)                                # (size², p²)
+    mat = resized.view(p * p, size * size).T  # (size², p²): resize as a linear map
+    pinv = torch.linalg.pinv(mat.T)  # (size², p²)
     flat = w.double().reshape(-1, p * p)
     return (flat @ pinv.T).reshape(*w.shape[:2], size, size).to(w.dtype)
 
@@ -119,6 +128,7 @@ def read_state_dict(path: str | Path, what: str, how_to_get: str) -> dict[str, T
     state: Any
     if p.suffix == ".safetensors":
         from robustok.hub import load_tensors
+
         state = load_tensors(p)
     else:
         try:
@@ -133,21 +143,21 @@ def read_state_dict(path: str | Path, what: str, how_to_get: str) -> dict[str, T
     out = {}
     for k, v in state.items():
         for prefix in ("module.", "backbone."):
-            k = k[len(prefix):] if k.startswith(prefix) else k
+            k = k[len(prefix) :] if k.startswith(prefix) else k
         out[k] = v
     return out
 
 
-def load_frozen_vit(path: str | Path, image_size: int, patch: Optional[int], what: str,
-                    how_to_get: str) -> FrozenViT:
+def load_frozen_vit(path: str | Path, image_size: int, patch: Optional[int], what: str, how_to_get: str) -> FrozenViT:
     """Build a frozen, eval-mode `FrozenViT` from a local file, re-gridded to `image_size` / `patch`
     (None: the file's own patch size)."""
     state = read_state_dict(path, what, how_to_get)
     need = ("cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "norm.weight")
     missing = [k for k in need if k not in state]
     if missing:
-        raise CheckpointError(f"{path}: not a timm-style ViT state dict for the {what} (missing {missing}). "
-                              f"{how_to_get}")
+        raise CheckpointError(
+            f"{path}: not a timm-style ViT state dict for the {what} (missing {missing}). {how_to_get}"
+        )
     dim = state["cls_token"].shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("blocks."))
     mlp_ratio = state["blocks.0.mlp.fc1.weight"].shape[0] / dim
@@ -168,8 +178,9 @@ def load_frozen_vit(path: str | Path, image_size: int, patch: Optional[int], wha
         elif k == "patch_embed.proj.weight":
             v = _resize_patch_kernel(v, patch)
         if v.shape != own[k].shape:
-            raise CheckpointError(f"{path}: {what} weight {k!r} has shape {tuple(v.shape)}, expected "
-                                  f"{tuple(own[k].shape)}")
+            raise CheckpointError(
+                f"{path}: {what} weight {k!r} has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}"
+            )
         own[k] = v
     net.load_state_dict(own)
     return net.eval().requires_grad_(False)

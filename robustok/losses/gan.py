@@ -1,4 +1,5 @@
 """PatchGAN discriminator, hinge losses, LeCam regulariser and the adaptive generator weight (VQGAN family)."""
+
 from __future__ import annotations
 
 import torch
@@ -14,10 +15,13 @@ class PatchDiscriminator(nn.Module):
         mods: list[nn.Module] = [nn.Conv2d(in_channels, width, 4, 2, 1), nn.LeakyReLU(0.2)]
         c = width
         for i in range(1, layers + 1):
-            c_out = width * min(2 ** i, 8)
+            c_out = width * min(2**i, 8)
             stride = 2 if i < layers else 1
-            mods += [nn.Conv2d(c, c_out, 4, stride, 1, bias=False), nn.GroupNorm(min(32, c_out // 4), c_out),
-                     nn.LeakyReLU(0.2)]
+            mods += [
+                nn.Conv2d(c, c_out, 4, stride, 1, bias=False),
+                nn.GroupNorm(min(32, c_out // 4), c_out),
+                nn.LeakyReLU(0.2),
+            ]
             c = c_out
         mods.append(nn.Conv2d(c, 1, 4, 1, 1))
         self.net = nn.Sequential(*mods)
@@ -40,7 +44,7 @@ def hinge_g_loss(fake: Tensor) -> Tensor:
 class LeCam(nn.Module):
     """LeCam regulariser (Tseng et al. 2021) with EMAs of the mean real/fake logits."""
 
-    ema_real: Tensor   # buffers
+    ema_real: Tensor  # buffers
     ema_fake: Tensor
 
     def __init__(self, decay: float = 0.999):

@@ -1,4 +1,5 @@
 """The image-reconstruction objective shared by main training and post-training."""
+
 from __future__ import annotations
 
 from typing import Any, Optional
@@ -12,9 +13,15 @@ from robustok.losses.gan import adaptive_weight, hinge_d_loss, hinge_g_loss
 from robustok.losses.perceptual import perceptual_distance
 
 
-def reconstruction_objective(recon: Tensor, x: Tensor, lc: Any, perceptual: Optional[nn.Module],
-                             disc: Optional[Discriminator], last_layer: Tensor,
-                             step: int) -> tuple[Tensor, Optional[Tensor], dict[str, Tensor]]:
+def reconstruction_objective(
+    recon: Tensor,
+    x: Tensor,
+    lc: Any,
+    perceptual: Optional[nn.Module],
+    disc: Optional[Discriminator],
+    last_layer: Tensor,
+    step: int,
+) -> tuple[Tensor, Optional[Tensor], dict[str, Tensor]]:
     """L1 + L2 (+ perceptual) (+ adaptive-weighted hinge GAN from `lc.disc_start`) of `recon` against `x`.
 
     `lc` is a `LossConfig`. Returns `(generator loss, discriminator loss or None, detached logs)`; the
@@ -36,6 +43,7 @@ def reconstruction_objective(recon: Tensor, x: Tensor, lc: Any, perceptual: Opti
         loss = loss + lc.disc_weight * w * g_adv
         real, fake = disc(x), disc(recon.detach())
         d_loss = lc.disc_weight * (hinge_d_loss(real, fake) + lc.lecam_weight * disc.lecam(real, fake))
-        logs.update(g_adv=g_adv.detach(), adaptive_w=w, logits_real=real.mean().detach(),
-                    logits_fake=fake.mean().detach())
+        logs.update(
+            g_adv=g_adv.detach(), adaptive_w=w, logits_real=real.mean().detach(), logits_fake=fake.mean().detach()
+        )
     return loss, d_loss, logs

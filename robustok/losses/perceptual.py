@@ -7,6 +7,7 @@ weights) and `loss.lpips_lin` (the LPIPS linear heads, e.g. `vgg.pth` from the `
 `loss.perceptual=aux`, give `loss.aux_perceptual_weights`: a small network trained here on another objective than
 the FID network (`robustok.losses.aux_perceptual`).
 """
+
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -34,8 +35,9 @@ PERCEPTUALS: dict[str, Callable[[Optional[str], Optional[str], Optional[str]], n
 }
 
 
-def build_perceptual(kind: str, vgg_path: Optional[str] = None, lin_path: Optional[str] = None,
-                     aux_path: Optional[str] = None) -> Optional[nn.Module]:
+def build_perceptual(
+    kind: str, vgg_path: Optional[str] = None, lin_path: Optional[str] = None, aux_path: Optional[str] = None
+) -> Optional[nn.Module]:
     """Return a module `f(x, y) -> per-image distance` (float [-1,1] images), or None for `kind="none"`."""
     if kind == "none":
         return None

@@ -9,6 +9,7 @@ two cross-entropies of `logit_scale * s @ t.T` over the **global** batch (all-ga
 torch.distributed), `logit_scale` 1 and no feature normalisation by default (`clip_norm: false` upstream).
 Losses are registered by name in `SEMANTIC_LOSSES` (`loss.semantic`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Optional
@@ -20,9 +21,11 @@ from torch import Tensor, nn
 from robustok.errors import ConfigError
 from robustok.losses.frozen_vit import FrozenViT, load_frozen_vit
 
-HOW_TO_GET = ("The semantic loss needs DINOv2 ViT-B/14 weights as a local file with timm key names, e.g. timm's "
-              "vit_base_patch14_dinov2.lvd142m model.safetensors or dinov2_vitb14_pretrain.pth from the "
-              "facebookresearch/dinov2 release; set loss.semantic_checkpoint=PATH (or loss.semantic=none).")
+HOW_TO_GET = (
+    "The semantic loss needs DINOv2 ViT-B/14 weights as a local file with timm key names, e.g. timm's "
+    "vit_base_patch14_dinov2.lvd142m model.safetensors or dinov2_vitb14_pretrain.pth from the "
+    "facebookresearch/dinov2 release; set loss.semantic_checkpoint=PATH (or loss.semantic=none)."
+)
 
 
 def _gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
@@ -32,22 +35,25 @@ def _gather_with_grad(x: Tensor) -> tuple[Tensor, int]:
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x, 0
     from torch.distributed.nn.functional import all_gather
+
     return torch.cat(all_gather(x), dim=0), dist.get_rank() * x.shape[0]
 
 
 def clip_infonce(student: Tensor, teacher: Tensor, logit_scale: float = 1.0, normalize: bool = False) -> Tensor:
     """Symmetric InfoNCE: row i of `student` (B, d) should match row i of `teacher` (B, d) among the global batch."""
     if student.shape != teacher.shape:
-        raise ConfigError(f"semantic loss: student {tuple(student.shape)} and teacher {tuple(teacher.shape)} "
-                          "features differ in shape")
+        raise ConfigError(
+            f"semantic loss: student {tuple(student.shape)} and teacher {tuple(teacher.shape)} features differ in shape"
+        )
     s, t = student.float(), teacher.float()
     if normalize:
         s, t = F.normalize(s, dim=-1), F.normalize(t, dim=-1)
     all_s, offset = _gather_with_grad(s)
     all_t, _ = _gather_with_grad(t)
     labels = torch.arange(s.shape[0], device=s.device) + offset
-    return 0.5 * (F.cross_entropy(logit_scale * s @ all_t.T, labels)
-                  + F.cross_entropy(logit_scale * t @ all_s.T, labels))
+    return 0.5 * (
+        F.cross_entropy(logit_scale * s @ all_t.T, labels) + F.cross_entropy(logit_scale * t @ all_s.T, labels)
+    )
 
 
 class DinoSemanticLoss(nn.Module):
@@ -63,7 +69,7 @@ class DinoSemanticLoss(nn.Module):
         return self.teacher.dim
 
     def train(self, mode: bool = True) -> "DinoSemanticLoss":
-        return super().train(False)   # the teacher always runs in eval mode
+        return super().train(False)  # the teacher always runs in eval mode
 
     def forward(self, x: Tensor, latents: Tensor, project: Callable[[Tensor], Tensor]) -> Tensor:
         """x: images in [-1, 1]; latents: decoder-input latents (B, d, h, w); project: (B, D, 1, 1) -> (B, d, 1, 1)."""
@@ -93,6 +99,7 @@ def build_semantic(lc: Any, image_size: int, patch: int) -> Optional[nn.Module]:
     if lc.semantic == "none" or lc.semantic_weight == 0:
         return None
     if lc.semantic not in SEMANTIC_LOSSES:
-        raise ConfigError(f"loss.semantic: unknown semantic loss {lc.semantic!r}; choose from "
-                          f"{['none', *sorted(SEMANTIC_LOSSES)]}")
+        raise ConfigError(
+            f"loss.semantic: unknown semantic loss {lc.semantic!r}; choose from {['none', *sorted(SEMANTIC_LOSSES)]}"
+        )
     return SEMANTIC_LOSSES[lc.semantic](lc, image_size, patch)

@@ -1,4 +1,5 @@
 """Distributed evaluation helpers: each rank handles a strided shard; results are gathered once."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -6,6 +6,7 @@ slightly different weights (0.9072 instead of 0.9077 test accuracy without AVX-5
 values. Its 128-d penultimate activations are the FID features; its test accuracy is stored with the weights.
 Retrain on request: `python -m robustok.metrics.domain --train FILE`, then `ROBUSTOK_FMNIST_WEIGHTS=FILE`.
 """
+
 from __future__ import annotations
 
 import os
@@ -67,6 +68,7 @@ def _prepare(images: torch.Tensor) -> torch.Tensor:
 
 def _padded(split: str, root: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     from robustok.data.fashion_mnist import load_fashion_mnist
+
     images, labels = load_fashion_mnist(split, root)
     images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
     return torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels)
@@ -76,7 +78,7 @@ def accuracy(net: FmnistNet, images: torch.Tensor, labels: torch.Tensor, batch: 
     correct = 0
     with torch.inference_mode():
         for i in range(0, len(images), batch):
-            correct += int((net(_prepare(images[i:i + batch])).argmax(1) == labels[i:i + batch]).sum())
+            correct += int((net(_prepare(images[i : i + batch])).argmax(1) == labels[i : i + batch]).sum())
     return correct / len(images)
 
 
@@ -96,7 +98,7 @@ def train(root: str | None = None, epochs: int = EPOCHS, log=print) -> tuple[Fmn
         for epoch in range(epochs):
             order = torch.randperm(len(images), generator=gen)
             for i in range(len(images) // BATCH):
-                idx = order[i * BATCH:(i + 1) * BATCH]
+                idx = order[i * BATCH : (i + 1) * BATCH]
                 loss = F.cross_entropy(net(_prepare(images[idx])), labels[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -112,6 +114,7 @@ def train(root: str | None = None, epochs: int = EPOCHS, log=print) -> tuple[Fmn
 
 def _sha256(path: Path) -> str:
     import hashlib
+
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -127,12 +130,15 @@ def load_weights(path: Path | None = None) -> tuple[FmnistNet, float, Path]:
 
     path = Path(path or os.environ.get("ROBUSTOK_FMNIST_WEIGHTS") or SHIPPED)
     if not path.is_file():
-        raise CheckpointError(f"{path}: fmnist feature weights not found"
-                              + (" (the package was installed without its data files; reinstall robustok)"
-                                 if path == SHIPPED else ""))
+        raise CheckpointError(
+            f"{path}: fmnist feature weights not found"
+            + (" (the package was installed without its data files; reinstall robustok)" if path == SHIPPED else "")
+        )
     if path == SHIPPED and _sha256(path) != SHIPPED_SHA256:
-        raise CheckpointError(f"{path}: sha256 does not match the shipped fmnist feature weights "
-                              f"({SHIPPED_SHA256[:16]}...); the file is damaged: reinstall robustok")
+        raise CheckpointError(
+            f"{path}: sha256 does not match the shipped fmnist feature weights "
+            f"({SHIPPED_SHA256[:16]}...); the file is damaged: reinstall robustok"
+        )
     try:
         with safe_open(str(path), "pt") as f:
             acc = float((f.metadata() or {})["test_accuracy"])
@@ -148,8 +154,11 @@ def train_and_save(path: Path, root: str | None = None, log=print) -> float:
     from robustok.hub import save_tensors
 
     net, acc = train(root, log=log)
-    save_tensors(net.state_dict(), path, metadata={"test_accuracy": f"{acc:.6f}", "seed": str(SEED),
-                                                   "epochs": str(EPOCHS), "version": VERSION})
+    save_tensors(
+        net.state_dict(),
+        path,
+        metadata={"test_accuracy": f"{acc:.6f}", "seed": str(SEED), "epochs": str(EPOCHS), "version": VERSION},
+    )
     log(f"fmnist features: test accuracy {acc:.4f}, sha256 {_sha256(path)} ({path})")
     return acc
 
@@ -177,6 +186,7 @@ class FmnistFeatures(FeatureNet):
 
 if __name__ == "__main__":
     import argparse
+
     parser = argparse.ArgumentParser(description="Retrain the fmnist feature network (the package ships it).")
     parser.add_argument("--train", metavar="FILE", required=True, help="where to write the new weights")
     parser.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST IDX files")

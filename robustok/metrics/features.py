@@ -6,6 +6,7 @@ RGB (Inception) or used as is (fmnist). A new network is one registration: `FEAT
 with `build(device, inception_path, data_root, log) -> FeatureNet`; `--features mine` and
 `robustok.evaluate_samples(..., features="mine")` then use it.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,9 +24,9 @@ class FeatureNet:
 
     name: str = ""
     dim: int = 0
-    has_logits: bool = False            # `logits` classifies (Inception Score, class accuracy)
-    source: str | Path = ""             # where the weights come from, e.g. their file ("": nothing to say)
-    accuracy: Optional[float] = None    # a classifier's test accuracy, if measured
+    has_logits: bool = False  # `logits` classifies (Inception Score, class accuracy)
+    source: str | Path = ""  # where the weights come from, e.g. their file ("": nothing to say)
+    accuracy: Optional[float] = None  # a classifier's test accuracy, if measured
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """Features (B, dim) float (CPU) of uint8 images (B, C, H, W)."""
@@ -57,7 +58,7 @@ class RandomFeatures(FeatureNet):
         self.device = torch.device(device)
         self.w1 = (torch.randn(16, 3, 3, 3, generator=g) / 5).to(self.device)
         self.w2 = (torch.randn(dim, 16, 3, 3, generator=g) / 12).to(self.device)
-        self.head = (torch.randn(10, dim, generator=g) / dim ** 0.5).to(self.device)
+        self.head = (torch.randn(10, dim, generator=g) / dim**0.5).to(self.device)
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -73,16 +74,18 @@ class RandomFeatures(FeatureNet):
         return self(images) @ self.head.T.cpu()
 
 
-FeatureBuilder = Callable[..., FeatureNet]   # (device, inception_path, data_root, log) -> FeatureNet
+FeatureBuilder = Callable[..., FeatureNet]  # (device, inception_path, data_root, log) -> FeatureNet
 
 
 def _inception(device, inception_path, data_root, log) -> FeatureNet:
     from robustok.metrics.inception import InceptionFeatures
+
     return InceptionFeatures(inception_path, device=device)
 
 
 def _fmnist(device, inception_path, data_root, log) -> FeatureNet:
     from robustok.metrics.domain import FmnistFeatures
+
     return FmnistFeatures(device=device, root=data_root, log=log)
 
 
@@ -90,16 +93,23 @@ FEATURES: Registry[FeatureBuilder] = Registry("feature network", "--features")
 FEATURES.register("inception", _inception)
 FEATURES.register("fmnist", _fmnist)
 FEATURES.register("random", lambda device, inception_path, data_root, log: RandomFeatures(device=device))
-NAMES = tuple(FEATURES.names())   # the built-in names (FEATURES.names() also lists registered ones)
+NAMES = tuple(FEATURES.names())  # the built-in names (FEATURES.names() also lists registered ones)
 
 
-def get_feature_net(name: str, device: str | torch.device = "cpu", inception_path: str | None = None,
-                    data_root: str | None = None, log=print) -> FeatureNet:
+def get_feature_net(
+    name: str,
+    device: str | torch.device = "cpu",
+    inception_path: str | None = None,
+    data_root: str | None = None,
+    log=print,
+) -> FeatureNet:
     """Build the feature network registered as `name` (inception | fmnist | random | a registered one)."""
     net = FEATURES.lookup(name)(device, inception_path, data_root, log)
     if not isinstance(net, FeatureNet):
-        raise ConfigError(f"--features {name}: the registered builder returned a {type(net).__name__}, not a "
-                          "robustok.metrics.features.FeatureNet subclass")
+        raise ConfigError(
+            f"--features {name}: the registered builder returned a {type(net).__name__}, not a "
+            "robustok.metrics.features.FeatureNet subclass"
+        )
     return net
 
 

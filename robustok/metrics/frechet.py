@@ -1,4 +1,5 @@
 """Fréchet distance between Gaussians fitted to features: streaming statistics, stable trace, `.npz` files."""
+
 from __future__ import annotations
 
 import zipfile
@@ -26,8 +27,10 @@ class RunningStats:
         if x.ndim != 2:
             raise DataError(f"features must be a 2-d array (N, D), got shape {x.shape}")
         if not np.isfinite(x).all():
-            raise DataError(f"features contain NaN or inf ({int((~np.isfinite(x)).sum())} values): "
-                            "the images or the feature network produced non-finite values")
+            raise DataError(
+                f"features contain NaN or inf ({int((~np.isfinite(x)).sum())} values): "
+                "the images or the feature network produced non-finite values"
+            )
         if len(x) == 0:
             return self
         mean = x.mean(0)
@@ -124,8 +127,10 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 def frechet_distance(a: GaussianStats, b: GaussianStats) -> float:
     """||mu_a - mu_b||^2 + tr(S_a) + tr(S_b) - 2 tr(sqrt(S_a S_b)), in float64."""
     if a.mu.shape != b.mu.shape:
-        raise DataError(f"feature dimensions differ: {a.mu.shape[0]} vs {b.mu.shape[0]} "
-                        "(statistics from different feature networks?)")
+        raise DataError(
+            f"feature dimensions differ: {a.mu.shape[0]} vs {b.mu.shape[0]} "
+            "(statistics from different feature networks?)"
+        )
     diff = a.mu.astype(np.float64) - b.mu.astype(np.float64)
     value = float(diff @ diff + np.trace(a.sigma) + np.trace(b.sigma) - 2 * trace_sqrt_product(a.sigma, b.sigma))
     return max(value, 0.0)

@@ -1,4 +1,5 @@
 """Metrics for generated sets: Inception Score (10 splits) and improved precision/recall (k=3)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,7 +25,7 @@ def _knn_radii(x: torch.Tensor, k: int, chunk: int) -> torch.Tensor:
     """Distance of each row to its k-th nearest other row."""
     radii = []
     for i in range(0, len(x), chunk):
-        d = torch.cdist(x[i:i + chunk], x)
+        d = torch.cdist(x[i : i + chunk], x)
         radii.append(d.kthvalue(k + 1, dim=1).values)  # +1: the point itself at distance 0
     return torch.cat(radii)
 
@@ -33,7 +34,7 @@ def _coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, c
     """Fraction of `query` rows inside at least one ball (support_j, radii_j)."""
     inside = 0
     for i in range(0, len(query), chunk):
-        d = torch.cdist(query[i:i + chunk], support)
+        d = torch.cdist(query[i : i + chunk], support)
         inside += int((d <= radii[None, :]).any(1).sum())
     return inside / len(query)
 
@@ -41,8 +42,9 @@ def _coverage(query: torch.Tensor, support: torch.Tensor, radii: torch.Tensor, c
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, chunk: int = 1000) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls in feature space."""
     if len(real) <= k or len(fake) <= k:
-        raise DataError(f"precision/recall with k={k} needs more than {k} images per set, got {len(real)} and "
-                        f"{len(fake)}")
+        raise DataError(
+            f"precision/recall with k={k} needs more than {k} images per set, got {len(real)} and {len(fake)}"
+        )
     r = torch.as_tensor(real, dtype=torch.float64)
     f = torch.as_tensor(fake, dtype=torch.float64)
     precision = _coverage(f, r, _knn_radii(r, k, chunk), chunk)
@@ -59,6 +61,7 @@ def class_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
         raise DataError("class accuracy needs at least one labelled image")
     n_cls = np.asarray(logits).shape[1]
     if labels.min() < 0 or labels.max() >= n_cls:
-        raise DataError(f"class accuracy: labels must lie in [0, {n_cls}) for this classifier, got "
-                        f"[{labels.min()}, {labels.max()}]")
+        raise DataError(
+            f"class accuracy: labels must lie in [0, {n_cls}) for this classifier, got [{labels.min()}, {labels.max()}]"
+        )
     return float((np.asarray(logits).argmax(1) == labels).mean())

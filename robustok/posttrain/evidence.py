@@ -8,6 +8,7 @@ by the generator's gFID over the tokenizer's rFID (both FID-fmnist; the further 
 what the tokenizer can reconstruct, the more a decoder could learn) and by post - control per seed (negative:
 post-training won). Runs that share seeds and pairs (one study run on to more epochs) are one condition.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,17 +20,17 @@ from typing import Any, Optional, Sequence
 
 @dataclass(frozen=True)
 class Condition:
-    where: str                  # what was run (and the results file it comes from)
-    gfid: float                 # the generator's gFID (FID-fmnist, CFG 1.5 samples or the pairs' sampler)
-    rfid: float                 # the tokenizer's rFID (FID-fmnist)
-    runs: int                   # post-training seeds, each next to its own control
-    beat: int                   # seeds whose post-trained decoder ended below its control in every member run
+    where: str  # what was run (and the results file it comes from)
+    gfid: float  # the generator's gFID (FID-fmnist, CFG 1.5 samples or the pairs' sampler)
+    rfid: float  # the tokenizer's rFID (FID-fmnist)
+    runs: int  # post-training seeds, each next to its own control
+    beat: int  # seeds whose post-trained decoder ended below its control in every member run
     mean_delta: Optional[float]  # mean of post - control (gFID proxy of held-out generated tokens)
-    recipe: str = ""            # the post-training config it used (+ pair input where not token ids)
-    generator: str = "ar"       # the generator kind (`model.kind`): only conditions of one kind are pooled
-    features: str = "fmnist"    # the feature network of gfid, rfid and the deltas
-    deltas: tuple[float, ...] = ()   # post - control per seed (mean over the member runs)
-    members: tuple[str, ...] = ()    # the results files and arms that make up the condition
+    recipe: str = ""  # the post-training config it used (+ pair input where not token ids)
+    generator: str = "ar"  # the generator kind (`model.kind`): only conditions of one kind are pooled
+    features: str = "fmnist"  # the feature network of gfid, rfid and the deltas
+    deltas: tuple[float, ...] = ()  # post - control per seed (mean over the member runs)
+    members: tuple[str, ...] = ()  # the results files and arms that make up the condition
 
     @property
     def ratio(self) -> float:
@@ -40,18 +41,24 @@ def load_evidence(text: Optional[str] = None) -> list[Condition]:
     """The shipped conditions (or those in `text`, the JSON of `experiments/build_evidence.py`)."""
     if text is None:
         text = resources.files("robustok.posttrain").joinpath("evidence.json").read_text(encoding="utf-8")
-    return [Condition(**{**c, "deltas": tuple(c["deltas"]), "members": tuple(c["members"])})
-            for c in json.loads(text)["conditions"]]
+    return [
+        Condition(**{**c, "deltas": tuple(c["deltas"]), "members": tuple(c["members"])})
+        for c in json.loads(text)["conditions"]
+    ]
 
 
 EVIDENCE: list[Condition] = load_evidence()
 
 
-def nearby(ratio: float, evidence: Sequence[Condition] = EVIDENCE, factor: float = 2.0,
-           generator: Optional[str] = None) -> list[Condition]:
+def nearby(
+    ratio: float, evidence: Sequence[Condition] = EVIDENCE, factor: float = 2.0, generator: Optional[str] = None
+) -> list[Condition]:
     """The measured conditions whose gFID/rFID lies within `factor` of `ratio` (of one generator kind if given)."""
-    return [c for c in evidence if abs(math.log(c.ratio / ratio)) <= math.log(factor)
-            and (generator is None or c.generator == generator)]
+    return [
+        c
+        for c in evidence
+        if abs(math.log(c.ratio / ratio)) <= math.log(factor) and (generator is None or c.generator == generator)
+    ]
 
 
 def winning_recipes(near: Sequence[Condition]) -> list[tuple[str, int, int, float]]:
@@ -66,8 +73,9 @@ def winning_recipes(near: Sequence[Condition]) -> list[tuple[str, int, int, floa
     return sorted(out, key=lambda r: r[3])
 
 
-def estimate(gfid: float, rfid: float, features: str, evidence: Sequence[Condition] = EVIDENCE,
-             generator: str = "ar") -> dict:
+def estimate(
+    gfid: float, rfid: float, features: str, evidence: Sequence[Condition] = EVIDENCE, generator: str = "ar"
+) -> dict:
     """A plain-language estimate of whether post-training will beat its control, from the measured conditions of
     this generator kind within a factor 2 of this gFID/rFID ratio: likely (>= 75% of their runs won), unlikely
     (<= 25%), else mixed; unknown where none is that close."""
@@ -76,31 +84,44 @@ def estimate(gfid: float, rfid: float, features: str, evidence: Sequence[Conditi
     near = nearby(ratio, own)
     runs, beat = sum(c.runs for c in near), sum(c.beat for c in near)
     if not own:
-        verdict = (f"unknown: no post-training run with a {generator} generator has been measured; run `robustok "
-                   "post-train ... --control` and compare")
+        verdict = (
+            f"unknown: no post-training run with a {generator} generator has been measured; run `robustok "
+            "post-train ... --control` and compare"
+        )
     elif not near:
         closest = min(own, key=lambda c: abs(math.log(c.ratio / ratio)))
-        verdict = (f"unknown: gFID/rFID = {ratio:.1f} is more than 2x from every condition measured so far (closest: "
-                   f"{closest.ratio:.1f}, post-training won {closest.beat} of {closest.runs} runs); run `robustok "
-                   "post-train ... --control` and compare")
+        verdict = (
+            f"unknown: gFID/rFID = {ratio:.1f} is more than 2x from every condition measured so far (closest: "
+            f"{closest.ratio:.1f}, post-training won {closest.beat} of {closest.runs} runs); run `robustok "
+            "post-train ... --control` and compare"
+        )
     else:
         share = beat / runs
         word = "likely to pay" if share >= 0.75 else "unlikely to pay" if share <= 0.25 else "mixed"
-        verdict = (f"{word}: at gFID/rFID = {ratio:.1f}, in the {len(near)} measured condition(s) with a ratio within "
-                   f"2x ({', '.join(f'{c.ratio:.1f}' for c in near)}) post-training beat its sigma=1 control in "
-                   f"{beat} of {runs} runs")
+        verdict = (
+            f"{word}: at gFID/rFID = {ratio:.1f}, in the {len(near)} measured condition(s) with a ratio within "
+            f"2x ({', '.join(f'{c.ratio:.1f}' for c in near)}) post-training beat its sigma=1 control in "
+            f"{beat} of {runs} runs"
+        )
         won = winning_recipes(near)
         if won:
             recipe, b, n, d = won[0]
-            verdict += (f"; one recipe beat its control on every run there: {recipe} ({b} of {n}, mean post - "
-                        f"control {d:+.2f})")
+            verdict += (
+                f"; one recipe beat its control on every run there: {recipe} ({b} of {n}, mean post - control {d:+.2f})"
+            )
     note = "" if features == "fmnist" else f" (the measured ratios are FID-fmnist; yours is FID-{features})"
-    return {"gfid_over_rfid": ratio, "verdict": verdict + note, "runs_nearby": runs, "beat_nearby": beat,
-            "evidence": [dict(vars(c), ratio=c.ratio) for c in near]}
+    return {
+        "gfid_over_rfid": ratio,
+        "verdict": verdict + note,
+        "runs_nearby": runs,
+        "beat_nearby": beat,
+        "evidence": [dict(vars(c), ratio=c.ratio) for c in near],
+    }
 
 
-def plot_evidence(ax: Any, own: Sequence[tuple[float, Sequence[float], str]] = (),
-                  evidence: Sequence[Condition] = EVIDENCE) -> None:
+def plot_evidence(
+    ax: Any, own: Sequence[tuple[float, Sequence[float], str]] = (), evidence: Sequence[Condition] = EVIDENCE
+) -> None:
     """Post - control against gFID/rFID (log x): the measured conditions (grey, size ~ runs) and `own` points
     (ratio, per-seed post - control, label), e.g. a demo run's tokenizers."""
     for c in evidence:
@@ -111,6 +132,7 @@ def plot_evidence(ax: Any, own: Sequence[tuple[float, Sequence[float], str]] = (
     ax.axhline(0, color="0.3", lw=0.8)
     ax.set_xscale("log")
     from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
+
     ax.xaxis.set_major_locator(FixedLocator([1, 2, 3, 5, 10, 20, 30, 50, 100, 200]))
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.xaxis.set_minor_formatter(NullFormatter())

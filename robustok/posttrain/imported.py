@@ -11,6 +11,7 @@ The user brings, as `.npy` files (no pickles):
 Everything is checked against the tokenizer (kind, grid, latent channels, id range, fingerprint) and the data set
 (count, index range, labels) before anything is written; errors name the file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,8 +53,10 @@ def check_tokens(arr: np.ndarray, path: str, kind: str, shape: tuple[int, ...], 
         if not np.issubdtype(arr.dtype, np.integer):
             raise DataError(f"{path}: token ids must be integers, got dtype {arr.dtype}")
         if n and (int(arr.min()) < 0 or int(arr.max()) >= codebook_size):
-            raise DataError(f"{path}: token ids span [{int(arr.min())}, {int(arr.max())}], outside [0, {codebook_size})"
-                            " (the tokenizer's codebook size)")
+            raise DataError(
+                f"{path}: token ids span [{int(arr.min())}, {int(arr.max())}], outside [0, {codebook_size})"
+                " (the tokenizer's codebook size)"
+            )
         out = arr.astype(id_dtype(codebook_size))
     else:
         if arr.ndim != 4:
@@ -61,8 +64,9 @@ def check_tokens(arr: np.ndarray, path: str, kind: str, shape: tuple[int, ...], 
         if arr.shape[1] != shape[0]:
             raise DataError(f"{path}: {arr.shape[1]} latent channels, the tokenizer has {shape[0]}")
         if arr.shape[2:] != shape[1:]:
-            raise DataError(f"{path}: latent grid {arr.shape[2]}x{arr.shape[3]}, the tokenizer's is "
-                            f"{shape[1]}x{shape[2]}")
+            raise DataError(
+                f"{path}: latent grid {arr.shape[2]}x{arr.shape[3]}, the tokenizer's is {shape[1]}x{shape[2]}"
+            )
         if not np.issubdtype(arr.dtype, np.floating):
             raise DataError(f"{path}: latents must be floating point, got dtype {arr.dtype}")
         out = arr.astype(np.float16)
@@ -84,15 +88,28 @@ def check_ints(arr: np.ndarray, path: str, n: int, lo: int, hi: int, what: str) 
     return arr.astype(np.int64)
 
 
-def import_pairs(tokenizer: Any, dataset: Any, data: str, tokens: str | Path, index: str | Path,
-                 heldout: str | Path, out: str | Path, sigma: float, labels: Optional[str | Path] = None,
-                 heldout_labels: Optional[str | Path] = None, fingerprint: str = "", generator: str = "",
-                 overwrite: bool = False) -> dict:
+def import_pairs(
+    tokenizer: Any,
+    dataset: Any,
+    data: str,
+    tokens: str | Path,
+    index: str | Path,
+    heldout: str | Path,
+    out: str | Path,
+    sigma: float,
+    labels: Optional[str | Path] = None,
+    heldout_labels: Optional[str | Path] = None,
+    fingerprint: str = "",
+    generator: str = "",
+    overwrite: bool = False,
+) -> dict:
     """Validate the user's arrays against `tokenizer` and `dataset` (the data set `data` names, map-style) and
     write the pairs folder `out` (staged, renamed into place when complete). Returns its manifest."""
     if isinstance(dataset, torch.utils.data.IterableDataset):
-        raise DataError(f"--data {data}: pairs store the index of their real image, so they need an image folder "
-                        "(or fashion-mnist), not a wds: stream")
+        raise DataError(
+            f"--data {data}: pairs store the index of their real image, so they need an image folder "
+            "(or fashion-mnist), not a wds: stream"
+        )
     own = tokenizer.fingerprint()
     check_fingerprint(fingerprint, own, f"--fingerprint {fingerprint}", DataError)
     kind = kind_of_tokenizer(tokenizer)
@@ -110,14 +127,28 @@ def import_pairs(tokenizer: Any, dataset: Any, data: str, tokens: str | Path, in
         y = check_ints(load_array(Path(labels)), str(labels), n, -1, max(num_classes, 0), "class id")
     else:
         y = np.asarray(dataset.labels, dtype=np.int64)[idx]
-    y_held = (np.full(m, -1, np.int64) if heldout_labels is None else
-              check_ints(load_array(Path(heldout_labels)), str(heldout_labels), m, -1, max(num_classes, 0),
-                         "class id"))
+    y_held = (
+        np.full(m, -1, np.int64)
+        if heldout_labels is None
+        else check_ints(load_array(Path(heldout_labels)), str(heldout_labels), m, -1, max(num_classes, 0), "class id")
+    )
     c = tokenizer.config
-    fields = {"sigma": float(sigma), "num_pairs": n, "num_eval": m, "data": data, "resolution": int(c.image_size),
-              "channels": int(c.channels), "pair_input": "ids", "generator": generator or "imported",
-              "imported_from": {"tokens": str(tokens), "index": str(index), "heldout": str(heldout),
-                                "labels": None if labels is None else str(labels)}}
+    fields = {
+        "sigma": float(sigma),
+        "num_pairs": n,
+        "num_eval": m,
+        "data": data,
+        "resolution": int(c.image_size),
+        "channels": int(c.channels),
+        "pair_input": "ids",
+        "generator": generator or "imported",
+        "imported_from": {
+            "tokens": str(tokens),
+            "index": str(index),
+            "heldout": str(heldout),
+            "labels": None if labels is None else str(labels),
+        },
+    }
     with staged_output(out, overwrite) as staged:
         manifest = write_pairs(staged.build, kind, generated, y, idx, held_out, y_held, own, K, num_classes, fields)
         staged.commit()

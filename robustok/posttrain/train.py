@@ -14,6 +14,7 @@ options (paper values in docs/posttrain.md): `epochs` (length over the pairs), `
 offline perceptual network that is not the FID network) and, in the pairs, `pair_input` (token ids or the
 authors' round trip). `configs/posttrain/fmnist-authors.yaml` combines them (docs/studies.md, E2).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,54 +30,65 @@ from torch import Tensor, nn
 from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset, to_uint8
 from robustok.errors import ConfigError
-from robustok.losses.diffaug import DiffAugment
 from robustok.losses.config import LossConfig
-from robustok.losses.discriminators import (Discriminator, build_discriminator, discriminator_spec,
-                                            has_discriminator, load_discriminator)
+from robustok.losses.diffaug import DiffAugment
+from robustok.losses.discriminators import (
+    Discriminator,
+    build_discriminator,
+    discriminator_spec,
+    has_discriminator,
+    load_discriminator,
+)
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
-from robustok.tokens.pairs import PairDataset, PairStore
-from robustok.train.faults import fault_point
 from robustok.metrics.features import FeatureNet
 from robustok.tokenizer.base import TokenizerBase
+from robustok.tokens.pairs import PairDataset, PairStore
+from robustok.train.faults import fault_point
 from robustok.train.task import Task
 
 
 @dataclass
 class PostTrainConfig:
-    tokenizer: str = ""                 # tokenizer directory (main-trained, or an adapter's directory)
-    pairs: str = ""                     # pairs folder from `robustok post-train-data` (or import-pairs)
-    control: bool = False               # train on the real tokens instead (sigma = 1 control)
-    clean_fraction: float = 0.0         # share of each batch trained on clean pairs (protects rFID)
-    reuse_discriminator: bool = True    # load <tokenizer>/discriminator/ if present (authors: false,
-                                        # fresh heads from step 0: their yaml sets debug_disc)
+    tokenizer: str = ""  # tokenizer directory (main-trained, or an adapter's directory)
+    pairs: str = ""  # pairs folder from `robustok post-train-data` (or import-pairs)
+    control: bool = False  # train on the real tokens instead (sigma = 1 control)
+    clean_fraction: float = 0.0  # share of each batch trained on clean pairs (protects rFID)
+    reuse_discriminator: bool = True  # load <tokenizer>/discriminator/ if present (authors: false,
+    # fresh heads from step 0: their yaml sets debug_disc)
     disc_diffaug: Optional[str] = None  # DiffAugment policy of the post-training D; None: a reused D keeps its
-                                        # own, a fresh one uses loss.diffaug (authors: color,translation,cutout)
-    epochs: float = 0.0                 # > 0: train.steps = ceil(epochs * num_pairs / data.batch_size)
-                                        # (paper: 40, Table 4b); 0: train.steps as given
-    eval_ema: bool = True               # with train.ema_decay > 0: proxy, best and exported decoder are the EMA
-                                        # (authors: EMA 0.9999, evaluated with the EMA); false: the online one
-    ema_warmup: bool = False            # false: the EMA starts at the untouched decoder with the plain decay
-                                        # (authors); true: the loop's warm-up min(decay, (1+s)/(10+s)), which
-                                        # soon forgets the untouched decoder
-    ema_keep: float = 0.0               # > 0: train.ema_decay = ema_keep ** (1 / train.steps), so that after the
-                                        # last step the EMA keeps this share of the untouched decoder, whatever the
-                                        # length (authors: 0.9999 over 7,813 steps keeps 0.46)
-    eval_every: int = 0                 # steps between gFID-proxy evaluations (0: only at the end)
-    eval_features: str = "fmnist"       # feature network of the proxy FID
-    eval_reference: str = ""            # data spec of the proxy's reference set (default: the pairs' data)
+    # own, a fresh one uses loss.diffaug (authors: color,translation,cutout)
+    epochs: float = 0.0  # > 0: train.steps = ceil(epochs * num_pairs / data.batch_size)
+    # (paper: 40, Table 4b); 0: train.steps as given
+    eval_ema: bool = True  # with train.ema_decay > 0: proxy, best and exported decoder are the EMA
+    # (authors: EMA 0.9999, evaluated with the EMA); false: the online one
+    ema_warmup: bool = False  # false: the EMA starts at the untouched decoder with the plain decay
+    # (authors); true: the loop's warm-up min(decay, (1+s)/(10+s)), which
+    # soon forgets the untouched decoder
+    ema_keep: float = 0.0  # > 0: train.ema_decay = ema_keep ** (1 / train.steps), so that after the
+    # last step the EMA keeps this share of the untouched decoder, whatever the
+    # length (authors: 0.9999 over 7,813 steps keeps 0.46)
+    eval_every: int = 0  # steps between gFID-proxy evaluations (0: only at the end)
+    eval_features: str = "fmnist"  # feature network of the proxy FID
+    eval_reference: str = ""  # data spec of the proxy's reference set (default: the pairs' data)
     eval_num_reference: int = 5000
     run: RunConfig = field(default_factory=lambda: RunConfig(dir="runs/post", ckpt_every=0, sample_every=0))
     data: DataConfig = field(default_factory=lambda: DataConfig(batch_size=64, augment=False))
     loss: LossConfig = field(default_factory=LossConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=400, lr=5e-4, min_lr=5e-5, warmup_steps=20,
-                                                                    ema_decay=0.0))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(steps=400, lr=5e-4, min_lr=5e-5, warmup_steps=20, ema_decay=0.0)
+    )
 
-    BOUNDS: ClassVar[dict] = {"clean_fraction": "[0,1]", "eval_every": ">=0", "eval_num_reference": ">=2",
-                              "epochs": ">=0", "ema_keep": "[0,1]"}
+    BOUNDS: ClassVar[dict] = {
+        "clean_fraction": "[0,1]",
+        "eval_every": ">=0",
+        "eval_num_reference": ">=2",
+        "epochs": ">=0",
+        "ema_keep": "[0,1]",
+    }
     DATA_SPECS: ClassVar[tuple] = ("eval_reference",)
-    PRESETS: ClassVar[str] = "posttrain"   # `robustok post-train fmnist`: robustok/configs/posttrain/
-    NPZ_SPECS: ClassVar[tuple] = ("eval_reference",)   # may also be a statistics / samples .npz (ADM's batch)
+    PRESETS: ClassVar[str] = "posttrain"  # `robustok post-train fmnist`: robustok/configs/posttrain/
+    NPZ_SPECS: ClassVar[tuple] = ("eval_reference",)  # may also be a statistics / samples .npz (ADM's batch)
 
 
 def freeze_encoder_side(tok: TokenizerBase) -> list[nn.Parameter]:
@@ -96,8 +108,9 @@ def freeze_encoder_side(tok: TokenizerBase) -> list[nn.Parameter]:
 def epochs_to_steps(epochs: float, num_pairs: int, batch_size: int) -> int:
     """Optimisation steps for `epochs` passes over `num_pairs` pairs at global batch `batch_size` (at least 1)."""
     if epochs <= 0 or num_pairs < 1 or batch_size < 1:
-        raise ConfigError(f"epochs ({epochs}), number of pairs ({num_pairs}) and data.batch_size ({batch_size}) "
-                          "must be positive")
+        raise ConfigError(
+            f"epochs ({epochs}), number of pairs ({num_pairs}) and data.batch_size ({batch_size}) must be positive"
+        )
     return max(1, math.ceil(epochs * num_pairs / batch_size))
 
 
@@ -107,13 +120,19 @@ class PostTrainTask(Task[TokenizerBase]):
     kind = "tokenizer"
     preview_nrow = 8
 
-    def __init__(self, cfg: PostTrainConfig, tokenizer: Optional[TokenizerBase] = None,
-                 store: Optional[PairStore] = None, reference_stats: Any = None):
+    def __init__(
+        self,
+        cfg: PostTrainConfig,
+        tokenizer: Optional[TokenizerBase] = None,
+        store: Optional[PairStore] = None,
+        reference_stats: Any = None,
+    ):
         if not 0 <= cfg.clean_fraction <= 1:
             raise ConfigError(f"clean_fraction must lie in [0, 1], got {cfg.clean_fraction}")
         self.cfg = cfg
         if tokenizer is None:
             from robustok.tokenizer.loading import load_tokenizer  # any tokenizer directory (ours or an adapter's)
+
             tokenizer = load_tokenizer(cfg.tokenizer)
         self.model = tokenizer
         self.model.train()
@@ -175,8 +194,9 @@ class PostTrainTask(Task[TokenizerBase]):
                 n_clean = int(round(self.cfg.clean_fraction * x.shape[0]))
                 generated = torch.cat([clean[:n_clean], generated[n_clean:]])
         recon = self.decode(model, generated).float()
-        loss, d_loss, logs = reconstruction_objective(recon, x, self.cfg.loss, self.perceptual, self.disc,
-                                                      inner.last_layer, step)
+        loss, d_loss, logs = reconstruction_objective(
+            recon, x, self.cfg.loss, self.perceptual, self.disc, inner.last_layer, step
+        )
         return {"loss": loss, **logs, **({} if d_loss is None else {"disc_loss": d_loss})}
 
     def preview(self, model: nn.Module, batch) -> Tensor:
@@ -194,8 +214,9 @@ class PostTrainTask(Task[TokenizerBase]):
         if self._reference is None:
             m = self.store.manifest
             spec = self.cfg.eval_reference or m["data"]
-            self._reference = source_stats(spec, self._features, num_images=self.cfg.eval_num_reference,
-                                           resolution=m["resolution"])
+            self._reference = source_stats(
+                spec, self._features, num_images=self.cfg.eval_num_reference, resolution=m["resolution"]
+            )
         return self._features, self._reference
 
     @torch.no_grad()
@@ -216,7 +237,7 @@ class PostTrainTask(Task[TokenizerBase]):
 
         def batches():
             for lo in range(0, len(gen), 200):
-                yield to_uint8(self.decode(model, gen[lo: lo + 200].to(device)).clamp(-1, 1)).cpu()
+                yield to_uint8(self.decode(model, gen[lo : lo + 200].to(device)).clamp(-1, 1)).cpu()
 
         stats = extract(batches(), feats, "decoded samples")
         model.train(was)
@@ -236,8 +257,9 @@ class PostTrainTask(Task[TokenizerBase]):
         if self.best is None or fid < self.best:
             self.best = fid
             frozen = tuple(self.model.frozen_part_names())
-            self.best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()
-                               if not k.startswith(frozen)}
+            self.best_state = {
+                k: v.detach().cpu().clone() for k, v in model.state_dict().items() if not k.startswith(frozen)
+            }
             self._save_best(model)
         fault_point("eval")
         return {k: v for k, v in point.items() if k.startswith("gfid")} | {"gfid_proxy_best": self.best}
@@ -283,26 +305,36 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
         before = task.proxy_fid(task.model)
         log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
         out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
-        summary = {"features": cfg.eval_features, "sigma": task.store.sigma, "steps": cfg.train.steps,
-                   "epochs": task.epoch_at(cfg.train.steps),
-                   "pair_input": task.store.pair_input, "ema": cfg.train.ema_decay > 0 and cfg.eval_ema,
-                   "disc_diffaug": task.disc.augment.extra_repr() if task.disc is not None else None,
-                   "gfid_proxy_before": before,
-                   "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
-                   "gfid_proxy_after_raw": task.curve[-1].get("gfid_proxy_raw") if task.curve else None,
-                   "gfid_proxy_best": task.best, "curve": task.curve, "tokenizer": str(out),
-                   "reused_discriminator": getattr(task, "reused_discriminator", None),
-                   "num_eval_samples": task.store.num_eval}
+        summary = {
+            "features": cfg.eval_features,
+            "sigma": task.store.sigma,
+            "steps": cfg.train.steps,
+            "epochs": task.epoch_at(cfg.train.steps),
+            "pair_input": task.store.pair_input,
+            "ema": cfg.train.ema_decay > 0 and cfg.eval_ema,
+            "disc_diffaug": task.disc.augment.extra_repr() if task.disc is not None else None,
+            "gfid_proxy_before": before,
+            "gfid_proxy_after": task.curve[-1]["gfid_proxy"] if task.curve else None,
+            "gfid_proxy_after_raw": task.curve[-1].get("gfid_proxy_raw") if task.curve else None,
+            "gfid_proxy_best": task.best,
+            "curve": task.curve,
+            "tokenizer": str(out),
+            "reused_discriminator": getattr(task, "reused_discriminator", None),
+            "num_eval_samples": task.store.num_eval,
+        }
         if with_control and not cfg.control:
             ccfg = copy.deepcopy(cfg)
             ccfg.control = True
             ccfg.run.dir = str(Path(cfg.run.dir) / "control")
             ctask = PostTrainTask(ccfg, reference_stats=task._reference)
             train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume)
-            summary.update(gfid_proxy_control=ctask.curve[-1]["gfid_proxy"] if ctask.curve else None,
-                           gfid_proxy_control_raw=ctask.curve[-1].get("gfid_proxy_raw") if ctask.curve else None,
-                           gfid_proxy_control_best=ctask.best, control_curve=ctask.curve,
-                           control_tokenizer=str(Path(ccfg.run.dir) / "tokenizer"))
+            summary.update(
+                gfid_proxy_control=ctask.curve[-1]["gfid_proxy"] if ctask.curve else None,
+                gfid_proxy_control_raw=ctask.curve[-1].get("gfid_proxy_raw") if ctask.curve else None,
+                gfid_proxy_control_best=ctask.best,
+                control_curve=ctask.curve,
+                control_tokenizer=str(Path(ccfg.run.dir) / "tokenizer"),
+            )
         summary["config"] = to_dict(cfg)
         atomic_write_bytes(Path(cfg.run.dir) / "posttrain.json", json.dumps(summary, indent=2).encode())
     return summary

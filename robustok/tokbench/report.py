@@ -1,4 +1,5 @@
 """The benchmark's table (text) and scatter plot (PNG)."""
+
 from __future__ import annotations
 
 import math
@@ -12,12 +13,16 @@ def _f(v, digits: int = 2) -> str:
 def table(result: dict) -> str:
     """One row per tokenizer, then per K and endpoint the correlations and their difference."""
     cfg = result["spec"]["cfg"]
-    lines = [f"{'tokenizer':<24} {'K':>5} {'PSNR':>6} {'rFID':>7} {'pFID':>7} {'usage':>6} "
-             f"{'gFID':>7} {'(floor)':>7} {f'gFID cfg{cfg:g}':>11} {'(floor)':>7}"]
+    lines = [
+        f"{'tokenizer':<24} {'K':>5} {'PSNR':>6} {'rFID':>7} {'pFID':>7} {'usage':>6} "
+        f"{'gFID':>7} {'(floor)':>7} {f'gFID cfg{cfg:g}':>11} {'(floor)':>7}"
+    ]
     for r in result["tokenizers"]:
-        lines.append(f"{r['name']:<24} {r['codebook_size']:>5} {_f(r['psnr']):>6} {_f(r['rfid']):>7} "
-                     f"{_f(r['pfid']):>7} {r['codebook_usage']:>6.0%} {_f(r['gfid_nocfg']):>7} "
-                     f"{_f(r['gfid_nocfg_noise']):>7} {_f(r['gfid_cfg']):>11} {_f(r['gfid_cfg_noise']):>7}")
+        lines.append(
+            f"{r['name']:<24} {r['codebook_size']:>5} {_f(r['psnr']):>6} {_f(r['rfid']):>7} "
+            f"{_f(r['pfid']):>7} {r['codebook_usage']:>6.0%} {_f(r['gfid_nocfg']):>7} "
+            f"{_f(r['gfid_nocfg_noise']):>7} {_f(r['gfid_cfg']):>11} {_f(r['gfid_cfg_noise']):>7}"
+        )
     for k, group in result["by_codebook_size"].items():
         lines.append(f"\nK = {k} ({len(group['tokenizers'])} tokenizers)")
         for key in ("gfid_nocfg", "gfid_cfg"):
@@ -25,12 +30,16 @@ def table(result: dict) -> str:
             parts = []
             for kind in ("spearman", "pearson"):
                 d = c[kind]
-                parts.append(f"{kind} pFID {_f(d['a'])} rFID {_f(d['b'])} difference {_f(d['difference'])} "
-                             f"[{_f(d['ci95'][0])}, {_f(d['ci95'][1])}]")
+                parts.append(
+                    f"{kind} pFID {_f(d['a'])} rFID {_f(d['b'])} difference {_f(d['difference'])} "
+                    f"[{_f(d['ci95'][0])}, {_f(d['ci95'][1])}]"
+                )
             o = c["ordering"]
-            parts.append(f"pairs ordered as gFID: pFID {_f(o['a_accuracy'])} rFID {_f(o['b_accuracy'])}; on the "
-                         f"{o['disagreeing_pairs']} pairs where they disagree: pFID {_f(o['a_accuracy_on_disagreeing'])}"
-                         f" rFID {_f(o['b_accuracy_on_disagreeing'])}")
+            parts.append(
+                f"pairs ordered as gFID: pFID {_f(o['a_accuracy'])} rFID {_f(o['b_accuracy'])}; on the "
+                f"{o['disagreeing_pairs']} pairs where they disagree: pFID {_f(o['a_accuracy_on_disagreeing'])}"
+                f" rFID {_f(o['b_accuracy_on_disagreeing'])}"
+            )
             lines.append(f"  {key}: " + "\n    ".join(parts))
     return "\n".join(lines)
 
@@ -59,6 +68,7 @@ def scatter_plot(result: dict, path: Path) -> None:
         ax.legend(fontsize=7)
     fig.tight_layout()
     import io
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)

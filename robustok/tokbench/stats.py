@@ -2,6 +2,7 @@
 
 All functions take one value per tokenizer (same order in every array) and return JSON-ready dicts.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,8 +19,14 @@ def _corr(x: np.ndarray, y: np.ndarray, kind: str) -> float:
     return float(fn(x, y)[0])
 
 
-def correlation_difference(metric_a: list[float], metric_b: list[float], gfid: list[float], kind: str = "spearman",
-                           samples: int = 2000, seed: int = 0) -> dict:
+def correlation_difference(
+    metric_a: list[float],
+    metric_b: list[float],
+    gfid: list[float],
+    kind: str = "spearman",
+    samples: int = 2000,
+    seed: int = 0,
+) -> dict:
     """corr(a, gFID), corr(b, gFID) and a bootstrap 95% interval of corr(a, gFID) - corr(b, gFID).
 
     Tokenizers are resampled with replacement (the same resample for both metrics, so the interval is of the
@@ -34,9 +41,16 @@ def correlation_difference(metric_a: list[float], metric_b: list[float], gfid: l
         d = _corr(a[idx], g[idx], kind) - _corr(b[idx], g[idx], kind)
         if not math.isnan(d):
             diffs.append(d)
-    lo, hi = (np.percentile(diffs, [2.5, 97.5]).tolist() if diffs else [math.nan, math.nan])
-    return {"kind": kind, "a": ra, "b": rb, "difference": ra - rb, "ci95": [lo, hi],
-            "bootstrap_used": len(diffs), "bootstrap_dropped": (samples if len(g) >= 3 else 0) - len(diffs)}
+    lo, hi = np.percentile(diffs, [2.5, 97.5]).tolist() if diffs else [math.nan, math.nan]
+    return {
+        "kind": kind,
+        "a": ra,
+        "b": rb,
+        "difference": ra - rb,
+        "ci95": [lo, hi],
+        "bootstrap_used": len(diffs),
+        "bootstrap_dropped": (samples if len(g) >= 3 else 0) - len(diffs),
+    }
 
 
 def pair_ordering(metric_a: list[float], metric_b: list[float], gfid: list[float]) -> dict:
@@ -56,17 +70,25 @@ def pair_ordering(metric_a: list[float], metric_b: list[float], gfid: list[float
             disagree += 1
             a_right_dis += int(sa == sg)
             b_right_dis += int(sb == sg)
-    frac = lambda k, n: (k / n if n else math.nan)  # noqa: E731
-    return {"pairs": total, "a_accuracy": frac(a_right, total), "b_accuracy": frac(b_right, total),
-            "disagreeing_pairs": disagree, "a_accuracy_on_disagreeing": frac(a_right_dis, disagree),
-            "b_accuracy_on_disagreeing": frac(b_right_dis, disagree)}
+    frac = lambda k, n: k / n if n else math.nan  # noqa: E731
+    return {
+        "pairs": total,
+        "a_accuracy": frac(a_right, total),
+        "b_accuracy": frac(b_right, total),
+        "disagreeing_pairs": disagree,
+        "a_accuracy_on_disagreeing": frac(a_right_dis, disagree),
+        "b_accuracy_on_disagreeing": frac(b_right_dis, disagree),
+    }
 
 
-def compare_predictors(pfid: list[float], rfid: list[float], gfid: list[float], samples: int = 2000,
-                       seed: int = 0) -> dict:
+def compare_predictors(
+    pfid: list[float], rfid: list[float], gfid: list[float], samples: int = 2000, seed: int = 0
+) -> dict:
     """pFID ("a") against rFID ("b") as predictors of gFID: Spearman, Pearson (each with the bootstrap interval of
     the difference pFID - rFID) and pair ordering."""
-    return {"n": len(gfid),
-            "spearman": correlation_difference(pfid, rfid, gfid, "spearman", samples, seed),
-            "pearson": correlation_difference(pfid, rfid, gfid, "pearson", samples, seed),
-            "ordering": pair_ordering(pfid, rfid, gfid)}
+    return {
+        "n": len(gfid),
+        "spearman": correlation_difference(pfid, rfid, gfid, "spearman", samples, seed),
+        "pearson": correlation_difference(pfid, rfid, gfid, "pearson", samples, seed),
+        "ordering": pair_ordering(pfid, rfid, gfid),
+    }

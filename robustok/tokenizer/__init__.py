@@ -1,4 +1,5 @@
 """Image tokenizers: model, quantizer, latent perturbation, backbones."""
+
 from robustok.tokenizer.base import TokenizerOutput
 from robustok.tokenizer.model import Tokenizer, TokenizerConfig
 from robustok.tokenizer.perturbation import PerturbationConfig, perturb_ids

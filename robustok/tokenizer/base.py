@@ -6,6 +6,7 @@ hooks: `_pre_quant(x)` (images in [-1, 1] -> raw pre-quantisation latents (B, d'
 Everything else — encode/lookup/decode, codebook access, input checks and the training forward with latent
 perturbation — is written once here.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,10 +22,10 @@ from robustok.tokenizer.quantizer import VectorQuantizer
 
 @dataclass
 class TokenizerOutput:
-    recon: Tensor                   # decoded image, float [-1, 1] range (unclamped)
-    ids: Optional[Tensor]           # clean token ids (B, h, w) for VQ, None for continuous latents
-    losses: dict[str, Tensor]       # vq, commit (VQ) or kl (KL)
-    stats: dict[str, Tensor]        # perplexity, batch_usage, perturbed_images, changed_tokens, ...
+    recon: Tensor  # decoded image, float [-1, 1] range (unclamped)
+    ids: Optional[Tensor]  # clean token ids (B, h, w) for VQ, None for continuous latents
+    losses: dict[str, Tensor]  # vq, commit (VQ) or kl (KL)
+    stats: dict[str, Tensor]  # perplexity, batch_usage, perturbed_images, changed_tokens, ...
     latents: Optional[Tensor] = None  # the decoder's input latents (B, d, h, w): quantised / perturbed
 
 
@@ -70,8 +71,10 @@ class TokenizerBase(Pretrained):
 
     def _discrete(self, what: str) -> VectorQuantizer:
         if self.quantizer is None:
-            raise ConfigError(f"{type(self).__name__} is a continuous tokenizer: {what} needs a discrete tokenizer "
-                              "(token ids, a codebook); use encode_latents() / decode_latents()")
+            raise ConfigError(
+                f"{type(self).__name__} is a continuous tokenizer: {what} needs a discrete tokenizer "
+                "(token ids, a codebook); use encode_latents() / decode_latents()"
+            )
         return self.quantizer
 
     @property
@@ -82,8 +85,7 @@ class TokenizerBase(Pretrained):
     def _check_images(self, x: Tensor) -> None:
         c = self.config
         if x.ndim != 4 or x.shape[1] != c.channels or x.shape[2] != c.image_size or x.shape[3] != c.image_size:
-            raise ValueError(f"expected images (B, {c.channels}, {c.image_size}, {c.image_size}), got "
-                             f"{tuple(x.shape)}")
+            raise ValueError(f"expected images (B, {c.channels}, {c.image_size}, {c.image_size}), got {tuple(x.shape)}")
 
     # --- encoding ---------------------------------------------------------------------------------------
     def encode_latents(self, x: Tensor) -> Tensor:
@@ -131,12 +133,14 @@ class TokenizerBase(Pretrained):
         return self.decode(self.encode(x))
 
     # --- training forward -------------------------------------------------------------------------------
-    def _continuous_forward(self, h: Tensor, perturb: Optional[dict],
-                            generator: Optional[torch.Generator]) -> tuple[Tensor, dict, dict]:
+    def _continuous_forward(
+        self, h: Tensor, perturb: Optional[dict], generator: Optional[torch.Generator]
+    ) -> tuple[Tensor, dict, dict]:
         raise ConfigError(f"{type(self).__name__}: training forward needs a discrete tokenizer")
 
-    def forward(self, x: Tensor, perturb: Optional[dict] = None,
-                generator: Optional[torch.Generator] = None) -> TokenizerOutput:
+    def forward(
+        self, x: Tensor, perturb: Optional[dict] = None, generator: Optional[torch.Generator] = None
+    ) -> TokenizerOutput:
         """Training forward. `perturb`: None or {beta, alpha, delta, noise_std, neighbours} (latent perturbation).
 
         VQ/commit (or KL) losses use the clean latents; only the decoder input is perturbed. In eval mode the
@@ -157,8 +161,16 @@ class TokenizerBase(Pretrained):
         z_dec = z_q
         if perturb is not None and perturb.get("beta", 0) > 0 and perturb.get("alpha", 0) > 0:
             z = self.quantizer.normalize(h)
-            z_dec, new_ids, mask = perturb_codes_st(z, ids, self.codebook, perturb["beta"], perturb["alpha"],
-                                                    perturb["delta"], perturb.get("neighbours", "code"), generator)
+            z_dec, new_ids, mask = perturb_codes_st(
+                z,
+                ids,
+                self.codebook,
+                perturb["beta"],
+                perturb["alpha"],
+                perturb["delta"],
+                perturb.get("neighbours", "code"),
+                generator,
+            )
             stats["perturbed_images"] = mask.float().mean()
             stats["changed_tokens"] = (new_ids != ids).float().mean()
         return TokenizerOutput(self.decode_codes(z_dec), ids, losses, stats, z_dec)

@@ -7,6 +7,7 @@ mapping images (B, C, H, W) to (B, hidden_dim, h, w) and the decoder the reverse
 `downsampling(TokenizerConfig) -> int` (H / h). A bottleneck is a class with `discrete`, `input_factor` and
 `from_config(TokenizerConfig)` (see `robustok.tokenizer.quantizer`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,8 +21,8 @@ from robustok.tokenizer.quantizer import GaussianBottleneck, VectorQuantizer
 
 @dataclass(frozen=True)
 class Backbone:
-    build: Callable[[Any], tuple[nn.Module, nn.Module]]   # TokenizerConfig -> (encoder, decoder)
-    downsampling: Callable[[Any], int]                      # TokenizerConfig -> image size / grid size
+    build: Callable[[Any], tuple[nn.Module, nn.Module]]  # TokenizerConfig -> (encoder, decoder)
+    downsampling: Callable[[Any], int]  # TokenizerConfig -> image size / grid size
 
 
 def _conv(c) -> tuple[nn.Module, nn.Module]:
@@ -35,8 +36,9 @@ def _vit(c) -> tuple[nn.Module, nn.Module]:
     from robustok.tokenizer.vit import ViTDecoder, ViTEncoder
 
     encoder = ViTEncoder(c.channels, c.image_size, c.patch_size, c.vit_width, c.vit_depth, c.vit_heads, c.hidden_dim)
-    return encoder, ViTDecoder(c.channels, c.image_size, c.patch_size, c.vit_width, c.vit_depth, c.vit_heads,
-                               c.hidden_dim)
+    return encoder, ViTDecoder(
+        c.channels, c.image_size, c.patch_size, c.vit_width, c.vit_depth, c.vit_heads, c.hidden_dim
+    )
 
 
 BACKBONES: Registry[Backbone] = Registry("tokenizer backbone", "model.backbone")

@@ -1,4 +1,5 @@
 """Convolutional encoder/decoder of the VQGAN/LlamaGen family (GroupNorm + SiLU residual blocks)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -14,8 +15,14 @@ def _norm(c: int) -> nn.GroupNorm:
 class ResBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int):
         super().__init__()
-        self.block = nn.Sequential(_norm(c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, padding=1),
-                                   _norm(c_out), nn.SiLU(), nn.Conv2d(c_out, c_out, 3, padding=1))
+        self.block = nn.Sequential(
+            _norm(c_in),
+            nn.SiLU(),
+            nn.Conv2d(c_in, c_out, 3, padding=1),
+            _norm(c_out),
+            nn.SiLU(),
+            nn.Conv2d(c_out, c_out, 3, padding=1),
+        )
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

@@ -10,6 +10,7 @@ core never imports an adapter module itself; a package outside robustok adds its
     >>> tok = robustok.load_tokenizer("runs/tok/tokenizer")          # doctest: +SKIP
     >>> vae = robustok.load_tokenizer("weights/sd-vae-converted")    # an adapter's directory  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 C = TypeVar("C", bound=type)
 
 TOKENIZER_CLASSES: Registry[type] = Registry("tokenizer class", "config.json class")
-PLUGINS: Registry[str] = Registry("tokenizer plug-in module", "register_plugin")   # imported on first use, in order
+PLUGINS: Registry[str] = Registry("tokenizer plug-in module", "register_plugin")  # imported on first use, in order
 for _module in ("robustok.tokenizer.model", "robustok.adapters"):
     PLUGINS.register(_module, _module)
 _imported: set[str] = set()
@@ -62,7 +63,9 @@ def load_tokenizer(path: str | Path, map_location: str | torch.device = "cpu") -
     in eval mode."""
     path = resolve_weights(path, directory=True)
     if path.is_file():
-        raise CheckpointError(f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
-                              "model.safetensors (convert original weight files with "
-                              "robustok.adapters.load_external(kind, file).save_pretrained(dir))")
+        raise CheckpointError(
+            f"{path}: is a file; a tokenizer is a directory with {CONFIG_NAME} and "
+            "model.safetensors (convert original weight files with "
+            "robustok.adapters.load_external(kind, file).save_pretrained(dir))"
+        )
     return load_by_class(path, tokenizer_classes(), "tokenizer", map_location).eval()

@@ -1,4 +1,5 @@
 """The Tokenizer: encoder -> pre-quant projection -> bottleneck (VQ or Gaussian) -> post-quant projection -> decoder."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,11 +20,11 @@ from robustok.tokenizer.quantizer import Bottleneck, VectorQuantizer
 class TokenizerConfig:
     image_size: int = 32
     channels: int = 1
-    backbone: str = "conv"                  # conv | vit (robustok.tokenizer.components.BACKBONES)
-    hidden_dim: int = 64                    # backbone output / decoder input width (before the projections)
+    backbone: str = "conv"  # conv | vit (robustok.tokenizer.components.BACKBONES)
+    hidden_dim: int = 64  # backbone output / decoder input width (before the projections)
     # conv backbone
     base_channels: int = 32
-    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])   # downsampling 2^(len-1)
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])  # downsampling 2^(len-1)
     num_res_blocks: int = 1
     # vit backbone
     patch_size: int = 4
@@ -31,28 +32,42 @@ class TokenizerConfig:
     vit_depth: int = 4
     vit_heads: int = 4
     dinov2_checkpoint: Optional[str] = None  # local timm DINOv2 file to initialise the ViT encoder
-    dinov2_init_decoder: bool = False        # also initialise the ViT decoder's blocks from it (the paper does)
+    dinov2_init_decoder: bool = False  # also initialise the ViT decoder's blocks from it (the paper does)
     # bottleneck
-    bottleneck: str = "vq"                  # vq (discrete tokens) | kl (continuous Gaussian latents): BOTTLENECKS
+    bottleneck: str = "vq"  # vq (discrete tokens) | kl (continuous Gaussian latents): BOTTLENECKS
     codebook_size: int = 1024
     code_dim: int = 8
     l2_norm: bool = True
     commit_weight: float = 0.25
-    dead_code_threshold: float = 0.01       # usage EMA (tokens/step) below which a code is restarted; 0: off
+    dead_code_threshold: float = 0.01  # usage EMA (tokens/step) below which a code is restarted; 0: off
     usage_decay: float = 0.99
-    kl_weight: float = 1e-6                 # for bottleneck=kl
+    kl_weight: float = 1e-6  # for bottleneck=kl
 
     # fields added after fingerprints were first written: left out of `fingerprint()` while at their default, so
     # token stores, generators and pairs made earlier still match their tokenizer
     FINGERPRINT_SKIP_IF_DEFAULT: ClassVar[tuple] = ("dinov2_init_decoder",)
     # keys added to config.json after its format began, and why their default reproduces files without them
-    ADDED_KEYS: ClassVar[dict] = {"dinov2_init_decoder": "added with the ImageNet recipe; false: the decoder "
-                                  "is not initialised from DINOv2 weights, which is what older files did"}
-    BOUNDS: ClassVar[dict] = {"image_size": ">=8", "hidden_dim": ">=1", "base_channels": ">=1", "channel_mult": ">=1",
-                              "num_res_blocks": ">=0", "patch_size": ">=1", "vit_width": ">=1", "vit_depth": ">=1",
-                              "vit_heads": ">=1", "codebook_size": "[2,2147483648]", "code_dim": ">=1",
-                              "commit_weight": ">=0", "dead_code_threshold": ">=0", "usage_decay": "[0,1)",
-                              "kl_weight": ">=0"}
+    ADDED_KEYS: ClassVar[dict] = {
+        "dinov2_init_decoder": "added with the ImageNet recipe; false: the decoder "
+        "is not initialised from DINOv2 weights, which is what older files did"
+    }
+    BOUNDS: ClassVar[dict] = {
+        "image_size": ">=8",
+        "hidden_dim": ">=1",
+        "base_channels": ">=1",
+        "channel_mult": ">=1",
+        "num_res_blocks": ">=0",
+        "patch_size": ">=1",
+        "vit_width": ">=1",
+        "vit_depth": ">=1",
+        "vit_heads": ">=1",
+        "codebook_size": "[2,2147483648]",
+        "code_dim": ">=1",
+        "commit_weight": ">=0",
+        "dead_code_threshold": ">=0",
+        "usage_decay": "[0,1)",
+        "kl_weight": ">=0",
+    }
 
     def validate(self) -> None:
         BACKBONES.lookup(self.backbone)
@@ -94,7 +109,8 @@ class Tokenizer(TokenizerBase):
 
     @classmethod
     def from_pretrained(  # type: ignore[override]  # by design: any registered tokenizer class, not only `cls`
-            cls, directory: str | Path, map_location: str | torch.device = "cpu") -> TokenizerBase:
+        cls, directory: str | Path, map_location: str | torch.device = "cpu"
+    ) -> TokenizerBase:
         """Load a tokenizer directory: robustok's own, or an adapter's (any class registered with
         `robustok.tokenizer.loading`, dispatched on config.json's "class"), in eval mode."""
         from robustok.hub import read_model_meta
@@ -127,8 +143,9 @@ class Tokenizer(TokenizerBase):
         """Code vectors / continuous latents (B, d, h, w) -> images (unclamped)."""
         return self.decoder(self.post_quant_conv(z_q.to(self.post_quant_conv.weight.dtype)))
 
-    def _continuous_forward(self, h: Tensor, perturb: Optional[dict],
-                            generator: Optional[torch.Generator]) -> tuple[Tensor, dict, dict]:
+    def _continuous_forward(
+        self, h: Tensor, perturb: Optional[dict], generator: Optional[torch.Generator]
+    ) -> tuple[Tensor, dict, dict]:
         """Gaussian bottleneck: reparameterised sample + KL; latent noise on a beta fraction of images."""
         if self.gaussian is None:
             raise ConfigError(f"model.bottleneck={self.config.bottleneck!r} is discrete: no continuous latents")

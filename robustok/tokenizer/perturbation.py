@@ -8,6 +8,7 @@ with probability beta (independently, so the fraction does not depend on the num
 perturbed codes enter the decoder straight-through: gradients reach the encoder via z, VQ/commit losses are
 computed before the perturbation. Continuous latents get Gaussian noise instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,17 +20,24 @@ import torch
 @dataclass
 class PerturbationConfig:
     enabled: bool = False
-    beta: float = 0.1            # fraction of images perturbed (each image independently)
-    alpha: float = 1.0           # start value: per-token perturbation probability
-    delta: int = 25              # start value: neighbourhood size (paper: 100 for K=4096)
-    noise_std: float = 0.5       # start value: Gaussian noise std for continuous latents (times alpha ratio)
-    end_ratio: float = 0.5       # alpha, delta and noise end at end_ratio x their start values
-    anneal_start: float = 0.2    # fraction of train.steps where annealing starts (paper: epoch 40 of 200)
-    anneal_end: float = 0.6      # fraction of train.steps where it ends (paper: epoch 120 of 200)
-    neighbours: str = "code"     # "code": around e_k (paper) | "latent": around z (authors' code)
+    beta: float = 0.1  # fraction of images perturbed (each image independently)
+    alpha: float = 1.0  # start value: per-token perturbation probability
+    delta: int = 25  # start value: neighbourhood size (paper: 100 for K=4096)
+    noise_std: float = 0.5  # start value: Gaussian noise std for continuous latents (times alpha ratio)
+    end_ratio: float = 0.5  # alpha, delta and noise end at end_ratio x their start values
+    anneal_start: float = 0.2  # fraction of train.steps where annealing starts (paper: epoch 40 of 200)
+    anneal_end: float = 0.6  # fraction of train.steps where it ends (paper: epoch 120 of 200)
+    neighbours: str = "code"  # "code": around e_k (paper) | "latent": around z (authors' code)
 
-    BOUNDS: ClassVar[dict] = {"beta": "[0,1]", "alpha": "[0,1]", "delta": ">=1", "noise_std": ">=0",
-                              "end_ratio": "[0,1]", "anneal_start": "[0,1]", "anneal_end": "[0,1]"}
+    BOUNDS: ClassVar[dict] = {
+        "beta": "[0,1]",
+        "alpha": "[0,1]",
+        "delta": ">=1",
+        "noise_std": ">=0",
+        "end_ratio": "[0,1]",
+        "anneal_start": "[0,1]",
+        "anneal_end": "[0,1]",
+    }
 
 
 def anneal_ratio(step: int, total_steps: int, start: float, end: float, end_ratio: float) -> float:
@@ -61,9 +69,16 @@ def neighbour_table(centers: torch.Tensor, codebook: torch.Tensor, delta: int) -
     return d.topk(delta, dim=1, largest=False).indices
 
 
-def perturb_ids(ids: torch.Tensor, codebook: torch.Tensor, alpha: float, delta: int,
-                generator: Optional[torch.Generator] = None, z: Optional[torch.Tensor] = None,
-                neighbours: str = "code", image_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def perturb_ids(
+    ids: torch.Tensor,
+    codebook: torch.Tensor,
+    alpha: float,
+    delta: int,
+    generator: Optional[torch.Generator] = None,
+    z: Optional[torch.Tensor] = None,
+    neighbours: str = "code",
+    image_mask: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
     """Perturb token ids (B, h, w): each token w.p. `alpha` becomes a uniform draw from its `delta` neighbours.
 
     `z` (B, d, h, w) is needed for `neighbours="latent"`. `image_mask` (B,) bool limits the perturbation to
@@ -94,22 +109,29 @@ def perturb_ids(ids: torch.Tensor, codebook: torch.Tensor, alpha: float, delta: 
     return out.view(b, h, w)
 
 
-def perturb_codes_st(z: torch.Tensor, ids: torch.Tensor, codebook: torch.Tensor, beta: float, alpha: float,
-                     delta: int, neighbours: str = "code",
-                     generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def perturb_codes_st(
+    z: torch.Tensor,
+    ids: torch.Tensor,
+    codebook: torch.Tensor,
+    beta: float,
+    alpha: float,
+    delta: int,
+    neighbours: str = "code",
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training-time perturbation of quantised latents, straight-through to the encoder output `z`.
 
     Returns `(z_dec, new_ids, image_mask)`: z_dec = z + sg(e[new_ids] - z) (B, d, h, w).
     """
     image_mask = torch.rand(ids.shape[0], generator=generator, device=ids.device) < beta
-    new_ids = perturb_ids(ids, codebook, alpha, delta, generator, z=z, neighbours=neighbours,
-                          image_mask=image_mask)
+    new_ids = perturb_ids(ids, codebook, alpha, delta, generator, z=z, neighbours=neighbours, image_mask=image_mask)
     e = codebook.detach()[new_ids].permute(0, 3, 1, 2)
     return z + (e - z).detach(), new_ids, image_mask
 
 
-def perturb_continuous(z: torch.Tensor, beta: float, noise_std: float,
-                       generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, torch.Tensor]:
+def perturb_continuous(
+    z: torch.Tensor, beta: float, noise_std: float, generator: Optional[torch.Generator] = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Continuous analogue: add N(0, noise_std^2) to the latents of a beta fraction of images."""
     image_mask = torch.rand(z.shape[0], generator=generator, device=z.device) < beta
     noise = torch.randn(z.shape, generator=generator, device=z.device, dtype=z.dtype) * noise_std

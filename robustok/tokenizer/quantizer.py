@@ -4,6 +4,7 @@ dead-code restart) and `GaussianBottleneck` (continuous latents: reparameterised
 Both are registered in `robustok.tokenizer.components.BOTTLENECKS` (`model.bottleneck`: vq | kl); each is a
 `Bottleneck`: `discrete`, `input_factor` (pre-quantisation channels per code dimension) and
 `from_config(TokenizerConfig)`."""
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -41,14 +42,22 @@ class VectorQuantizer(Bottleneck):
 
     discrete = True
     input_factor = 1
-    usage: Tensor   # buffer (with track_usage): EMA of per-step code counts
+    usage: Tensor  # buffer (with track_usage): EMA of per-step code counts
 
     @classmethod
     def from_config(cls, c) -> "VectorQuantizer":
         return cls(c.codebook_size, c.code_dim, c.l2_norm, c.commit_weight, c.dead_code_threshold, c.usage_decay)
 
-    def __init__(self, codebook_size: int, dim: int, l2_norm: bool = True, commit_weight: float = 0.25,
-                 dead_threshold: float = 0.01, usage_decay: float = 0.99, track_usage: bool = True):
+    def __init__(
+        self,
+        codebook_size: int,
+        dim: int,
+        l2_norm: bool = True,
+        commit_weight: float = 0.25,
+        dead_threshold: float = 0.01,
+        usage_decay: float = 0.99,
+        track_usage: bool = True,
+    ):
         super().__init__()
         self.codebook_size, self.dim, self.l2_norm = codebook_size, dim, l2_norm
         self.commit_weight, self.usage_decay, self.track_usage = commit_weight, usage_decay, track_usage
@@ -80,8 +89,9 @@ class VectorQuantizer(Bottleneck):
             raise ValueError(f"token ids must be integers, got {ids.dtype}")
         ids = ids.long()
         if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= self.codebook_size):
-            raise ValueError(f"token ids must lie in [0, {self.codebook_size}); got range "
-                             f"[{int(ids.min())}, {int(ids.max())}]")
+            raise ValueError(
+                f"token ids must lie in [0, {self.codebook_size}); got range [{int(ids.min())}, {int(ids.max())}]"
+            )
         return F.embedding(ids, self.codebook).permute(0, 3, 1, 2).contiguous()
 
     @torch.no_grad()
@@ -115,9 +125,11 @@ class VectorQuantizer(Bottleneck):
                     dist.all_reduce(counts)
                 self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
         probs = counts / counts.sum().clamp_min(1)
-        stats = {"perplexity": torch.exp(-(probs * probs.clamp_min(1e-10).log()).sum()),
-                 "batch_usage": (counts > 0).float().mean(),
-                 "restarted": torch.tensor(float(restarted))}
+        stats = {
+            "perplexity": torch.exp(-(probs * probs.clamp_min(1e-10).log()).sum()),
+            "batch_usage": (counts > 0).float().mean(),
+            "restarted": torch.tensor(float(restarted)),
+        }
         z_q_st = z + (z_q - z).detach()
         return z_q_st, ids_flat.view(b, h, w), {**losses, **stats}
 
@@ -131,7 +143,7 @@ class GaussianBottleneck(Bottleneck):
     """
 
     discrete = False
-    input_factor = 2   # mean and log-variance
+    input_factor = 2  # mean and log-variance
 
     def __init__(self, kl_weight: float = 1e-6):
         super().__init__()
@@ -141,9 +153,14 @@ class GaussianBottleneck(Bottleneck):
     def from_config(cls, c) -> "GaussianBottleneck":
         return cls(c.kl_weight)
 
-    def forward(self, mean: Tensor, logvar: Tensor, perturb: dict | None = None,
-                generator: torch.Generator | None = None,
-                scale: float = 1.0) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
+    def forward(
+        self,
+        mean: Tensor,
+        logvar: Tensor,
+        perturb: dict | None = None,
+        generator: torch.Generator | None = None,
+        scale: float = 1.0,
+    ) -> tuple[Tensor, dict[str, Tensor], dict[str, Tensor]]:
         """(latents, {"kl": weighted KL}, stats) from the posterior moments (B, d, h, w)."""
         from robustok.tokenizer.perturbation import perturb_continuous
 

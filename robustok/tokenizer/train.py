@@ -1,5 +1,6 @@
 """Main training of a tokenizer (stage 1 of the paper): reconstruction + VQ + optional perceptual/GAN losses,
 with latent perturbation on a beta fraction of images, annealed per step."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -13,8 +14,13 @@ from robustok.config import DataConfig, RunConfig, TrainConfig
 from robustok.data import build_dataset
 from robustok.errors import CheckpointError, ConfigError
 from robustok.losses.config import LossConfig
-from robustok.losses.discriminators import (Discriminator, build_discriminator, discriminator_spec,
-                                            load_discriminator, save_discriminator)
+from robustok.losses.discriminators import (
+    Discriminator,
+    build_discriminator,
+    discriminator_spec,
+    load_discriminator,
+    save_discriminator,
+)
 from robustok.losses.objective import reconstruction_objective
 from robustok.losses.perceptual import build_perceptual
 from robustok.losses.semantic import build_semantic
@@ -34,7 +40,7 @@ class TokenizerTrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
-    PRESETS: ClassVar[str] = "tokenizer"   # `robustok train-tokenizer fmnist-robust`: robustok/configs/tokenizer/
+    PRESETS: ClassVar[str] = "tokenizer"  # `robustok train-tokenizer fmnist-robust`: robustok/configs/tokenizer/
 
     def validate(self) -> None:
         self.model.validate()
@@ -66,11 +72,16 @@ def check_weight_files(cfg: TokenizerTrainConfig) -> None:
         wanted["loss.dino_disc_checkpoint"] = lc.dino_disc_checkpoint
     if lc.semantic != "none" and lc.semantic_weight != 0:
         wanted["loss.semantic_checkpoint"] = lc.semantic_checkpoint
-    missing = [f"{key}={path or '(not set)'}" for key, path in wanted.items()
-               if (path or key != "model.dinov2_checkpoint") and not (path and Path(path).is_file())]
+    missing = [
+        f"{key}={path or '(not set)'}"
+        for key, path in wanted.items()
+        if (path or key != "model.dinov2_checkpoint") and not (path and Path(path).is_file())
+    ]
     if missing:
-        raise CheckpointError("pretrained weight file(s) not found (nothing is downloaded; give local paths, see "
-                              f"docs/imagenet.md): {', '.join(missing)}")
+        raise CheckpointError(
+            "pretrained weight file(s) not found (nothing is downloaded; give local paths, see "
+            f"docs/imagenet.md): {', '.join(missing)}"
+        )
 
 
 class TokenizerTask(Task[Tokenizer]):
@@ -91,20 +102,35 @@ class TokenizerTask(Task[Tokenizer]):
         self.model = model if model is not None else Tokenizer(cfg.model)
         if cfg.model.dinov2_checkpoint and model is None:
             from robustok.tokenizer.vit import ViTDecoder, ViTEncoder, load_dinov2
-            load_dinov2(cast(ViTEncoder, self.model.encoder), cfg.model.dinov2_checkpoint)  # dinov2_checkpoint is for backbone=vit
+
+            load_dinov2(
+                cast(ViTEncoder, self.model.encoder), cfg.model.dinov2_checkpoint
+            )  # dinov2_checkpoint is for backbone=vit
             if cfg.model.dinov2_init_decoder:
                 load_dinov2(cast(ViTDecoder, self.model.decoder), cfg.model.dinov2_checkpoint)
-        self.dataset = dataset if dataset is not None else build_dataset(
-            cfg.data.train, cfg.data.resolution, cfg.data.channels, train=cfg.data.augment, root=cfg.data.root,
-            seed=cfg.run.seed)
+        self.dataset = (
+            dataset
+            if dataset is not None
+            else build_dataset(
+                cfg.data.train,
+                cfg.data.resolution,
+                cfg.data.channels,
+                train=cfg.data.augment,
+                root=cfg.data.root,
+                seed=cfg.run.seed,
+            )
+        )
         lc = cfg.loss
         self.perceptual = build_perceptual(lc.perceptual, lc.lpips_vgg, lc.lpips_lin, lc.aux_perceptual_weights)
-        self.disc: Optional[Discriminator] = (build_discriminator(discriminator_spec(lc, cfg.model.channels))
-                                              if lc.disc_weight > 0 else None)
+        self.disc: Optional[Discriminator] = (
+            build_discriminator(discriminator_spec(lc, cfg.model.channels)) if lc.disc_weight > 0 else None
+        )
         self.semantic = build_semantic(lc, cfg.model.image_size, cfg.model.image_size // cfg.model.grid_size)
         if self.semantic is not None and self.semantic.dim != cfg.model.hidden_dim:
-            raise ConfigError(f"loss.semantic: the teacher's width ({self.semantic.dim}) must equal model.hidden_dim "
-                              f"({cfg.model.hidden_dim}): its feature goes through the tokenizer's quant_conv")
+            raise ConfigError(
+                f"loss.semantic: the teacher's width ({self.semantic.dim}) must equal model.hidden_dim "
+                f"({cfg.model.hidden_dim}): its feature goes through the tokenizer's quant_conv"
+            )
         self.disc_lr, self.disc_weight_decay = lc.disc_lr, lc.disc_weight_decay
 
     def perturb_args(self, step: int) -> Optional[dict]:
@@ -118,8 +144,9 @@ class TokenizerTask(Task[Tokenizer]):
         x = batch[0]
         perturb = self.perturb_args(step)
         out = model(x, perturb)
-        loss, d_loss, logs = reconstruction_objective(out.recon.float(), x, self.cfg.loss, self.perceptual,
-                                                      self.disc, inner.last_layer, step)
+        loss, d_loss, logs = reconstruction_objective(
+            out.recon.float(), x, self.cfg.loss, self.perceptual, self.disc, inner.last_layer, step
+        )
         if self.semantic is not None:
             self.semantic.to(x.device)
             sem = self.semantic(x, out.latents, lambda f: inner._latent_mean(inner.quant_conv(f)))
@@ -148,6 +175,7 @@ class TokenizerTask(Task[Tokenizer]):
         """The first 8 images of `data.val` (read once)."""
         if getattr(self, "_val", None) is None:
             from robustok.data import eval_batches
+
             d = self.cfg.data
             self._val = next(iter(eval_batches(d.val, 8, 8, d.resolution, d.channels, root=d.root)))[0]
         return self._val.to(device)

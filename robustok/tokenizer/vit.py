@@ -4,6 +4,7 @@ Parameter names follow timm's `VisionTransformer` (`patch_embed.proj`, `pos_embe
 attn.proj,ls1.gamma,norm2,mlp.fc1,mlp.fc2,ls2.gamma}`, `norm`), so a local DINOv2 checkpoint file can
 initialise the encoder (`load_dinov2`), with the position embedding and patch kernel resampled to this grid.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,7 +78,7 @@ class ViTEncoder(nn.Module):
         super().__init__()
         self.grid = image_size // patch
         self.patch_embed = PatchEmbed(in_channels, dim, patch)
-        self.pos_embed = nn.Parameter(torch.randn(1, self.grid ** 2, dim) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, self.grid**2, dim) * 0.02)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = nn.Linear(dim, out_dim)
@@ -97,7 +98,7 @@ class ViTDecoder(nn.Module):
         super().__init__()
         self.grid, self.patch, self.out_channels = image_size // patch, patch, out_channels
         self.embed = nn.Linear(in_dim, dim)
-        self.pos_embed = nn.Parameter(torch.randn(1, self.grid ** 2, dim) * 0.02)
+        self.pos_embed = nn.Parameter(torch.randn(1, self.grid**2, dim) * 0.02)
         self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.to_pixels = nn.Linear(dim, patch * patch * out_channels)
@@ -125,9 +126,12 @@ def load_dinov2(module: ViTEncoder | ViTDecoder, path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: DINOv2 checkpoint not found (e.g. timm's vit_base_patch14_dinov2.lvd142m "
-                              "model.safetensors from a local download)")
+        raise CheckpointError(
+            f"{path}: DINOv2 checkpoint not found (e.g. timm's vit_base_patch14_dinov2.lvd142m "
+            "model.safetensors from a local download)"
+        )
     from robustok.weight_files import read_checkpoint  # safetensors or weights-only, errors name the file
+
     state, _ = read_checkpoint(path)
     own = module.state_dict()
     loaded: list[str] = []
@@ -148,7 +152,8 @@ def load_dinov2(module: ViTEncoder | ViTDecoder, path: str | Path) -> list[str]:
             own[k] = v.to(own[k].dtype)
             loaded.append(k)
     if not any(k.startswith("blocks.") for k in loaded):
-        raise CheckpointError(f"{path}: no transformer block weights matched (is it a timm ViT/DINOv2 state dict "
-                              "with the same width?)")
+        raise CheckpointError(
+            f"{path}: no transformer block weights matched (is it a timm ViT/DINOv2 state dict with the same width?)"
+        )
     module.load_state_dict(own)
     return loaded

@@ -6,6 +6,7 @@
 Token stores, post-training pairs and held-out samples all use this one vocabulary; a generator names the kind
 it models in its `token_kind`. Pairs written before this vocabulary said "ar" / "diffusion" (`LEGACY_KINDS`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,7 +24,7 @@ class TokenKind:
     """What one kind of tokens means: how a tokenizer encodes images to it and decodes it, and its storage
     (dtype, validation, the manifest fields of a token store and their statistics)."""
 
-    name: str                   # also the file stem of its arrays (`ids-00000.npy`, `latents.npy` in a tar)
+    name: str  # also the file stem of its arrays (`ids-00000.npy`, `latents.npy` in a tar)
     description: str
 
     def encode(self, tokenizer: Any, images: Tensor) -> Tensor:
@@ -147,8 +148,11 @@ class Latents(TokenKind):
         """float16 latents, and the per-channel sums of z and z^2 (float64) for the store's mean and std."""
         z = tokenizer.encode_latents(images).float()
         zd = z.double()
-        return {"s1": zd.sum((0, 2, 3)).cpu().numpy(), "s2": (zd ** 2).sum((0, 2, 3)).cpu().numpy(),
-                "x": z.cpu().numpy().astype(np.float16)}
+        return {
+            "s1": zd.sum((0, 2, 3)).cpu().numpy(),
+            "s2": (zd**2).sum((0, 2, 3)).cpu().numpy(),
+            "x": z.cpu().numpy().astype(np.float16),
+        }
 
     def channels(self, x: np.ndarray) -> int:
         return int(x.shape[1])
@@ -159,8 +163,10 @@ class Latents(TokenKind):
     def statistics(self, sums: dict[str, Any], entries: int) -> dict[str, Any]:
         """Per-channel `latent_mean` and `latent_std` over every stored position."""
         mean = torch.from_numpy(sums["s1"] / entries)
-        return {"latent_mean": mean.tolist(),
-                "latent_std": (torch.from_numpy(sums["s2"] / entries) - mean ** 2).clamp_min(1e-12).sqrt().tolist()}
+        return {
+            "latent_mean": mean.tolist(),
+            "latent_std": (torch.from_numpy(sums["s2"] / entries) - mean**2).clamp_min(1e-12).sqrt().tolist(),
+        }
 
     def entry_shape(self, grid: list[int], manifest: dict) -> tuple[int, ...]:
         return (int(manifest["latent_channels"]), *grid)
@@ -177,7 +183,7 @@ def token_kind(name: str, where: str = "kind") -> TokenKind:
 
 
 def kind_of_tokenizer(tokenizer: Any) -> str:
-    """"ids" for a discrete tokenizer, "latents" for a continuous one (`TokenizerBase.is_discrete`)."""
+    """ "ids" for a discrete tokenizer, "latents" for a continuous one (`TokenizerBase.is_discrete`)."""
     return "ids" if tokenizer.is_discrete else "latents"
 
 

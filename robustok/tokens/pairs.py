@@ -11,6 +11,7 @@ eval/                         a token store of free samples (sigma = 0) of the s
 Folders written before `robustok.tokens` (kind "ar" / "diffusion", `generated.npy` flat (N, h*w) ids) are still
 read: their kind is mapped to "ids" / "latents" and the ids reshaped to the grid of their manifest.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,8 @@ MANIFEST_KEYS = ("kind", "sigma", "data", "resolution", "channels", "tokenizer_f
 RERUN = "rerun `robustok post-train-data`"
 
 PAIR_INPUTS = {  # pair_input name -> (tokenizer, generated batch, token kind) -> what the decoder is trained on
-    "ids": lambda tok, generated, kind: generated,                            # the generated tokens (ours)
-    "roundtrip": lambda tok, generated, kind: token_kind(kind).round_trip(tok, generated),   # the authors'
+    "ids": lambda tok, generated, kind: generated,  # the generated tokens (ours)
+    "roundtrip": lambda tok, generated, kind: token_kind(kind).round_trip(tok, generated),  # the authors'
 }
 
 
@@ -39,9 +40,19 @@ def check_pair_input(name: str, where: str = "--pair-input") -> None:
         raise ConfigError(f"{where}: unknown pair input {name!r}; choose from {sorted(PAIR_INPUTS)}")
 
 
-def write_pairs(out: str | Path, kind: str, generated: np.ndarray, labels: np.ndarray, index: np.ndarray,
-                held_out: Optional[np.ndarray], held_out_labels: Optional[np.ndarray], fingerprint: str,
-                codebook_size: int, num_classes: int, fields: dict) -> dict:
+def write_pairs(
+    out: str | Path,
+    kind: str,
+    generated: np.ndarray,
+    labels: np.ndarray,
+    index: np.ndarray,
+    held_out: Optional[np.ndarray],
+    held_out_labels: Optional[np.ndarray],
+    fingerprint: str,
+    codebook_size: int,
+    num_classes: int,
+    fields: dict,
+) -> dict:
     """Write a pairs folder into `out` (staged by the caller): the generated tokens, their real images' `index`,
     the held-out samples (if any) in `out/eval`, and `fields` (sigma, data, ...) in the manifest."""
     out = Path(out)
@@ -52,11 +63,28 @@ def write_pairs(out: str | Path, kind: str, generated: np.ndarray, labels: np.nd
     if held_out is not None:
         if held_out_labels is None:
             raise ValueError("write_pairs: held_out needs held_out_labels")
-        write_array_store(out / HELD_OUT, kind, held_out, labels_or_none(held_out_labels), fingerprint,
-                          codebook_size, num_classes, "held-out generator samples (sigma = 0)")
+        write_array_store(
+            out / HELD_OUT,
+            kind,
+            held_out,
+            labels_or_none(held_out_labels),
+            fingerprint,
+            codebook_size,
+            num_classes,
+            "held-out generator samples (sigma = 0)",
+        )
     np.save(out / INDEX, index.astype(np.int64))
-    return write_array_store(out, kind, generated, labels_or_none(labels), fingerprint, codebook_size, num_classes,
-                             f"generated pairs (sigma = {fields.get('sigma')})", fields)
+    return write_array_store(
+        out,
+        kind,
+        generated,
+        labels_or_none(labels),
+        fingerprint,
+        codebook_size,
+        num_classes,
+        f"generated pairs (sigma = {fields.get('sigma')})",
+        fields,
+    )
 
 
 def _read_json(path: Path) -> dict:
@@ -86,8 +114,10 @@ def _legacy_arrays(directory: Path, manifest: dict) -> tuple[np.ndarray, np.ndar
     """(generated, labels, held-out) of a folder in the layout before `robustok.tokens`, ids reshaped to the grid."""
     path = directory / MANIFEST
     if manifest["kind"] not in LEGACY_KINDS:
-        raise DataError(f"{path}: kind must be one of {sorted(LEGACY_KINDS)} (or a {FORMAT} store), "
-                        f"got {manifest['kind']!r}; {RERUN}")
+        raise DataError(
+            f"{path}: kind must be one of {sorted(LEGACY_KINDS)} (or a {FORMAT} store), "
+            f"got {manifest['kind']!r}; {RERUN}"
+        )
     manifest["kind"] = LEGACY_KINDS[manifest["kind"]]
     generated = load_array(directory / "generated.npy", mmap=True)
     labels = load_array(directory / "labels.npy")
@@ -109,8 +139,10 @@ class PairStore:
         self.dir = Path(directory)
         path = self.dir / MANIFEST
         if not path.is_file():
-            raise DataError(f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data` "
-                            "or `robustok import-pairs`?")
+            raise DataError(
+                f"{path}: not found; is {directory} a pairs folder from `robustok post-train-data` "
+                "or `robustok import-pairs`?"
+            )
         self.manifest = _read_json(path)
         self.pair_input = self.manifest.get("pair_input", "ids")  # stores written before the option: ids
         try:
@@ -118,8 +150,9 @@ class PairStore:
         except ConfigError as err:
             raise DataError(str(err)) from None
         if tokenizer is not None:
-            check_fingerprint(self.manifest["tokenizer_fingerprint"], tokenizer.fingerprint(), f"{path}: the pairs",
-                              CheckpointError)
+            check_fingerprint(
+                self.manifest["tokenizer_fingerprint"], tokenizer.fingerprint(), f"{path}: the pairs", CheckpointError
+            )
         if self.manifest.get("format") == FORMAT:
             self.generated, self.labels = TokenDataset(self.dir).arrays()
             held = self.dir / HELD_OUT
@@ -138,7 +171,7 @@ class PairStore:
 
     @property
     def kind(self) -> str:
-        """"ids" | "latents" (see `robustok.tokens.kinds`)."""
+        """ "ids" | "latents" (see `robustok.tokens.kinds`)."""
         return self.manifest["kind"]
 
     @property
@@ -164,8 +197,10 @@ class PairDataset(torch.utils.data.Dataset):
         self.store, self.images = store, images
         top = int(store.index.max()) if len(store) else -1
         if top >= len(images):
-            raise DataError(f"{store.dir}: pairs refer to real image {top}, but {store.manifest['data']} has only "
-                            f"{len(images)} images")
+            raise DataError(
+                f"{store.dir}: pairs refer to real image {top}, but {store.manifest['data']} has only "
+                f"{len(images)} images"
+            )
 
     def __len__(self) -> int:
         return len(self.store)

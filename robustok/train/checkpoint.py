@@ -6,6 +6,7 @@ removes an old checkpoint's marker first and renames it away before deleting it,
 leaves a half-deleted one listed.
 A checkpoint is saved only when every weight and optimiser-state tensor is finite.
 """
+
 from __future__ import annotations
 
 import io
@@ -20,13 +21,20 @@ import torch
 from torch import nn
 
 from robustok.errors import CheckpointError, WriteError
-from robustok.hub import (atomic_write_bytes, disk_errno, load_state_checked, load_tensors, remove_stale_temps,
-                          save_tensors, write_error)
+from robustok.hub import (
+    atomic_write_bytes,
+    disk_errno,
+    load_state_checked,
+    load_tensors,
+    remove_stale_temps,
+    save_tensors,
+    write_error,
+)
 from robustok.train.faults import fault_point
 
 PATTERN = re.compile(r"^step-(\d{7,})$")
 MARKER = "complete.json"
-RANKS = "ranks.safetensors"   # under torchrun: the buffers of ranks 1.. (rank 0's are in the module files)
+RANKS = "ranks.safetensors"  # under torchrun: the buffers of ranks 1.. (rank 0's are in the module files)
 
 
 def checkpoint_dir(run_dir: str | Path) -> Path:
@@ -110,8 +118,9 @@ def clean_stale(run_dir: str | Path) -> None:
     if not root.is_dir():
         return
     for p in root.iterdir():
-        if p.is_dir() and (p.name.startswith((".tmp-step-", ".trash-step-")) or
-                           (PATTERN.match(p.name) and not is_complete(p))):
+        if p.is_dir() and (
+            p.name.startswith((".tmp-step-", ".trash-step-")) or (PATTERN.match(p.name) and not is_complete(p))
+        ):
             _remove(p)
 
 
@@ -145,8 +154,14 @@ def load_rank_buffers(path: str | Path, modules: dict[str, nn.Module], rank: int
     return True
 
 
-def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module], trainer_state: dict,
-                    keep: int = 2, ranks: Optional[list[dict[str, torch.Tensor]]] = None) -> Path:
+def save_checkpoint(
+    run_dir: str | Path,
+    step: int,
+    modules: dict[str, nn.Module],
+    trainer_state: dict,
+    keep: int = 2,
+    ranks: Optional[list[dict[str, torch.Tensor]]] = None,
+) -> Path:
     """Write modules (safetensors) + `trainer.pt` (optimizer/scheduler/RNG state) atomically; prune old ones.
     `ranks` (under `torchrun`): every rank's `rank_buffers`, kept for ranks 1.. in `ranks.safetensors`.
 
@@ -154,8 +169,9 @@ def save_checkpoint(run_dir: str | Path, step: int, modules: dict[str, nn.Module
     """
     states = {name: module.state_dict() for name, module in modules.items()}
     if ranks and any(ranks[1:]):
-        states[RANKS.split(".")[0]] = {f"{r}/{k}": v for r, buffers in enumerate(ranks) if r > 0
-                                       for k, v in buffers.items()}
+        states[RANKS.split(".")[0]] = {
+            f"{r}/{k}": v for r, buffers in enumerate(ranks) if r > 0 for k, v in buffers.items()
+        }
     bad = non_finite(states) or non_finite(trainer_state)
     if bad:
         raise CheckpointError(f"not saving the step-{step} checkpoint: {bad} is not finite")

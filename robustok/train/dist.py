@@ -1,4 +1,5 @@
 """torch.distributed set-up for `torchrun` (NCCL on GPU, gloo on CPU) and small collective helpers."""
+
 from __future__ import annotations
 
 import atexit
@@ -33,9 +34,11 @@ def setup() -> DistInfo:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available():
         if local >= torch.cuda.device_count():
-            raise RobustokError(f"LOCAL_RANK {local}, but only {torch.cuda.device_count()} CUDA device(s) are visible: "
-                                "launch at most one process per GPU, or hide the GPUs (CUDA_VISIBLE_DEVICES=) "
-                                "to run the processes on the CPU with gloo")
+            raise RobustokError(
+                f"LOCAL_RANK {local}, but only {torch.cuda.device_count()} CUDA device(s) are visible: "
+                "launch at most one process per GPU, or hide the GPUs (CUDA_VISIBLE_DEVICES=) "
+                "to run the processes on the CPU with gloo"
+            )
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     else:

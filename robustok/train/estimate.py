@@ -5,6 +5,7 @@ The same 2-core machine kind can train the robust Fashion-MNIST tokenizer at ~30
 iterator (one line in `train.loop`): it skips a few warm-up steps, times the next few (data loading included)
 and prints the measured rate, the device and the expected wall time of the run before the long part starts.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,8 +54,17 @@ class ThroughputProbe:
     `world`: processes sharing the work (each batch counts `world` times); `log`: where the line goes.
     """
 
-    def __init__(self, total: int, start: int, device: torch.device | str, world: int = 1, warmup: int = 3,
-                 measure: int = 10, enabled: bool = True, log: Optional[Callable[[str], None]] = None):
+    def __init__(
+        self,
+        total: int,
+        start: int,
+        device: torch.device | str,
+        world: int = 1,
+        warmup: int = 3,
+        measure: int = 10,
+        enabled: bool = True,
+        log: Optional[Callable[[str], None]] = None,
+    ):
         self.total, self.start, self.device, self.world = total, start, torch.device(device), world
         self.warmup, self.measure, self.enabled = warmup, measure, enabled
         self.log = log or _tqdm_write
@@ -78,14 +88,20 @@ class ThroughputProbe:
         per_step = seconds / self.measure
         total = self.total - self.start
         left = self.total - (self.start + self.warmup + self.measure)
-        self.result = {"images_per_s": images / max(seconds, 1e-9), "seconds_per_step": per_step,
-                       "device": device_name(self.device), "expected_total_s": per_step * total,
-                       "expected_left_s": per_step * left}
+        self.result = {
+            "images_per_s": images / max(seconds, 1e-9),
+            "seconds_per_step": per_step,
+            "device": device_name(self.device),
+            "expected_total_s": per_step * total,
+            "expected_left_s": per_step * left,
+        }
         r = self.result
-        self.log(f"measured {r['images_per_s']:.0f} img/s ({per_step:.3f} s/step over {self.measure} steps) on "
-                 f"{r['device']}: expected total ~{format_duration(r['expected_total_s'])} for {total} steps "
-                 f"(~{format_duration(r['expected_left_s'])} from now; periodic evaluation, checkpoints and "
-                 f"slower later phases such as a GAN loss come on top)")
+        self.log(
+            f"measured {r['images_per_s']:.0f} img/s ({per_step:.3f} s/step over {self.measure} steps) on "
+            f"{r['device']}: expected total ~{format_duration(r['expected_total_s'])} for {total} steps "
+            f"(~{format_duration(r['expected_left_s'])} from now; periodic evaluation, checkpoints and "
+            f"slower later phases such as a GAN loss come on top)"
+        )
         return self.result
 
 

@@ -11,6 +11,7 @@ continuing from the last checkpoint of an interrupted run.
     >>> for step in checkpoint_steps("runs/tok"):            # doctest: +SKIP
     ...     export_checkpoint("runs/tok", step, Tokenizer(cfg.model), f"tokenizers/tok-{step}")
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +37,7 @@ def checkpoint_steps(run_dir: str | Path) -> list[int]:
     return [checkpoint_step(p) for p in list_checkpoints(run_dir)]
 
 
-def export_checkpoint(run_dir: str | Path, step: int, model: Pretrained, dest: str | Path,
-                      ema: bool = True) -> Path:
+def export_checkpoint(run_dir: str | Path, step: int, model: Pretrained, dest: str | Path, ema: bool = True) -> Path:
     """Load the step-`step` checkpoint's weights into `model` (the EMA's when `ema` and the run kept one) and
     save it as a model directory `dest`; return `dest`."""
     found = {s: p for s, p in zip(checkpoint_steps(run_dir), list_checkpoints(run_dir))}
@@ -50,8 +50,9 @@ def export_checkpoint(run_dir: str | Path, step: int, model: Pretrained, dest: s
     return model.save_pretrained(dest)
 
 
-def train_or_resume(kind: str, make_task: Callable[[], Any], run: Any, cfg: Any, data: Any,
-                    full_config: Any = None) -> Path:
+def train_or_resume(
+    kind: str, make_task: Callable[[], Any], run: Any, cfg: Any, data: Any, full_config: Any = None
+) -> Path:
     """Train the task `make_task()` builds (a `robustok.train.task.Task` of this `kind`) unless its run already
     exported the final model (then the task is not even built); an interrupted run continues from its last
     checkpoint. Returns the final model directory."""

@@ -13,6 +13,7 @@ written under its temp name), `store-batch` (after each batch added to a token s
 (after each batch of sampled images), `commit` (an output folder complete under its temp name, before the rename),
 `write` (inside every atomic file write, after its first bytes, before the rename: `robustok.hub.atomic_file`).
 """
+
 from __future__ import annotations
 
 import errno

@@ -3,8 +3,10 @@ the same output at once (`path_lock`, used by `robustok.outputs`).
 
 `<dir>/.lock` (a run) or `.<name>.lock` next to an output is held with `fcntl.flock`, which the kernel
 releases when the holder dies, so the lock of a killed run is free again (stale locks are taken over); the file
-records the holder's pid and host for the error message. Re-entrant within one process (post-training locks its folder around the training loop).
+records the holder's pid and host for the error message. Re-entrant within one process (post-training locks its
+folder around the training loop).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +44,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def _run_busy(path: Path, holder: str) -> str:
-    return (f"{path.parent} is in use by another run ({holder}); wait for it to finish or stop it, or choose "
-            "another run.dir")
+    return (
+        f"{path.parent} is in use by another run ({holder}); wait for it to finish or stop it, or choose "
+        "another run.dir"
+    )
 
 
 def _acquire_flock(path: Path, busy: Callable[[Path, str], str] = _run_busy) -> int:

@@ -1,4 +1,5 @@
 """Run logging: metrics.jsonl + TensorBoard scalars, and image grids saved as PNG."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,9 @@ class MetricsLogger:
     run's log has each step once.
     """
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True,
-                 start_step: Optional[int] = None):
+    def __init__(
+        self, run_dir: str | Path, enabled: bool = True, tensorboard: bool = True, start_step: Optional[int] = None
+    ):
         self.enabled = enabled
         self.path = Path(run_dir) / "metrics.jsonl"
         self.tb = None
@@ -90,8 +92,9 @@ def image_grid(images: torch.Tensor, nrow: Optional[int] = None, pad: int = 2) -
     grid = np.full((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), 255, dtype=np.uint8)
     for i in range(b):
         r, col = divmod(i, nrow)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = \
-            x[i].transpose(1, 2, 0)
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = x[
+            i
+        ].transpose(1, 2, 0)
     return grid[:, :, 0] if c == 1 else grid
 
 

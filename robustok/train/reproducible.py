@@ -6,6 +6,7 @@ reduce in an order that depends on scheduling (two runs on 2 threads first diffe
 CUDA kernels use atomics. This mode runs the process on one CPU thread and asks torch for deterministic
 algorithms (an error names any operation that has none). It stays in force for the rest of the process.
 """
+
 from __future__ import annotations
 
 import os

@@ -18,13 +18,13 @@ evaluation on every rank, `checkpoint_state()` / `load_checkpoint_state(state)` 
 restore (tensors, numbers, strings, lists and dicts: stored in `trainer.pt`, loaded with weights_only=True),
 `ema_warmup`, `eval_ema` and `batches(...)`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Generic, Iterator, Optional, TypeVar
 
 from torch import Tensor, nn
-
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -36,20 +36,19 @@ class Task(Generic[M]):
     kind: str
     model: M
     dataset: Any = None
-    disc: Optional[nn.Module] = None       # a discriminator trained on `disc_loss` (None: none)
-    disc_lr: Optional[float] = None        # its learning rate (None: train.lr)
+    disc: Optional[nn.Module] = None  # a discriminator trained on `disc_loss` (None: none)
+    disc_lr: Optional[float] = None  # its learning rate (None: train.lr)
     disc_weight_decay: float = 0.0
-    preview_nrow: Optional[int] = None     # images per row of the preview grid (None: save_grid's default)
-    eval_every: int = 0                    # steps between `evaluate` calls (0: never)
-    ema_warmup: bool = True                # False: the plain EMA decay from step 0 (a model starting trained)
-    eval_ema: bool = True                  # False: previews, `evaluate` and the export use the online model
+    preview_nrow: Optional[int] = None  # images per row of the preview grid (None: save_grid's default)
+    eval_every: int = 0  # steps between `evaluate` calls (0: never)
+    ema_warmup: bool = True  # False: the plain EMA decay from step 0 (a model starting trained)
+    eval_ema: bool = True  # False: previews, `evaluate` and the export use the online model
 
     def step(self, model: nn.Module, batch: Any, step: int, inner: M) -> dict[str, Tensor]:
         """One training step's losses: `{"loss": ..., ["disc_loss": ...], other scalars to log}`."""
         raise NotImplementedError(f"{type(self).__name__} must implement step(model, batch, step, inner)")
 
-    def batches(self, batch_size: int, seed: int, rank: int, world: int, start: int,
-                num_workers: int = 0) -> Iterator:
+    def batches(self, batch_size: int, seed: int, rank: int, world: int, start: int, num_workers: int = 0) -> Iterator:
         """This rank's endless training batches from global step `start` (default: `train_batches(dataset)`)."""
         from robustok.data import train_batches
 
@@ -76,4 +75,3 @@ class Task(Generic[M]):
 
     def export(self, directory: Path, model: M) -> None:
         """Save extra files beside the exported model."""
-
