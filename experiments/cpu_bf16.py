@@ -8,7 +8,7 @@ The full main training of configs/tokenizer/fmnist-robust.yaml (2400 steps, `run
 followed by `robustok eval-tokenizer TOK --data fashion-mnist:test --metrics psnr,ssim,rfid,pfid,usage
 --num-images 10000 --features fmnist --json`. Everything goes through the CLI; a finished training or evaluation
 is skipped and an interrupted training resumes, so the study can be restarted. With `--record`, every finished
-run is written at once to experiments/results/cpu-bf16.json (with the verdict once both precisions have two
+run is written at once to experiments/results/cpu-bf16.json (or `--result`) (with the verdict once both precisions have two
 seeds). The training speed (median img/s over the logged steps) is recorded too, but it was measured on a shared,
 busy machine: it is a label, not a benchmark (benchmarks/train_tokenizer.py measures speed).
 
@@ -121,7 +121,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2", help="comma list of training seeds, run in this order")
     p.add_argument("--steps", type=int, default=2400, help="training steps (2400: the config's full run)")
     p.add_argument("--num-images", type=int, default=10_000, help="evaluation images")
-    p.add_argument("--record", action="store_true", help="write experiments/results/cpu-bf16.json after each run")
+    p.add_argument("--record", action="store_true", help="write the results file after each finished run")
+    p.add_argument("--result", default=str(RESULT), help=f"results file of --record (default {RESULT})")
     p.add_argument("--markdown", metavar="JSON", help="only print the tables of a recorded result")
     a = p.parse_args()
     if a.markdown:
@@ -136,7 +137,7 @@ def main() -> None:
                       "speed_note": CONTENTION, "runs": runs, "verdict": verdict(runs)}
             print(markdown(result), flush=True)
             if a.record:
-                RESULT.write_text(json.dumps(result, indent=2) + "\n")
+                Path(a.result).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":
