@@ -62,7 +62,8 @@ def _labels(samples: ImageSet, labels: Optional[Sequence[int]], num_images: Opti
 def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[str] = ("fid",),
                      features: Any = "fmnist", *, num_images: Optional[int] = None, batch_size: int = 100,
                      resolution: int = 32, data_root: Optional[str] = None, labels: Optional[Sequence[int]] = None,
-                     inception_weights: Optional[str] = None, device: Optional[str] = None) -> dict:
+                     inception_weights: Optional[str] = None, device: Optional[str] = None,
+                     workers: Optional[int] = 0) -> dict:
     """FID of `samples` against `reference`, and optionally IS, precision/recall and class accuracy.
 
     Image sets: a folder, a samples `.npz` (`arr_0`, ADM layout), a statistics `.npz` (`mu`, `sigma`), a data
@@ -71,6 +72,7 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
     reference), acc (needs `labels`, or a samples `.npz` holding them as `arr_1`); `features`: a registered
     feature network name or a network. Returns {"fid", "features", "num_images": [n_samples, n_reference],
     "is", "is_std", "precision", "recall", "class_accuracy" (those asked for)}, as `robustok fid --json` writes.
+    Images of folders and data specs are read by `workers` processes (None: as many as suit each set).
 
         >>> import robustok
         >>> r = robustok.evaluate_samples("samples.npz", "fashion-mnist:test", ["fid", "pr"])  # doctest: +SKIP
@@ -91,7 +93,8 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
     if ("is" in wanted or "acc" in wanted) and not net.has_logits:
         raise ConfigError(f"IS and class accuracy need a feature network with logits; "
                           f"{getattr(net, 'source', net.name)} has none")
-    kw = dict(batch_size=batch_size, num_images=num_images, data_root=data_root, resolution=resolution)
+    kw = dict(batch_size=batch_size, num_images=num_images, data_root=data_root, resolution=resolution,
+              workers=workers)
     a = _stats(samples, net, str(samples) if isinstance(samples, (str, Path)) else "samples", "pr" in wanted,
                "is" in wanted or "acc" in wanted, kw)
     b = _stats(reference, net, str(reference) if isinstance(reference, (str, Path)) else "reference",
@@ -114,13 +117,14 @@ def evaluate_tokenizer(tokenizer: Any, data: Any = "fashion-mnist:test",
                        metrics: Sequence[str] = ("psnr", "ssim", "rfid", "pfid", "usage"), features: Any = "fmnist", *,
                        num_images: Optional[int] = 10_000, batch_size: int = 100, pfid: Any = None, lpips: Any = None,
                        data_root: Optional[str] = None, inception_weights: Optional[str] = None,
-                       device: Optional[str] = None, log=None) -> dict:
+                       device: Optional[str] = None, log=None, workers: Optional[int] = 0) -> dict:
     """Reconstruction metrics of a tokenizer on the first `num_images` images of `data`, in one pass.
 
     `tokenizer`: a directory (any kind `robustok.load_tokenizer` reads) or a loaded tokenizer; `data`: a data
     spec or an iterable of (images [-1, 1], labels) batches; `metrics` ⊆ psnr, ssim, lpips, rfid, pfid, usage;
     `features`: a feature network name or network (rFID/pFID); `pfid`: a `robustok.metrics.pfid.PFIDConfig`
-    (default: the paper's grid, seed 0); `lpips`: an `robustok.metrics.lpips.LPIPS` module (for lpips).
+    (default: the paper's grid, seed 0); `lpips`: an `robustok.metrics.lpips.LPIPS` module (for lpips);
+    `workers`: processes reading the images of a data spec (None: `robustok.data.loader.workers_for` it).
     Returns the dict `robustok eval-tokenizer --json` writes (psnr, ssim, rfid, pfid, pfid_grid, codebook_usage, ...).
 
         >>> import robustok
@@ -147,5 +151,5 @@ def evaluate_tokenizer(tokenizer: Any, data: Any = "fashion-mnist:test",
     if isinstance(data, (str, Path)):
         rank, world = rank_world()
         data = eval_batches(str(data), batch_size, num_images, tok.config.image_size, tok.config.channels,
-                            root=data_root, rank=rank, world=world)
+                            root=data_root, rank=rank, world=world, num_workers=workers, device=device)
     return one_pass(tok, data, metrics, net, pfid if pfid is not None else PFIDConfig(seed=0), lpips, log=log)

@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from robustok.commands._input_args import add_workers_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("benchmark-tokenizers", help="rFID, pFID and gFID of several tokenizers, and which metric "
@@ -37,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow tokenizers of different codebook sizes; correlations are computed within each K")
     p.add_argument("--fresh", action="store_true", help="ignore cached steps")
     p.add_argument("--json", default=None, help="also write results.json here")
+    add_workers_arg(p)
     p.set_defaults(func=run)
 
 
@@ -56,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
                          pretok_images=args.pretok_images, eval_images=args.eval_images, gen_images=args.gen_images,
                          cfg=args.cfg, features=args.features, bootstrap=args.bootstrap)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    result = run_benchmark(args.tokenizers, spec, args.out, group_by_k=args.group_by_k, fresh=args.fresh, log=log)
+    result = run_benchmark(args.tokenizers, spec, args.out, group_by_k=args.group_by_k, fresh=args.fresh, log=log,
+                           workers=args.workers)
     print(table(result))
     if args.json:
         from robustok.hub import atomic_write_bytes

@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from robustok.commands._input_args import add_workers_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("diagnose", help="how far generated tokens are from real ones; will post-training pay?",
@@ -30,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
+    add_workers_arg(p)
     p.set_defaults(func=run)
 
 
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     gen, tok = load_generator(args.generator).eval(), load_tokenizer(args.tokenizer)
     features = None if args.features == "none" else get_feature_net(
         args.features, inception_path=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
-    batches = eval_batches(args.data, 250, 2 * args.num_samples, tok.config.image_size, tok.config.channels)
+    batches = eval_batches(args.data, 250, 2 * args.num_samples, tok.config.image_size, tok.config.channels,
+                           num_workers=args.workers)
     opts = SamplingOptions(cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power, temperature=args.temperature)
     result = diagnose(gen, tok, batches, args.num_samples, cfgs, opts, features, args.seed, data_name=args.data)
     result.update(generator=args.generator, tokenizer=args.tokenizer, data=args.data, features=args.features)

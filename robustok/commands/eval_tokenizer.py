@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from robustok.commands._input_args import add_workers_arg
 from robustok.validation import bounded
 
 
@@ -33,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-root", default=None)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--json", default=None, help="write the results here")
+    add_workers_arg(p)
     p.set_defaults(func=run)
 
 
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     res = evaluate_tokenizer(tok, args.data, metrics, net, num_images=args.num_images, batch_size=args.batch_size,
-                             pfid=pcfg, lpips=lp, data_root=args.data_root, device=device)
+                             pfid=pcfg, lpips=lp, data_root=args.data_root, device=device, workers=args.workers)
     rank = rank_world()[0]
     res["tokenizer"] = str(args.tokenizer)
     res["data"] = args.data

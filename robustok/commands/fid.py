@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 
+from robustok.commands._input_args import add_workers_arg
 from robustok.validation import bounded
 
 
@@ -23,6 +24,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resolution", type=bounded(int, ">=8"), default=32, help="image size for data specs (default 32)")
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    add_workers_arg(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -84,7 +86,7 @@ def run_fid(args: argparse.Namespace) -> int:
     if rank_world()[0] == 0:  # under torchrun every rank extracts a strided share; rank 0 reports
         print(describe(net), file=sys.stderr)
     out = evaluate_samples(args.a, args.b, wanted, net, num_images=args.num_images, batch_size=args.batch_size,
-                           resolution=args.resolution, data_root=args.data_root)
+                           resolution=args.resolution, data_root=args.data_root, workers=args.workers)
     if not out:
         return 0
     label = f"FID-{net.name}"
@@ -119,7 +121,8 @@ def run_stats(args: argparse.Namespace) -> int:
     main = rank_world()[0] == 0  # under torchrun every rank extracts a strided share; rank 0 writes the file
     if main:
         print(describe(net), file=sys.stderr)
-    s = source_stats(args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution)
+    s = source_stats(args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution,
+                     workers=args.workers)
     if not main:
         return 0
     save_stats(args.out, s, net.name)

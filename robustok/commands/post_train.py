@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.commands._input_args import add_workers_arg
 from robustok.commands._sampling_args import add_sampling_args, sampling_options
 from robustok.validation import bounded
 
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "encode(decode(ids)) after rounding the decoded image to uint8 (roundtrip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
+    add_workers_arg(p)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run_data)
 
@@ -46,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     from robustok.tokenizer.loading import load_tokenizer
-    from robustok.data import build_dataset
+    from robustok.data import build_dataset, workers_for
     from robustok.generator import load_generator
     from robustok.data.spec import parse_data_spec
     from robustok.outputs import check_out
@@ -67,7 +69,7 @@ def run_data(args: argparse.Namespace) -> int:
     opts = sampling_options(args)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
-                     overwrite=args.overwrite)
+                     overwrite=args.overwrite, workers=workers_for(args.data, args.workers))
     if info.is_main:
         print(f"wrote {args.num_pairs} pairs (sigma={args.sigma}) and {args.num_eval} held-out samples to {out}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from robustok.commands._input_args import add_workers_arg
 from robustok.validation import bounded
 
 
@@ -23,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the random-crop views")
     p.add_argument("--root", default=None, help="where the embedded data set's files are")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    add_workers_arg(p)
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing non-empty --out folder (only once the new one is complete)")
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustok.data import build_dataset
+    from robustok.data import build_dataset, workers_for
     from robustok.errors import DataError
     from robustok.tokens.store import write_token_store
     from robustok.tokenizer.loading import load_tokenizer
@@ -52,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     m = write_token_store(tok, ds, args.out, views=args.views, seed=args.seed, batch_size=args.batch_size,
                           shard_size=args.shard_size, limit=args.num_images, source=args.data,
                           progress=not args.no_progress, storage=args.format,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, workers=workers_for(args.data, args.workers))
     if not info.is_main:
         return 0
     what = f"ids (K={m['codebook_size']})" if m["kind"] == "ids" else f"latents ({m['latent_channels']} channels)"

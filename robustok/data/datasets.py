@@ -167,25 +167,35 @@ class WebDatasetShards(IterableDataset):
             raise DataError(f"{sample.get('__url__', self.pattern)}:{key}: sample has no .png/.jpg image")
         return open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+    def _pipeline(self, shuffle: bool, split_workers: bool):
         import webdataset as wds
 
+        return wds.WebDataset(self.urls, shardshuffle=1000 if shuffle else False, seed=self.seed,
+                              nodesplitter=wds.split_by_node,
+                              workersplitter=wds.split_by_worker if split_workers else None, empty_check=False)
+
+    def samples(self) -> Iterator[dict]:
+        """This rank's undecoded samples in shard order, once, not split by worker (`robustok.data.loader`
+        has every worker read them all and decode only its own batches)."""
+        return _checked(self._pipeline(False, False), self.pattern)
+
+    def item(self, sample: dict, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, int]:
+        """The decoded, cropped image of one sample and its label (-1 if none)."""
+        key = sample.get("__key__", "?")
+        img = to_mode(self._image(sample), self.channels)
+        img = random_crop(img, self.resolution, rng) if self.train else center_crop(img, self.resolution)
+        return to_tensor(img), _label(sample, key)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
         rng = np.random.default_rng([self.seed, worker, _rank()])
-        ds = wds.WebDataset(self.urls, shardshuffle=1000 if self.train else False, seed=self.seed,
-                            nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, empty_check=False)
+        ds = self._pipeline(self.train, True)
         if self.train:
             ds = ds.shuffle(1000, rng=_PyRandom(rng))
         while True:
             for sample in _checked(ds, self.pattern):
-                key = sample.get("__key__", "?")
-                img = to_mode(self._image(sample), self.channels)
-                if self.train:
-                    img = random_crop(img, self.resolution, rng)
-                else:
-                    img = center_crop(img, self.resolution)
-                yield to_tensor(img), _label(sample, key)
+                yield self.item(sample, rng)
             if not self.repeat:
                 return
 

@@ -53,8 +53,9 @@ def extract(batches, net: FeatureNet, what: str, keep_features: bool = False, ke
 
 def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: int | None = None,
                  data_root: str | None = None, resolution: int = 32, keep_features: bool = False,
-                 keep_logits: bool = False) -> SetStats:
-    """Statistics of a folder / sample `.npz` / data spec, or those read from a stats `.npz`."""
+                 keep_logits: bool = False, workers: int | None = 0) -> SetStats:
+    """Statistics of a folder / sample `.npz` / data spec, or those read from a stats `.npz`; images are read
+    by `workers` processes (None: `robustok.data.loader.workers_for` the spec)."""
     if is_stats_file(spec):
         images = None
         if keep_features or keep_logits:
@@ -64,7 +65,7 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
                                     "IS/precision/recall) and no images (arr_0) to compute them from")
             # an ADM reference batch: features of its images (arr_0) for IS/P/R, FID from its stored mu/sigma
             rank, world = rank_world()
-            src = ImageSource(spec, num_images, data_root, resolution)
+            src = ImageSource(spec, num_images, data_root, resolution, workers=workers)
             images = extract(src.batches(batch_size, rank, world), net, spec, keep_features, keep_logits)
         stats = GaussianStats.load(spec)
         if stats.mu.shape[0] != net.dim:
@@ -80,7 +81,7 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
             return SetStats(stats, size or images.image_size, images.features, images.logits)
         return SetStats(stats, size)
     rank, world = rank_world()
-    src = ImageSource(spec, num_images, data_root, resolution)
+    src = ImageSource(spec, num_images, data_root, resolution, workers=workers)
     return extract(src.batches(batch_size, rank, world), net, spec, keep_features, keep_logits)
 
 

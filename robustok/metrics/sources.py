@@ -94,6 +94,7 @@ class ImageSource:
     data_root: str | None = None
     resolution: int = 32
     image_size: tuple[int, int] | None = None
+    workers: int | None = 0       # reading processes (None: `robustok.data.loader.workers_for` the spec)
 
     def batches(self, batch_size: int = 100, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
         from robustok.data.spec import parse_data_spec
@@ -121,7 +122,7 @@ class ImageSource:
 
     def _folder_batches(self, root: Path, batch_size: int, rank: int, world: int):
         from robustok.data import open_image
-        from robustok.data.transforms import to_mode
+        from robustok.data.loader import image_batches, workers_for
         files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
             raise DataError(f"{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
@@ -129,20 +130,36 @@ class ImageSource:
             files = files[:self.num_images]
         first = open_image(files[0])
         self._check_size((first.size[1], first.size[0]), str(files[0]))
-        mine = files[rank::world]
-        for i in range(0, len(mine), batch_size):
-            out = []
-            for f in mine[i:i + batch_size]:
-                img = to_mode(open_image(f), 3)
-                self._check_size((img.size[1], img.size[0]), str(f))
-                out.append(np.asarray(img, dtype=np.uint8))
-            yield torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+        images = FolderImages(files, self.image_size)
+        for batch in image_batches(images, batch_size, rank=rank, world=world,
+                                   workers=workers_for(self.spec, self.workers)):
+            yield batch.permute(0, 3, 1, 2)
 
     def _spec_batches(self, batch_size: int, rank: int, world: int):
         from robustok.data import eval_batches, to_uint8
         from robustok.data.datasets import native_channels
         channels = native_channels(self.spec, self.data_root)
         for x, _ in eval_batches(self.spec, batch_size, self.num_images, resolution=self.resolution,
-                                 channels=channels, root=self.data_root, rank=rank, world=world):
+                                 channels=channels, root=self.data_root, rank=rank, world=world,
+                                 num_workers=self.workers):
             self._check_size(tuple(x.shape[-2:]), self.spec)
             yield to_uint8(x)
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """The files of an image folder as RGB uint8 (H, W, 3) tensors, all of the size `size` (H, W)."""
+
+    def __init__(self, files: list[Path], size: tuple[int, int]):
+        self.files, self.size = files, tuple(size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from robustok.data import open_image
+        from robustok.data.transforms import to_mode
+        img = to_mode(open_image(self.files[i]), 3)
+        if (img.size[1], img.size[0]) != self.size:
+            raise DataError(f"{self.files[i]}: image size {img.size[1]}x{img.size[0]} differs from the set's "
+                            f"{self.size[0]}x{self.size[1]}; all images must have one size")
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from robustok.data.loader import image_batches
 from robustok.distributed_outputs import finish_parts, mine, sharded
 from robustok.errors import ConfigError, DataError
 from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
@@ -57,9 +58,9 @@ def generate_batch(gen: Any, tok: Any, images: torch.Tensor, labels: torch.Tenso
 
 
 def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOptions, order: np.ndarray,
-             progress: bool) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+             progress: bool, workers: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """This rank's batches (strided; pair batches first, then held-out batches), each with its own seeds: the
-    same arrays whatever the number of ranks."""
+    same arrays whatever the number of ranks (and of `workers`, the processes reading the real images)."""
     kind, codebook = gen.tokens, int(tok.codebook_size)
     device = next(gen.parameters()).device
     n_cls = gen.config.num_classes
@@ -70,13 +71,13 @@ def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOp
     size += [min(spec.batch_size, spec.num_eval - e * spec.batch_size) for e in range(n_batches - n_pair_batches)]
     bar = tqdm(total=sum(size[b] for b in mine(n_batches, rank, world)), disable=not progress or rank != 0,
                desc=f"pairs sigma={spec.sigma}")
+    real = image_batches(dataset, batches=[order[b * spec.batch_size: (b + 1) * spec.batch_size]
+                                           for b in mine(n_batches, rank, world) if b < n_pair_batches],
+                         workers=workers, device=device)
     for b in mine(n_batches, rank, world):
         bar.update(size[b])
         if b < n_pair_batches:
-            idx = order[b * spec.batch_size: (b + 1) * spec.batch_size]
-            items = [dataset[int(i)] for i in idx]
-            images = torch.stack([it[0] for it in items]).to(device)
-            labels = torch.tensor([it[1] for it in items], device=device)
+            images, labels = next(real)
             if (labels < 0).any() and n_cls > 0:
                 raise DataError(f"{spec.data}: unlabeled images cannot condition a class-conditional generator")
             labels = labels.clamp_min(0) if n_cls > 0 else torch.full_like(labels, n_cls)
@@ -96,12 +97,14 @@ def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOp
 
 
 def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Path,
-               opts: Optional[SamplingOptions] = None, progress: bool = True, overwrite: bool = False) -> Path:
+               opts: Optional[SamplingOptions] = None, progress: bool = True, overwrite: bool = False,
+               workers: int = 0) -> Path:
     """Generate `spec.num_pairs` pairs (+ `spec.num_eval` held-out free samples) into the folder `out`.
 
     Under `torchrun` the ranks generate strided batches; rank 0 writes the one store (equal to one process's).
     The pairs are written under a temporary name and renamed into place when complete; an existing non-empty
     `out` is refused unless `overwrite` (then it is replaced only once the new pairs are complete).
+    `workers` processes read the real images while the generator samples (the pairs are the same for any number).
     """
     check_out(out, overwrite)
     opts = opts or SamplingOptions()
@@ -119,7 +122,7 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     out = Path(out)
     parts = out.with_name(f".{out.name}.parts")  # under torchrun: the ranks' batches, merged by rank 0
     chunks, labels_all, eval_chunks = [], [], []
-    for _, arrays in sharded(parts, _produce(gen, tok, dataset, spec, opts, order, progress)):
+    for _, arrays in sharded(parts, _produce(gen, tok, dataset, spec, opts, order, progress, workers)):
         if "eval" in arrays:
             eval_chunks.append(arrays["eval"])
         else:

@@ -95,20 +95,21 @@ def _generator_config(spec: BenchmarkSpec, tokens: Path, tok_path: str, run_dir:
                         f"run.ckpt_every={max(spec.gen_steps // 4, 1)}", *spec.generator_overrides])
 
 
-def _evaluate(entry: Entry, spec: BenchmarkSpec, features) -> dict:
+def _evaluate(entry: Entry, spec: BenchmarkSpec, features, workers: Optional[int] = 0) -> dict:
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import eval_batches
     from robustok.metrics.pfid import PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer
 
     tok = load_tokenizer(entry.path)
-    batches = eval_batches(spec.eval_data, 200, spec.eval_images, tok.config.image_size, tok.config.channels)
+    batches = eval_batches(spec.eval_data, 200, spec.eval_images, tok.config.image_size, tok.config.channels,
+                           num_workers=workers)
     return evaluate_tokenizer(tok, batches, ["psnr", "rfid", "pfid", "usage"], features, PFIDConfig(seed=0))
 
 
-def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) -> str:
+def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int, workers: Optional[int] = 0) -> str:
     from robustok.tokenizer.loading import load_tokenizer
-    from robustok.data import build_dataset
+    from robustok.data import build_dataset, workers_for
     from robustok.tokens.store import write_token_store
     from robustok.generator.task import GeneratorTask
     from robustok.train.export import train_or_resume
@@ -118,7 +119,7 @@ def _train_generator(entry: Entry, spec: BenchmarkSpec, out: Path, seed: int) ->
         tok = load_tokenizer(entry.path)
         ds = build_dataset(spec.train_data, tok.config.image_size, tok.config.channels, train=True)
         write_token_store(tok, ds, tokens, views=1, limit=spec.pretok_images, source=spec.train_data,
-                          overwrite=True)  # the benchmark's cache: replaces a half-written store of an old run
+                          overwrite=True, workers=workers_for(spec.train_data, workers))  # the benchmark's cache: replaces a half-written store of an old run
     cfg = _generator_config(spec, tokens, entry.path, run_dir, seed)
     return str(train_or_resume("generator", lambda: GeneratorTask(cfg), cfg.run, cfg.train, cfg.data,
                                full_config=cfg))
@@ -139,15 +140,16 @@ def _gfid(entry: Entry, gen_path: str, spec: BenchmarkSpec, features, reference)
 
 
 def benchmark_tokenizer(entry: Entry, spec: BenchmarkSpec, out: Path, features, reference, fresh: bool,
-                        log: Callable[[str], None]) -> dict:
-    """All cached measurements of one tokenizer: its metrics and, per generator seed, gFID."""
+                        log: Callable[[str], None], workers: Optional[int] = 0) -> dict:
+    """All cached measurements of one tokenizer: its metrics and, per generator seed, gFID (images read by
+    `workers` processes; None: as many as suit the data)."""
     from robustok.config import to_dict
     from robustok.demo.stages import weights_hash, cached
 
     weights = weights_hash(entry.path)
     metrics = cached(out, f"eval-{entry.name}", {"tok": weights, "data": spec.eval_data, "n": spec.eval_images,
                                                    "features": spec.features}, fresh,
-                     lambda: _evaluate(entry, spec, features))
+                     lambda: _evaluate(entry, spec, features, workers))
     log(f"  {entry.name}: PSNR {metrics['psnr']:.2f} dB, rFID {metrics['rfid']:.2f}, pFID {metrics['pfid']:.2f}, "
         f"usage {metrics['codebook_usage']:.0%}")
     per_seed = []
@@ -156,7 +158,7 @@ def benchmark_tokenizer(entry: Entry, spec: BenchmarkSpec, out: Path, features, 
         key = {"tok": weights, "gen": to_dict(cfg)["model"], "train": to_dict(cfg)["train"], "seed": seed,
                "steps": spec.gen_steps, "images": spec.pretok_images, "data": spec.train_data}
         gen_path = cached(out, f"generator-{entry.name}-seed{seed}", key, fresh,
-                          lambda seed=seed: _train_generator(entry, spec, out, seed))
+                          lambda seed=seed: _train_generator(entry, spec, out, seed, workers))
         g = cached(out, f"gfid-{entry.name}-seed{seed}", {**key, "gen_weights": weights_hash(gen_path),
                                                           "n": spec.gen_images, "cfg": spec.cfg,
                                                           "features": spec.features}, fresh,
@@ -190,8 +192,9 @@ def correlate(rows: list[dict], spec: BenchmarkSpec) -> dict:
 
 
 def run_benchmark(paths: list[str], spec: BenchmarkSpec, out: str | Path, group_by_k: bool = False,
-                  fresh: bool = False, log: Callable[[str], None] = print) -> dict:
-    """Benchmark `paths` (tokenizer directories) under `spec`; writes `<out>/results.json` and a scatter plot."""
+                  fresh: bool = False, log: Callable[[str], None] = print, workers: Optional[int] = 0) -> dict:
+    """Benchmark `paths` (tokenizer directories) under `spec`; writes `<out>/results.json` and a scatter plot.
+    `workers`: processes reading images (None: `robustok.data.loader.workers_for` each data spec)."""
     import json
 
     from robustok.hub import atomic_write_bytes
@@ -205,8 +208,8 @@ def run_benchmark(paths: list[str], spec: BenchmarkSpec, out: str | Path, group_
     out.mkdir(parents=True, exist_ok=True)
     features = get_feature_net(spec.features, log=log)
     log(describe(features))
-    reference = source_stats(spec.train_data, features, num_images=spec.gen_images)
-    rows = [benchmark_tokenizer(e, spec, out, features, reference, fresh, log) for e in entries]
+    reference = source_stats(spec.train_data, features, num_images=spec.gen_images, workers=workers)
+    rows = [benchmark_tokenizer(e, spec, out, features, reference, fresh, log, workers) for e in entries]
     result = {"spec": asdict(spec), "features": spec.features, "tokenizers": rows, "by_codebook_size":
               correlate(rows, spec)}
     atomic_write_bytes(out / "results.json", json.dumps(result, indent=2, default=float).encode())

@@ -36,7 +36,8 @@ STORAGES = ("npy", "wds")
 
 def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int = 1, seed: int = 0,
                       batch_size: int = 256, shard_size: int = 100_000, limit: Optional[int] = None,
-                      source: str = "", progress: bool = True, storage: str = "npy", overwrite: bool = False) -> dict:
+                      source: str = "", progress: bool = True, storage: str = "npy", overwrite: bool = False,
+                      workers: int = 0) -> dict:
     """Encode `dataset` (`views` augmented copies of its first `limit` images) with `tokenizer` into `out`.
 
     Discrete tokenizers store ids, continuous ones (`is_discrete == False`) store float16 latents plus their
@@ -44,7 +45,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     Under `torchrun` the ranks encode strided batches and rank 0 cuts the shards (the same store as one
     process's, for map-style data). The store is built in a temporary sibling folder and renamed into place when
     complete; an existing non-empty `out` is refused unless `overwrite` (then replaced only at that rename).
-    Returns the manifest.
+    `workers` processes read and decode the images while the tokenizer encodes (the store is the same for any
+    number). Returns the manifest.
     """
     from tqdm import tqdm
 
@@ -70,7 +72,8 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
             total = sum(min(batch_size, items - b * batch_size) for b in range(rank, -(-items // batch_size), world))
         bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0,
                    dynamic_ncols=True)
-        mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
+        mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar,
+                              workers)
         writer = ShardWriter(tmp, storage, "ids" if discrete else "latents", shard_size)
         grid: Optional[list[int]] = None
         channels, s1, s2, max_label = 0, 0.0, 0.0, -1
