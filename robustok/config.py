@@ -60,7 +60,7 @@ class TrainConfig:
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     grad_clip: float = 1.0               # max global grad norm; 0 disables
     ema_decay: float = 0.999             # 0 disables EMA
-    amp: str = "auto"                    # auto (bf16 on CUDA) | bf16 | off
+    amp: str = "auto"                    # precision: auto | bf16 | fp32 (off = fp32), see robustok.train.precision
     compile: bool = False                # torch.compile the model
 
     BOUNDS: ClassVar[dict] = {"steps": ">=1", "lr": ">0", "min_lr": ">=0", "warmup_steps": ">=0",

@@ -35,8 +35,12 @@ def test_short_run_writes_model_checkpoints_metrics_and_samples(tmp_path):
     assert (tmp_path / "r" / "config.yaml").is_file() and (tmp_path / "r" / "tb").is_dir()
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
-    extra = ("train.steps=6", "run.ckpt_every=3", "loss.disc_weight=0.5", "loss.disc_start=2")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch, precision):
+    import robustok.train.precision as prec
+    monkeypatch.setattr(prec, "cpu_bf16_instructions", lambda: "avx512_bf16")  # bf16 even where it is emulated
+    extra = ("train.steps=6", "run.ckpt_every=3", "loss.disc_weight=0.5", "loss.disc_start=2",
+             f"train.amp={precision}")
     _run(tiny_train_config(tmp_path / "full", *extra))
     cfg = tiny_train_config(tmp_path / "part", *extra)
     task = TokenizerTask(cfg)
@@ -61,6 +65,9 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
         for k in [k for k in ("loss", "rec", "vq", "disc_loss", "g_adv") if k in a]:
             assert a[k] == b[k], (k, a["step"])  # bitwise: resume replays exactly
     assert (tmp_path / "part" / "tokenizer" / "discriminator" / "model.safetensors").is_file()
+    a, b = (load_file(tmp_path / r / "tokenizer" / "model.safetensors") for r in ("full", "part"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert f"amp: {precision}" in (tmp_path / "part" / "config.yaml").read_text()
 
 
 def test_existing_checkpoints_are_never_overwritten_without_resume(tmp_path):

@@ -2,15 +2,15 @@
 
 The task contract (required members, optional hooks and their defaults) is stated in `robustok.train.task`.
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
-bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step
-seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving), atomic checkpoints,
+the precision (`train.amp`: fp32 | bf16 autocast | auto, see `robustok.train.precision`; printed at the start,
+recorded in config.yaml), gradient clipping, warm-up + cosine learning rate (a function of the step), EMA,
+per-step seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving), atomic checkpoints,
 metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a lock on `run.dir` (one run at a time). Only finite
 weights are checkpointed; rows logged after the checkpoint a run resumes from are dropped from the logs.
 The final model goes to `<run.dir>/<kind>/` (`robustok.train.export` reads runs without knowing this layout).
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -30,6 +30,7 @@ from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, late
 from robustok.train.estimate import ThroughputProbe
 from robustok.train.faults import fault_point
 from robustok.train.lock import run_lock
+from robustok.train.precision import autocast, resolve_precision
 from robustok.train.reproducible import make_deterministic
 from robustok.train.logging import MetricsLogger, save_grid
 from robustok.train.task import Task
@@ -60,13 +61,6 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.lerp_(p.detach(), 1 - decay)
     for e, b in zip(ema.buffers(), model.buffers()):
         e.copy_(b)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-    if cfg.amp not in ("auto", "bf16", "off"):
-        raise RobustokError(f"train.amp must be auto, bf16 or off, got {cfg.amp!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
 
 
 def train(task: Task, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any = None,
@@ -188,6 +182,9 @@ def _setup(task: Task, run: RunConfig, cfg: TrainConfig, info: rdist.DistInfo) -
 
 def _train_locked(task: Task, run: RunConfig, cfg: TrainConfig, data: DataConfig, full_config: Any, resume: bool,
                   info: rdist.DistInfo) -> Path:
+    cfg.amp, why = resolve_precision(cfg.amp, info.device)  # config.yaml records the choice: bf16 | fp32
+    if info.is_main:
+        print(f"precision: {cfg.amp} ({why})")
     r = _setup(task, run, cfg, info)
     start = _restore(task, r.run_dir, r.modules, r.opts, resume, run.keep_checkpoints, info)
     if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
@@ -248,7 +245,7 @@ def _steps(r: _Run, forward_model: nn.Module, batches, start: int) -> None:
 def _update(r: _Run, forward_model: nn.Module, batch: list, step: int) -> tuple[dict, torch.Tensor]:
     """One optimisation step (model, discriminator, EMA); returns the task's outputs and the gradient norm."""
     cfg = r.cfg
-    with _autocast(cfg, r.info.device):
+    with autocast(cfg.amp, r.info.device):
         out = r.task.step(forward_model, batch, step, r.model)
     loss = out["loss"]
     if not torch.isfinite(loss.detach()).all():
