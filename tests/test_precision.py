@@ -43,3 +43,24 @@ def test_autocast_switches_matmul_dtype():
 
 def test_cpu_flags_are_read():
     assert prec.cpu_bf16_instructions() in (None, *prec.CPU_BF16_FLAGS)
+
+
+def test_sampling_runs_in_the_asked_precision(monkeypatch):
+    from robustok.generator import ARConfig, ARGenerator
+    from robustok.generator.sampling import SamplingOptions, sample_codes
+
+    monkeypatch.setattr(prec, "cpu_bf16_instructions", lambda: "avx512_bf16")
+    torch.manual_seed(0)
+    gen = ARGenerator(ARConfig(vocab_size=32, grid=[4, 4], num_classes=2, dim=32, depth=1, heads=2)).eval()
+    seen, real = [], gen.sample_codes
+
+    def spy(*a, **k):
+        seen.append(torch.is_autocast_enabled("cpu"))
+        return real(*a, **k)
+    gen.sample_codes = spy
+    labels = torch.tensor([0, 1, 0])
+    ids = {p: sample_codes(gen, labels, SamplingOptions(precision=p), torch.Generator().manual_seed(1))
+           for p in ("fp32", "bf16")}
+    default = sample_codes(gen, labels, SamplingOptions(), torch.Generator().manual_seed(1))
+    assert seen == [False, True, False] and torch.equal(default, ids["fp32"])
+    assert ids["bf16"].shape == (3, 4, 4) and ids["bf16"].dtype == ids["fp32"].dtype

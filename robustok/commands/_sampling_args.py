@@ -9,7 +9,7 @@ from robustok.validation import bounded
 
 def add_sampling_args(p: argparse.ArgumentParser, steps_help: str = "diffusion: ODE steps") -> None:
     """--cfg, --cfg-schedule, --cfg-power, --temperature, --top-k, --top-p, --static-cache, --steps, --sampler,
-    --mask-steps, --choice-temperature."""
+    --mask-steps, --choice-temperature, --precision."""
     p.add_argument("--cfg", type=float, default=1.0,
                    help="classifier-free guidance scale (1 = off, default 1)")
     p.add_argument("--cfg-schedule", default="constant", choices=["constant", "linear", "power"],
@@ -27,6 +27,9 @@ def add_sampling_args(p: argparse.ArgumentParser, steps_help: str = "diffusion: 
                    help="masked: parallel decoding steps (default: the generator's, 10)")
     p.add_argument("--choice-temperature", type=bounded(float, ">=0"), default=None,
                    help="masked: Gumbel scale of the token confidence, annealed to 0 (default: the generator's, 4.5)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"],
+                   help="fp32 (default), bf16 autocast, or auto: bf16 on CUDA and on CPUs with bf16 matrix "
+                        "instructions once measured (robustok.train.precision); unavailable bf16 -> fp32")
 
 
 def sampling_options(args: argparse.Namespace) -> Any:
@@ -37,4 +40,14 @@ def sampling_options(args: argparse.Namespace) -> Any:
                            temperature=args.temperature, top_k=args.top_k or None,
                            top_p=args.top_p if args.top_p < 1 else None, static_cache=args.static_cache,
                            steps=args.steps, sampler=args.sampler, mask_steps=args.mask_steps,
-                           choice_temperature=args.choice_temperature)
+                           choice_temperature=args.choice_temperature, precision=args.precision)
+
+
+def report_precision(args: argparse.Namespace, device: Any) -> None:
+    """Print the sampling precision the flags give on `device` (and why), to stderr."""
+    import sys
+
+    from robustok.train.precision import resolve_precision
+
+    name, why = resolve_precision(args.precision, device)
+    print(f"sampling precision: {name} ({why})", file=sys.stderr)

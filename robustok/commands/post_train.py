@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from robustok.commands._input_args import add_workers_arg
-from robustok.commands._sampling_args import add_sampling_args, sampling_options
+from robustok.commands._sampling_args import add_sampling_args, report_precision, sampling_options
 from robustok.validation import bounded
 
 
@@ -67,6 +67,8 @@ def run_data(args: argparse.Namespace) -> int:
                      resolution=tok.config.image_size, channels=tok.config.channels, seed=args.seed,
                      batch_size=args.batch_size, pair_input=args.pair_input)
     opts = sampling_options(args)
+    if info.is_main:
+        report_precision(args, device)
     dataset = build_dataset(args.data, spec.resolution, spec.channels, train=False)
     out = make_pairs(gen, tok, dataset, spec, args.out, opts, progress=not args.no_progress,
                      overwrite=args.overwrite, workers=workers_for(args.data, args.workers))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from robustok.commands._sampling_args import add_sampling_args, sampling_options
+from robustok.commands._sampling_args import add_sampling_args, report_precision, sampling_options
 from robustok.validation import bounded
 
 
@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
     gen = load_generator(args.generator, device)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     opts = sampling_options(args)
+    if info.is_main:
+        report_precision(args, device)
     path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
                          progress=not args.no_progress, classes=classes, overwrite=args.overwrite)
     if info.is_main:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -27,6 +27,7 @@ class SamplingOptions:
     shift: float = 1.0                 # diffusion: time-grid shift
     mask_steps: Optional[int] = None   # masked: parallel decoding steps (None: the generator's default)
     choice_temperature: Optional[float] = None   # masked: Gumbel scale of the confidence (None: the default)
+    precision: str = "fp32"            # fp32 | bf16 | auto (robustok.train.precision): autocast of the sampling
 
 
 def check_pair(generator: Any, tokenizer: Any) -> None:
@@ -34,18 +35,28 @@ def check_pair(generator: Any, tokenizer: Any) -> None:
     generator.check_tokenizer(tokenizer)
 
 
+def in_precision(generator: Any, opts: SamplingOptions, sample: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`sample()` under the autocast of `opts.precision` on the generator's device; float results as fp32."""
+    from robustok.train.precision import autocast, resolve_precision
+
+    device = next(generator.parameters()).device
+    with autocast(resolve_precision(opts.precision, device)[0], device):
+        out = sample()
+    return out.float() if out.is_floating_point() else out
+
+
 @torch.no_grad()
 def sample_codes(generator: Any, labels: torch.Tensor, opts: SamplingOptions,
                  rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """The generator's tokens for class ids `labels` (B,): ids (B, h, w) or raw latents (B, C, h, w)."""
-    return generator.sample_codes(labels, opts, generator=rng)
+    return in_precision(generator, opts, lambda: generator.sample_codes(labels, opts, generator=rng))
 
 
 @torch.no_grad()
 def generate(generator: Any, tokenizer: Any, labels: torch.Tensor, opts: SamplingOptions,
              rng: Optional[torch.Generator] = None) -> torch.Tensor:
     """Images float [-1, 1] (B, C, H, W) for class ids `labels` (B,)."""
-    return generator.decode(tokenizer, generator.sample_codes(labels, opts, generator=rng))
+    return generator.decode(tokenizer, sample_codes(generator, labels, opts, rng))
 
 
 def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch.Tensor:

@@ -12,7 +12,7 @@ The folder layout (a token store plus the real-image index and a held-out store)
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -23,7 +23,7 @@ from tqdm import tqdm
 from robustok.data.loader import image_batches
 from robustok.distributed_outputs import finish_parts, mine, sharded
 from robustok.errors import ConfigError, DataError
-from robustok.generator.sampling import SamplingOptions, check_pair, sample_codes
+from robustok.generator.sampling import SamplingOptions, check_pair, in_precision, sample_codes
 from robustok.metrics.distributed import rank_world
 from robustok.outputs import check_out, commit_dir, temp_sibling
 from robustok.tokens.pairs import PAIR_INPUTS, check_pair_input, write_pairs
@@ -54,7 +54,7 @@ def generate_batch(gen: Any, tok: Any, images: torch.Tensor, labels: torch.Tenso
     if not 0.0 <= sigma <= 1.0:
         raise ConfigError(f"sigma must lie in [0, 1], got {sigma}")
     real = gen.tokens.encode(tok, images)
-    return gen.paired(real, labels, sigma, opts, sample_rng, mask_rng)
+    return in_precision(gen, opts, lambda: gen.paired(real, labels, sigma, opts, sample_rng, mask_rng))
 
 
 def _produce(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, opts: SamplingOptions, order: np.ndarray,
@@ -106,8 +106,12 @@ def make_pairs(gen: Any, tok: Any, dataset: Any, spec: PairsSpec, out: str | Pat
     `out` is refused unless `overwrite` (then it is replaced only once the new pairs are complete).
     `workers` processes read the real images while the generator samples (the pairs are the same for any number).
     """
+    from robustok.train.precision import resolve_precision
+
     check_out(out, overwrite)
     opts = opts or SamplingOptions()
+    # the manifest records the precision the pairs were sampled in: bf16 | fp32
+    opts = replace(opts, precision=resolve_precision(opts.precision, next(gen.parameters()).device)[0])
     check_pair(gen, tok)
     if not 0.0 <= spec.sigma <= 1.0:
         raise ConfigError(f"--sigma must lie in [0, 1], got {spec.sigma}")
