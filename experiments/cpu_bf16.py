@@ -9,8 +9,8 @@ followed by `robustok eval-tokenizer TOK --data fashion-mnist:test --metrics psn
 --num-images 10000 --features fmnist --json`. Everything goes through the CLI; a finished training or evaluation
 is skipped and an interrupted training resumes, so the study can be restarted. With `--record`, every finished
 run is written at once to experiments/results/cpu-bf16.json (or `--result`), with the verdict once both
-precisions have two seeds. The training speed (median img/s over the logged steps) is recorded too, but it was measured on a shared,
-busy machine: it is a label, not a benchmark (benchmarks/train_tokenizer.py measures speed).
+precisions have two seeds. The training speed (median img/s over the logged steps) is recorded too, but it was
+measured on a shared, busy machine: it is a label, not a benchmark (benchmarks/train_tokenizer.py measures speed).
 
 Endpoint and criterion, fixed before the run:
 - endpoint: per metric, mean over seeds of the final EMA tokenizer's PSNR, SSIM, codebook usage, rFID-fmnist and
