@@ -52,5 +52,5 @@ def eval_batches(spec_or_dataset, batch_size: int = 100, num_images: Optional[in
         ds.repeat = False
         if num_images is not None and world > 1:
             num_images = len(range(rank, num_images, world))
-    return image_batches(ds, batch_size, num_images=num_images, rank=rank, world=world, workers=num_workers,
-                         device=device)
+    yield from image_batches(ds, batch_size, num_images=num_images, rank=rank, world=world, workers=num_workers,
+                             device=device)
