@@ -44,10 +44,12 @@ def sampling_options(args: argparse.Namespace) -> Any:
 
 
 def report_precision(args: argparse.Namespace, device: Any) -> None:
-    """Print the sampling precision the flags give on `device` (and why), to stderr."""
+    """Print the sampling precision `--precision` gives on `device` (and why) to stderr, unless it is the
+    default fp32 (whose output stays as it was)."""
     import sys
 
-    from robustok.train.precision import resolve_precision
+    from robustok.train.precision import normalize, resolve_precision
 
-    name, why = resolve_precision(args.precision, device)
-    print(f"sampling precision: {name} ({why})", file=sys.stderr)
+    if normalize(args.precision) != "fp32":
+        name, why = resolve_precision(args.precision, device)
+        print(f"sampling precision: {name} ({why})", file=sys.stderr)
