@@ -1,12 +1,15 @@
 """Tokenizer training throughput: images/s, FLOPs/image and the fraction of this machine's matmul peak.
 
-    python benchmarks/train_tokenizer.py [--steps 10] [--device cpu|cuda]
+    python benchmarks/train_tokenizer.py [--steps 10] [--device cpu|cuda] [--precisions fp32,bf16]
 
 Rows: the Fashion-MNIST demo config (conv, 32 px) with and without latent perturbation, and a ViT-B/16 tokenizer
-at 256 px, small batch. FLOPs are counted with torch.utils.flop_counter on one forward+backward of the
-training step (matmuls/convs only); the peak is a large fp32 (or bf16 on CUDA) matmul measured in the same run.
-On CUDA every row runs under bf16 autocast except the one marked fp32.
+at 256 px, small batch, each in every precision of `--precisions` (bf16 = bf16 autocast, `train.amp=bf16`).
+Default: on CUDA bf16 (plus the ViT in fp32); on a CPU fp32 and bf16 side by side when the CPU has bf16 matrix
+instructions (amx_bf16/avx512_bf16), else fp32 only. FLOPs are counted with torch.utils.flop_counter on one
+forward+backward of the training step (matmuls/convs only); the peaks are large fp32 and bf16 matmuls measured in
+the same run, and each row's fraction is of the peak of its own precision.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,6 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from robustok.config import load_config
 from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
+from robustok.train.precision import autocast, cpu_bf16_instructions
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5, trials: int = 5) -> float:
@@ -39,17 +43,16 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def bench(name: str, overrides: list[str], steps: int, device: torch.device, peak: float, bf16: bool = True) -> dict:
+def bench(name: str, overrides: list[str], steps: int, device: torch.device, peaks: dict, precision: str) -> dict:
     cfg = load_config(TokenizerTrainConfig, "configs/tokenizer/fmnist-robust.yaml", overrides)
     task = TokenizerTask(cfg, dataset=[])
     model = task.model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     b, c, s = cfg.data.batch_size, cfg.model.channels, cfg.model.image_size
     x = torch.rand(b, c, s, s, device=device) * 2 - 1
-    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16 and device.type == "cuda")
 
     def one_step(step: int) -> None:
-        with amp:
+        with autocast(precision, device):
             loss = task.step(model, (x, None), step, model)["loss"]
         opt.zero_grad()
         loss.backward()
@@ -67,34 +70,75 @@ def bench(name: str, overrides: list[str], steps: int, device: torch.device, pea
     _sync(device)
     ips = b * steps / (time.perf_counter() - t)
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    return {"config": name, "params_M": params, "batch": b, "images_per_s": ips, "GFLOP_per_image": flops / 1e9,
-            "peak_fraction": ips * flops / peak}
+    return {
+        "config": name,
+        "precision": precision,
+        "params_M": params,
+        "batch": b,
+        "images_per_s": ips,
+        "GFLOP_per_image": flops / 1e9,
+        "peak_fraction": ips * flops / peaks[precision],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--precisions", default=None, help="comma list of fp32, bf16 (default: see the docstring)")
     ap.add_argument("--skip-vit", action="store_true", help="only the small demo configs")
     args = ap.parse_args()
     device = torch.device(args.device)
-    peak = matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
-    rows = [bench("fmnist conv, perturbation on", [], args.steps, device, peak),
-            bench("fmnist conv, perturbation off", ["perturb.enabled=false"], args.steps, device, peak)]
-    if not args.skip_vit:
-        vit = ["model.backbone=vit", "model.image_size=256", "data.resolution=256", "model.channels=3",
-               "data.channels=3", "model.patch_size=16", "model.vit_width=768", "model.vit_depth=12",
-               "model.vit_heads=12", "model.hidden_dim=768", "model.code_dim=64", "model.codebook_size=4096",
-               "perturb.delta=100", f"data.batch_size={32 if device.type == 'cuda' else 2}"]
-        rows.append(bench("ViT-B/16 256px, K=4096", vit, max(2, args.steps // 5), device, peak))
-        if device.type == "cuda":                  # what bf16 autocast buys (fp32 row: TF32 matmuls off)
-            rows.append(bench("ViT-B/16 256px, K=4096, fp32", vit, max(2, args.steps // 5), device, peak, False))
-    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU x{torch.get_num_threads()} threads"
-    print(f"device: {dev}; measured matmul peak {peak / 1e9:.1f} GFLOP/s")
-    print(f"{'config':34s} {'params':>8s} {'batch':>6s} {'img/s':>9s} {'GFLOP/img':>10s} {'of peak':>8s}")
+    cpu_units = cpu_bf16_instructions() if device.type == "cpu" else None
+    if args.precisions:
+        precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    else:
+        precisions = ["bf16"] if device.type == "cuda" else ["fp32", "bf16"] if cpu_units else ["fp32"]
+    peaks = {"fp32": matmul_peak(device, torch.float32), "bf16": matmul_peak(device, torch.bfloat16)}
+    vit = [
+        "model.backbone=vit",
+        "model.image_size=256",
+        "data.resolution=256",
+        "model.channels=3",
+        "data.channels=3",
+        "model.patch_size=16",
+        "model.vit_width=768",
+        "model.vit_depth=12",
+        "model.vit_heads=12",
+        "model.hidden_dim=768",
+        "model.code_dim=64",
+        "model.codebook_size=4096",
+        "perturb.delta=100",
+        f"data.batch_size={32 if device.type == 'cuda' else 2}",
+    ]
+    rows = []
+    for prec in precisions:
+        rows += [
+            bench("fmnist conv, perturbation on", [], args.steps, device, peaks, prec),
+            bench("fmnist conv, perturbation off", ["perturb.enabled=false"], args.steps, device, peaks, prec),
+        ]
+        if not args.skip_vit:
+            rows.append(bench("ViT-B/16 256px, K=4096", vit, max(2, args.steps // 5), device, peaks, prec))
+    if device.type == "cuda" and not args.skip_vit and "fp32" not in precisions:  # what bf16 autocast buys
+        rows.append(bench("ViT-B/16 256px, K=4096", vit, max(2, args.steps // 5), device, peaks, "fp32"))
+    if device.type == "cuda":
+        dev = torch.cuda.get_device_name(device)
+    else:
+        dev = f"CPU x{torch.get_num_threads()} threads, bf16 matrix instructions: {cpu_units or 'none'}"
+    print(
+        f"device: {dev}; measured matmul peak {peaks['fp32'] / 1e9:.1f} GFLOP/s fp32, "
+        f"{peaks['bf16'] / 1e9:.1f} GFLOP/s bf16 ({peaks['bf16'] / peaks['fp32']:.2f}x)"
+    )
+    print(f"{'config':34s} {'prec':>5s} {'params':>8s} {'batch':>6s} {'img/s':>9s} {'GFLOP/img':>10s} {'of peak':>8s}")
     for r in rows:
-        print(f"{r['config']:34s} {r['params_M']:7.2f}M {r['batch']:6d} {r['images_per_s']:9.1f} "
-              f"{r['GFLOP_per_image']:10.3f} {r['peak_fraction']:8.1%}")
+        print(
+            f"{r['config']:34s} {r['precision']:>5s} {r['params_M']:7.2f}M {r['batch']:6d} {r['images_per_s']:9.1f} "
+            f"{r['GFLOP_per_image']:10.3f} {r['peak_fraction']:8.1%}"
+        )
+    base = {r["config"]: r["images_per_s"] for r in rows if r["precision"] == "fp32"}
+    for r in rows:
+        if r["precision"] == "bf16" and r["config"] in base:
+            print(f"bf16 / fp32, {r['config']}: {r['images_per_s'] / base[r['config']]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ Every stage's schema is a dataclass built from the shared sections below. `load_
 schema defaults <- YAML file <- dotlist overrides, and turns OmegaConf's errors into `ConfigError`s that name
 the offending key (unknown keys and wrong types are errors, never silently ignored).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -24,27 +25,26 @@ T = TypeVar("T")
 class RunConfig:
     dir: str = "runs/default"
     seed: int = 0
-    log_every: int = 50            # steps between metrics.jsonl / TensorBoard rows
-    sample_every: int = 500        # steps between sample grids (0: never)
-    ckpt_every: int = 500          # steps between checkpoints (0: only the final one)
-    keep_checkpoints: int = 2      # most recent checkpoints kept on disk
-    progress: bool = True          # tqdm bar
-    deterministic: bool = False    # bitwise-repeatable: one CPU thread, deterministic kernels (train/reproducible.py)
+    log_every: int = 50  # steps between metrics.jsonl / TensorBoard rows
+    sample_every: int = 500  # steps between sample grids (0: never)
+    ckpt_every: int = 500  # steps between checkpoints (0: only the final one)
+    keep_checkpoints: int = 2  # most recent checkpoints kept on disk
+    progress: bool = True  # tqdm bar
+    deterministic: bool = False  # bitwise-repeatable: one CPU thread, deterministic kernels (train/reproducible.py)
 
-    BOUNDS: ClassVar[dict] = {"log_every": ">=1", "sample_every": ">=0", "ckpt_every": ">=0",
-                              "keep_checkpoints": ">=1"}
+    BOUNDS: ClassVar[dict] = {"log_every": ">=1", "sample_every": ">=0", "ckpt_every": ">=0", "keep_checkpoints": ">=1"}
 
 
 @dataclass
 class DataConfig:
-    train: str = "fashion-mnist:train"   # fashion-mnist:{train,test} | folder path | wds:<shard pattern>
-    val: str = "fashion-mnist:test"     # held-out images: tokenizer training previews reconstruct them
+    train: str = "fashion-mnist:train"  # fashion-mnist:{train,test} | folder path | wds:<shard pattern>
+    val: str = "fashion-mnist:test"  # held-out images: tokenizer training previews reconstruct them
     resolution: int = 32
-    channels: int = 1                    # 1 (gray) or 3 (RGB); images are converted explicitly
-    batch_size: int = 64                 # global batch, split over ranks
+    channels: int = 1  # 1 (gray) or 3 (RGB); images are converted explicitly
+    batch_size: int = 64  # global batch, split over ranks
     num_workers: int = 0
-    augment: bool = True                 # random crop + h-flip on the training set
-    root: Optional[str] = None           # where the embedded dataset's IDX files are (default: search)
+    augment: bool = True  # random crop + h-flip on the training set
+    root: Optional[str] = None  # where the embedded dataset's IDX files are (default: search)
 
     BOUNDS: ClassVar[dict] = {"resolution": ">=8", "batch_size": ">=1", "num_workers": ">=0"}
     DATA_SPECS: ClassVar[tuple] = ("train", "val")
@@ -52,7 +52,8 @@ class DataConfig:
 
 class BatchOptions(Protocol):
     """What the training loop reads of a `data:` section (`DataConfig`, a generator's token data section)."""
-    batch_size: int                      # global batch, split over ranks
+
+    batch_size: int  # global batch, split over ranks
     num_workers: int
 
 
@@ -64,21 +65,30 @@ class TrainConfig:
     warmup_steps: int = 100
     weight_decay: float = 0.0
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
-    grad_clip: float = 1.0               # max global grad norm; 0 disables
-    ema_decay: float = 0.999             # 0 disables EMA
-    amp: str = "auto"                    # auto (bf16 on CUDA) | bf16 | off
-    compile: bool = False                # torch.compile the model
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    ema_decay: float = 0.999  # 0 disables EMA
+    amp: str = "auto"  # precision: auto | bf16 | fp32 (off = fp32), see robustok.train.precision
+    compile: bool = False  # torch.compile the model
 
-    BOUNDS: ClassVar[dict] = {"steps": ">=1", "lr": ">0", "min_lr": ">=0", "warmup_steps": ">=0",
-                              "weight_decay": ">=0", "betas": "[0,1)", "grad_clip": ">=0", "ema_decay": "[0,1)"}
+    BOUNDS: ClassVar[dict] = {
+        "steps": ">=1",
+        "lr": ">0",
+        "min_lr": ">=0",
+        "warmup_steps": ">=0",
+        "weight_decay": ">=0",
+        "betas": "[0,1)",
+        "grad_clip": ">=0",
+        "ema_decay": "[0,1)",
+    }
 
 
 def _to_container(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
-def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
-                defaults: Optional[T] = None) -> T:
+def load_config(
+    schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (), defaults: Optional[T] = None
+) -> T:
     """Load `path` (YAML) over the defaults of dataclass `schema`, then apply `key=value` overrides.
 
     `path` may also name a preset shipped with the package when the schema declares its `PRESETS` stage

@@ -6,6 +6,7 @@ Under `torchrun` every rank calls them with the same arguments and extracts feat
 statistics are gathered once and rank 0 gets the results (other ranks get an empty dict from `evaluate_samples`).
 Images given as tensors or batches (not as a spec or path) are taken as this rank's share.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,17 +19,28 @@ from robustok.errors import ConfigError
 
 SAMPLE_METRICS = ("fid", "is", "pr", "acc")
 TOKENIZER_METRICS = ("psnr", "ssim", "lpips", "rfid", "pfid", "usage")
-ImageSet = Union[str, Path, torch.Tensor, Iterable[torch.Tensor], Any]   # spec/path, uint8 images/batches, SetStats
+ImageSet = Union[str, Path, torch.Tensor, Iterable[torch.Tensor], Any]  # spec/path, uint8 images/batches, SetStats
 
 
-def feature_net(features: Any = "fmnist", device: Optional[str | torch.device] = None,
-                inception_weights: Optional[str] = None, data_root: Optional[str] = None, log=None):
+def feature_net(
+    features: Any = "fmnist",
+    device: Optional[str | torch.device] = None,
+    inception_weights: Optional[str] = None,
+    data_root: Optional[str] = None,
+    log=None,
+):
     """`features` as a feature network: a registered name (`robustok.metrics.features.FEATURES`) or a network."""
     if not isinstance(features, str):
         return features
     from robustok.metrics.features import get_feature_net
-    return get_feature_net(features, device or ("cuda" if torch.cuda.is_available() else "cpu"), inception_weights,
-                           data_root, log=log or (lambda m: None))
+
+    return get_feature_net(
+        features,
+        device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        inception_weights,
+        data_root,
+        log=log or (lambda m: None),
+    )
 
 
 def _stats(images: ImageSet, net, what: str, keep_features: bool, keep_logits: bool, kw: dict):
@@ -44,7 +56,7 @@ def _stats(images: ImageSet, net, what: str, keep_features: bool, keep_logits: b
     if torch.is_tensor(images):
         tensor, step = images, kw["batch_size"]
         n = len(tensor) if kw["num_images"] is None else min(kw["num_images"], len(tensor))
-        images = (tensor[lo: min(lo + step, n)] for lo in range(0, n, step))
+        images = (tensor[lo : min(lo + step, n)] for lo in range(0, n, step))
     return extract(images, net, what, keep_features, keep_logits)
 
 
@@ -54,15 +66,28 @@ def _labels(samples: ImageSet, labels: Optional[Sequence[int]], num_images: Opti
     if labels is not None:
         return np.asarray(labels, dtype=np.int64)[:num_images]
     if not (isinstance(samples, (str, Path)) and str(samples).endswith(".npz")):
-        raise ConfigError(f"metric acc: {samples if isinstance(samples, (str, Path)) else 'the samples'} must be a "
-                          "samples .npz with labels (arr_1), or pass labels=")
+        raise ConfigError(
+            f"metric acc: {samples if isinstance(samples, (str, Path)) else 'the samples'} must be a "
+            "samples .npz with labels (arr_1), or pass labels="
+        )
     return read_sample_labels(samples)[:num_images]
 
 
-def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[str] = ("fid",),
-                     features: Any = "fmnist", *, num_images: Optional[int] = None, batch_size: int = 100,
-                     resolution: int = 32, data_root: Optional[str] = None, labels: Optional[Sequence[int]] = None,
-                     inception_weights: Optional[str] = None, device: Optional[str] = None) -> dict:
+def evaluate_samples(
+    samples: ImageSet,
+    reference: ImageSet,
+    metrics: Sequence[str] = ("fid",),
+    features: Any = "fmnist",
+    *,
+    num_images: Optional[int] = None,
+    batch_size: int = 100,
+    resolution: int = 32,
+    data_root: Optional[str] = None,
+    labels: Optional[Sequence[int]] = None,
+    inception_weights: Optional[str] = None,
+    device: Optional[str] = None,
+    workers: Optional[int] = 0,
+) -> dict:
     """FID of `samples` against `reference`, and optionally IS, precision/recall and class accuracy.
 
     Image sets: a folder, a samples `.npz` (`arr_0`, ADM layout), a statistics `.npz` (`mu`, `sigma`), a data
@@ -71,6 +96,7 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
     reference), acc (needs `labels`, or a samples `.npz` holding them as `arr_1`); `features`: a registered
     feature network name or a network. Returns {"fid", "features", "num_images": [n_samples, n_reference],
     "is", "is_std", "precision", "recall", "class_accuracy" (those asked for)}, as `robustok fid --json` writes.
+    Images of folders and data specs are read by `workers` processes (None: as many as suit each set).
 
         >>> import robustok
         >>> r = robustok.evaluate_samples("samples.npz", "fashion-mnist:test", ["fid", "pr"])  # doctest: +SKIP
@@ -85,19 +111,33 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
         raise ConfigError(f"--metrics: choose from {', '.join(SAMPLE_METRICS)}; got {','.join(wanted)!r}")
     y = _labels(samples, labels, num_images) if "acc" in wanted else None
     if "acc" in wanted and features == "inception":
-        raise ConfigError("--metrics acc needs a classifier over the generator's classes (e.g. --features "
-                          "fmnist); the FID Inception's 1008 outputs do not follow ImageNet's class ids")
+        raise ConfigError(
+            "--metrics acc needs a classifier over the generator's classes (e.g. --features "
+            "fmnist); the FID Inception's 1008 outputs do not follow ImageNet's class ids"
+        )
     net = feature_net(features, device, inception_weights, data_root)
     if ("is" in wanted or "acc" in wanted) and not net.has_logits:
-        raise ConfigError(f"IS and class accuracy need a feature network with logits; "
-                          f"{net.source or net.name} has none")
-    kw = dict(batch_size=batch_size, num_images=num_images, data_root=data_root, resolution=resolution)
-    a = _stats(samples, net, str(samples) if isinstance(samples, (str, Path)) else "samples", "pr" in wanted,
-               "is" in wanted or "acc" in wanted, kw)
-    b = _stats(reference, net, str(reference) if isinstance(reference, (str, Path)) else "reference",
-               "pr" in wanted, False, kw)
-    check_sizes(a, b, str(samples) if isinstance(samples, (str, Path)) else "samples",
-                str(reference) if isinstance(reference, (str, Path)) else "reference")
+        raise ConfigError(
+            f"IS and class accuracy need a feature network with logits; {net.source or net.name} has none"
+        )
+    kw = dict(batch_size=batch_size, num_images=num_images, data_root=data_root, resolution=resolution, workers=workers)
+    a = _stats(
+        samples,
+        net,
+        str(samples) if isinstance(samples, (str, Path)) else "samples",
+        "pr" in wanted,
+        "is" in wanted or "acc" in wanted,
+        kw,
+    )
+    b = _stats(
+        reference, net, str(reference) if isinstance(reference, (str, Path)) else "reference", "pr" in wanted, False, kw
+    )
+    check_sizes(
+        a,
+        b,
+        str(samples) if isinstance(samples, (str, Path)) else "samples",
+        str(reference) if isinstance(reference, (str, Path)) else "reference",
+    )
     if rank_world()[0] != 0:
         return {}
     out = {"fid": fid_between(a, b), "features": net.name, "num_images": [a.stats.n, b.stats.n]}
@@ -110,17 +150,29 @@ def evaluate_samples(samples: ImageSet, reference: ImageSet, metrics: Sequence[s
     return out
 
 
-def evaluate_tokenizer(tokenizer: Any, data: Any = "fashion-mnist:test",
-                       metrics: Sequence[str] = ("psnr", "ssim", "rfid", "pfid", "usage"), features: Any = "fmnist", *,
-                       num_images: Optional[int] = 10_000, batch_size: int = 100, pfid: Any = None, lpips: Any = None,
-                       data_root: Optional[str] = None, inception_weights: Optional[str] = None,
-                       device: Optional[str] = None, log=None) -> dict:
+def evaluate_tokenizer(
+    tokenizer: Any,
+    data: Any = "fashion-mnist:test",
+    metrics: Sequence[str] = ("psnr", "ssim", "rfid", "pfid", "usage"),
+    features: Any = "fmnist",
+    *,
+    num_images: Optional[int] = 10_000,
+    batch_size: int = 100,
+    pfid: Any = None,
+    lpips: Any = None,
+    data_root: Optional[str] = None,
+    inception_weights: Optional[str] = None,
+    device: Optional[str] = None,
+    log=None,
+    workers: Optional[int] = 0,
+) -> dict:
     """Reconstruction metrics of a tokenizer on the first `num_images` images of `data`, in one pass.
 
     `tokenizer`: a directory (any kind `robustok.load_tokenizer` reads) or a loaded tokenizer; `data`: a data
     spec or an iterable of (images [-1, 1], labels) batches; `metrics` ⊆ psnr, ssim, lpips, rfid, pfid, usage;
     `features`: a feature network name or network (rFID/pFID); `pfid`: a `robustok.metrics.pfid.PFIDConfig`
-    (default: the paper's grid, seed 0); `lpips`: an `robustok.metrics.lpips.LPIPS` module (for lpips).
+    (default: the paper's grid, seed 0); `lpips`: an `robustok.metrics.lpips.LPIPS` module (for lpips);
+    `workers`: processes reading the images of a data spec (None: `robustok.data.loader.workers_for` it).
     Returns the dict `robustok eval-tokenizer --json` writes (psnr, ssim, rfid, pfid, pfid_grid, codebook_usage, ...).
 
         >>> import robustok
@@ -137,15 +189,29 @@ def evaluate_tokenizer(tokenizer: Any, data: Any = "fashion-mnist:test",
     metrics = list(metrics)
     bad = [m for m in metrics if m not in TOKENIZER_METRICS]
     if bad or not metrics:
-        raise ConfigError(f"--metrics: unknown metric(s) {bad or metrics!r}; choose from "
-                          f"{', '.join(TOKENIZER_METRICS)}")
+        raise ConfigError(
+            f"--metrics: unknown metric(s) {bad or metrics!r}; choose from {', '.join(TOKENIZER_METRICS)}"
+        )
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tok = load_tokenizer(tokenizer, map_location=device) if isinstance(tokenizer, (str, Path)) else tokenizer
     tok = tok.eval()
-    net = feature_net(features, device, inception_weights, data_root, log) \
-        if "rfid" in metrics or "pfid" in metrics else None
+    net = (
+        feature_net(features, device, inception_weights, data_root, log)
+        if "rfid" in metrics or "pfid" in metrics
+        else None
+    )
     if isinstance(data, (str, Path)):
         rank, world = rank_world()
-        data = eval_batches(str(data), batch_size, num_images, tok.config.image_size, tok.config.channels,
-                            root=data_root, rank=rank, world=world)
+        data = eval_batches(
+            str(data),
+            batch_size,
+            num_images,
+            tok.config.image_size,
+            tok.config.channels,
+            root=data_root,
+            rank=rank,
+            world=world,
+            num_workers=workers,
+            device=device,
+        )
     return one_pass(tok, data, metrics, net, pfid if pfid is not None else PFIDConfig(seed=0), lpips, log=log)

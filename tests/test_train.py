@@ -3,7 +3,6 @@ import sys
 
 import pytest
 import torch
-
 from safetensors.torch import load_file
 
 from robustok.errors import RobustokError
@@ -12,8 +11,7 @@ from robustok.tokenizer.train import TokenizerTask
 from robustok.train.checkpoint import latest_checkpoint, list_checkpoints
 from robustok.train.logging import read_metrics
 from robustok.train.loop import lr_factor, train
-from tests.helpers import tiny_train_config
-from tests.helpers import needs_fmnist
+from tests.helpers import needs_fmnist, tiny_train_config
 
 pytestmark = needs_fmnist
 
@@ -35,8 +33,12 @@ def test_short_run_writes_model_checkpoints_metrics_and_samples(tmp_path):
     assert (tmp_path / "r" / "config.yaml").is_file() and (tmp_path / "r" / "tb").is_dir()
 
 
-def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
-    extra = ("train.steps=6", "run.ckpt_every=3", "loss.disc_weight=0.5", "loss.disc_start=2")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch, precision):
+    import robustok.train.precision as prec
+
+    monkeypatch.setattr(prec, "cpu_bf16_instructions", lambda: "avx512_bf16")  # bf16 even where it is emulated
+    extra = ("train.steps=6", "run.ckpt_every=3", "loss.disc_weight=0.5", "loss.disc_start=2", f"train.amp={precision}")
     _run(tiny_train_config(tmp_path / "full", *extra))
     cfg = tiny_train_config(tmp_path / "part", *extra)
     task = TokenizerTask(cfg)
@@ -61,6 +63,9 @@ def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path):
         for k in [k for k in ("loss", "rec", "vq", "disc_loss", "g_adv") if k in a]:
             assert a[k] == b[k], (k, a["step"])  # bitwise: resume replays exactly
     assert (tmp_path / "part" / "tokenizer" / "discriminator" / "model.safetensors").is_file()
+    a, b = (load_file(tmp_path / r / "tokenizer" / "model.safetensors") for r in ("full", "part"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert f"amp: {precision}" in (tmp_path / "part" / "config.yaml").read_text()
 
 
 def test_existing_checkpoints_are_never_overwritten_without_resume(tmp_path):
@@ -73,8 +78,9 @@ def test_existing_checkpoints_are_never_overwritten_without_resume(tmp_path):
 
 
 def test_non_finite_loss_stops_with_a_clear_error(tmp_path):
-    cfg = tiny_train_config(tmp_path / "r", "train.lr=1e30", "train.grad_clip=0", "train.steps=30",
-                            "train.warmup_steps=0")
+    cfg = tiny_train_config(
+        tmp_path / "r", "train.lr=1e30", "train.grad_clip=0", "train.steps=30", "train.warmup_steps=0"
+    )
     with pytest.raises(RobustokError, match="non-finite loss at step"):
         _run(cfg)
 
@@ -93,9 +99,21 @@ def test_lr_schedule():
 
 
 def test_cli_train_and_resume(tmp_path):
-    args = [sys.executable, "-m", "robustok.cli", "train-tokenizer", "configs/tokenizer/fmnist-baseline.yaml",
-            f"run.dir={tmp_path / 'c'}", "train.steps=2", "run.progress=false", "data.batch_size=8",
-            "model.base_channels=8", "model.channel_mult=[1,2]", "model.hidden_dim=16", "model.codebook_size=64"]
+    args = [
+        sys.executable,
+        "-m",
+        "robustok.cli",
+        "train-tokenizer",
+        "configs/tokenizer/fmnist-baseline.yaml",
+        f"run.dir={tmp_path / 'c'}",
+        "train.steps=2",
+        "run.progress=false",
+        "data.batch_size=8",
+        "model.base_channels=8",
+        "model.channel_mult=[1,2]",
+        "model.hidden_dim=16",
+        "model.codebook_size=64",
+    ]
     subprocess.run(args, check=True, capture_output=True)
     r = subprocess.run(args[:-5] + ["train.steps=3"] + args[-4:] + ["--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -107,6 +125,7 @@ def test_cli_train_and_resume(tmp_path):
 def test_lpips_perceptual_loss_from_local_files(tmp_path):
     """The training loss path with LPIPS weights in the torchvision / lpips layouts (random values here)."""
     from robustok.metrics.lpips import CONV_CHANNELS, CONV_INDICES, TAP_CHANNELS
+
     vgg = {}
     for cin, cout, i in zip((3,) + CONV_CHANNELS[:-1], CONV_CHANNELS, CONV_INDICES):
         vgg[f"features.{i}.weight"] = torch.randn(cout, cin, 3, 3) * 0.05
@@ -114,14 +133,20 @@ def test_lpips_perceptual_loss_from_local_files(tmp_path):
     heads = {f"lin{k}.model.1.weight": torch.rand(1, c, 1, 1) for k, c in enumerate(TAP_CHANNELS)}
     torch.save(vgg, tmp_path / "vgg16.pth")
     torch.save(heads, tmp_path / "vgg.pth")
-    cfg = tiny_train_config(tmp_path / "r", "train.steps=1", "loss.perceptual=lpips",
-                            f"loss.lpips_vgg={tmp_path / 'vgg16.pth'}", f"loss.lpips_lin={tmp_path / 'vgg.pth'}")
+    cfg = tiny_train_config(
+        tmp_path / "r",
+        "train.steps=1",
+        "loss.perceptual=lpips",
+        f"loss.lpips_vgg={tmp_path / 'vgg16.pth'}",
+        f"loss.lpips_lin={tmp_path / 'vgg.pth'}",
+    )
     _run(cfg)
     assert read_metrics(tmp_path / "r")[0]["perceptual"] > 0
 
 
 def test_ema_warm_up_forgets_the_initialisation():
     from robustok.train.loop import ema_decay_at, update_ema
+
     model, ema = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
     with torch.no_grad():
         ema.weight.fill_(100.0)  # a stale start
@@ -135,17 +160,34 @@ def test_ema_warm_up_forgets_the_initialisation():
 def test_deterministic_runs_are_bitwise_repeatable(tmp_path):
     """run.deterministic=true: two runs of one config and seed give identical weights, on 2 OpenMP threads asked."""
     import os
-    args = [sys.executable, "-m", "robustok.cli", "train-tokenizer", "configs/tokenizer/fmnist-robust.yaml",
-            "train.steps=6", "run.progress=false", "data.batch_size=8", "loss.disc_start=3", "run.deterministic=true",
-            "model.base_channels=8", "model.channel_mult=[1,2]", "model.hidden_dim=16", "model.codebook_size=64",
-            "perturb.delta=4", "perturb.beta=0.5"]
+
+    args = [
+        sys.executable,
+        "-m",
+        "robustok.cli",
+        "train-tokenizer",
+        "configs/tokenizer/fmnist-robust.yaml",
+        "train.steps=6",
+        "run.progress=false",
+        "data.batch_size=8",
+        "loss.disc_start=3",
+        "run.deterministic=true",
+        "model.base_channels=8",
+        "model.channel_mult=[1,2]",
+        "model.hidden_dim=16",
+        "model.codebook_size=64",
+        "perturb.delta=4",
+        "perturb.beta=0.5",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     for name in ("a", "b"):
         subprocess.run(args + [f"run.dir={tmp_path / name}"], check=True, capture_output=True, env=env)
     a = load_file(str(tmp_path / "a" / "tokenizer" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "tokenizer" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    code = ("import torch; from robustok.train.reproducible import make_deterministic; make_deterministic(); "
-            "print(torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())")
+    code = (
+        "import torch; from robustok.train.reproducible import make_deterministic; make_deterministic(); "
+        "print(torch.get_num_threads(), torch.are_deterministic_algorithms_enabled())"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert r.stdout.split() == ["1", "True"]

@@ -5,6 +5,7 @@ Each field of a kind's sampling dataclass is a flag (`top_k` -> `--top-k`; a boo
 choices come from the field's `metadata`, its range from the class's `BOUNDS`. A flag is only set when given, so
 the generator's own defaults apply otherwise, and a flag of another kind is refused once the generator is known.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,12 @@ def _flag_fields() -> dict[str, tuple[dataclasses.Field, type, str, list[str]]]:
                 continue
             tp = hints[f.name]
             args = [a for a in typing.get_args(tp) if a is not type(None)]
-            table[f.name] = (f, args[0] if typing.get_origin(tp) is typing.Union else tp,
-                             cls.BOUNDS.get(f.name, ""), [kind])
+            table[f.name] = (
+                f,
+                args[0] if typing.get_origin(tp) is typing.Union else tp,
+                cls.BOUNDS.get(f.name, ""),
+                [kind],
+            )
     return table
 
 
@@ -47,8 +52,13 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
         if tp is bool:
             group.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=text)
             continue
-        group.add_argument(flag, type=bounded(tp, rule) if rule else tp, default=argparse.SUPPRESS,
-                           choices=f.metadata.get("choices"), help=text)
+        group.add_argument(
+            flag,
+            type=bounded(tp, rule) if rule else tp,
+            default=argparse.SUPPRESS,
+            choices=f.metadata.get("choices"),
+            help=text,
+        )
 
 
 def sampling_options(args: argparse.Namespace, generator: Any) -> Any:
@@ -60,6 +70,20 @@ def sampling_options(args: argparse.Namespace, generator: Any) -> Any:
     other = sorted(k for k in given if k not in own)
     if other:
         flags = ", ".join("--" + k.replace("_", "-") for k in other)
-        raise ConfigError(f"{flags}: not a sampling option of this generator (kind {generator.kind!r}; its "
-                          f"options: {', '.join('--' + k.replace('_', '-') for k in sorted(own))})")
+        raise ConfigError(
+            f"{flags}: not a sampling option of this generator (kind {generator.kind!r}; its "
+            f"options: {', '.join('--' + k.replace('_', '-') for k in sorted(own))})"
+        )
     return generator.sampling(**given)
+
+
+def report_precision(precision: str, device: Any) -> None:
+    """Print the sampling precision `precision` gives on `device` (and why) to stderr, unless it is the default
+    fp32 (whose output stays as it was)."""
+    import sys
+
+    from robustok.train.precision import normalize, resolve_precision
+
+    if normalize(precision) != "fp32":
+        name, why = resolve_precision(precision, device)
+        print(f"sampling precision: {name} ({why})", file=sys.stderr)

@@ -8,16 +8,23 @@ Laplacian), mean intensity and contrast of the decoded images, and (with --featu
 of the tokenizer on the same real images. Ends with a plain-language estimate from the gFID/rFID ratio and the
 post-training runs measured so far (see docs/studies.md).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+from robustok.commands._input_args import add_workers_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("diagnose", help="how far generated tokens are from real ones; will post-training pay?",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "diagnose",
+        help="how far generated tokens are from real ones; will post-training pay?",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("generator", help="generator directory (runs/gen/generator)")
     p.add_argument("--tokenizer", required=True, help="the tokenizer the generator was trained on")
     p.add_argument("--data", default="fashion-mnist:train", help="real images (default fashion-mnist:train)")
@@ -30,11 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inception-weights", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
+    add_workers_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from robustok.tokenizer.loading import load_tokenizer
     from robustok.data import eval_batches
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
@@ -42,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from robustok.generator.options import DrawOptions
     from robustok.metrics.features import get_feature_net
     from robustok.posttrain.diagnostics import describe_rows, diagnose
+    from robustok.tokenizer.loading import load_tokenizer
 
     if args.num_samples < 2:
         raise ConfigError(f"--num-samples must be >= 2, got {args.num_samples}")
@@ -56,11 +64,19 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature <= 0:
         raise ConfigError(f"--temperature must be > 0, got {args.temperature}")
     gen, tok = load_generator(args.generator).eval(), load_tokenizer(args.tokenizer)
-    features = None if args.features == "none" else get_feature_net(
-        args.features, inception_path=args.inception_weights, log=lambda m: print(m, file=sys.stderr))
-    batches = eval_batches(args.data, 250, 2 * args.num_samples, tok.config.image_size, tok.config.channels)
-    opts = gen.sampling(DrawOptions(cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power,
-                                    temperature=args.temperature))   # refused if set for a kind without them
+    features = (
+        None
+        if args.features == "none"
+        else get_feature_net(
+            args.features, inception_path=args.inception_weights, log=lambda m: print(m, file=sys.stderr)
+        )
+    )
+    batches = eval_batches(
+        args.data, 250, 2 * args.num_samples, tok.config.image_size, tok.config.channels, num_workers=args.workers
+    )
+    opts = gen.sampling(
+        DrawOptions(cfg_schedule=args.cfg_schedule, cfg_power=args.cfg_power, temperature=args.temperature)
+    )  # refused if set for a kind without them
     result = diagnose(gen, tok, batches, args.num_samples, cfgs, opts, features, args.seed, data_name=args.data)
     result.update(generator=args.generator, tokenizer=args.tokenizer, data=args.data, features=args.features)
     print("\n".join(describe_rows(result)))
@@ -69,5 +85,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"cfg {row['cfg']:g}: post-training is {row['estimate']['verdict']}")
     if args.json:
         from robustok.hub import atomic_write_bytes
+
         atomic_write_bytes(args.json, json.dumps(result, indent=2, default=float).encode())
     return 0

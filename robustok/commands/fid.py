@@ -5,39 +5,55 @@ A and B: folders of images, ADM-style sample `.npz` files (`arr_0`, uint8 NHWC),
 Under `torchrun --nproc_per_node N` every rank extracts features of a strided share of each set; the statistics
 are gathered once (the same numbers as one process, up to rounding) and rank 0 reports.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
+from robustok.commands._input_args import add_workers_arg
 from robustok.validation import bounded
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", default="fmnist", help="feature network: inception | fmnist | random (default fmnist)")
     p.add_argument("--inception-weights", default=None, help="local FID Inception file (see docs/metrics.md)")
-    p.add_argument("--num-images", type=bounded(int, ">=2"), default=None,
-                   help="use the first N images of each set (default all)")
+    p.add_argument(
+        "--num-images", type=bounded(int, ">=2"), default=None, help="use the first N images of each set (default all)"
+    )
     p.add_argument("--batch-size", type=bounded(int, ">=1"), default=100)
     p.add_argument("--resolution", type=bounded(int, ">=8"), default=32, help="image size for data specs (default 32)")
     p.add_argument("--data-root", default=None, help="folder with the Fashion-MNIST files")
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
+    add_workers_arg(p)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fid", help="FID between two image sets / sample files / statistics files",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "fid",
+        help="FID between two image sets / sample files / statistics files",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("a", help="first set: folder, samples .npz, stats .npz or data spec")
     p.add_argument("b", help="second set (usually the reference)")
     p.add_argument("--json", default=None, help="write {fid, features, num_images: [nA, nB]} here")
-    p.add_argument("--metrics", default="fid", help="fid[,is,pr,acc]: IS (10 splits) of A, precision/recall (k=3) "
-                                                   "of A against B, class accuracy of A (a samples .npz with labels) "
-                                                   "under the feature network's classifier")
+    p.add_argument(
+        "--metrics",
+        default="fid",
+        help="fid[,is,pr,acc]: IS (10 splits) of A, precision/recall (k=3) "
+        "of A against B, class accuracy of A (a samples .npz with labels) "
+        "under the feature network's classifier",
+    )
     _common(p)
     p.set_defaults(func=run_fid)
-    s = sub.add_parser("fid-stats", help="cache reference statistics (mu, sigma) of an image set as .npz",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "fid-stats",
+        help="cache reference statistics (mu, sigma) of an image set as .npz",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("spec", help="folder, samples .npz or data spec")
     s.add_argument("--out", required=True, help="output .npz (keys mu, sigma, num_images, features, image_size)")
     _common(s)
@@ -54,18 +70,19 @@ def _net(args):
     info = setup()
     device = args.device or str(info.device)
     with rank0_first():
-        return get_feature_net(args.features, device, args.inception_weights, args.data_root,
-                               log=lambda m: print(m, file=sys.stderr))
+        return get_feature_net(
+            args.features, device, args.inception_weights, args.data_root, log=lambda m: print(m, file=sys.stderr)
+        )
 
 
 def run_fid(args: argparse.Namespace) -> int:
     from robustok.data.spec import data_path, parse_data_spec
-    from robustok.outputs import check_disjoint
     from robustok.errors import ConfigError
     from robustok.evaluation import SAMPLE_METRICS, evaluate_samples
     from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe
     from robustok.metrics.sources import read_sample_labels
+    from robustok.outputs import check_disjoint
     from robustok.validation import check_writable, note_fewer
 
     check_writable(args.json, "--json")
@@ -76,18 +93,29 @@ def run_fid(args: argparse.Namespace) -> int:
     wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
     if not wanted or any(m not in SAMPLE_METRICS for m in wanted):
         raise ConfigError(f"--metrics: choose from fid, is, pr, acc; got {args.metrics!r}")
-    if "acc" in wanted:   # fail before building the feature network
+    if "acc" in wanted:  # fail before building the feature network
         if not args.a.endswith(".npz"):
             raise ConfigError(f"--metrics acc: {args.a} must be a samples .npz with labels (arr_1)")
         read_sample_labels(args.a)
         if args.features == "inception":
-            raise ConfigError("--metrics acc needs a classifier over the generator's classes (e.g. --features "
-                              "fmnist); the FID Inception's 1008 outputs do not follow ImageNet's class ids")
+            raise ConfigError(
+                "--metrics acc needs a classifier over the generator's classes (e.g. --features "
+                "fmnist); the FID Inception's 1008 outputs do not follow ImageNet's class ids"
+            )
     net = _net(args)
     if rank_world()[0] == 0:  # under torchrun every rank extracts a strided share; rank 0 reports
         print(describe(net), file=sys.stderr)
-    out = evaluate_samples(args.a, args.b, wanted, net, num_images=args.num_images, batch_size=args.batch_size,
-                           resolution=args.resolution, data_root=args.data_root)
+    out = evaluate_samples(
+        args.a,
+        args.b,
+        wanted,
+        net,
+        num_images=args.num_images,
+        batch_size=args.batch_size,
+        resolution=args.resolution,
+        data_root=args.data_root,
+        workers=args.workers,
+    )
     if not out:
         return 0
     for spec, n in zip((args.a, args.b), out["num_images"]):
@@ -102,18 +130,18 @@ def run_fid(args: argparse.Namespace) -> int:
         print(f"class accuracy ({net.name} classifier): {out['class_accuracy']:.4f}")
     if args.json:
         from robustok.hub import atomic_write_bytes
+
         atomic_write_bytes(args.json, (json.dumps(out, indent=2) + "\n").encode())
     return 0
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from robustok.metrics.features import describe
-    from robustok.metrics.distributed import rank_world
-    from robustok.metrics.fid import save_stats, source_stats
-    from robustok.metrics.sources import is_stats_file
-
     from robustok.data.spec import data_path, parse_data_spec
     from robustok.errors import DataError
+    from robustok.metrics.distributed import rank_world
+    from robustok.metrics.features import describe
+    from robustok.metrics.fid import save_stats, source_stats
+    from robustok.metrics.sources import is_stats_file
     from robustok.outputs import check_disjoint
     from robustok.validation import check_writable, note_fewer
 
@@ -126,7 +154,9 @@ def run_stats(args: argparse.Namespace) -> int:
     main = rank_world()[0] == 0  # under torchrun every rank extracts a strided share; rank 0 writes the file
     if main:
         print(describe(net), file=sys.stderr)
-    s = source_stats(args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution)
+    s = source_stats(
+        args.spec, net, args.batch_size, args.num_images, args.data_root, args.resolution, workers=args.workers
+    )
     if not main:
         return 0
     note_fewer(args.num_images, s.stats.n, args.spec)

@@ -4,18 +4,23 @@ Writes `DIR/<class>/<index>.png` and an ADM-style `DIR/samples.npz` (`arr_0` uin
 Under `torchrun --nproc_per_node N` the ranks sample strided batches (batch b seeded by (seed, b): the same images
 as one process) and rank 0 merges them into one `samples.npz`.
 """
+
 from __future__ import annotations
 
 import argparse
 
-from robustok.commands._sampling_args import add_sampling_args, sampling_options
+from robustok.commands._sampling_args import add_sampling_args, report_precision, sampling_options
 from robustok.generator.published import add_preset_args
 from robustok.validation import bounded
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sample", help="sample images from a generator (PNG folders + samples.npz)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "sample",
+        help="sample images from a generator (PNG folders + samples.npz)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("generator", help="generator directory, e.g. runs/gen/generator")
     p.add_argument("--tokenizer", required=True, help="the tokenizer the generator was trained with")
     p.add_argument("--num-images", type=bounded(int, ">=1"), default=10_000)
@@ -27,8 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu | cuda (default: cuda if available)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing non-empty --out folder (only once the new one is complete)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing non-empty --out folder (only once the new one is complete)",
+    )
     p.set_defaults(func=run)
 
 
@@ -37,10 +45,9 @@ def run(args: argparse.Namespace) -> int:
     from robustok.generator import load_generator
     from robustok.generator.published import apply_preset, image_options
     from robustok.generator.sampling import write_samples
+    from robustok.outputs import check_disjoint, check_out
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.train.dist import setup
-
-    from robustok.outputs import check_disjoint, check_out
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")
@@ -57,9 +64,22 @@ def run(args: argparse.Namespace) -> int:
     labels, resize = image_options(args, chosen)
     tok = load_tokenizer(args.tokenizer, map_location=device).eval()
     opts = sampling_options(args, gen)
-    path = write_samples(gen, tok, args.num_images, args.out, opts, args.batch_size, args.seed,
-                         progress=not args.no_progress, classes=classes, overwrite=args.overwrite,
-                         labels=labels, resize=resize)
+    if info.is_main:
+        report_precision(opts.precision, device)
+    path = write_samples(
+        gen,
+        tok,
+        args.num_images,
+        args.out,
+        opts,
+        args.batch_size,
+        args.seed,
+        progress=not args.no_progress,
+        classes=classes,
+        overwrite=args.overwrite,
+        labels=labels,
+        resize=resize,
+    )
     if info.is_main:
         print(f"wrote {args.num_images} images to {args.out} and {path}")
     return 0

@@ -8,6 +8,7 @@ suffixes (training folders and FID folders alike). A new data set registers a ki
 Map-style datasets take `(index, seed)` pairs from `GlobalBatchSampler`, so augmentation is a pure function
 of (run seed, epoch, index): deterministic for any number of workers or ranks, and exactly resumable.
 """
+
 from __future__ import annotations
 
 import io
@@ -38,8 +39,10 @@ def check_pixels(path: str | Path, size: tuple[int, int]) -> None:
     limit = Image.MAX_IMAGE_PIXELS
     w, h = size
     if limit is not None and w * h > limit:
-        raise DataError(f"{path}: refused, image too large ({w}x{h} = {w * h:,} pixels, over the limit of "
-                        f"{limit:,}; decoding it would take about {w * h * 3 / 2**20:,.0f} MB); nothing was decoded")
+        raise DataError(
+            f"{path}: refused, image too large ({w}x{h} = {w * h:,} pixels, over the limit of "
+            f"{limit:,}; decoding it would take about {w * h * 3 / 2**20:,.0f} MB); nothing was decoded"
+        )
 
 
 def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
@@ -62,8 +65,10 @@ def open_image(path: str | Path, data: bytes | None = None) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error) as err:
         raise DataError(f"{path}: not a readable image ({err})") from None
     if min(img.size) < MIN_IMAGE_SIDE:
-        raise DataError(f"{path}: image is {img.size[0]}x{img.size[1]} pixels; images smaller than "
-                        f"{MIN_IMAGE_SIDE} pixels on a side are not used (degenerate, would be upsampled)")
+        raise DataError(
+            f"{path}: image is {img.size[0]}x{img.size[1]} pixels; images smaller than "
+            f"{MIN_IMAGE_SIDE} pixels on a side are not used (degenerate, would be upsampled)"
+        )
     return img
 
 
@@ -98,8 +103,9 @@ class ImageDataset(Dataset):
 class FashionMNIST(ImageDataset):
     """Fashion-MNIST, 28x28 gray, zero-padded to 32x32 (then resized if `resolution` != 32)."""
 
-    def __init__(self, split: str, resolution: int = 32, channels: int = 1, train: bool = False,
-                 root: str | None = None):
+    def __init__(
+        self, split: str, resolution: int = 32, channels: int = 1, train: bool = False, root: str | None = None
+    ):
         super().__init__(resolution, channels, train)
         images, self.labels = load_fashion_mnist(split, root)
         self.images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
@@ -153,8 +159,16 @@ class WebDatasetShards(IterableDataset):
     An endless, shuffled stream (the shuffle seed depends on the run seed and the step it starts from).
     """
 
-    def __init__(self, pattern: str, resolution: int, channels: int, train: bool = False, seed: int = 0,
-                 num_classes: int = 0, repeat: bool = True):
+    def __init__(
+        self,
+        pattern: str,
+        resolution: int,
+        channels: int,
+        train: bool = False,
+        seed: int = 0,
+        num_classes: int = 0,
+        repeat: bool = True,
+    ):
         import webdataset as wds
 
         self.pattern, self.resolution, self.channels, self.train = pattern, resolution, channels, train
@@ -180,25 +194,40 @@ class WebDatasetShards(IterableDataset):
             raise DataError(f"{sample.get('__url__', self.pattern)}:{key}: sample has no .png/.jpg image")
         return open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+    def _pipeline(self, shuffle: bool, split_workers: bool):
         import webdataset as wds
 
+        return wds.WebDataset(
+            self.urls,
+            shardshuffle=1000 if shuffle else False,
+            seed=self.seed,
+            nodesplitter=wds.split_by_node,
+            workersplitter=wds.split_by_worker if split_workers else None,
+            empty_check=False,
+        )
+
+    def samples(self) -> Iterator[dict]:
+        """This rank's undecoded samples in shard order, once, not split by worker (`robustok.data.loader`
+        has every worker read them all and decode only its own batches)."""
+        return _checked(self._pipeline(False, False), self.pattern)
+
+    def item(self, sample: dict, rng: Optional[np.random.Generator] = None) -> tuple[torch.Tensor, int]:
+        """The decoded, cropped image of one sample and its label (-1 if none)."""
+        key = sample.get("__key__", "?")
+        img = to_mode(self._image(sample), self.channels)
+        img = random_crop(img, self.resolution, rng) if self.train else center_crop(img, self.resolution)
+        return to_tensor(img), _label(sample, key)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
         rng = np.random.default_rng([self.seed, worker, _rank()])
-        ds = wds.WebDataset(self.urls, shardshuffle=1000 if self.train else False, seed=self.seed,
-                            nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker, empty_check=False)
+        ds = self._pipeline(self.train, True)
         if self.train:
             ds = ds.shuffle(1000, rng=_PyRandom(rng))
         while True:
             for sample in _checked(ds, self.pattern):
-                key = sample.get("__key__", "?")
-                img = to_mode(self._image(sample), self.channels)
-                if self.train:
-                    img = random_crop(img, self.resolution, rng)
-                else:
-                    img = center_crop(img, self.resolution)
-                yield to_tensor(img), _label(sample, key)
+                yield self.item(sample, rng)
             if not self.repeat:
                 return
 
@@ -206,6 +235,7 @@ class WebDatasetShards(IterableDataset):
 def _checked(samples, pattern: str) -> Iterator[dict]:
     """Iterate WebDataset samples, turning a corrupt or unreadable tar into a `DataError` naming the shard."""
     import tarfile
+
     it = iter(samples)
     while True:
         try:
@@ -213,10 +243,12 @@ def _checked(samples, pattern: str) -> Iterator[dict]:
         except StopIteration:
             return
         except (tarfile.TarError, OSError, EOFError, ValueError) as err:
-            shard = next((a for a in getattr(err, "args", ()) if isinstance(a, str) and a != str(err.args[0])),
-                         f"wds:{pattern}")
-            raise DataError(f"{shard}: corrupt or unreadable WebDataset tar shard ({err.args[0] if err.args else err})"
-                            ) from None
+            shard = next(
+                (a for a in getattr(err, "args", ()) if isinstance(a, str) and a != str(err.args[0])), f"wds:{pattern}"
+            )
+            raise DataError(
+                f"{shard}: corrupt or unreadable WebDataset tar shard ({err.args[0] if err.args else err})"
+            ) from None
         yield sample
 
 
@@ -226,8 +258,9 @@ def _label(sample: dict, key: str) -> int:
     try:
         return int(sample["cls"].decode().strip())
     except (UnicodeDecodeError, ValueError):
-        raise DataError(f"{sample.get('__url__', '?')}:{key}.cls: not an integer class label "
-                        f"({sample['cls'][:20]!r})") from None
+        raise DataError(
+            f"{sample.get('__url__', '?')}:{key}.cls: not an integer class label ({sample['cls'][:20]!r})"
+        ) from None
 
 
 class _PyRandom:
@@ -244,20 +277,28 @@ class _PyRandom:
 
 
 def _rank() -> int:
-    return torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    return (
+        torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+    )
 
 
 DATASET_KINDS: Registry = Registry("data set kind", "data spec")
-DATASET_KINDS.register("fashion-mnist", lambda value, resolution, channels, train, root, seed:
-                       FashionMNIST(value, resolution, channels, train, root))
-DATASET_KINDS.register("wds", lambda value, resolution, channels, train, root, seed:
-                       WebDatasetShards(value, resolution, channels, train, seed))
-DATASET_KINDS.register("folder", lambda value, resolution, channels, train, root, seed:
-                       ImageFolder(value, resolution, channels, train))
+DATASET_KINDS.register(
+    "fashion-mnist",
+    lambda value, resolution, channels, train, root, seed: FashionMNIST(value, resolution, channels, train, root),
+)
+DATASET_KINDS.register(
+    "wds",
+    lambda value, resolution, channels, train, root, seed: WebDatasetShards(value, resolution, channels, train, seed),
+)
+DATASET_KINDS.register(
+    "folder", lambda value, resolution, channels, train, root, seed: ImageFolder(value, resolution, channels, train)
+)
 
 
-def build_dataset(spec: str, resolution: int = 32, channels: int = 1, train: bool = False,
-                  root: Optional[str] = None, seed: int = 0):
+def build_dataset(
+    spec: str, resolution: int = 32, channels: int = 1, train: bool = False, root: Optional[str] = None, seed: int = 0
+):
     """The dataset named by `spec`: `fashion-mnist:train|test`, a folder path, or `wds:<pattern>` (see data.spec)."""
     parsed = parse_data_spec(str(spec))
     return DATASET_KINDS.lookup(parsed.kind)(parsed.value, resolution, channels, train, root, seed)
@@ -276,8 +317,16 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     rank r takes its r-th slice, so the global data order does not depend on the number of ranks.
     """
 
-    def __init__(self, n: int, global_batch: int, seed: int = 0, rank: int = 0, world: int = 1,
-                 start_step: int = 0, shuffle: bool = True):
+    def __init__(
+        self,
+        n: int,
+        global_batch: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        start_step: int = 0,
+        shuffle: bool = True,
+    ):
         if global_batch % world:
             raise DataError(f"global batch {global_batch} is not divisible by the {world} ranks")
         if n < global_batch:
@@ -291,10 +340,9 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         step = self.start_step
         while True:
             epoch, b = divmod(step, self.per_epoch)
-            order = (np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle
-                     else np.arange(self.n))
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n) if self.shuffle else np.arange(self.n)
             lo = b * self.B + self.rank * self.local
-            idx = order[lo: lo + self.local]
+            idx = order[lo : lo + self.local]
             yield [(int(i), [self.seed, epoch, int(i)]) for i in idx]
             step += 1
 

@@ -50,6 +50,14 @@ class SamplingOptions:
     """How to sample, the fields of every kind (a kind's `sampling_class` adds its own)."""
 
     cfg: float = field(default=1.0, metadata={"help": "classifier-free guidance scale (1 = off)"})
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "fp32, bf16 autocast, or auto: bf16 on CUDA (and on CPUs with bf16 matrix instructions once "
+            "measured; robustok.train.precision); bf16 where unavailable -> fp32",
+            "choices": ("fp32", "bf16", "auto"),
+        },
+    )
 
     BOUNDS: ClassVar[dict] = {"cfg": ">=0"}
 

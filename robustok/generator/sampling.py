@@ -1,8 +1,9 @@
 """From a trained generator + its tokenizer to images: batched sampling, PNG folders and ADM-style `samples.npz`."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -13,18 +14,30 @@ from robustok.generator.options import SamplingOptions
 __all__ = ["SamplingOptions", "balanced_labels", "generate", "sample_codes", "write_samples"]
 
 
+def in_precision(generator: Any, opts: SamplingOptions, sample: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`sample()` under the autocast of `opts.precision` on the generator's device; float results as fp32."""
+    from robustok.train.precision import autocast, resolve_precision
+
+    device = next(generator.parameters()).device
+    with autocast(resolve_precision(opts.precision, device)[0], device):
+        out = sample()
+    return out.float() if out.is_floating_point() else out
+
+
 @torch.no_grad()
-def sample_codes(generator: Any, labels: torch.Tensor, opts: SamplingOptions,
-                 rng: Optional[torch.Generator] = None) -> torch.Tensor:
+def sample_codes(
+    generator: Any, labels: torch.Tensor, opts: SamplingOptions, rng: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """The generator's tokens for class ids `labels` (B,): ids (B, h, w) or raw latents (B, C, h, w)."""
-    return generator.sample_codes(labels, opts, generator=rng)
+    return in_precision(generator, opts, lambda: generator.sample_codes(labels, opts, generator=rng))
 
 
 @torch.no_grad()
-def generate(generator: Any, tokenizer: Any, labels: torch.Tensor, opts: SamplingOptions,
-             rng: Optional[torch.Generator] = None) -> torch.Tensor:
+def generate(
+    generator: Any, tokenizer: Any, labels: torch.Tensor, opts: SamplingOptions, rng: Optional[torch.Generator] = None
+) -> torch.Tensor:
     """Images float [-1, 1] (B, C, H, W) for class ids `labels` (B,)."""
-    return generator.decode(tokenizer, generator.sample_codes(labels, opts, generator=rng))
+    return generator.decode(tokenizer, sample_codes(generator, labels, opts, rng))
 
 
 def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch.Tensor:
@@ -34,10 +47,20 @@ def balanced_labels(num_images: int, num_classes: int, null_class: int) -> torch
     return torch.arange(num_images) % num_classes
 
 
-def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Path, opts: SamplingOptions,
-                  batch_size: int = 100, seed: int = 0, progress: bool = True,
-                  classes: Optional[list[int]] = None, overwrite: bool = False, labels: str = "balanced",
-                  resize: int = 0) -> Path:
+def write_samples(
+    generator: Any,
+    tokenizer: Any,
+    num_images: int,
+    out: str | Path,
+    opts: SamplingOptions,
+    batch_size: int = 100,
+    seed: int = 0,
+    progress: bool = True,
+    classes: Optional[list[int]] = None,
+    overwrite: bool = False,
+    labels: str = "balanced",
+    resize: int = 0,
+) -> Path:
     """Sample `num_images` images (classes balanced, or only `classes`) into `out/<class>/<index>.png` and
     `out/samples.npz` (`arr_0` uint8 NHWC, `arr_1` int64 labels). Returns the npz path.
 
@@ -86,7 +109,7 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
         def produce():
             for b in mine(num_batches):  # under torchrun: this rank's strided share of the batches
                 lo = b * batch_size
-                y = class_ids[lo:lo + batch_size].to(dev)
+                y = class_ids[lo : lo + batch_size].to(dev)
                 rng = torch.Generator(device=dev).manual_seed(batch_seed(seed, b))
                 img = generate(generator, tokenizer, y, opts, rng)
                 if resize:
@@ -108,6 +131,7 @@ def write_samples(generator: Any, tokenizer: Any, num_images: int, out: str | Pa
 def _save_pngs(out: Path, img: np.ndarray, labels: list[int], start: int, num_classes: int) -> None:
     """`out/<class>/<index>.png` (or `out/uncond/...`) for uint8 NHWC images numbered from `start`."""
     from PIL import Image
+
     for k, label in enumerate(labels):
         folder = out / (f"{label:03d}" if label < num_classes else "uncond")
         folder.mkdir(exist_ok=True)

@@ -1,4 +1,5 @@
 """FID between image sets, folders, sample files or cached statistics, with any feature network."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,8 +24,14 @@ class SetStats:
     logits: np.ndarray | None = None
 
 
-def extract(batches, net: FeatureNet, what: str, keep_features: bool = False, keep_logits: bool = False,
-            image_size: tuple[int, int] | None = None) -> SetStats:
+def extract(
+    batches,
+    net: FeatureNet,
+    what: str,
+    keep_features: bool = False,
+    keep_logits: bool = False,
+    image_size: tuple[int, int] | None = None,
+) -> SetStats:
     """Stream uint8 batches through `net`; accumulate mean/cov; gather across ranks once at the end."""
     running = RunningStats()
     feats, logits = [], []
@@ -51,25 +58,38 @@ def extract(batches, net: FeatureNet, what: str, keep_features: bool = False, ke
     return SetStats(merged.finalize(what), size, out_f, out_l)
 
 
-def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: int | None = None,
-                 data_root: str | None = None, resolution: int = 32, keep_features: bool = False,
-                 keep_logits: bool = False) -> SetStats:
-    """Statistics of a folder / sample `.npz` / data spec, or those read from a stats `.npz`."""
+def source_stats(
+    spec: str,
+    net: FeatureNet,
+    batch_size: int = 100,
+    num_images: int | None = None,
+    data_root: str | None = None,
+    resolution: int = 32,
+    keep_features: bool = False,
+    keep_logits: bool = False,
+    workers: int | None = 0,
+) -> SetStats:
+    """Statistics of a folder / sample `.npz` / data spec, or those read from a stats `.npz`; images are read
+    by `workers` processes (None: `robustok.data.loader.workers_for` the spec)."""
     if is_stats_file(spec):
         images = None
         if keep_features or keep_logits:
             with np.load(spec) as data:
                 if "arr_0" not in data.files:
-                    raise DataError(f"{spec}: a statistics file has no per-image features (needed for "
-                                    "IS/precision/recall) and no images (arr_0) to compute them from")
+                    raise DataError(
+                        f"{spec}: a statistics file has no per-image features (needed for "
+                        "IS/precision/recall) and no images (arr_0) to compute them from"
+                    )
             # an ADM reference batch: features of its images (arr_0) for IS/P/R, FID from its stored mu/sigma
             rank, world = rank_world()
-            src = ImageSource(spec, num_images, data_root, resolution)
+            src = ImageSource(spec, num_images, data_root, resolution, workers=workers)
             images = extract(src.batches(batch_size, rank, world), net, spec, keep_features, keep_logits)
         stats = GaussianStats.load(spec)
         if stats.mu.shape[0] != net.dim:
-            raise DataError(f"{spec}: statistics have dimension {stats.mu.shape[0]} but the {net.name} features "
-                            f"have {net.dim}: computed with another feature network?")
+            raise DataError(
+                f"{spec}: statistics have dimension {stats.mu.shape[0]} but the {net.name} features "
+                f"have {net.dim}: computed with another feature network?"
+            )
         with np.load(spec) as data:
             size = tuple(int(v) for v in data["image_size"]) if "image_size" in data.files else None
             name = str(data["features"]) if "features" in data.files else None
@@ -80,7 +100,7 @@ def source_stats(spec: str, net: FeatureNet, batch_size: int = 100, num_images: 
             return SetStats(stats, size or images.image_size, images.features, images.logits)
         return SetStats(stats, size)
     rank, world = rank_world()
-    src = ImageSource(spec, num_images, data_root, resolution)
+    src = ImageSource(spec, num_images, data_root, resolution, workers=workers)
     return extract(src.batches(batch_size, rank, world), net, spec, keep_features, keep_logits)
 
 
@@ -93,14 +113,17 @@ def save_stats(path: str, s: SetStats, features: str) -> None:
     extra = {"image_size": np.array(s.image_size)} if s.image_size else {}
     path = Path(path if str(path).endswith(".npz") else f"{path}.npz")  # as np.savez names it
     with atomic_file(path) as f:  # written under a temporary name, then renamed
-        np.savez(f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n),
-                 features=np.array(features), **extra)
+        np.savez(
+            f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n), features=np.array(features), **extra
+        )
 
 
 def check_sizes(a: SetStats, b: SetStats, name_a: str, name_b: str) -> None:
     if a.image_size and b.image_size and tuple(a.image_size) != tuple(b.image_size):
-        raise DataError(f"image sizes differ: {name_a} has {a.image_size[0]}x{a.image_size[1]}, {name_b} has "
-                        f"{b.image_size[0]}x{b.image_size[1]}; FID compares sets of one resolution")
+        raise DataError(
+            f"image sizes differ: {name_a} has {a.image_size[0]}x{a.image_size[1]}, {name_b} has "
+            f"{b.image_size[0]}x{b.image_size[1]}; FID compares sets of one resolution"
+        )
 
 
 def fid_between(a: SetStats, b: SetStats) -> float:

@@ -5,6 +5,7 @@ Specs are classified by `robustok.data.spec.parse_data_spec` and folders use `ro
 `IMAGE_SUFFIXES`, as everywhere else. Folders are read as RGB; a data set (`wds:`, a named set) in its own mode:
 gray stays 1 channel, colour is RGB (judged by its first image).
 """
+
 from __future__ import annotations
 
 import zipfile
@@ -18,6 +19,7 @@ import torch
 
 from robustok.data.datasets import IMAGE_SUFFIXES
 from robustok.errors import DataError
+
 # what np.load raises on a truncated or corrupt .npz (a zip of .npy files)
 NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
 
@@ -40,8 +42,10 @@ def read_samples_npz(path: str | Path) -> np.ndarray:
     try:
         with np.load(path) as data:
             if "arr_0" not in data.files:
-                raise DataError(f"{path}: sample file needs key 'arr_0' (or 'mu'/'sigma' for statistics), "
-                                f"found {sorted(data.files)}")
+                raise DataError(
+                    f"{path}: sample file needs key 'arr_0' (or 'mu'/'sigma' for statistics), "
+                    f"found {sorted(data.files)}"
+                )
             arr = data["arr_0"]
     except NPZ_ERRORS as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
@@ -56,13 +60,16 @@ def read_sample_labels(path: str | Path) -> np.ndarray:
     try:
         with np.load(path) as data:
             if "arr_1" not in data.files or "arr_0" not in data.files:
-                raise DataError(f"{path}: no labels ('arr_1') in this sample file; class accuracy needs the classes "
-                                "the samples were generated for (`robustok sample` writes them)")
+                raise DataError(
+                    f"{path}: no labels ('arr_1') in this sample file; class accuracy needs the classes "
+                    "the samples were generated for (`robustok sample` writes them)"
+                )
             labels = data["arr_1"]
             with data.zip.open("arr_0.npy") as f:
                 version = np.lib.format.read_magic(f)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)
+                read_header = (
+                    np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                )
                 num_images = read_header(f)[0][0]
     except (*NPZ_ERRORS, KeyError, IndexError) as err:
         raise DataError(f"{path}: not a readable .npz file ({err})") from None
@@ -94,9 +101,11 @@ class ImageSource:
     data_root: str | None = None
     resolution: int = 32
     image_size: tuple[int, int] | None = None
+    workers: int | None = 0  # reading processes (None: `robustok.data.loader.workers_for` the spec)
 
     def batches(self, batch_size: int = 100, rank: int = 0, world: int = 1) -> Iterator[torch.Tensor]:
         from robustok.data.spec import parse_data_spec
+
         kind = parse_data_spec(self.spec, allow_npz=True).kind
         if kind == "npz":
             yield from self._array_batches(read_samples_npz(self.spec), batch_size, rank, world)
@@ -109,40 +118,72 @@ class ImageSource:
         if self.image_size is None:
             self.image_size = size
         elif self.image_size != size:
-            raise DataError(f"{where}: image size {size[0]}x{size[1]} differs from the set's "
-                            f"{self.image_size[0]}x{self.image_size[1]}; all images must have one size")
+            raise DataError(
+                f"{where}: image size {size[0]}x{size[1]} differs from the set's "
+                f"{self.image_size[0]}x{self.image_size[1]}; all images must have one size"
+            )
 
     def _array_batches(self, arr: np.ndarray, batch_size: int, rank: int, world: int):
         n = len(arr) if self.num_images is None else min(self.num_images, len(arr))
         self._check_size(tuple(arr.shape[1:3]), self.spec)
         idx = np.arange(rank, n, world)
         for i in range(0, len(idx), batch_size):
-            yield torch.from_numpy(np.ascontiguousarray(arr[idx[i:i + batch_size]])).permute(0, 3, 1, 2)
+            yield torch.from_numpy(np.ascontiguousarray(arr[idx[i : i + batch_size]])).permute(0, 3, 1, 2)
 
     def _folder_batches(self, root: Path, batch_size: int, rank: int, world: int):
         from robustok.data import open_image
-        from robustok.data.transforms import to_mode
+        from robustok.data.loader import image_batches, workers_for
+
         files = sorted(f for f in root.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
         if not files:
             raise DataError(f"{root}: no images found (looked for {sorted(IMAGE_SUFFIXES)})")
         if self.num_images is not None:
-            files = files[:self.num_images]
+            files = files[: self.num_images]
         first = open_image(files[0])
         self._check_size((first.size[1], first.size[0]), str(files[0]))
-        mine = files[rank::world]
-        for i in range(0, len(mine), batch_size):
-            out = []
-            for f in mine[i:i + batch_size]:
-                img = to_mode(open_image(f), 3)
-                self._check_size((img.size[1], img.size[0]), str(f))
-                out.append(np.asarray(img, dtype=np.uint8))
-            yield torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2)
+        images = FolderImages(files, self.image_size)
+        for batch in image_batches(
+            images, batch_size, rank=rank, world=world, workers=workers_for(self.spec, self.workers)
+        ):
+            yield batch.permute(0, 3, 1, 2)
 
     def _spec_batches(self, batch_size: int, rank: int, world: int):
         from robustok.data import eval_batches, to_uint8
         from robustok.data.datasets import native_channels
+
         channels = native_channels(self.spec, self.data_root)
-        for x, _ in eval_batches(self.spec, batch_size, self.num_images, resolution=self.resolution,
-                                 channels=channels, root=self.data_root, rank=rank, world=world):
+        for x, _ in eval_batches(
+            self.spec,
+            batch_size,
+            self.num_images,
+            resolution=self.resolution,
+            channels=channels,
+            root=self.data_root,
+            rank=rank,
+            world=world,
+            num_workers=self.workers,
+        ):
             self._check_size(tuple(x.shape[-2:]), self.spec)
             yield to_uint8(x)
+
+
+class FolderImages(torch.utils.data.Dataset):
+    """The files of an image folder as RGB uint8 (H, W, 3) tensors, all of the size `size` (H, W)."""
+
+    def __init__(self, files: list[Path], size: tuple[int, int]):
+        self.files, self.size = files, tuple(size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        from robustok.data import open_image
+        from robustok.data.transforms import to_mode
+
+        img = to_mode(open_image(self.files[i]), 3)
+        if (img.size[1], img.size[0]) != self.size:
+            raise DataError(
+                f"{self.files[i]}: image size {img.size[1]}x{img.size[0]} differs from the set's "
+                f"{self.size[0]}x{self.size[1]}; all images must have one size"
+            )
+        return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy())

@@ -13,6 +13,7 @@ the store in a temporary sibling folder and renames it into place only when comp
 the un-augmented image, view 1 its horizontal flip, views >= 2 the paper's random resized crop (+ flip), seeded by
 (seed, view, index).
 """
+
 from __future__ import annotations
 
 import json
@@ -33,9 +34,21 @@ FORMAT = "robustok-tokens/1"
 STORAGES = ("npy", "wds")
 
 
-def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int = 1, seed: int = 0,
-                      batch_size: int = 256, shard_size: int = 100_000, limit: Optional[int] = None,
-                      source: str = "", progress: bool = True, storage: str = "npy", overwrite: bool = False) -> dict:
+def write_token_store(
+    tokenizer: Any,
+    dataset: Any,
+    out: str | Path,
+    views: int = 1,
+    seed: int = 0,
+    batch_size: int = 256,
+    shard_size: int = 100_000,
+    limit: Optional[int] = None,
+    source: str = "",
+    progress: bool = True,
+    storage: str = "npy",
+    overwrite: bool = False,
+    workers: int = 0,
+) -> dict:
     """Encode `dataset` (`views` augmented copies of its first `limit` images) with `tokenizer` into `out`.
 
     Discrete tokenizers store ids, continuous ones (`is_discrete == False`) store float16 latents plus their
@@ -43,13 +56,14 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
     Under `torchrun` the ranks encode strided batches and rank 0 cuts the shards (the same store as one
     process's, for map-style data). The store is built in a temporary sibling folder and renamed into place when
     complete; an existing non-empty `out` is refused unless `overwrite` (then replaced only at that rename).
-    Returns the manifest.
+    `workers` processes read and decode the images while the tokenizer encodes (the store is the same for any
+    number). Returns the manifest.
     """
     from tqdm import tqdm
 
     from robustok.distributed_outputs import sharded
-    from robustok.metrics.distributed import rank_world
     from robustok.hub import atomic_write_bytes
+    from robustok.metrics.distributed import rank_world
     from robustok.outputs import staged_output
     from robustok.train.faults import fault_point
 
@@ -67,13 +81,14 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
         if not isinstance(dataset, IterableDataset):
             items = (len(dataset) if limit is None else min(limit, len(dataset))) * views
             total = sum(min(batch_size, items - b * batch_size) for b in range(rank, -(-items // batch_size), world))
-        bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0,
-                   dynamic_ncols=True)
-        mine = encode_batches(tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar)
+        bar = tqdm(total=total, desc="pretokenize", unit="img", disable=not progress or rank != 0, dynamic_ncols=True)
+        mine = encode_batches(
+            tokenizer, dataset, views, seed, batch_size, limit, storage == "wds", rank, world, bar, workers
+        )
         writer = ShardWriter(staged.build, storage, kind.name, shard_size)
         grid: Optional[list[int]] = None
         channels, sums, max_label = 0, {}, -1
-        for _, a in sharded(staged.parts, mine):    # under torchrun: the ranks' batches, merged by rank 0
+        for _, a in sharded(staged.parts, mine):  # under torchrun: the ranks' batches, merged by rank 0
             writer.add(a["x"], a["y"], a.get("idx"))
             grid, channels = kind.grid(a["x"]), kind.channels(a["x"])
             kind.add_sums(sums, a)
@@ -84,29 +99,60 @@ def write_token_store(tokenizer: Any, dataset: Any, out: str | Path, views: int 
             writer.flush()
             if writer.count == 0:
                 raise DataError(f"{source or 'data set'}: no images to pretokenize")
-            manifest = _manifest(tokenizer, dataset, writer, kind, storage, grid, channels, sums, max_label, views,
-                                 source, seed)
+            manifest = _manifest(
+                tokenizer, dataset, writer, kind, storage, grid, channels, sums, max_label, views, source, seed
+            )
             atomic_write_bytes(staged.build / MANIFEST, json.dumps(manifest, indent=2).encode())
             staged.commit()
     return manifest if rank == 0 else read_manifest(out)
 
 
-def _manifest(tokenizer: Any, dataset: Any, writer: ShardWriter, kind: TokenKind, storage: str,
-              grid: list[int], channels: int, sums: dict, max_label: int, views: int, source: str,
-              seed: int) -> dict:
+def _manifest(
+    tokenizer: Any,
+    dataset: Any,
+    writer: ShardWriter,
+    kind: TokenKind,
+    storage: str,
+    grid: list[int],
+    channels: int,
+    sums: dict,
+    max_label: int,
+    views: int,
+    source: str,
+    seed: int,
+) -> dict:
     """The manifest of a finished store, with the kind's statistics (latents: the per-channel mean and std)."""
     count = writer.count
     num_classes = max(int(getattr(dataset, "num_classes", 0) or 0), max_label + 1)
-    manifest = {"format": FORMAT, "storage": storage, "kind": kind.name,
-                "tokenizer_fingerprint": tokenizer.fingerprint(),
-                "codebook_size": kind.codebook_field(tokenizer.codebook_size), "grid": grid,
-                "latent_channels": channels, "count": count, "views": views, "num_classes": num_classes,
-                "source": source, "seed": seed, "shards": writer.shards}
+    manifest = {
+        "format": FORMAT,
+        "storage": storage,
+        "kind": kind.name,
+        "tokenizer_fingerprint": tokenizer.fingerprint(),
+        "codebook_size": kind.codebook_field(tokenizer.codebook_size),
+        "grid": grid,
+        "latent_channels": channels,
+        "count": count,
+        "views": views,
+        "num_classes": num_classes,
+        "source": source,
+        "seed": seed,
+        "shards": writer.shards,
+    }
     return {**manifest, **kind.statistics(sums, count * grid[0] * grid[1])}
 
 
-def write_array_store(out: str | Path, kind: str, codes: np.ndarray, labels: np.ndarray, fingerprint: str,
-                      codebook_size: int, num_classes: int, source: str = "", extra: Optional[dict] = None) -> dict:
+def write_array_store(
+    out: str | Path,
+    kind: str,
+    codes: np.ndarray,
+    labels: np.ndarray,
+    fingerprint: str,
+    codebook_size: int,
+    num_classes: int,
+    source: str = "",
+    extra: Optional[dict] = None,
+) -> dict:
     """A complete one-shard npy token store of in-memory `codes` ((n, h, w) ids | (n, C, h, w) latents) and
     `labels` (-1: none) in the folder `out`, manifest last (the caller stages `out` and renames it into place).
     `extra`: more manifest fields (e.g. what made the tokens). Returns the manifest."""
@@ -118,10 +164,21 @@ def write_array_store(out: str | Path, kind: str, codes: np.ndarray, labels: np.
     writer = ShardWriter(out, "npy", kind, max(len(codes), 1))
     writer.add(codes, labels.astype(np.int32), None)
     writer.flush()
-    manifest = {"format": FORMAT, "storage": "npy", "kind": kind, "tokenizer_fingerprint": fingerprint,
-                "codebook_size": tk.codebook_field(codebook_size), "grid": tk.grid(codes),
-                "latent_channels": tk.channels(codes), "count": writer.count, "views": 1,
-                "num_classes": int(num_classes), "source": source, "shards": writer.shards, **(extra or {})}
+    manifest = {
+        "format": FORMAT,
+        "storage": "npy",
+        "kind": kind,
+        "tokenizer_fingerprint": fingerprint,
+        "codebook_size": tk.codebook_field(codebook_size),
+        "grid": tk.grid(codes),
+        "latent_channels": tk.channels(codes),
+        "count": writer.count,
+        "views": 1,
+        "num_classes": int(num_classes),
+        "source": source,
+        "shards": writer.shards,
+        **(extra or {}),
+    }
     atomic_write_bytes(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     return manifest
 
@@ -152,8 +209,10 @@ class _StoreInfo:
         self.dir = Path(directory)
         m = self.manifest = read_manifest(directory)
         if m.get("storage", "npy") != storage:
-            raise DataError(f"{self.dir / MANIFEST}: a {m.get('storage', 'npy')!r} store, not {storage!r}; "
-                            "open it with robustok.tokens.store.open_token_store")
+            raise DataError(
+                f"{self.dir / MANIFEST}: a {m.get('storage', 'npy')!r} store, not {storage!r}; "
+                "open it with robustok.tokens.store.open_token_store"
+            )
         check_fingerprint(m.get("tokenizer_fingerprint", ""), fingerprint or "", str(self.dir / MANIFEST))
         try:
             self.kind: str = m["kind"]
@@ -167,8 +226,9 @@ class _StoreInfo:
         self.fingerprint: str = m.get("tokenizer_fingerprint", "")
         self.offsets = np.cumsum([0] + self.counts)
         if self.offsets[-1] != int(m["count"]):
-            raise DataError(f"{self.dir / MANIFEST}: shard counts sum to {self.offsets[-1]}, "
-                            f"manifest says {m['count']}")
+            raise DataError(
+                f"{self.dir / MANIFEST}: shard counts sum to {self.offsets[-1]}, manifest says {m['count']}"
+            )
         return m
 
     @property
@@ -185,8 +245,10 @@ class _StoreInfo:
         if not np.issubdtype(y.dtype, np.integer):
             raise DataError(f"{where_labels or where}: labels must be integers, got dtype {y.dtype}")
         if y.size and (int(y.max()) >= max(self.num_classes, 0) or int(y.min()) < -1):
-            raise DataError(f"{where_labels or where}: labels span [{int(y.min())}, {int(y.max())}], outside [-1, "
-                            f"{self.num_classes}) (num_classes in the manifest)")
+            raise DataError(
+                f"{where_labels or where}: labels span [{int(y.min())}, {int(y.max())}], outside [-1, "
+                f"{self.num_classes}) (num_classes in the manifest)"
+            )
 
     def _tensor(self, row: np.ndarray) -> torch.Tensor:
         return self.token_kind.to_tensor(row)
@@ -210,11 +272,13 @@ class TokenDataset(_StoreInfo, Dataset):
             x, y = self._open(k)
             shape = self.entry_shape
             if x.shape != (self.counts[k], *shape) or y.shape != (self.counts[k],):
-                raise DataError(f"{self.dir / m['shards'][k]['data']}: shape {x.shape} does not match the manifest "
-                                f"({self.counts[k]}, {shape})")
+                raise DataError(
+                    f"{self.dir / m['shards'][k]['data']}: shape {x.shape} does not match the manifest "
+                    f"({self.counts[k]}, {shape})"
+                )
             if validate:
                 self._check_rows(str(self.dir / m["shards"][k]["data"]), x, y, str(self.dir / m["shards"][k]["labels"]))
-        self._data = [None] * len(self.counts)          # re-open lazily in each worker process
+        self._data = [None] * len(self.counts)  # re-open lazily in each worker process
         self._labels = [None] * len(self.counts)
 
     def _open(self, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -255,11 +319,19 @@ class TokenShards(_StoreInfo, IterableDataset):
     that every shard exists; each entry's shape and ids are checked as it is read (errors name the shard and the
     key).
     """
+
     rank: Optional[int] = None
     world: Optional[int] = None
 
-    def __init__(self, directory: str | Path, fingerprint: Optional[str] = None, seed: int = 0,
-                 shuffle: bool = True, repeat: bool = True, buffer: int = 2000):
+    def __init__(
+        self,
+        directory: str | Path,
+        fingerprint: Optional[str] = None,
+        seed: int = 0,
+        shuffle: bool = True,
+        repeat: bool = True,
+        buffer: int = 2000,
+    ):
         m = self._read_header(directory, fingerprint, "wds")
         self.urls = [str(self.dir / sh["tar"]) for sh in m["shards"]]
         missing = [u for u in self.urls if not Path(u).is_file()]
@@ -278,8 +350,9 @@ class TokenShards(_StoreInfo, IterableDataset):
         rank, world = (rank if self.rank is None else self.rank), (world if self.world is None else self.world)
         readers, me = world * workers, rank * workers + worker
         if len(self) < readers:
-            raise DataError(f"{self.dir}: {len(self)} entries cannot feed {readers} readers ({world} ranks x "
-                            f"{workers} workers)")
+            raise DataError(
+                f"{self.dir}: {len(self)} entries cannot feed {readers} readers ({world} ranks x {workers} workers)"
+            )
         shares = [sum(self.counts[k::readers]) for k in range(readers)]
         if len(self.urls) >= readers and len(set(shares)) == 1:
             return self.urls[me::readers], 1, 0

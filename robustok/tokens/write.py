@@ -3,6 +3,7 @@
 `encode_batches` yields this rank's numbered batches (all of them in one process; a strided share under
 `torchrun`), so that rank 0 can merge every rank's batches in batch order and cut the same shards as one process.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -41,40 +42,75 @@ class _Views(Dataset):
         return (x.flip(-1) if view == 1 else x), y
 
 
-def _batches(dataset: Any, views: int, seed: int, batch_size: int, limit: Optional[int], permute: bool,
-             rank: int, world: int) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, Optional[np.ndarray]]]:
-    """This rank's (batch number, images, labels, item indices) batches; `permute`: items in a seeded random order
-    (for streamed stores, whose shuffle buffer alone would leave class-sorted folders in class runs).
+def _batches(
+    dataset: Any,
+    views: int,
+    seed: int,
+    batch_size: int,
+    limit: Optional[int],
+    permute: bool,
+    rank: int,
+    world: int,
+    workers: int = 0,
+    device: Any = None,
+) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, Optional[np.ndarray]]]:
+    """This rank's (batch number, images, labels, item indices) batches, read by `workers` processes through
+    `robustok.data.loader.image_batches`; `permute`: items in a seeded random order (for streamed stores, whose
+    shuffle buffer alone would leave class-sorted folders in class runs).
 
     Map-style data: batch b of the global order goes to rank b % world. Streams (wds:) split by rank themselves;
     their batches are numbered j * world + rank and carry no item indices."""
+    from robustok.data import eval_batches
+    from robustok.data.loader import image_batches
+
     if isinstance(dataset, IterableDataset):
         if views != 1:
             raise DataError("several views need a map-style data set (folder or fashion-mnist), not wds:")
-        from robustok.data import eval_batches
-        for j, (x, y) in enumerate(eval_batches(dataset, batch_size=batch_size, num_images=limit, rank=rank,
-                                                world=world)):
+        for j, (x, y) in enumerate(
+            eval_batches(
+                dataset,
+                batch_size=batch_size,
+                num_images=limit,
+                rank=rank,
+                world=world,
+                num_workers=workers,
+                device=device,
+            )
+        ):
             yield j * world + rank, x, y, None
         return
     n = len(dataset) if limit is None else min(limit, len(dataset))
     items = _Views(dataset, n, views, seed)
     order = np.random.default_rng([seed, 7]).permutation(len(items)) if permute else np.arange(len(items))
-    for b in range(rank, -(-len(order) // batch_size), world):
-        idx = order[b * batch_size:(b + 1) * batch_size]
-        pairs = [items[int(k)] for k in idx]
-        yield b, torch.stack([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs]), idx
+    numbers = range(rank, -(-len(order) // batch_size), world)
+    chunks = [order[b * batch_size : (b + 1) * batch_size] for b in numbers]
+    for b, idx, (x, y) in zip(numbers, chunks, image_batches(items, batches=chunks, workers=workers, device=device)):
+        yield b, x, y, idx
 
 
-def encode_batches(tokenizer: Any, dataset: Any, views: int, seed: int, batch_size: int, limit: Optional[int],
-                   permute: bool, rank: int = 0, world: int = 1, bar: Any = None
-                   ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+def encode_batches(
+    tokenizer: Any,
+    dataset: Any,
+    views: int,
+    seed: int,
+    batch_size: int,
+    limit: Optional[int],
+    permute: bool,
+    rank: int = 0,
+    world: int = 1,
+    bar: Any = None,
+    workers: int = 0,
+) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
     """(batch number, arrays) for this rank: `x` (ids or float16 latents), `y` (int32 labels), `idx` (item indices,
     map-style data only) and, for latents, `s1`/`s2` (per-channel sums of z and z^2, float64)."""
     kind = token_kind(kind_of_tokenizer(tokenizer))
     device = next(tokenizer.parameters(), torch.empty(0)).device
     with torch.no_grad():
-        for b, x, y, idx in _batches(dataset, views, seed, batch_size, limit, permute, rank, world):
-            out: dict[str, np.ndarray] = {"y": y.numpy().astype(np.int32), **kind.encode_batch(tokenizer, x.to(device))}
+        for b, x, y, idx in _batches(dataset, views, seed, batch_size, limit, permute, rank, world, workers, device):
+            out: dict[str, np.ndarray] = {
+                "y": y.cpu().numpy().astype(np.int32),
+                **kind.encode_batch(tokenizer, x.to(device)),
+            }
             if idx is not None:
                 out["idx"] = np.asarray(idx)
             if bar is not None:
@@ -111,11 +147,11 @@ class ShardWriter:
         if keys is None:
             keys = np.arange(self.count, self.count + len(arr))
         start = 0
-        while start < len(arr):             # split batches across shard boundaries
+        while start < len(arr):  # split batches across shard boundaries
             take = min(len(arr) - start, self.shard_size - self._buffered)
-            self._x.append(arr[start:start + take])
-            self._y.append(labels[start:start + take])
-            self._k.append(keys[start:start + take])
+            self._x.append(arr[start : start + take])
+            self._y.append(labels[start : start + take])
+            self._k.append(keys[start : start + take])
             self._buffered += take
             self.count += take
             start += take
@@ -133,6 +169,5 @@ class ShardWriter:
         else:
             save_npy(self.out / f"{stem}-{k:05d}.npy", xs)
             save_npy(self.out / f"labels-{k:05d}.npy", ys)
-            self.shards.append({"data": f"{stem}-{k:05d}.npy", "labels": f"labels-{k:05d}.npy",
-                                "count": int(len(xs))})
+            self.shards.append({"data": f"{stem}-{k:05d}.npy", "labels": f"labels-{k:05d}.npy", "count": int(len(xs))})
         self._x, self._y, self._k, self._buffered = [], [], [], 0

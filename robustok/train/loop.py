@@ -2,16 +2,17 @@
 
 The task contract (required members, optional hooks and their defaults) is stated in `robustok.train.task`.
 The loop owns: torch.distributed (torchrun; DDP on the model, averaged gradients for the discriminator),
-bf16 autocast on CUDA, gradient clipping, warm-up + cosine learning rate (a function of the step), EMA, per-step
-seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving; data order and
+the precision (`train.amp`: fp32 | bf16 autocast | auto, see `robustok.train.precision`; printed at the start,
+recorded in config.yaml), gradient clipping, warm-up + cosine learning rate (a function of the step), EMA,
+per-step seeding (so `--resume` gives the same subsequent losses; no RNG state needs saving; data order and
 augmentation derive from the step too), atomic checkpoints holding each rank's own buffers under torchrun,
 metrics.jsonl + TensorBoard, a tqdm bar, sample grids, and a lock on `run.dir` (one run at a time). Only finite
 weights are checkpointed; rows logged after the checkpoint a run resumes from are dropped from the logs.
 The final model goes to `<run.dir>/<kind>/` (`robustok.train.export` reads runs without knowing this layout).
 """
+
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import sys
@@ -27,13 +28,22 @@ from tqdm import tqdm
 from robustok.config import BatchOptions, RunConfig, TrainConfig, save_config
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.train import dist as rdist
-from robustok.train.checkpoint import (clean_stale, last_finite_checkpoint, latest_checkpoint, load_checkpoint,
-                                       load_rank_buffers, prune, rank_buffers, save_checkpoint)
+from robustok.train.checkpoint import (
+    clean_stale,
+    last_finite_checkpoint,
+    latest_checkpoint,
+    load_checkpoint,
+    load_rank_buffers,
+    prune,
+    rank_buffers,
+    save_checkpoint,
+)
 from robustok.train.estimate import ThroughputProbe
 from robustok.train.faults import fault_point
 from robustok.train.lock import run_lock
-from robustok.train.reproducible import make_deterministic
 from robustok.train.logging import MetricsLogger, save_grid
+from robustok.train.precision import autocast, resolve_precision
+from robustok.train.reproducible import make_deterministic
 from robustok.train.task import Task
 
 
@@ -64,15 +74,9 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
         e.copy_(b)
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
-    use = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
-    if cfg.amp not in ("auto", "bf16", "off"):
-        raise RobustokError(f"train.amp must be auto, bf16 or off, got {cfg.amp!r}")
-    return torch.autocast(device.type, dtype=torch.bfloat16) if use else contextlib.nullcontext()
-
-
-def train(task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full_config: Any = None,
-          resume: bool = False) -> Path:
+def train(
+    task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full_config: Any = None, resume: bool = False
+) -> Path:
     """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
     if not isinstance(task, Task):
         raise TypeError(f"train(): the task must subclass robustok.train.task.Task, got {type(task).__name__}")
@@ -85,8 +89,15 @@ def train(task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full
         return _train_locked(task, run, cfg, data, full_config, resume, info)
 
 
-def _restore(task: Task, run_dir: Path, modules: dict[str, nn.Module], opts: dict[str, Any], resume: bool,
-             keep: int, info: rdist.DistInfo) -> int:
+def _restore(
+    task: Task,
+    run_dir: Path,
+    modules: dict[str, nn.Module],
+    opts: dict[str, Any],
+    resume: bool,
+    keep: int,
+    info: rdist.DistInfo,
+) -> int:
     """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step.
 
     Checkpoints of earlier versions also hold an `rng` entry; it is not needed (every step reseeds) and ignored.
@@ -96,8 +107,10 @@ def _restore(task: Task, run_dir: Path, modules: dict[str, nn.Module], opts: dic
     ckpt = latest_checkpoint(run_dir)
     if not resume:
         if ckpt is not None:
-            raise RobustokError(f"{run_dir} already holds checkpoints ({ckpt.name}); pass --resume to continue "
-                                "that run, or choose a new run.dir (nothing was overwritten)")
+            raise RobustokError(
+                f"{run_dir} already holds checkpoints ({ckpt.name}); pass --resume to continue "
+                "that run, or choose a new run.dir (nothing was overwritten)"
+            )
         return 0
     if ckpt is None:
         if info.is_main:
@@ -105,9 +118,11 @@ def _restore(task: Task, run_dir: Path, modules: dict[str, nn.Module], opts: dic
         return 0
     state = load_checkpoint(ckpt, modules)
     if info.rank > 0 and not load_rank_buffers(ckpt, modules, info.rank):
-        print(f"note: {ckpt} holds no state of rank {info.rank} (saved by another number of processes or an "
-              "earlier version): this rank continues from rank 0's buffers, not bitwise as an uninterrupted run",
-              file=sys.stderr)
+        print(
+            f"note: {ckpt} holds no state of rank {info.rank} (saved by another number of processes or an "
+            "earlier version): this rank continues from rank 0's buffers, not bitwise as an uninterrupted run",
+            file=sys.stderr,
+        )
     for key, o in opts.items():
         if o is not None and key in state:
             o.load_state_dict(state[key])
@@ -121,12 +136,21 @@ def _restore(task: Task, run_dir: Path, modules: dict[str, nn.Module], opts: dic
 
 def _diverged(run_dir: Path, what: str, step: int, out: dict) -> RobustokError:
     values = {k: float(v.detach().float().mean()) if torch.is_tensor(v) else v for k, v in out.items()}
-    return RobustokError(f"{what} at step {step} ({values}); nothing was saved for this step; last good (finite) "
-                         f"checkpoint: {last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.")
+    return RobustokError(
+        f"{what} at step {step} ({values}); nothing was saved for this step; last good (finite) "
+        f"checkpoint: {last_finite_checkpoint(run_dir)}. Lower train.lr or check the data."
+    )
 
 
-def _save(task: Task, run: RunConfig, run_dir: Path, done: int, modules: dict[str, nn.Module],
-          opts: dict[str, Any], ranks: Optional[list] = None) -> None:
+def _save(
+    task: Task,
+    run: RunConfig,
+    run_dir: Path,
+    done: int,
+    modules: dict[str, nn.Module],
+    opts: dict[str, Any],
+    ranks: Optional[list] = None,
+) -> None:
     state = {"step": done, **{k: o.state_dict() for k, o in opts.items() if o is not None}}
     extra = task.checkpoint_state()
     if extra is not None:
@@ -134,8 +158,10 @@ def _save(task: Task, run: RunConfig, run_dir: Path, done: int, modules: dict[st
     try:
         save_checkpoint(run_dir, done, modules, state, run.keep_checkpoints, ranks)
     except CheckpointError as err:
-        raise RobustokError(f"training diverged: {err}; last good (finite) checkpoint: "
-                            f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data.") from None
+        raise RobustokError(
+            f"training diverged: {err}; last good (finite) checkpoint: "
+            f"{last_finite_checkpoint(run_dir)}. Lower train.lr or check the data."
+        ) from None
 
 
 def _optimisers(task: Task, model: nn.Module, disc: Optional[nn.Module], cfg: TrainConfig):
@@ -146,8 +172,9 @@ def _optimisers(task: Task, model: nn.Module, disc: Optional[nn.Module], cfg: Tr
     disc_opt = None
     if disc is not None:
         disc_lr = task.disc_lr if task.disc_lr is not None else cfg.lr
-        disc_opt = torch.optim.AdamW(disc.parameters(), lr=disc_lr, betas=tuple(cfg.betas),
-                                     weight_decay=task.disc_weight_decay)
+        disc_opt = torch.optim.AdamW(
+            disc.parameters(), lr=disc_lr, betas=tuple(cfg.betas), weight_decay=task.disc_weight_decay
+        )
     return params, opt, disc_opt
 
 
@@ -160,19 +187,22 @@ class _Run:
     cfg: TrainConfig
     info: rdist.DistInfo
     run_dir: Path
-    model: nn.Module                 # the unwrapped model (what the task's `inner` is)
+    model: nn.Module  # the unwrapped model (what the task's `inner` is)
     disc: Optional[nn.Module]
     ema: Optional[nn.Module]
-    shown: nn.Module                 # previews, evaluation, export: the EMA unless the task's eval_ema is False
+    shown: nn.Module  # previews, evaluation, export: the EMA unless the task's eval_ema is False
     params: list
     opt: torch.optim.Optimizer
     disc_opt: Optional[torch.optim.Optimizer]
-    base_lrs: list                   # (optimiser, its configured lr), read before a resume restores its state
+    base_lrs: list  # (optimiser, its configured lr), read before a resume restores its state
 
     @property
     def modules(self) -> dict[str, nn.Module]:
-        return {"model": self.model, **({"ema": self.ema} if self.ema is not None else {}),
-                **({"disc": self.disc} if self.disc is not None else {})}
+        return {
+            "model": self.model,
+            **({"ema": self.ema} if self.ema is not None else {}),
+            **({"disc": self.disc} if self.disc is not None else {}),
+        }
 
     @property
     def opts(self) -> dict[str, Any]:
@@ -192,8 +222,18 @@ def _setup(task: Task, run: RunConfig, cfg: TrainConfig, info: rdist.DistInfo) -
     return _Run(task, run, cfg, info, Path(run.dir), model, disc, ema, shown, params, opt, disc_opt, base_lrs)
 
 
-def _train_locked(task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full_config: Any, resume: bool,
-                  info: rdist.DistInfo) -> Path:
+def _train_locked(
+    task: Task,
+    run: RunConfig,
+    cfg: TrainConfig,
+    data: BatchOptions,
+    full_config: Any,
+    resume: bool,
+    info: rdist.DistInfo,
+) -> Path:
+    cfg.amp, why = resolve_precision(cfg.amp, info.device)  # config.yaml records the choice: bf16 | fp32
+    if info.is_main:
+        print(f"precision: {cfg.amp} ({why})")
     r = _setup(task, run, cfg, info)
     start = _restore(task, r.run_dir, r.modules, r.opts, resume, run.keep_checkpoints, info)
     if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
@@ -205,8 +245,9 @@ def _train_locked(task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptio
     wrapped: nn.Module = r.model
     if info.world > 1:
         device = info.device
-        wrapped = nn.parallel.DistributedDataParallel(r.model, device_ids=[device.index] if device.type == "cuda"
-                                                      else None)
+        wrapped = nn.parallel.DistributedDataParallel(
+            r.model, device_ids=[device.index] if device.type == "cuda" else None
+        )
     forward_model = torch.compile(wrapped) if cfg.compile else wrapped
     batches = task.batches(data.batch_size, run.seed, info.rank, info.world, start, data.num_workers)
     batches = ThroughputProbe(cfg.steps, start, info.device, info.world, enabled=info.is_main).wrap(batches)
@@ -219,8 +260,13 @@ def _steps(r: _Run, forward_model: nn.Module, batches, start: int) -> None:
     task, run, cfg, info, device = r.task, r.run, r.cfg, r.info, r.info.device
     min_ratio = cfg.min_lr / cfg.lr if cfg.lr > 0 else 0.0
     logger = MetricsLogger(r.run_dir, enabled=info.is_main, start_step=start)
-    bar = tqdm(total=cfg.steps, initial=start, disable=not (info.is_main and run.progress), dynamic_ncols=True,
-               desc=f"train {task.kind}")
+    bar = tqdm(
+        total=cfg.steps,
+        initial=start,
+        disable=not (info.is_main and run.progress),
+        dynamic_ncols=True,
+        desc=f"train {task.kind}",
+    )
     acc: dict[str, float] = {}
     n_acc, t0, images = 0, time.time(), 0
     r.model.train()
@@ -254,7 +300,7 @@ def _steps(r: _Run, forward_model: nn.Module, batches, start: int) -> None:
 def _update(r: _Run, forward_model: nn.Module, batch: list, step: int) -> tuple[dict, torch.Tensor]:
     """One optimisation step (model, discriminator, EMA); returns the task's outputs and the gradient norm."""
     cfg = r.cfg
-    with _autocast(cfg, r.info.device):
+    with autocast(cfg.amp, r.info.device):
         out = r.task.step(forward_model, batch, step, r.model)
     loss = out["loss"]
     if not torch.isfinite(loss.detach()).all():
