@@ -13,7 +13,7 @@ is reported as a `DataError` naming the file, the same error as without workers.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional, Protocol, Sequence
+from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
@@ -152,7 +152,7 @@ def image_batches(
     dataset: Any,
     batch_size: int = 100,
     *,
-    batches: Optional[Sequence[Sequence[int]]] = None,
+    batches: Optional[Sequence[Iterable[int]]] = None,  # lists or integer arrays of item indices
     num_images: Optional[int] = None,
     rank: int = 0,
     world: int = 1,
