@@ -161,5 +161,6 @@ def run_stats(args: argparse.Namespace) -> int:
         return 0
     note_fewer(args.num_images, s.stats.n, args.spec)
     save_stats(args.out, s, net.name)
-    print(f"wrote {args.out}: {net.name} statistics of {s.stats.n} images ({s.image_size[0]}x{s.image_size[1]})")
+    size = f" ({s.image_size[0]}x{s.image_size[1]})" if s.image_size is not None else ""  # None: from a stats file
+    print(f"wrote {args.out}: {net.name} statistics of {s.stats.n} images{size}")
     return 0

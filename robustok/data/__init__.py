@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Protocol, cast
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
@@ -18,6 +18,16 @@ from robustok.data.datasets import (
 from robustok.data.loader import default_workers, image_batches, workers_for
 from robustok.data.transforms import from_uint8, to_uint8
 from robustok.errors import DataError
+
+
+class SeededStream(Protocol):
+    """What `train_batches`/`eval_batches` set on an `IterableDataset` (`WebDatasetShards`, `TokenShards`)."""
+
+    seed: int
+    rank: Optional[int]
+    world: Optional[int]
+    repeat: bool
+
 
 __all__ = [
     "build_dataset",
@@ -44,7 +54,9 @@ def train_batches(
             raise DataError(f"global batch {global_batch} is not divisible by the {world} ranks")
         # streams are reseeded (not replayed) on resume; rank/world are given explicitly because data-loader
         # workers started by spawn do not see the process group
-        dataset.seed, dataset.rank, dataset.world = seed * 1_000_003 + start_step, rank, world
+        # cast: torch's IterableDataset type cannot say that every stream given here is a SeededStream
+        stream = cast(SeededStream, dataset)
+        stream.seed, stream.rank, stream.world = seed * 1_000_003 + start_step, rank, world
         loader = DataLoader(dataset, batch_size=global_batch // world, num_workers=num_workers, drop_last=True)
     else:
         sampler = GlobalBatchSampler(len(dataset), global_batch, seed, rank, world, start_step)
@@ -76,7 +88,7 @@ def eval_batches(
         num_workers = default_workers() if num_workers is None else num_workers
         ds = spec_or_dataset
     if isinstance(ds, IterableDataset):  # streams split by rank themselves: this rank's share of the limit
-        ds.repeat = False
+        cast(SeededStream, ds).repeat = False  # cast: as in train_batches
         if num_images is not None and world > 1:
             num_images = len(range(rank, num_images, world))
     yield from image_batches(

@@ -157,7 +157,11 @@ class WebDatasetShards(IterableDataset):
     """WebDataset tar shards with `.png`/`.jpg`/`.jpeg` images and optional `.cls` labels, split by rank and worker.
 
     An endless, shuffled stream (the shuffle seed depends on the run seed and the step it starts from).
+    `rank`/`world` are set by `train_batches` (the rank split itself follows the process group).
     """
+
+    rank: Optional[int] = None
+    world: Optional[int] = None
 
     def __init__(
         self,
@@ -215,7 +219,12 @@ class WebDatasetShards(IterableDataset):
         """The decoded, cropped image of one sample and its label (-1 if none)."""
         key = sample.get("__key__", "?")
         img = to_mode(self._image(sample), self.channels)
-        img = random_crop(img, self.resolution, rng) if self.train else center_crop(img, self.resolution)
+        if self.train:
+            if rng is None:
+                raise ValueError("WebDatasetShards.item: a training (random-crop) item needs an `rng`")
+            img = random_crop(img, self.resolution, rng)
+        else:
+            img = center_crop(img, self.resolution)
         return to_tensor(img), _label(sample, key)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:

@@ -13,7 +13,7 @@ is reported as a `DataError` naming the file, the same error as without workers.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Protocol, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
@@ -51,10 +51,18 @@ class _Failure:
         self.message = message
 
 
+class MapDataset(Protocol):
+    """A map-style data set with a length (folders, Fashion-MNIST, `.npz` samples)."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: Any) -> Any: ...
+
+
 class _Checked(Dataset):
     """Items of a map-style data set, with a `DataError` turned into a `_Failure`."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: MapDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -144,7 +152,7 @@ def image_batches(
     dataset: Any,
     batch_size: int = 100,
     *,
-    batches: Optional[Sequence[Sequence[int]]] = None,
+    batches: Optional[Sequence[Iterable[int]]] = None,  # lists or integer arrays of item indices
     num_images: Optional[int] = None,
     rank: int = 0,
     world: int = 1,

@@ -91,7 +91,7 @@ def source_stats(
                 f"have {net.dim}: computed with another feature network?"
             )
         with np.load(spec) as data:
-            size = tuple(int(v) for v in data["image_size"]) if "image_size" in data.files else None
+            size = _image_size(data["image_size"], spec) if "image_size" in data.files else None
             name = str(data["features"]) if "features" in data.files else None
         if name is not None and name != net.name:
             raise DataError(f"{spec}: statistics were computed with '{name}' features, not '{net.name}'")
@@ -104,6 +104,14 @@ def source_stats(
     return extract(src.batches(batch_size, rank, world), net, spec, keep_features, keep_logits)
 
 
+def _image_size(value: np.ndarray, spec: str) -> tuple[int, int]:
+    """The (H, W) stored in a statistics file."""
+    dims = [int(v) for v in np.ravel(value)]
+    if len(dims) != 2:
+        raise DataError(f"{spec}: image_size must hold 2 values (H, W), got {dims}")
+    return dims[0], dims[1]
+
+
 def save_stats(path: str, s: SetStats, features: str) -> None:
     """Write `mu`, `sigma` (ADM-compatible) plus `num_images`, `features`, `image_size`."""
     from pathlib import Path
@@ -111,10 +119,16 @@ def save_stats(path: str, s: SetStats, features: str) -> None:
     from robustok.hub import atomic_file
 
     extra = {"image_size": np.array(s.image_size)} if s.image_size else {}
-    path = Path(path if str(path).endswith(".npz") else f"{path}.npz")  # as np.savez names it
-    with atomic_file(path) as f:  # written under a temporary name, then renamed
+    out = Path(path if str(path).endswith(".npz") else f"{path}.npz")  # as np.savez names it
+    with atomic_file(out) as f:  # written under a temporary name, then renamed
+        # numpy's stubs match **extra against savez's allow_pickle: bool keyword (extra only holds image_size)
         np.savez(
-            f, mu=s.stats.mu, sigma=s.stats.sigma, num_images=np.int64(s.stats.n), features=np.array(features), **extra
+            f,
+            mu=s.stats.mu,
+            sigma=s.stats.sigma,
+            num_images=np.int64(s.stats.n),
+            features=np.array(features),
+            **extra,  # type: ignore[arg-type]
         )
 
 

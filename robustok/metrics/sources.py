@@ -114,7 +114,8 @@ class ImageSource:
         else:
             yield from self._spec_batches(batch_size, rank, world)
 
-    def _check_size(self, size: tuple[int, int], where: str) -> None:
+    def _check_size(self, size: tuple[int, int], where: str) -> tuple[int, int]:
+        """The set's (H, W): `size` for the first batch, else checked to be the same."""
         if self.image_size is None:
             self.image_size = size
         elif self.image_size != size:
@@ -122,6 +123,7 @@ class ImageSource:
                 f"{where}: image size {size[0]}x{size[1]} differs from the set's "
                 f"{self.image_size[0]}x{self.image_size[1]}; all images must have one size"
             )
+        return self.image_size
 
     def _array_batches(self, arr: np.ndarray, batch_size: int, rank: int, world: int):
         n = len(arr) if self.num_images is None else min(self.num_images, len(arr))
@@ -140,8 +142,8 @@ class ImageSource:
         if self.num_images is not None:
             files = files[: self.num_images]
         first = open_image(files[0])
-        self._check_size((first.size[1], first.size[0]), str(files[0]))
-        images = FolderImages(files, self.image_size)
+        size = self._check_size((first.size[1], first.size[0]), str(files[0]))
+        images = FolderImages(files, size)
         for batch in image_batches(
             images, batch_size, rank=rank, world=world, workers=workers_for(self.spec, self.workers)
         ):
@@ -163,7 +165,7 @@ class ImageSource:
             world=world,
             num_workers=self.workers,
         ):
-            self._check_size(tuple(x.shape[-2:]), self.spec)
+            self._check_size((int(x.shape[-2]), int(x.shape[-1])), self.spec)
             yield to_uint8(x)
 
 

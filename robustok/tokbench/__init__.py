@@ -10,8 +10,9 @@ interrupted run continues where it stopped.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -154,7 +155,7 @@ def _gfid(entry: Entry, gen_path: str, spec: BenchmarkSpec, features, reference)
     from robustok.tokenizer.loading import load_tokenizer
 
     gen, tok = load_generator(gen_path).eval(), load_tokenizer(entry.path)
-    result = {}
+    result: dict[str, Any] = {}
     for key, scale in (("gfid_nocfg", 1.0), ("gfid_cfg", spec.cfg)):
         sets = [decoded_fid(tok, sample_tokens(gen, spec.gen_images, scale, s), features, reference) for s in (0, 1)]
         result[key], result[f"{key}_sets"], result[f"{key}_noise"] = float(np.mean(sets)), sets, abs(sets[0] - sets[1])
@@ -205,7 +206,7 @@ def benchmark_tokenizer(
             f"generator-{entry.name}-seed{seed}",
             key,
             fresh,
-            lambda seed=seed: _train_generator(entry, spec, out, seed, workers),
+            partial(_train_generator, entry, spec, out, seed, workers),
         )
         g = cached(
             out,
@@ -218,7 +219,7 @@ def benchmark_tokenizer(
                 "features": spec.features,
             },
             fresh,
-            lambda gen_path=gen_path: _gfid(entry, gen_path, spec, features, reference),
+            partial(_gfid, entry, gen_path, spec, features, reference),
         )
         per_seed.append(g)
         log(
@@ -236,13 +237,13 @@ def benchmark_tokenizer(
         "codebook_usage": metrics["codebook_usage"],
         "per_seed": per_seed,
     }
-    for key in ENDPOINTS:
-        values = [g[key] for g in per_seed]
-        row[key], row[f"{key}_seed_sd"] = (
+    for endpoint in ENDPOINTS:
+        values = [g[endpoint] for g in per_seed]
+        row[endpoint], row[f"{endpoint}_seed_sd"] = (
             float(np.mean(values)),
             (float(np.std(values, ddof=1)) if len(values) > 1 else None),
         )
-        row[f"{key}_noise"] = float(np.mean([g[f"{key}_noise"] for g in per_seed]))
+        row[f"{endpoint}_noise"] = float(np.mean([g[f"{endpoint}_noise"] for g in per_seed]))
     return row
 
 

@@ -87,7 +87,8 @@ def write_token_store(
         )
         writer = ShardWriter(staged.build, storage, kind.name, shard_size)
         grid: Optional[list[int]] = None
-        channels, sums, max_label = 0, {}, -1
+        channels, max_label = 0, -1
+        sums: dict[str, Any] = {}
         for _, a in sharded(staged.parts, mine):  # under torchrun: the ranks' batches, merged by rank 0
             writer.add(a["x"], a["y"], a.get("idx"))
             grid, channels = kind.grid(a["x"]), kind.channels(a["x"])
@@ -97,7 +98,7 @@ def write_token_store(
         bar.close()
         if rank == 0:
             writer.flush()
-            if writer.count == 0:
+            if writer.count == 0 or grid is None:
                 raise DataError(f"{source or 'data set'}: no images to pretokenize")
             manifest = _manifest(
                 tokenizer, dataset, writer, kind, storage, grid, channels, sums, max_label, views, source, seed

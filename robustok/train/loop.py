@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 from torch import nn
@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from robustok.config import BatchOptions, RunConfig, TrainConfig, save_config
 from robustok.errors import CheckpointError, ConfigError, RobustokError
+from robustok.hub import Pretrained
 from robustok.train import dist as rdist
 from robustok.train.checkpoint import (
     clean_stale,
@@ -70,8 +71,8 @@ def ema_decay_at(step: int, decay: float) -> float:
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p.detach(), 1 - decay)
-    for e, b in zip(ema.buffers(), model.buffers()):
-        e.copy_(b)
+    for eb, b in zip(ema.buffers(), model.buffers()):
+        eb.copy_(b)
 
 
 def train(
@@ -168,14 +169,20 @@ def _optimisers(task: Task, model: nn.Module, disc: Optional[nn.Module], cfg: Tr
     """The trained parameters, AdamW for them (and for the discriminator, if any)."""
     chosen = task.trainable_parameters()
     params = list(chosen) if chosen is not None else [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+    betas = _betas(cfg)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=betas, weight_decay=cfg.weight_decay)
     disc_opt = None
     if disc is not None:
         disc_lr = task.disc_lr if task.disc_lr is not None else cfg.lr
-        disc_opt = torch.optim.AdamW(
-            disc.parameters(), lr=disc_lr, betas=tuple(cfg.betas), weight_decay=task.disc_weight_decay
-        )
+        disc_opt = torch.optim.AdamW(disc.parameters(), lr=disc_lr, betas=betas, weight_decay=task.disc_weight_decay)
     return params, opt, disc_opt
+
+
+def _betas(cfg: TrainConfig) -> tuple[float, float]:
+    """AdamW's (beta1, beta2) from `train.betas`."""
+    if len(cfg.betas) != 2:
+        raise ConfigError(f"train.betas must hold 2 values (beta1, beta2), got {list(cfg.betas)}")
+    return cfg.betas[0], cfg.betas[1]
 
 
 @dataclass
@@ -187,10 +194,10 @@ class _Run:
     cfg: TrainConfig
     info: rdist.DistInfo
     run_dir: Path
-    model: nn.Module  # the unwrapped model (what the task's `inner` is)
+    model: Pretrained  # the unwrapped model (what the task's `inner` is)
     disc: Optional[nn.Module]
-    ema: Optional[nn.Module]
-    shown: nn.Module  # previews, evaluation, export: the EMA unless the task's eval_ema is False
+    ema: Optional[Pretrained]
+    shown: Pretrained  # previews, evaluation, export: the EMA unless the task's eval_ema is False
     params: list
     opt: torch.optim.Optimizer
     disc_opt: Optional[torch.optim.Optimizer]
@@ -211,7 +218,11 @@ class _Run:
 
 def _setup(task: Task, run: RunConfig, cfg: TrainConfig, info: rdist.DistInfo) -> _Run:
     """Move the task's modules to the device, build optimisers and the EMA."""
-    model: nn.Module = task.model.to(info.device)
+    model = task.model.to(info.device)
+    if not isinstance(model, Pretrained):  # exported with save_pretrained at the end
+        raise ConfigError(
+            f"task '{task.kind}': its model ({type(model).__name__}) must be a robustok.hub.Pretrained model"
+        )
     disc = task.disc
     if disc is not None:
         disc.to(info.device)
@@ -248,7 +259,8 @@ def _train_locked(
         wrapped = nn.parallel.DistributedDataParallel(
             r.model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    forward_model = torch.compile(wrapped) if cfg.compile else wrapped
+    # cast: torch.compile of a Module returns an OptimizedModule (an nn.Module); its stubs say only "callable"
+    forward_model = cast(nn.Module, torch.compile(wrapped)) if cfg.compile else wrapped
     batches = task.batches(data.batch_size, run.seed, info.rank, info.world, start, data.num_workers)
     batches = ThroughputProbe(cfg.steps, start, info.device, info.world, enabled=info.is_main).wrap(batches)
     _steps(r, forward_model, batches, start)
@@ -312,6 +324,8 @@ def _update(r: _Run, forward_model: nn.Module, batch: list, step: int) -> tuple[
         raise _diverged(r.run_dir, "non-finite gradient", step, out)
     r.opt.step()
     if r.disc is not None and "disc_loss" in out:
+        if r.disc_opt is None:
+            raise RobustokError("internal: a discriminator without an optimiser")
         _disc_update(r.disc, r.disc_opt, out["disc_loss"], cfg.grad_clip)
     if r.ema is not None:
         update_ema(r.ema, r.model, ema_decay_at(step, cfg.ema_decay) if r.task.ema_warmup else cfg.ema_decay)
@@ -351,7 +365,7 @@ def _preview(task: Task, model: nn.Module, batch: Any, path: Path) -> None:
         save_grid(grid, path, nrow=task.preview_nrow, scale=2 if grid.shape[-1] <= 64 else 1)
 
 
-def _export(task: Task, final: nn.Module, run_dir: Path, info: rdist.DistInfo) -> Path:
+def _export(task: Task, final: Pretrained, run_dir: Path, info: rdist.DistInfo) -> Path:
     """Save the final weights (the EMA if enabled, unless the task's `eval_ema` is False) to `<run_dir>/<kind>/`
     and any task extras."""
     from robustok.train.export import final_model_dir
