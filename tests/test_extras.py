@@ -43,3 +43,11 @@ def test_training_logs_without_tensorboard_say_so(monkeypatch, tmp_path, caplog)
     log.close()
     assert log.tb is None and (tmp_path / "metrics.jsonl").read_text().count("loss") == 1
     assert "pip install 'robustok[tensorboard]'" in caplog.text
+
+
+def test_wds_data_without_webdataset_names_the_extra(monkeypatch, tmp_path):
+    from robustok.data.datasets import WebDatasetShards
+
+    _hide(monkeypatch, "webdataset")
+    with pytest.raises(MissingExtraError, match=r"pip install 'robustok\[wds\]'"):
+        WebDatasetShards(str(tmp_path / "shard-{000..001}.tar"), 32, 1)

@@ -27,6 +27,7 @@ from robustok.data.fashion_mnist import load_fashion_mnist
 from robustok.data.spec import parse_data_spec
 from robustok.data.transforms import center_crop, random_crop, to_mode, to_tensor
 from robustok.errors import DataError
+from robustok.extras import require
 from robustok.registry import Registry
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".JPEG"}
@@ -173,7 +174,7 @@ class WebDatasetShards(IterableDataset):
         num_classes: int = 0,
         repeat: bool = True,
     ):
-        import webdataset as wds
+        wds = require("webdataset", "wds: shard data sets")
 
         self.pattern, self.resolution, self.channels, self.train = pattern, resolution, channels, train
         self.seed, self.num_classes, self.repeat = seed, num_classes, repeat
@@ -184,7 +185,7 @@ class WebDatasetShards(IterableDataset):
 
     def first_image(self) -> Image.Image:
         """The first image of the first shard, in its own mode."""
-        import webdataset as wds
+        wds = require("webdataset", "wds: shard data sets")
 
         ds = wds.WebDataset(self.urls[:1], shardshuffle=False, empty_check=False)
         for sample in _checked(ds, self.pattern):
@@ -199,7 +200,7 @@ class WebDatasetShards(IterableDataset):
         return open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw)
 
     def _pipeline(self, shuffle: bool, split_workers: bool):
-        import webdataset as wds
+        wds = require("webdataset", "wds: shard data sets")
 
         return wds.WebDataset(
             self.urls,

@@ -26,6 +26,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.errors import DataError
+from robustok.extras import require
 from robustok.tokens.kinds import TokenKind, check_fingerprint, kind_of_tokenizer, token_kind
 from robustok.tokens.write import ShardWriter, encode_batches
 
@@ -377,7 +378,7 @@ class TokenShards(_StoreInfo, IterableDataset):
         return self._tensor(row), label
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
-        import webdataset as wds
+        wds = require("webdataset", "WebDataset token stores")
 
         from robustok.data.datasets import _PyRandom
 

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from robustok.errors import DataError
+from robustok.extras import require
 from robustok.tokens.kinds import kind_of_tokenizer, token_kind
 
 
@@ -121,7 +122,7 @@ def encode_batches(
 def _save_tar(path: Path, stem: str, xs: np.ndarray, ys: np.ndarray, keys: np.ndarray) -> None:
     """One WebDataset shard, written under a temporary name and then renamed; each entry's key is its item
     index (view * images + image, see `_Views`)."""
-    import webdataset as wds
+    wds = require("webdataset", "WebDataset token stores (--format wds)")
 
     from robustok.hub import atomic_file
 
