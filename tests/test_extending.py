@@ -55,7 +55,7 @@ def test_walkthrough_runs_from_outside_the_package(tmp_path):
     assert images.shape == (256, 32, 32, 1)
     manifest = json.loads((runs / "stripes-pairs" / "manifest.json").read_text())
     assert manifest["generator"] == "table" and manifest["sigma"] == 0.7
-    assert manifest["sampling"] == {"cfg": 1.0, "temperature": 1.0}
+    assert manifest["sampling"] == {"cfg": 1.0, "precision": "fp32", "temperature": 1.0}
 
 
 def test_plugin_errors_name_the_variable(tmp_path, monkeypatch):

@@ -227,4 +227,8 @@ def test_toy_generator_through_the_cli(tmp_path):
     )
     store = PairStore(t / "pairs", tiny16_tokenizer("vq"))
     assert store.kind == "ids" and store.generated.shape == (8, 8, 8) and store.eval_generated.shape == (4, 8, 8)
-    assert store.manifest["generator"] == "toy-table" and store.manifest["sampling"] == {"cfg": 1.0, "temperature": 0.5}
+    assert store.manifest["generator"] == "toy-table" and store.manifest["sampling"] == {
+        "cfg": 1.0,
+        "precision": "fp32",
+        "temperature": 0.5,
+    }
