@@ -31,6 +31,7 @@ def _cmd(run_dir, nproc, *extra):
         "run.log_every=1",
         "data.batch_size=8",
         "model.dead_code_threshold=0",
+        "train.amp=fp32",  # equal to 1 process up to fp32 rounding; bf16 (auto on CPUs with bf16 units) rounds more
         *TINY_MODEL,
         *extra,
     ]
