@@ -14,6 +14,11 @@ changes none of them. Each finished (pair count, seed) is recorded as its own sm
 `--summarize` builds `experiments/results/posttrain-pairs.json` (endpoints, dose-response, realised MDE and the
 scored predictions) from those files.
 
+Precision (not named by the design; fixed here, before any result was seen): the primary runs train in fp32
+(`train.amp=fp32`), as E2 did, because E2's seed sd sized the detectable effects and E2's runs are the evidence
+behind the predictions. `train.amp=auto` (bf16 on this CPU) became the shipped default after E2; the same 12 runs
+in bf16 (`--amp bf16`, files `*-bf16.json`) are reported beside, not judged on.
+
 Design
 - Models: the committed `experiments/models/baseline-s0` tokenizer (rFID-fmnist 3.67) and its 2000-step AR
   generator (gFID-fmnist 11.11 at CFG 5, power schedule 1.15: `posttrain-dose.json`, arm gen2000-cfg5), as E2.
@@ -76,6 +81,7 @@ GUIDANCE = ("--cfg", "5", "--cfg-schedule", "power", "--cfg-power", "1.15")
 RECIPE = "configs/posttrain/fmnist-authors.yaml"
 PREDICTIONS = ROOT / "experiments" / "predictions" / "issue21.json"
 PER_RUN = ROOT / "experiments" / "results" / "posttrain-pairs"
+AMP_SUFFIX = {"fp32": "", "bf16": "-bf16"}  # fp32: the primary runs; bf16: the shipped CPU default, beside
 RESULT = ROOT / "experiments" / "results" / "posttrain-pairs.json"
 ALPHA_T = {2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447}  # two-sided 95% t quantiles by degrees of freedom
 
@@ -84,9 +90,10 @@ def arm(n: int) -> str:
     return f"pairs{n}"
 
 
-def recipe(aux: Path) -> list[str]:
+def recipe(aux: Path, amp: str) -> list[str]:
     """The fixed-step recipe of the design: the authors' config with the length, EMA and evaluation set here."""
     return [
+        f"train.amp={amp}",
         "epochs=0",
         "ema_keep=0",
         f"train.steps={STEPS}",
@@ -138,9 +145,9 @@ def prepare(out: Path, tok: str, gen: str, counts) -> Path:
     return aux
 
 
-def run(out: Path, tok: str, n: int, seed: int, aux: Path, record: bool) -> dict:
+def run(out: Path, tok: str, n: int, seed: int, aux: Path, amp: str, record: bool) -> dict:
     """One (pair count, seed): post-train and its sigma = 1 control; recorded as a small JSON when `record`."""
-    run_dir = out / arm(n) / f"post-seed{seed}"
+    run_dir = out / arm(n) / f"post-seed{seed}{AMP_SUFFIX[amp]}"
     if not (run_dir / "posttrain.json").is_file():
         robustok(
             "post-train",
@@ -149,7 +156,7 @@ def run(out: Path, tok: str, n: int, seed: int, aux: Path, record: bool) -> dict
             f"pairs={out / arm(n) / 'pairs'}",
             f"run.dir={run_dir}",
             f"run.seed={seed}",
-            *recipe(aux),
+            *recipe(aux, amp),
             "--control",
         )
     summary = json.loads((run_dir / "posttrain.json").read_text())
@@ -166,12 +173,12 @@ def run(out: Path, tok: str, n: int, seed: int, aux: Path, record: bool) -> dict
         "pair_input",
         "sigma",
     )
-    row = {"pairs": n, "seed": seed, **{k: summary[k] for k in keep}}
+    row = {"pairs": n, "seed": seed, "amp": amp, **{k: summary[k] for k in keep}}
     delta = row["gfid_proxy_after"] - row["gfid_proxy_control"]
-    print(f"{n} pairs, seed {seed}: post - control (EMA) {delta:+.3f}", flush=True)
+    print(f"{n} pairs, seed {seed}, {amp}: post - control (EMA) {delta:+.3f}", flush=True)
     if record:
         PER_RUN.mkdir(parents=True, exist_ok=True)
-        (PER_RUN / f"{arm(n)}-seed{seed}.json").write_text(json.dumps(row, indent=1))
+        (PER_RUN / f"{arm(n)}-seed{seed}{AMP_SUFFIX[amp]}.json").write_text(json.dumps(row, indent=1))
     return row
 
 
@@ -210,10 +217,24 @@ def score(arms: list[dict]) -> list[dict]:
 
 
 def build(inception: dict | None = None) -> dict:
-    """The study's result from the per-run files: per arm, the dose-response, the realised MDE, the scores."""
+    """The study's result from the per-run files: the fp32 arms, dose-response, realised MDE and scores, with
+    the bf16 runs' arms and dose-response beside them."""
+    result = analyse("fp32")
+    if inception:
+        result["inception"] = inception
+    result["predictions"] = score(result["arms"])
+    bf16 = analyse("bf16")
+    if bf16["arms"]:
+        result["bf16_beside"] = {k: v for k, v in bf16.items() if k != "design"}
+    return result
+
+
+def analyse(amp: str) -> dict:
+    """Per arm, the dose-response and the realised MDE of the runs recorded in one precision."""
     from scipy.stats import spearmanr
 
     runs = [json.loads(f.read_text()) for f in sorted(PER_RUN.glob("*.json"))]
+    runs = [r for r in runs if r.get("amp", "fp32") == amp]
     arms = []
     for n in PAIR_COUNTS:
         mine = sorted((r for r in runs if r["pairs"] == n), key=lambda r: r["seed"])
@@ -230,6 +251,7 @@ def build(inception: dict | None = None) -> dict:
             "num_eval": NUM_EVAL,
             "guidance": " ".join(GUIDANCE),
             "recipe": RECIPE,
+            "amp": amp,
         },
         "arms": arms,
     }
@@ -254,9 +276,6 @@ def build(inception: dict | None = None) -> dict:
         }
     for a in arms:
         a["passes_issue10"] = a["beats_control_every_seed"]
-    if inception:
-        result["inception"] = inception
-    result["predictions"] = score(arms)
     return result
 
 
@@ -315,6 +334,7 @@ def main() -> None:
     p.add_argument("--generator", default=str(GENERATOR))
     p.add_argument("--pairs", default=",".join(map(str, PAIR_COUNTS)), help="pair counts to run")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    p.add_argument("--amp", choices=sorted(AMP_SUFFIX), default="fp32", help="fp32: the primary runs; bf16: beside")
     p.add_argument("--prepare", action="store_true", help="only write the pair stores and the perceptual network")
     p.add_argument("--record", action="store_true", help="write each finished run to experiments/results/")
     p.add_argument("--summarize", action="store_true", help="build experiments/results/posttrain-pairs.json")
@@ -356,7 +376,7 @@ def main() -> None:
         return
     for seed in (int(x) for x in args.seeds.split(",") if x):
         for n in counts:
-            run(out, tok, n, seed, aux, args.record)
+            run(out, tok, n, seed, aux, args.amp, args.record)
 
 
 if __name__ == "__main__":
