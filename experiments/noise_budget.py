@@ -198,8 +198,19 @@ def reliability(fam: dict, scaling: dict, key: str, g: int, s: int, n: int, shar
     return true / (true + noise)
 
 
+def measured_share(key: str = "gfid_cfg") -> list[float]:
+    """The generator's share of the seed variance as measured by `experiments/generator_seeds.py` (a list of one
+    value, rounded to 0.01; empty before that measurement is recorded)."""
+    path = RESULTS / "generator-seeds.json"
+    if not path.is_file():
+        return []
+    share = json.loads(path.read_text())["endpoints"][key]["generator_share"]
+    return [] if share is None else [round(float(share), 2)]
+
+
 def budget(reps: int = 4000) -> dict:
     fam = family_components(_load("tokenizer_family-half.json"))
+    shares = sorted({*SHARES, *measured_share()})
     measured = RESULTS / "noise-budget-sets.json"
     scaling = set_scaling(json.loads(measured.read_text())) if measured.is_file() else {"by_n": {}}
     post = posttrain_components()
@@ -212,7 +223,7 @@ def budget(reps: int = 4000) -> dict:
         ("12 seeds/arm, 3 generators each, 2 sets x 2000", 12, 3, 2, 2000),
     ]
     perturb = [
-        {"design": d, "mde": {str(f): perturbation_mde(fam, scaling, key, k, g, s, n, f) for f in SHARES}}
+        {"design": d, "mde": {str(f): perturbation_mde(fam, scaling, key, k, g, s, n, f) for f in shares}}
         for d, k, g, s, n in designs
     ]
     corr_pr = fam["spearman_pfid_rfid"]
@@ -223,7 +234,7 @@ def budget(reps: int = 4000) -> dict:
             ("3 generators, 2 sets x 2000", 3, 2, 2000),
         ):
             row = {"members": members, "design": label}
-            for f in SHARES:
+            for f in shares:
                 rel = reliability(fam, scaling, key, g, s, n, f)
                 sd0, mde = spearman_mde(members, rel, corr_pr, reps=reps)
                 row[str(f)] = {"reliability": rel, "null_sd": sd0, "mde": mde}
@@ -256,7 +267,8 @@ def budget(reps: int = 4000) -> dict:
         "post_minus_control_mde": pc,
         "planned_pairs_study_mde": planned,
         "observed_family_spearman": observed,
-        "shares": list(SHARES),
+        "shares": shares,
+        "measured_share": measured_share(),
         "command": "python experiments/noise_budget.py --json experiments/results/noise-budget.json",
     }
 
@@ -294,7 +306,12 @@ def report(b: dict) -> str:
     lines += [
         "",
         "## Perturbation's gFID effect (CFG 1.5): minimal detectable |robust - baseline|, 80% power",
-        "f: share of the seed variance that is the generator's (not yet measured)",
+        "f: share of the seed variance that is the generator's"
+        + (
+            f" (measured: {b['measured_share'][0]:g}, experiments/generator_seeds.py)"
+            if b.get("measured_share")
+            else " (not yet measured)"
+        ),
         "",
         f"| design | {shares} |",
         "|---|" + "---:|" * len(b["shares"]),
