@@ -34,11 +34,6 @@ def mine(num_batches: int, rank: int | None = None, world: int | None = None) ->
     return range(rank, num_batches, world)
 
 
-def batch_seed(seed: int, batch: int) -> int:
-    """The seed of batch `batch`'s random stream (batch 0: `seed` itself), independent of the number of ranks."""
-    return seed + 1_000_003 * batch
-
-
 @contextmanager
 def rank0_first():
     """Run the block on rank 0 first, then on the other ranks (e.g. to fill a cache once)."""

@@ -18,6 +18,7 @@ from robustok.data.datasets import (
 from robustok.data.loader import default_workers, image_batches, workers_for
 from robustok.data.transforms import from_uint8, to_uint8
 from robustok.errors import DataError
+from robustok.seeding import data_stream_seed
 
 
 class SeededStream(Protocol):
@@ -56,7 +57,7 @@ def train_batches(
         # workers started by spawn do not see the process group
         # cast: torch's IterableDataset type cannot say that every stream given here is a SeededStream
         stream = cast(SeededStream, dataset)
-        stream.seed, stream.rank, stream.world = seed * 1_000_003 + start_step, rank, world
+        stream.seed, stream.rank, stream.world = data_stream_seed(seed, start_step), rank, world
         loader = DataLoader(dataset, batch_size=global_batch // world, num_workers=num_workers, drop_last=True)
     else:
         sampler = GlobalBatchSampler(len(dataset), global_batch, seed, rank, world, start_step)

@@ -20,6 +20,7 @@ from robustok.metrics.features import FeatureNet
 from robustok.metrics.frechet import RunningStats, frechet_distance
 from robustok.metrics.pfid import PFIDConfig
 from robustok.metrics.reconstruction import code_histogram, psnr, ssim, usage_and_perplexity
+from robustok.seeding import pfid_cell_seed, seeded_generator
 
 KNOWN = ("psnr", "ssim", "lpips", "rfid", "pfid", "usage")
 
@@ -33,7 +34,7 @@ def parse_metrics(text: str) -> list[str]:
 
 
 def _cell_generator(seed: int, cell: int, rank: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(int(seed) * 1_000_003 + cell * 7_919 + rank * 104_729)
+    return seeded_generator(pfid_cell_seed(seed, cell, rank), device)
 
 
 @torch.no_grad()

@@ -26,6 +26,7 @@ from robustok.errors import ConfigError, DataError
 from robustok.generator.sampling import SamplingOptions, in_precision, sample_codes
 from robustok.metrics.distributed import rank_world
 from robustok.outputs import check_out, staged_output
+from robustok.seeding import pair_batch_seed, seeded_generator
 from robustok.tokens.pairs import PAIR_INPUTS, check_pair_input, write_pairs
 from robustok.train.faults import fault_point
 
@@ -107,8 +108,8 @@ def _produce(
             if (labels < 0).any() and n_cls > 0:
                 raise DataError(f"{spec.data}: unlabeled images cannot condition a class-conditional generator")
             labels = labels.clamp_min(0) if n_cls > 0 else torch.full_like(labels, n_cls)
-            sample_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b)
-            mask_rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + b + 500_000_009)
+            sample_rng = seeded_generator(pair_batch_seed(spec.seed, b, "sample"), device)
+            mask_rng = seeded_generator(pair_batch_seed(spec.seed, b, "mask"), device)
             gen_out = generate_batch(gen, tok, images, labels, spec.sigma, opts, sample_rng, mask_rng)
             gen_out = PAIR_INPUTS[spec.pair_input](tok, gen_out, kind.name)
             yield b, {"generated": kind.to_array(gen_out, codebook), "labels": labels.cpu().numpy()}
@@ -117,7 +118,7 @@ def _produce(
             lo = e * spec.batch_size
             m = min(spec.batch_size, spec.num_eval - lo)
             lab = (torch.arange(lo, lo + m) % n_cls if n_cls > 0 else torch.full((m,), n_cls)).to(device)
-            rng = torch.Generator(device=device).manual_seed(spec.seed * 1_000_003 + 900_000_011 + e)
+            rng = seeded_generator(pair_batch_seed(spec.seed, e, "held_out"), device)
             yield b, {"eval": kind.to_array(sample_codes(gen, lab, opts, rng), codebook)}
     bar.close()
 

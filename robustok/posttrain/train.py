@@ -304,7 +304,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
         task = PostTrainTask(cfg)
         before = task.proxy_fid(task.model)
         log(f"gFID-proxy ({cfg.eval_features}) with the untouched decoder: {before:.3f}")
-        out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume)
+        out = train(task, cfg.run, cfg.train, cfg.data, full_config=cfg, resume=resume, log=log)
         summary = {
             "features": cfg.eval_features,
             "sigma": task.store.sigma,
@@ -327,7 +327,7 @@ def post_train(cfg: PostTrainConfig, resume: bool = False, with_control: bool = 
             ccfg.control = True
             ccfg.run.dir = str(Path(cfg.run.dir) / "control")
             ctask = PostTrainTask(ccfg, reference_stats=task._reference)
-            train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume)
+            train(ctask, ccfg.run, ccfg.train, ccfg.data, full_config=ccfg, resume=resume, log=log)
             summary.update(
                 gfid_proxy_control=ctask.curve[-1]["gfid_proxy"] if ctask.curve else None,
                 gfid_proxy_control_raw=ctask.curve[-1].get("gfid_proxy_raw") if ctask.curve else None,

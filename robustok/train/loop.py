@@ -19,7 +19,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, cast
+from typing import Any, Callable, Optional, cast
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from tqdm import tqdm
 from robustok.config import BatchOptions, RunConfig, TrainConfig, save_config
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.hub import Pretrained
+from robustok.seeding import step_seed
 from robustok.train import dist as rdist
 from robustok.train.checkpoint import (
     clean_stale,
@@ -56,11 +57,6 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """The RNG seed of one step on one rank: resuming at step s replays exactly the same randomness."""
-    return (seed * 1_000_003 + step * 4099 + rank * 7919) % (2**63 - 1)
-
-
 def ema_decay_at(step: int, decay: float) -> float:
     """EMA decay with warm-up, min(decay, (1 + step) / (10 + step)): early averages are not dominated by the
     random initialisation (with a plain 0.999, 67% of the step-400 average would still be the init)."""
@@ -76,9 +72,16 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def train(
-    task: Task, run: RunConfig, cfg: TrainConfig, data: BatchOptions, full_config: Any = None, resume: bool = False
+    task: Task,
+    run: RunConfig,
+    cfg: TrainConfig,
+    data: BatchOptions,
+    full_config: Any = None,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
 ) -> Path:
-    """Run `cfg.steps` optimisation steps of `task`; return the exported model directory."""
+    """Run `cfg.steps` optimisation steps of `task`; return the exported model directory. `log` takes the
+    main rank's status lines (precision, resume); metrics go to the run's logger."""
     if not isinstance(task, Task):
         raise TypeError(f"train(): the task must subclass robustok.train.task.Task, got {type(task).__name__}")
     if cfg.steps < 1:
@@ -87,7 +90,7 @@ def train(
     if run.deterministic:
         make_deterministic()
     with run_lock(run.dir, enabled=info.is_main):
-        return _train_locked(task, run, cfg, data, full_config, resume, info)
+        return _train_locked(task, run, cfg, data, full_config, resume, info, log)
 
 
 def _restore(
@@ -98,6 +101,7 @@ def _restore(
     resume: bool,
     keep: int,
     info: rdist.DistInfo,
+    log: Callable[[str], None],
 ) -> int:
     """Refuse to overwrite an existing run without `resume`; load the latest checkpoint; return its step.
 
@@ -115,7 +119,7 @@ def _restore(
         return 0
     if ckpt is None:
         if info.is_main:
-            print(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
+            log(f"--resume: no checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
         return 0
     state = load_checkpoint(ckpt, modules)
     if info.rank > 0 and not load_rank_buffers(ckpt, modules, info.rank):
@@ -131,7 +135,7 @@ def _restore(
         task.load_checkpoint_state(state["task"])
     if info.is_main:
         prune(run_dir, keep)  # a run killed between saving a checkpoint and pruning the old ones
-        print(f"resumed from {ckpt} (step {int(state['step'])})")
+        log(f"resumed from {ckpt} (step {int(state['step'])})")
     return int(state["step"])
 
 
@@ -241,17 +245,18 @@ def _train_locked(
     full_config: Any,
     resume: bool,
     info: rdist.DistInfo,
+    log: Callable[[str], None],
 ) -> Path:
     cfg.amp, why = resolve_precision(cfg.amp, info.device)  # config.yaml records the choice: bf16 | fp32
     if info.is_main:
-        print(f"precision: {cfg.amp} ({why})")
+        log(f"precision: {cfg.amp} ({why})")
     r = _setup(task, run, cfg, info)
-    start = _restore(task, r.run_dir, r.modules, r.opts, resume, run.keep_checkpoints, info)
+    start = _restore(task, r.run_dir, r.modules, r.opts, resume, run.keep_checkpoints, info, log)
     if info.is_main and full_config is not None:  # only now: a refused run leaves the folder as it was
         save_config(full_config, r.run_dir / "config.yaml")
     if start >= cfg.steps:
         if info.is_main:
-            print(f"nothing to do: already at step {start} of {cfg.steps}")
+            log(f"nothing to do: already at step {start} of {cfg.steps}")
         return _export(task, r.shown, r.run_dir, info)
     wrapped: nn.Module = r.model
     if info.world > 1:

@@ -1,7 +1,7 @@
 """`run.deterministic=true`: bitwise-repeatable runs for a given seed.
 
 Data order and augmentation are already pure functions of (seed, step, index) and every step reseeds torch
-(`train.loop.step_seed`); what remains nondeterministic is the arithmetic itself: multi-threaded CPU kernels
+(`robustok.seeding.step_seed`); what remains nondeterministic is the arithmetic itself: multi-threaded CPU kernels
 reduce in an order that depends on scheduling (two runs on 2 threads first differed at step 7, by 1e-7), and some
 CUDA kernels use atomics. This mode runs the process on one CPU thread and asks torch for deterministic
 algorithms (an error names any operation that has none). It stays in force for the rest of the process.
