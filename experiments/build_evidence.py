@@ -117,6 +117,36 @@ def build() -> dict:
             [("masked_generator.json:posttrain", {"delta_vs_control": [post["delta_post_minus_control"]]})],
         )
     )
+    if (RESULTS / "posttrain-pairs.json").is_file():
+        # issue 21's pairs study: nested pair sets (192 ... 16000, one seed), the same seeds and judging set, so
+        # the pair counts are members of one condition (a seed wins only if it beat its control at every count)
+        study = _load("posttrain-pairs.json")
+        arms = [a for a in study["arms"] if len(a["seeds"]) == len(study["arms"][0]["seeds"])]
+        counts = "/".join(str(a["num_pairs"]) for a in arms)
+        conditions.append(
+            _condition(
+                f"2000-step AR generator, {counts} pairs at CFG 5 power 1.15 (pair seed 1), authors' recipe at "
+                f"{study['design']['steps']} steps, token-id pairs (posttrain-pairs)",
+                "ar",
+                cfg5["gfid"],
+                cfg5["rfid"],
+                f"{AUTHORS} on token-id pairs",
+                [(f"posttrain-pairs.json:{a['num_pairs']} pairs", a) for a in arms],
+            )
+        )
+    if (RESULTS / "posttrain-masked.json").is_file():
+        m = _load("posttrain-masked.json")
+        conditions.append(
+            _condition(
+                "masked generator (retrained, fp32), 1000 pairs at sigma 0.9, authors' recipe at 480 steps, "
+                "token-id pairs (posttrain-masked)",
+                "masked",
+                m["generator"]["gfid_cfg"],
+                family["baseline-s0"]["rfid"],
+                f"{AUTHORS} on token-id pairs",
+                [("posttrain-masked.json:masked", m["arm"])],
+            )
+        )
     return {
         "generated_by": "python experiments/build_evidence.py",
         "dropped_without_json": DROPPED,

@@ -82,7 +82,7 @@ def scaled_recipe(budget: dict, aux: Path) -> list[str]:
     ]
 
 
-def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS) -> dict:
+def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS, amp: str | None = None) -> dict:
     pairs = out / arm / "pairs"
     if not (pairs / "manifest.json").is_file():
         robustok(
@@ -126,6 +126,7 @@ def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS) 
                 "eval_features=fmnist",
                 "eval_reference=fashion-mnist:test",
                 f"eval_num_reference={budget['num_eval']}",
+                *([f"train.amp={amp}"] if amp else []),
                 "--control",
             )
         runs.append(json.loads((run / "posttrain.json").read_text()))
@@ -270,6 +271,9 @@ def main() -> None:
     p.add_argument("--budget", choices=sorted(BUDGETS), default="full")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="post-training seeds (default: 0,1,2)")
     p.add_argument(
+        "--amp", choices=("fp32", "bf16"), help="train.amp of the runs (default: the shipped auto; E2 ran in fp32)"
+    )
+    p.add_argument(
         "--record",
         action="store_true",
         help="write experiments/results/posttrain-authors[-long|-longer].json (budgets full, long, longer)",
@@ -312,7 +316,7 @@ def main() -> None:
             )
     budget = BUDGETS[args.budget]
     tok, gen = str(Path(args.tokenizer).resolve()), str(Path(args.generator).resolve())
-    rows = [run_arm(arm, tok, gen, out, budget, seeds) for arm in arms]
+    rows = [run_arm(arm, tok, gen, out, budget, seeds, args.amp) for arm in arms]
     result = {
         "sigma": SIGMA,
         "guidance": " ".join(GUIDANCE),

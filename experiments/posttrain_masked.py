@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from posttrain_authors import summarize  # noqa: E402
 from posttrain_dose import robustok  # noqa: E402
-from posttrain_pairs import PREDICTIONS, RECIPE, recipe  # noqa: E402
+from posttrain_pairs import PREDICTIONS, post_train_run  # noqa: E402
 from study_models import TOKENIZER  # noqa: E402
 
 SEEDS = (0, 1, 2)
@@ -112,33 +112,7 @@ def run(out: Path, tokens: Path | None, seeds: list[int], record: bool) -> None:
 
         train_aux_perceptual(aux)
     for seed in seeds:
-        run_dir = out / f"post-seed{seed}"
-        if not (run_dir / "posttrain.json").is_file():
-            robustok(
-                "post-train",
-                RECIPE,
-                f"tokenizer={TOKENIZER}",
-                f"pairs={pairs}",
-                f"run.dir={run_dir}",
-                f"run.seed={seed}",
-                *recipe(aux, "fp32"),
-                "--control",
-            )
-        s = json.loads((run_dir / "posttrain.json").read_text())
-        keep = (
-            "gfid_proxy_before",
-            "gfid_proxy_after",
-            "gfid_proxy_after_raw",
-            "gfid_proxy_control",
-            "gfid_proxy_control_raw",
-            "curve",
-            "control_curve",
-            "steps",
-            "epochs",
-            "pair_input",
-            "sigma",
-        )
-        row = {"seed": seed, **{k: s[k] for k in keep}}
+        row = {"seed": seed, **post_train_run(str(TOKENIZER), pairs, out / f"post-seed{seed}", seed, aux, "fp32")}
         print(
             f"seed {seed}: post - control (EMA) {row['gfid_proxy_after'] - row['gfid_proxy_control']:+.3f}", flush=True
         )

@@ -145,35 +145,23 @@ def prepare(out: Path, tok: str, gen: str, counts) -> Path:
     return aux
 
 
+KEEP = ("gfid_proxy_before", "gfid_proxy_after", "gfid_proxy_after_raw", "gfid_proxy_control",
+        "gfid_proxy_control_raw", "curve", "control_curve", "steps", "epochs", "pair_input", "sigma")  # fmt: skip
+
+
+def post_train_run(tok: str, pairs: Path, run_dir: Path, seed: int, aux: Path, amp: str) -> dict:
+    """Post-train with the study's recipe and its sigma = 1 control (skipped when finished); the compact record."""
+    if not (run_dir / "posttrain.json").is_file():
+        robustok("post-train", RECIPE, f"tokenizer={tok}", f"pairs={pairs}", f"run.dir={run_dir}",
+                 f"run.seed={seed}", *recipe(aux, amp), "--control")  # fmt: skip
+    summary = json.loads((run_dir / "posttrain.json").read_text())
+    return {k: summary[k] for k in KEEP}
+
+
 def run(out: Path, tok: str, n: int, seed: int, aux: Path, amp: str, record: bool) -> dict:
     """One (pair count, seed): post-train and its sigma = 1 control; recorded as a small JSON when `record`."""
     run_dir = out / arm(n) / f"post-seed{seed}{AMP_SUFFIX[amp]}"
-    if not (run_dir / "posttrain.json").is_file():
-        robustok(
-            "post-train",
-            RECIPE,
-            f"tokenizer={tok}",
-            f"pairs={out / arm(n) / 'pairs'}",
-            f"run.dir={run_dir}",
-            f"run.seed={seed}",
-            *recipe(aux, amp),
-            "--control",
-        )
-    summary = json.loads((run_dir / "posttrain.json").read_text())
-    keep = (
-        "gfid_proxy_before",
-        "gfid_proxy_after",
-        "gfid_proxy_after_raw",
-        "gfid_proxy_control",
-        "gfid_proxy_control_raw",
-        "curve",
-        "control_curve",
-        "steps",
-        "epochs",
-        "pair_input",
-        "sigma",
-    )
-    row = {"pairs": n, "seed": seed, "amp": amp, **{k: summary[k] for k in keep}}
+    row = {"pairs": n, "seed": seed, "amp": amp, **post_train_run(tok, out / arm(n) / "pairs", run_dir, seed, aux, amp)}
     delta = row["gfid_proxy_after"] - row["gfid_proxy_control"]
     print(f"{n} pairs, seed {seed}, {amp}: post - control (EMA) {delta:+.3f}", flush=True)
     if record:
