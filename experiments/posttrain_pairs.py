@@ -69,6 +69,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+from noise_budget import mde_t  # noqa: E402
 from posttrain_authors import same_held_out, summarize  # noqa: E402  (E2's per-arm summary, reused as is)
 from posttrain_dose import inception_check, robustok  # noqa: E402  (the CLI runner and the FID-inception check)
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
@@ -257,10 +258,10 @@ def analyse(amp: str) -> dict:
         }
         sd = float(np.sqrt(np.mean([a["delta_sd"] ** 2 for a in full])))  # pooled seed sd of Delta
         k = len(full[0]["seeds"])
-        result["realised_mde"] = {  # 80% power, alpha 0.05 two-sided: (1.96 + 0.84) * se
+        result["realised_mde"] = {  # 80% power, alpha 0.05 two-sided, t tests as the design's (noise_budget.mde_t)
             "seed_sd_of_delta": sd,
-            "one_arm": 2.8 * sd / np.sqrt(k),
-            "difference_of_two_arms": 2.8 * sd * np.sqrt(2 / k),
+            "one_arm": mde_t(sd / np.sqrt(k), k - 1),
+            "difference_of_two_arms": mde_t(sd * np.sqrt(2 / k), 2 * k - 2),
         }
     for a in arms:
         a["passes_issue10"] = a["beats_control_every_seed"]
