@@ -33,9 +33,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+from noise_budget import mde_t  # noqa: E402
 from posttrain_authors import summarize  # noqa: E402
 from posttrain_dose import robustok  # noqa: E402
 from posttrain_pairs import PREDICTIONS, post_train_run  # noqa: E402
@@ -125,7 +127,10 @@ def build() -> dict:
     arm = summarize("masked", rows)
     result = {"generator": json.loads((PER_SEED / "generator.json").read_text()), "arm": arm}
     if arm["delta_sd"] is not None:
-        result["realised_mde_one_arm"] = 2.8 * arm["delta_sd"] / np.sqrt(len(rows))
+        se, df = arm["delta_sd"] / np.sqrt(len(rows)), len(rows) - 1
+        half = float(stats.t.ppf(0.975, df)) * se
+        result["ci95"] = [arm["delta_mean"] - half, arm["delta_mean"] + half]
+        result["realised_mde_one_arm"] = mde_t(se, df)  # 80% power, the t test of the other studies
     p = next(c for c in json.loads(PREDICTIONS.read_text())["conditions"] if c["generator"] == "masked")
     mean = arm["delta_mean"]
     result["prediction"] = {
@@ -153,6 +158,9 @@ def markdown(result: dict) -> str:
             f"{a['delta_mean']:+.2f}{sd} | {np.mean(a['delta_vs_untouched']):+.2f} | "
             f"{f([x - y for x, y in zip(a['post_raw'], a['control_raw'])])} | {p['predicted_sign']} | "
             f"{p['sign_right']} |",
+            "",
+            f"95% CI of the mean (t, df {len(a['delta_vs_control']) - 1}): [{result['ci95'][0]:+.2f}, "
+            f"{result['ci95'][1]:+.2f}]; realised MDE (80% power) {result['realised_mde_one_arm']:.2f}.",
         ]
     )
 
