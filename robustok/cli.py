@@ -17,9 +17,9 @@ if __name__ == "__main__":  # `python -m robustok.cli`: shorten OpenMP spinning 
     choose_omp_policy()
 
 from robustok import __version__, commands
+from robustok import distributed as rdist
 from robustok.errors import RobustokError, WriteError
 from robustok.hub import disk_errno, write_error
-from robustok.train import dist as rdist
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robustok {args.command}: interrupted", file=sys.stderr)
         return 130
     else:
-        rdist.barrier()  # ranks leave together; the process group is destroyed at exit (train.dist.setup)
+        rdist.barrier()  # ranks leave together; the process group is destroyed at exit (robustok.distributed.setup)
     return int(result or 0)
 
 

@@ -19,10 +19,9 @@ from typing import Iterator
 
 import numpy as np
 
+from robustok.distributed import barrier, rank_world
 from robustok.errors import DataError
 from robustok.hub import atomic_file, atomic_write_bytes
-from robustok.metrics.distributed import rank_world
-from robustok.train.dist import barrier
 
 INDEX = "rank-{rank:05d}.json"
 

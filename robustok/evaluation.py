@@ -102,7 +102,7 @@ def evaluate_samples(
         >>> r = robustok.evaluate_samples("samples.npz", "fashion-mnist:test", ["fid", "pr"])  # doctest: +SKIP
         >>> r["fid"], r["precision"], r["recall"]                                                # doctest: +SKIP
     """
-    from robustok.metrics.distributed import rank_world
+    from robustok.distributed import rank_world
     from robustok.metrics.fid import check_sizes, fid_between
     from robustok.metrics.generation import class_accuracy, inception_score, precision_recall
 
@@ -181,7 +181,7 @@ def evaluate_tokenizer(
         >>> r["psnr"], r["rfid"]                                                                  # doctest: +SKIP
     """
     from robustok.data import eval_batches
-    from robustok.metrics.distributed import rank_world
+    from robustok.distributed import rank_world
     from robustok.metrics.pfid import PFIDConfig
     from robustok.metrics.tokenizer_eval import evaluate_tokenizer as one_pass
     from robustok.tokenizer.loading import load_tokenizer

@@ -187,8 +187,7 @@ def staged_output(out: str | Path, overwrite: bool, what: str = "--out") -> Iter
     the block. Call `commit()` on rank 0 inside the block. On an error the build and parts folders are removed
     (one process; under `torchrun` the next run removes them), a full or failing disk raising a `WriteError`
     that names the file; on success the parts folder is removed."""
-    from robustok.metrics.distributed import rank_world
-    from robustok.train.dist import barrier, broadcast_object
+    from robustok.distributed import barrier, broadcast_object, rank_world
 
     out = Path(out)
     rank, world = rank_world()

@@ -126,3 +126,29 @@ def test_webdataset_shards(tmp_path):
     assert x.shape == (4, 3, 16, 16)
     with pytest.raises(DataError, match="not found"):
         build_dataset(f"wds:{tmp_path}/missing-{{000..001}}.tar")
+
+
+def _numbered_shards(folder, shards: int, per_shard: int) -> str:
+    """`shards` tar shards whose images' red value names their shard; returns the `wds:` brace pattern."""
+    for s in range(shards):
+        with tarfile.open(folder / f"part-{s}.tar", "w") as tar:
+            for i in range(per_shard):
+                buf = io.BytesIO()
+                Image.new("RGB", (8, 8), (s * 50, 0, 0)).save(buf, "PNG")
+                info = tarfile.TarInfo(f"{s}-{i:03d}.png")
+                info.size = len(buf.getvalue())
+                tar.addfile(info, io.BytesIO(buf.getvalue()))
+    return f"wds:{folder}/part-{{0..{shards - 1}}}.tar"
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_webdataset_training_stream_reads_only_its_ranks_shards(tmp_path, monkeypatch, workers):
+    """train_batches tells the stream its rank: a worker process (which cannot ask the process group, and here
+    has no torchrun environment either) still reads only this rank's shards."""
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    ds = build_dataset(_numbered_shards(tmp_path, 4, 8), resolution=8, channels=3, train=True)
+    batches = train_batches(ds, 8, seed=0, rank=1, world=2, num_workers=workers)
+    red = torch.cat([next(batches)[0][:, 0].mean(dim=(1, 2)) for _ in range(6)])
+    shards = {round((float(v) + 1) * 127.5 / 50) for v in red}
+    assert shards == {1, 3}

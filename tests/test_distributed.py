@@ -102,8 +102,8 @@ def test_eval_tokenizer_on_two_gloo_processes_matches_one(tmp_path):
 
 
 def test_more_local_ranks_than_gpus_is_a_clear_error(monkeypatch):
+    from robustok import distributed as dist
     from robustok.errors import RobustokError
-    from robustok.train import dist
 
     monkeypatch.setattr(dist.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(dist.torch.cuda, "device_count", lambda: 1)

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from robustok.cli import main
+from robustok.distributed import gather_strided
 from robustok.distributed_outputs import PartWriter, merged_batches, mine
 from robustok.generator import ARConfig, ARGenerator
-from robustok.metrics.distributed import gather_strided
 from robustok.seeding import batch_seed
 from tests.helpers import ROOT, gray_class_folder, tiny16_tokenizer
 

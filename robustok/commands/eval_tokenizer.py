@@ -66,15 +66,14 @@ def _floats(text: str | None, what: str, cast):
 
 def run(args: argparse.Namespace) -> int:
     from robustok.data.spec import parse_data_spec
+    from robustok.distributed import rank_world, setup
     from robustok.errors import ConfigError
     from robustok.evaluation import evaluate_tokenizer
-    from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe, get_feature_net
     from robustok.metrics.pfid import DEFAULT_ALPHAS, PFIDConfig
     from robustok.metrics.tokenizer_eval import parse_metrics
     from robustok.outputs import check_disjoint
     from robustok.tokenizer.loading import load_tokenizer
-    from robustok.train.dist import setup
     from robustok.validation import check_writable, note_fewer
 
     metrics = parse_metrics(args.metrics)

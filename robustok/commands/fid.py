@@ -63,9 +63,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _net(args):
     """The feature network on this rank's device. Under torchrun (a process group is set up here) rank 0 builds
     it first, so that a network trained and cached on first use (fmnist) is written once."""
+    from robustok.distributed import setup
     from robustok.distributed_outputs import rank0_first
     from robustok.metrics.features import get_feature_net
-    from robustok.train.dist import setup
 
     info = setup()
     device = args.device or str(info.device)
@@ -77,9 +77,9 @@ def _net(args):
 
 def run_fid(args: argparse.Namespace) -> int:
     from robustok.data.spec import data_path, parse_data_spec
+    from robustok.distributed import rank_world
     from robustok.errors import ConfigError
     from robustok.evaluation import SAMPLE_METRICS, evaluate_samples
-    from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe
     from robustok.metrics.sources import read_sample_labels
     from robustok.outputs import check_disjoint
@@ -137,8 +137,8 @@ def run_fid(args: argparse.Namespace) -> int:
 
 def run_stats(args: argparse.Namespace) -> int:
     from robustok.data.spec import data_path, parse_data_spec
+    from robustok.distributed import rank_world
     from robustok.errors import DataError
-    from robustok.metrics.distributed import rank_world
     from robustok.metrics.features import describe
     from robustok.metrics.fid import save_stats, source_stats
     from robustok.metrics.sources import is_stats_file

@@ -67,12 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_data(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset, workers_for
     from robustok.data.spec import parse_data_spec
+    from robustok.distributed import setup
     from robustok.generator import load_generator
     from robustok.generator.published import apply_preset
     from robustok.outputs import check_disjoint, check_out
     from robustok.posttrain.pairs import PairsSpec, make_pairs
     from robustok.tokenizer.loading import load_tokenizer
-    from robustok.train.dist import setup
     from robustok.validation import check_writable
 
     data = parse_data_spec(args.data, what="--data")

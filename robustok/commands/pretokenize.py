@@ -47,11 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from robustok.data import build_dataset, workers_for
     from robustok.data.spec import parse_data_spec
+    from robustok.distributed import setup
     from robustok.errors import DataError
     from robustok.outputs import check_disjoint, check_out
     from robustok.tokenizer.loading import load_tokenizer
     from robustok.tokens.store import write_token_store
-    from robustok.train.dist import setup
     from robustok.validation import check_writable, note_fewer
 
     if args.views < 1:

@@ -41,13 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from robustok.distributed import setup
     from robustok.errors import ConfigError
     from robustok.generator import load_generator
     from robustok.generator.published import apply_preset, image_options
     from robustok.generator.sampling import write_samples
     from robustok.outputs import check_disjoint, check_out
     from robustok.tokenizer.loading import load_tokenizer
-    from robustok.train.dist import setup
     from robustok.validation import check_writable
 
     check_writable(args.out, "--out", "dir")

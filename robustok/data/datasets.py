@@ -12,11 +12,14 @@ of (run seed, epoch, index): deterministic for any number of workers or ranks, a
 from __future__ import annotations
 
 import io
+import itertools
+import os
 import struct
 import warnings
 import zlib
+from functools import partial
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -158,7 +161,8 @@ class WebDatasetShards(IterableDataset):
     """WebDataset tar shards with `.png`/`.jpg`/`.jpeg` images and optional `.cls` labels, split by rank and worker.
 
     An endless, shuffled stream (the shuffle seed depends on the run seed and the step it starts from).
-    `rank`/`world` are set by `train_batches` (the rank split itself follows the process group).
+    `rank`/`world` are set by `train_batches`: data-loader workers (spawned or forked) split the shards and seed
+    their shuffle by them, as they cannot ask the process group; unset, the process group decides.
     """
 
     rank: Optional[int] = None
@@ -199,14 +203,24 @@ class WebDatasetShards(IterableDataset):
             raise DataError(f"{sample.get('__url__', self.pattern)}:{key}: sample has no .png/.jpg image")
         return open_image(f"{sample.get('__url__', self.pattern)}:{key}", raw)
 
+    def _rank_world(self) -> tuple[int, int]:
+        """The explicit `rank`/`world`, else the process group's, else torchrun's environment (what a
+        data-loader worker of a torchrun rank sees), else (0, 1)."""
+        if self.rank is not None and self.world is not None:
+            return self.rank, self.world
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
     def _pipeline(self, shuffle: bool, split_workers: bool):
         wds = require("webdataset", "wds: shard data sets")
 
+        rank, world = self._rank_world()
         return wds.WebDataset(
             self.urls,
             shardshuffle=1000 if shuffle else False,
             seed=self.seed,
-            nodesplitter=wds.split_by_node,
+            nodesplitter=partial(_split_by_rank, rank=rank, world=world),
             workersplitter=wds.split_by_worker if split_workers else None,
             empty_check=False,
         )
@@ -231,7 +245,7 @@ class WebDatasetShards(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
         info = torch.utils.data.get_worker_info()
         worker = info.id if info else 0
-        rng = np.random.default_rng([self.seed, worker, _rank()])
+        rng = np.random.default_rng([self.seed, worker, self._rank_world()[0]])
         ds = self._pipeline(self.train, True)
         if self.train:
             ds = ds.shuffle(1000, rng=_PyRandom(rng))
@@ -286,10 +300,9 @@ class _PyRandom:
         return float(self.rng.random())
 
 
-def _rank() -> int:
-    return (
-        torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
-    )
+def _split_by_rank(urls: Iterable[Any], rank: int, world: int) -> Iterator[Any]:
+    """Every `world`-th shard from `rank` (a module function: it must pickle into spawned workers)."""
+    return itertools.islice(urls, rank, None, world)
 
 
 DATASET_KINDS: Registry = Registry("data set kind", "data spec")

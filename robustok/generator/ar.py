@@ -353,7 +353,12 @@ class ARGenerator(IdGenerator):
     def sample_codes(
         self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
-        o = self.sampling(opts)
+        return self._sample_with(labels, self.sampling(opts), generator)
+
+    def _sample_with(
+        self, labels: torch.Tensor, o: ARSampling, generator: Optional[torch.Generator], **forcing: Any
+    ) -> torch.Tensor:
+        """`sample` with the options `o` (free sampling, or teacher forcing through `forcing`)."""
         return self.sample(
             labels,
             cfg=o.cfg,
@@ -364,6 +369,7 @@ class ARGenerator(IdGenerator):
             cfg_schedule=o.cfg_schedule,
             cfg_power=o.cfg_power,
             static_cache=o.static_cache,
+            **forcing,
         )
 
     def paired(
@@ -377,21 +383,8 @@ class ARGenerator(IdGenerator):
     ) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
         in raster order with the kept tokens fed back."""
-        o = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
-        return self.sample(
-            labels,
-            cfg=o.cfg,
-            temperature=o.temperature,
-            top_k=o.top_k,
-            top_p=o.top_p,
-            generator=rng,
-            keep_mask=keep,
-            prefix_tokens=real,
-            cfg_schedule=o.cfg_schedule,
-            cfg_power=o.cfg_power,
-            static_cache=o.static_cache,
-        )
+        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real)
 
 
 def order_ratio(obj: ARObjective, step: int, total: int) -> float:

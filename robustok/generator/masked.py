@@ -260,7 +260,12 @@ class MaskedGenerator(IdGenerator):
         self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
         """Token ids (B, h, w) with the sampling options `opts` (see `MaskedSampling`)."""
-        o = self.sampling(opts)
+        return self._sample_with(labels, self.sampling(opts), generator)
+
+    def _sample_with(
+        self, labels: torch.Tensor, o: MaskedSampling, generator: Optional[torch.Generator], **forcing: Any
+    ) -> torch.Tensor:
+        """`sample` with the options `o` (free sampling, or conditioned on kept tokens through `forcing`)."""
         return self.sample(
             labels,
             cfg=o.cfg,
@@ -272,6 +277,7 @@ class MaskedGenerator(IdGenerator):
             generator=generator,
             cfg_schedule=o.cfg_schedule,
             cfg_power=o.cfg_power,
+            **forcing,
         )
 
     @torch.no_grad()
@@ -286,23 +292,9 @@ class MaskedGenerator(IdGenerator):
     ) -> torch.Tensor:
         """Post-training pairs: each real token kept with probability `sigma` (drawn from `mask_rng`, else
         `rng`), the others filled in by masked decoding conditioned on the kept ones; (B, h, w)."""
-        o = self.sampling(opts)
         real = real_codes.to(self.head.weight.device).long()
         keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
-        return self.sample(
-            labels,
-            cfg=o.cfg,
-            temperature=o.temperature,
-            top_k=o.top_k,
-            top_p=o.top_p,
-            steps=o.mask_steps,
-            choice_temperature=o.choice_temperature,
-            generator=rng,
-            keep_mask=keep,
-            prefix_tokens=real,
-            cfg_schedule=o.cfg_schedule,
-            cfg_power=o.cfg_power,
-        ).view_as(real)
+        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real).view_as(real)
 
 
 def masked_loss(

@@ -144,18 +144,24 @@ class ReleasedAR(IdGenerator):
     def sample_codes(
         self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
     ) -> torch.Tensor:
-        opts = self.sampling(opts)
+        return self._sample_with(labels, self.sampling(opts), generator)
+
+    def _sample_with(
+        self, labels: torch.Tensor, o: Any, generator: Optional[torch.Generator], **forcing: Any
+    ) -> torch.Tensor:
+        """`sample` with the options `o` (free sampling, or teacher forcing through `forcing`)."""
         return self.sample(
             labels,
-            cfg=opts.cfg,
-            temperature=opts.temperature,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
+            cfg=o.cfg,
+            temperature=o.temperature,
+            top_k=o.top_k,
+            top_p=o.top_p,
             generator=generator,
-            cfg_schedule=opts.cfg_schedule,
-            cfg_power=opts.cfg_power,
-            static_cache=opts.static_cache,
-            cfg_interval=self.guidance_interval(opts),
+            cfg_schedule=o.cfg_schedule,
+            cfg_power=o.cfg_power,
+            static_cache=o.static_cache,
+            cfg_interval=self.guidance_interval(o),
+            **forcing,
         )
 
     def paired(
@@ -169,22 +175,8 @@ class ReleasedAR(IdGenerator):
     ) -> torch.Tensor:
         """Teacher forcing: each real token kept with probability `sigma`, the rest sampled in raster order with
         the kept tokens fed back (the RobusTok release's `post_train_data.py` pairs)."""
-        opts = self.sampling(opts)
         keep = self.keep_draw(real, sigma, mask_rng)
-        return self.sample(
-            labels,
-            cfg=opts.cfg,
-            temperature=opts.temperature,
-            top_k=opts.top_k,
-            top_p=opts.top_p,
-            generator=rng,
-            keep_mask=keep,
-            prefix_tokens=real,
-            cfg_schedule=opts.cfg_schedule,
-            cfg_power=opts.cfg_power,
-            static_cache=opts.static_cache,
-            cfg_interval=self.guidance_interval(opts),
-        )
+        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real)
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer of another grid or vocabulary, or another fingerprint than the converted one's."""

@@ -75,8 +75,8 @@ def write_samples(
     from tqdm import tqdm
 
     from robustok.data import to_uint8
+    from robustok.distributed import rank_world
     from robustok.distributed_outputs import mine, sharded
-    from robustok.metrics.distributed import rank_world
     from robustok.outputs import check_out, staged_output
     from robustok.seeding import batch_seed
     from robustok.train.faults import fault_point

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from robustok.distributed import gather_stats, gather_strided, rank_world
 from robustok.errors import DataError
-from robustok.metrics.distributed import gather_stats, gather_strided, rank_world
 from robustok.metrics.features import FeatureNet
 from robustok.metrics.frechet import GaussianStats, RunningStats, frechet_distance
 from robustok.metrics.sources import ImageSource, is_stats_file

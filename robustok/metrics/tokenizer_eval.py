@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from robustok.data import to_uint8
+from robustok.distributed import gather_stats, rank_world, sum_all
 from robustok.errors import ConfigError, DataError
-from robustok.metrics.distributed import gather_stats, rank_world, sum_all
 from robustok.metrics.features import FeatureNet
 from robustok.metrics.frechet import RunningStats, frechet_distance
 from robustok.metrics.pfid import PFIDConfig
@@ -141,7 +141,7 @@ def evaluate_tokenizer(
 
 def _sum_counts(counts: torch.Tensor) -> torch.Tensor:
     """Sum code histograms over ranks."""
-    from robustok.metrics.distributed import gather_objects
+    from robustok.distributed import gather_objects
 
     return torch.stack([torch.as_tensor(c) for c in gather_objects(counts.cpu())]).sum(0)
 

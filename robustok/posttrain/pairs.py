@@ -21,10 +21,10 @@ import torch
 from tqdm import tqdm
 
 from robustok.data.loader import image_batches
+from robustok.distributed import rank_world
 from robustok.distributed_outputs import mine, sharded
 from robustok.errors import ConfigError, DataError
 from robustok.generator.sampling import SamplingOptions, in_precision, sample_codes
-from robustok.metrics.distributed import rank_world
 from robustok.outputs import check_out, staged_output
 from robustok.seeding import pair_batch_seed, seeded_generator
 from robustok.tokens.pairs import PAIR_INPUTS, check_pair_input, write_pairs

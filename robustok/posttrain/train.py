@@ -230,7 +230,7 @@ class PostTrainTask(Task[TokenizerBase]):
         feats, ref = self._proxy_setup(device)
         was = model.training
         model.eval()
-        from robustok.metrics.distributed import rank_world
+        from robustok.distributed import rank_world
 
         rank, world = rank_world()
         gen = self.store.tensor(self.store.eval_generated)[rank::world]  # stats are gathered over ranks
@@ -266,7 +266,7 @@ class PostTrainTask(Task[TokenizerBase]):
 
     def _save_best(self, model: TokenizerBase) -> None:
         """Write `<run.dir>/tokenizer-best/` (rank 0) from the best decoder tensors + the frozen parts."""
-        from robustok.metrics.distributed import rank_world
+        from robustok.distributed import rank_world
 
         if self.best_state is None or rank_world()[0] != 0:
             return

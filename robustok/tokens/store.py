@@ -62,9 +62,9 @@ def write_token_store(
     """
     from tqdm import tqdm
 
+    from robustok.distributed import rank_world
     from robustok.distributed_outputs import sharded
     from robustok.hub import atomic_write_bytes
-    from robustok.metrics.distributed import rank_world
     from robustok.outputs import staged_output
     from robustok.train.faults import fault_point
 
@@ -344,7 +344,7 @@ class TokenShards(_StoreInfo, IterableDataset):
 
     def _share(self) -> tuple[list[str], int, int]:
         """(my shards, entry stride, entry offset) for this rank and worker."""
-        from robustok.metrics.distributed import rank_world
+        from robustok.distributed import rank_world
 
         info = torch.utils.data.get_worker_info()
         workers, worker = (info.num_workers, info.id) if info else (1, 0)

@@ -25,11 +25,11 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from robustok import distributed as rdist
 from robustok.config import BatchOptions, RunConfig, TrainConfig, save_config
 from robustok.errors import CheckpointError, ConfigError, RobustokError
 from robustok.hub import Pretrained
 from robustok.seeding import step_seed
-from robustok.train import dist as rdist
 from robustok.train.checkpoint import (
     clean_stale,
     last_finite_checkpoint,
