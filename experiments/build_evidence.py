@@ -134,6 +134,20 @@ def build() -> dict:
                 [(f"posttrain-pairs.json:{a['num_pairs']} pairs", a) for a in arms],
             )
         )
+    if (RESULTS / "posttrain-pairsets.json").is_file():
+        # six independent 192-pair sets (post-train-data --seed 2..7), one post-training seed each: six runs
+        sets = _load("posttrain-pairsets.json")["sets"]
+        conditions.append(
+            _condition(
+                f"2000-step AR generator, {len(sets)} independent sets of 192 pairs at CFG 5 power 1.15, authors' "
+                "recipe at 80 epochs, token-id pairs (posttrain-pairsets)",
+                "ar",
+                cfg5["gfid"],
+                cfg5["rfid"],
+                f"{AUTHORS} on token-id pairs",
+                [("posttrain-pairsets.json", {"delta_vs_control": [r["delta"] for r in sets]})],
+            )
+        )
     if (RESULTS / "posttrain-masked.json").is_file():
         m = _load("posttrain-masked.json")
         conditions.append(
