@@ -44,7 +44,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-from posttrain_dose import inception_check, robustok  # noqa: E402  (the CLI runner and the FID-inception check)
+from posttrain_dose import aux_network, inception_check, pairs_once, robustok  # noqa: E402
 from posttrain_recipes import RECIPES  # noqa: E402  (the recipe is defined once, there)
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
 
@@ -83,34 +83,9 @@ def scaled_recipe(budget: dict, aux: Path) -> list[str]:
 
 
 def run_arm(arm: str, tok: str, gen: str, out: Path, budget: dict, seeds=SEEDS, amp: str | None = None) -> dict:
-    pairs = out / arm / "pairs"
-    if not (pairs / "manifest.json").is_file():
-        robustok(
-            "post-train-data",
-            gen,
-            "--tokenizer",
-            tok,
-            "--sigma",
-            SIGMA,
-            "--num-pairs",
-            budget["num_pairs"],
-            "--num-eval",
-            budget["num_eval"],
-            *GUIDANCE,
-            "--pair-input",
-            arm,
-            "--seed",
-            0,
-            "--out",
-            pairs,
-            "--overwrite",
-            "--no-progress",
-        )
-    aux = out / "aux-perceptual.safetensors"
-    if not aux.is_file():
-        from robustok.losses.aux_perceptual import train_aux_perceptual
-
-        train_aux_perceptual(aux)
+    pairs = pairs_once(out / arm / "pairs", gen, tok, sigma=SIGMA, num_pairs=budget["num_pairs"],
+                       num_eval=budget["num_eval"], seed=0, sampling=GUIDANCE, pair_input=arm)  # fmt: skip
+    aux = aux_network(out)
     runs = []
     for seed in seeds:
         run = out / arm / f"post-seed{seed}"

@@ -47,6 +47,26 @@ def robustok(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "robustok.cli", *map(str, args)], check=True, cwd=ROOT)
 
 
+def pairs_once(out: Path, gen: str, tok: str, *, sigma: float, num_pairs: int, num_eval: int, seed: int,
+               sampling: list[str], pair_input: str = "ids") -> Path:  # fmt: skip
+    """`robustok post-train-data` into `out` unless a finished store is there; returns `out`."""
+    if not (out / "manifest.json").is_file():
+        robustok("post-train-data", gen, "--tokenizer", tok, "--sigma", sigma, "--num-pairs", num_pairs,
+                 "--num-eval", num_eval, *sampling, "--pair-input", pair_input, "--seed", seed, "--out", out,
+                 "--overwrite", "--no-progress")  # fmt: skip
+    return out
+
+
+def aux_network(out: Path) -> Path:
+    """The offline perceptual network of the authors' recipe, trained once into `out` (deterministic)."""
+    aux = out / "aux-perceptual.safetensors"
+    if not aux.is_file():
+        from robustok.losses.aux_perceptual import train_aux_perceptual
+
+        train_aux_perceptual(aux)
+    return aux
+
+
 def train_generator(tokens: str, tok: str, steps: int, out: Path) -> Path:
     run = out / "generators" / f"steps{steps}"
     if not (run / "generator" / "model.safetensors").is_file():
@@ -92,27 +112,8 @@ def run_arm(arm: tuple, tok: str, tokens: str, out: Path, budget: dict) -> dict:
             "--json",
             diag,
         )
-    pairs = out / name / "pairs"
-    if not (pairs / "manifest.json").is_file():
-        robustok(
-            "post-train-data",
-            gen,
-            "--tokenizer",
-            tok,
-            "--sigma",
-            SIGMA,
-            "--num-pairs",
-            budget["num_pairs"],
-            "--num-eval",
-            num_eval,
-            *guidance,
-            "--seed",
-            0,
-            "--out",
-            pairs,
-            "--overwrite",
-            "--no-progress",
-        )
+    pairs = pairs_once(out / name / "pairs", gen, tok, sigma=SIGMA, num_pairs=budget["num_pairs"],
+                       num_eval=num_eval, seed=0, sampling=guidance, pair_input="ids")  # fmt: skip
     runs = []
     for seed in SEEDS:
         run = out / name / f"post-seed{seed}"

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from noise_budget import mde_t  # noqa: E402
 from posttrain_authors import summarize  # noqa: E402
-from posttrain_dose import robustok  # noqa: E402
+from posttrain_dose import aux_network, pairs_once  # noqa: E402
 from posttrain_pairs import PREDICTIONS, post_train_run  # noqa: E402
 from study_models import TOKENIZER  # noqa: E402
 
@@ -84,35 +84,9 @@ def run(out: Path, tokens: Path | None, seeds: list[int], record: bool) -> None:
     if record:
         PER_SEED.mkdir(parents=True, exist_ok=True)
         (PER_SEED / "generator.json").write_text(json.dumps(g, indent=1))
-    pairs = out / "pairs"
-    if not (pairs / "manifest.json").is_file():
-        robustok(
-            "post-train-data",
-            gen,
-            "--tokenizer",
-            TOKENIZER,
-            "--sigma",
-            SIGMA,
-            "--num-pairs",
-            NUM_PAIRS,
-            "--num-eval",
-            NUM_EVAL,
-            "--cfg",
-            CFG,
-            "--pair-input",
-            "ids",
-            "--seed",
-            PAIRS_SEED,
-            "--out",
-            pairs,
-            "--overwrite",
-            "--no-progress",
-        )
-    aux = out / "aux-perceptual.safetensors"
-    if not aux.is_file():
-        from robustok.losses.aux_perceptual import train_aux_perceptual
-
-        train_aux_perceptual(aux)
+    pairs = pairs_once(out / "pairs", gen, str(TOKENIZER), sigma=SIGMA, num_pairs=NUM_PAIRS, num_eval=NUM_EVAL,
+                       seed=PAIRS_SEED, sampling=["--cfg", str(CFG)])  # fmt: skip
+    aux = aux_network(out)
     for seed in seeds:
         row = {"seed": seed, **post_train_run(str(TOKENIZER), pairs, out / f"post-seed{seed}", seed, aux, "fp32")}
         print(

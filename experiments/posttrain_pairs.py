@@ -71,7 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from noise_budget import mde_t  # noqa: E402
 from posttrain_authors import same_held_out, summarize  # noqa: E402  (E2's per-arm summary, reused as is)
-from posttrain_dose import inception_check, robustok  # noqa: E402  (the CLI runner and the FID-inception check)
+from posttrain_dose import aux_network, inception_check, pairs_once, robustok  # noqa: E402
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
 
 PAIR_COUNTS = (192, 1000, 4000, 16000)
@@ -113,36 +113,11 @@ def prepare(out: Path, tok: str, gen: str, counts) -> Path:
     """The pair stores (one per count, same seed, so nested; the same held-out tokens, checked) and the
     offline perceptual network."""
     for n in counts:
-        pairs = out / arm(n) / "pairs"
-        if not (pairs / "manifest.json").is_file():
-            robustok(
-                "post-train-data",
-                gen,
-                "--tokenizer",
-                tok,
-                "--sigma",
-                SIGMA,
-                "--num-pairs",
-                n,
-                "--num-eval",
-                NUM_EVAL,
-                *GUIDANCE,
-                "--pair-input",
-                "ids",
-                "--seed",
-                PAIRS_SEED,
-                "--out",
-                pairs,
-                "--overwrite",
-                "--no-progress",
-            )
+        pairs_once(out / arm(n) / "pairs", gen, tok, sigma=SIGMA, num_pairs=n, num_eval=NUM_EVAL, seed=PAIRS_SEED,
+                   sampling=list(GUIDANCE))  # fmt: skip
     if not same_held_out(out, [arm(n) for n in counts]):
         raise SystemExit(f"{out}: the pair stores' held-out tokens differ; the arms would be judged on other sets")
-    aux = out / "aux-perceptual.safetensors"
-    if not aux.is_file():
-        from robustok.losses.aux_perceptual import train_aux_perceptual
-
-        train_aux_perceptual(aux)
+    aux = aux_network(out)
     return aux
 
 

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 from noise_budget import mde_t  # noqa: E402
 from posttrain_authors import BUDGETS, GUIDANCE, SIGMA, scaled_recipe  # noqa: E402
-from posttrain_dose import robustok  # noqa: E402
+from posttrain_dose import aux_network, pairs_once, robustok  # noqa: E402
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
 
 NEW_SETS = tuple(range(2, 8))
@@ -51,16 +51,9 @@ T975 = {3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365}
 
 def run(out: Path, k: int, record: bool) -> dict:
     """Pair set k: its pairs, then E2's long recipe and its control; the compact record."""
-    pairs = out / f"set{k}" / "pairs"
-    if not (pairs / "manifest.json").is_file():
-        robustok("post-train-data", GENERATOR, "--tokenizer", TOKENIZER, "--sigma", SIGMA, "--num-pairs",
-                 BUDGET["num_pairs"], "--num-eval", BUDGET["num_eval"], *GUIDANCE, "--pair-input", "ids",
-                 "--seed", k, "--out", pairs, "--overwrite", "--no-progress")  # fmt: skip
-    aux = out / "aux-perceptual.safetensors"
-    if not aux.is_file():
-        from robustok.losses.aux_perceptual import train_aux_perceptual
-
-        train_aux_perceptual(aux)
+    pairs = pairs_once(out / f"set{k}" / "pairs", GENERATOR, TOKENIZER, sigma=SIGMA, num_pairs=BUDGET["num_pairs"],
+                       num_eval=BUDGET["num_eval"], seed=k, sampling=GUIDANCE)  # fmt: skip
+    aux = aux_network(out)
     run_dir = out / f"set{k}" / "post-seed0"
     if not (run_dir / "posttrain.json").is_file():
         robustok("post-train", "configs/posttrain/fmnist.yaml", f"tokenizer={TOKENIZER}", f"pairs={pairs}",
