@@ -135,7 +135,7 @@ def mde_t(se_unit: float, df: int) -> float:
         nc = delta / se_unit
         return float(stats.nct.sf(crit, df, nc) + np.nan_to_num(stats.nct.cdf(-crit, df, nc)))  # 2nd: tiny
 
-    return float(optimize.brentq(lambda d: power(d) - POWER, 1e-9, 10 * se_unit))
+    return float(optimize.brentq(lambda d: power(d) - POWER, 1e-9, 200 * se_unit))  # df 1 needs a wide bracket
 
 
 def var_set_at(n: int, fam: dict, key: str, scaling: dict) -> float:

@@ -272,6 +272,9 @@ def markdown(result: dict) -> str:
             f"Realised MDE (80% power): one arm {m['one_arm']:.2f}, two arms' difference "
             f"{m['difference_of_two_arms']:.2f} (seed sd of Delta {m['seed_sd_of_delta']:.3f})."
         ]
+    if b := result.get("bf16_beside"):
+        lines += ["", "Beside, the shipped bf16 default (not judged on): " + "; ".join(
+            f"{a['num_pairs']} pairs {f(a['delta_vs_control'])}" for a in b["arms"]) + "."]  # fmt: skip
     if result.get("inception"):
         lines += ["", "| distinct pairs | FID-inception: post − control per seed |", "|---:|---|"]
         lines += [f"| {k} | {f(v['delta_vs_control'])} |" for k, v in result["inception"].items()]
