@@ -161,6 +161,18 @@ def build() -> dict:
                 [("posttrain-masked.json:masked", m["arm"])],
             )
         )
+        if t := m.get("pair_sets"):  # the same run on other pair sets, one post-training seed each: own runs
+            conditions.append(
+                _condition(
+                    f"masked generator (retrained, fp32), {len(t['sets'])} other sets of 1000 pairs at sigma 0.9, "
+                    "authors' recipe at 480 steps, token-id pairs (posttrain-masked, pair sets)",
+                    "masked",
+                    m["generator"]["gfid_cfg"],
+                    family["baseline-s0"]["rfid"],
+                    f"{AUTHORS} on token-id pairs",
+                    [("posttrain-masked.json:pair_sets", {"delta_vs_control": t["deltas"]})],
+                )
+            )
     return {
         "generated_by": "python experiments/build_evidence.py",
         "dropped_without_json": DROPPED,

@@ -36,8 +36,8 @@ def test_image_statistics_sharpness_and_contrast():
     assert estimate(12.0, 2.2, "fmnist")["verdict"].startswith("unlikely to pay")
     # E2's recipe beat its control on E2's pairs, not on the pairs study's or most new pair sets: no longer named
     assert "recipe" not in estimate(11.1, 3.67, "fmnist")["verdict"]
-    masked_verdict = estimate(58.9, 3.67, "fmnist", generator="masked")["verdict"]
-    assert "fmnist-authors.yaml on token-id pairs (3 of 3" in masked_verdict
+    # with the masked generator it beat its control on every seed of one pair set, not on other pair sets
+    assert "recipe" not in estimate(58.9, 3.67, "fmnist", generator="masked")["verdict"]
     assert "recipe" not in estimate(12.0, 1.0, "fmnist", [Condition("a", 10.0, 1.0, 4, 4, -1.0)])["verdict"]
     mixed = [Condition("a", 10.0, 1.0, 4, 2, 0.0)]
     assert "mixed" in estimate(12.0, 1.0, "fmnist", mixed)["verdict"]
