@@ -350,11 +350,6 @@ class ARGenerator(IdGenerator):
         loss = ar_loss(model, self, tokens, labels, objective.label_dropout, ratio)
         return {"loss": loss, "order_ratio": torch.tensor(ratio)}
 
-    def sample_codes(
-        self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
-    ) -> torch.Tensor:
-        return self._sample_with(labels, self.sampling(opts), generator)
-
     def _sample_with(
         self, labels: torch.Tensor, o: ARSampling, generator: Optional[torch.Generator], **forcing: Any
     ) -> torch.Tensor:
@@ -371,20 +366,6 @@ class ARGenerator(IdGenerator):
             static_cache=o.static_cache,
             **forcing,
         )
-
-    def paired(
-        self,
-        real: torch.Tensor,
-        labels: torch.Tensor,
-        sigma: float,
-        opts: Any,
-        rng: torch.Generator,
-        mask_rng: torch.Generator,
-    ) -> torch.Tensor:
-        """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position), the rest sampled
-        in raster order with the kept tokens fed back."""
-        keep = self.keep_draw(real, sigma, mask_rng)
-        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real)
 
 
 def order_ratio(obj: ARObjective, step: int, total: int) -> float:

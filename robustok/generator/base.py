@@ -199,6 +199,32 @@ class IdGenerator(TokenGenerator):
     cross_entropy_kind: ClassVar[str] = "next-token"  # what `token_cross_entropy` scores (its training loss)
     seq_len: int
 
+    @abc.abstractmethod
+    def _sample_with(self, labels: Tensor, o: Any, generator: Optional[torch.Generator], **forcing: Any) -> Tensor:
+        """`self.sample` with this kind's sampling options `o` (free sampling, or with the kept real tokens passed
+        through `forcing` as `keep_mask` and `prefix_tokens`); (B, h, w) ids."""
+
+    def sample_codes(self, labels: Tensor, opts: Any, generator: Optional[torch.Generator] = None) -> Tensor:
+        """Token ids (B, h, w) with the sampling options `opts` (this kind's `sampling_class`)."""
+        return self._sample_with(labels, self.sampling(opts), generator)
+
+    @torch.no_grad()
+    def paired(
+        self,
+        real: Tensor,
+        labels: Tensor,
+        sigma: float,
+        opts: Any,
+        rng: Optional[torch.Generator] = None,
+        mask_rng: Optional[torch.Generator] = None,
+    ) -> Tensor:
+        """Teacher forcing: each real token kept with probability `sigma` (i.i.d. per position, drawn from
+        `mask_rng`, else `rng`), the others sampled with the kept ones fed back (AR: in raster order; masked: by
+        masked decoding); (B, h, w)."""
+        real = real.to(next(self.parameters()).device).long()
+        keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
+        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real).view_as(real)
+
     @torch.no_grad()
     def token_cross_entropy(self, tokens: Tensor, labels: Tensor) -> Tensor:
         """The training loss on real `tokens` (B, h, w) without label dropout, at the end of the training schedule

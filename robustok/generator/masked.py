@@ -256,12 +256,6 @@ class MaskedGenerator(IdGenerator):
         """The training task's loss dict; `model` is this module or a DDP/compiled wrapper of it."""
         return {"loss": masked_loss(model, self, x, y, objective.label_dropout)}
 
-    def sample_codes(
-        self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
-    ) -> torch.Tensor:
-        """Token ids (B, h, w) with the sampling options `opts` (see `MaskedSampling`)."""
-        return self._sample_with(labels, self.sampling(opts), generator)
-
     def _sample_with(
         self, labels: torch.Tensor, o: MaskedSampling, generator: Optional[torch.Generator], **forcing: Any
     ) -> torch.Tensor:
@@ -279,22 +273,6 @@ class MaskedGenerator(IdGenerator):
             cfg_power=o.cfg_power,
             **forcing,
         )
-
-    @torch.no_grad()
-    def paired(
-        self,
-        real_codes: torch.Tensor,
-        labels: torch.Tensor,
-        sigma: float,
-        opts: Any,
-        rng: Optional[torch.Generator] = None,
-        mask_rng: Optional[torch.Generator] = None,
-    ) -> torch.Tensor:
-        """Post-training pairs: each real token kept with probability `sigma` (drawn from `mask_rng`, else
-        `rng`), the others filled in by masked decoding conditioned on the kept ones; (B, h, w)."""
-        real = real_codes.to(self.head.weight.device).long()
-        keep = self.keep_draw(real, sigma, mask_rng if mask_rng is not None else rng)
-        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real).view_as(real)
 
 
 def masked_loss(

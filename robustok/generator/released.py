@@ -141,11 +141,6 @@ class ReleasedAR(IdGenerator):
         logits = model(tokens, labels)
         return {"loss": F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten())}
 
-    def sample_codes(
-        self, labels: torch.Tensor, opts: Any, generator: Optional[torch.Generator] = None
-    ) -> torch.Tensor:
-        return self._sample_with(labels, self.sampling(opts), generator)
-
     def _sample_with(
         self, labels: torch.Tensor, o: Any, generator: Optional[torch.Generator], **forcing: Any
     ) -> torch.Tensor:
@@ -163,20 +158,6 @@ class ReleasedAR(IdGenerator):
             cfg_interval=self.guidance_interval(o),
             **forcing,
         )
-
-    def paired(
-        self,
-        real: torch.Tensor,
-        labels: torch.Tensor,
-        sigma: float,
-        opts: Any,
-        rng: torch.Generator,
-        mask_rng: torch.Generator,
-    ) -> torch.Tensor:
-        """Teacher forcing: each real token kept with probability `sigma`, the rest sampled in raster order with
-        the kept tokens fed back (the RobusTok release's `post_train_data.py` pairs)."""
-        keep = self.keep_draw(real, sigma, mask_rng)
-        return self._sample_with(labels, self.sampling(opts), rng, keep_mask=keep, prefix_tokens=real)
 
     def check_tokenizer(self, tokenizer: Any) -> None:
         """Refuse a tokenizer of another grid or vocabulary, or another fingerprint than the converted one's."""
