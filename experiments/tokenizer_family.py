@@ -45,13 +45,19 @@ QUICK = [
 ]
 
 
-def train_member(name: str, out: Path, budget: str) -> str:
+def member_steps(budget: str, extra: list[str]) -> int:
+    """The budget's tokenizer steps, or half of them (`@half`), or a set number (`@steps=N`)."""
+    steps = BUDGETS[budget][0] // (2 if "@half" in extra else 1)
+    return next((int(o.split("=", 1)[1]) for o in extra if o.startswith("@steps=")), steps)
+
+
+def train_member(name: str, out: Path, budget: str, members: dict | None = None) -> str:
     from robustok.config import load_config
     from robustok.tokenizer.train import TokenizerTask, TokenizerTrainConfig
     from robustok.train.export import train_or_resume
 
-    base, extra = MEMBERS[name]
-    steps = BUDGETS[budget][0] // (2 if "@half" in extra else 1)
+    base, extra = (members or MEMBERS)[name]
+    steps = member_steps(budget, extra)
     run_dir = out / "tokenizers" / name
     overrides = [
         f"run.dir={run_dir}",

@@ -1,0 +1,247 @@
+"""Issue 21 part 3: widen the tokenizer family until its gFIDs differ beyond the seed noise, then ask again whether
+pFID or rFID ranks tokenizers by gFID.
+
+    OMP_NUM_THREADS=1 python experiments/tokenizer_family_wide.py --out runs/family-wide --check --record
+    OMP_NUM_THREADS=1 python experiments/tokenizer_family_wide.py --out runs/family-wide --only NAME --record
+    python experiments/tokenizer_family_wide.py --summarize          # pooled table, tests and verdict
+
+Design (fixed and committed before any run)
+- Why: the 12-member family (`tokenizer_family.py --budget half`) varies gFID-CFG by sd 4.22 across members, about
+  the training-seed sd (3.86), so its Spearman difference ρ(pFID, gFID) − ρ(rFID, gFID) = −0.07 has a 95% CI of
+  [−0.50, +0.46]. New members move the tokenizer's quality by amounts larger than a training seed does: training
+  length, width, code dimension, and a perturbation far stronger than the paper's (where pFID and rFID can part).
+- Members, at the family's half budget and spec (K = 1024, `run.deterministic=true`, 800-step tiny AR generator,
+  seed 0, on the first 30,000 training images, FID-fmnist, 1000 evaluation images, two gFID sets of 1000, CFG 1.5),
+  run as two single-thread processes, one taking the odd positions of `WIDE` below and one the even (the second
+  starts when the diffusion study frees its core); the analysis uses every member finished when the session's
+  compute ends (a schedule fixed here, not chosen by results).
+- Comparability check (`--check`, before the members): the committed `experiments/models/baseline-s0/tokenizer`
+  is the family's `baseline-s0`; its rFID and pFID under today's code must match the recorded row within 0.05
+  (else the pooled analysis is void and only the new members are analysed among themselves).
+- Pooled family: the 12 recorded members (`experiments/results/tokenizer_family-half.json`) + the new ones.
+
+Endpoints and tests
+1. Beyond the noise: the across-member variance of gFID-CFG over the pooled family against the training-seed
+   variance (3.97², pooled over the 3 + 3 seed members, df 4; the 12-member family alone: F = 1.13, p = 0.50):
+   one-sided F test at alpha 0.05.
+2. The question: Spearman ρ(pFID, gFID) − ρ(rFID, gFID), both endpoints (CFG 1.5 primary, no CFG beside), over the
+   pooled family, bootstrap 95% CI over tokenizers (`robustok.tokbench`'s `compare_predictors`, 2000 resamples):
+   "pFID ranks better" if the interval lies above 0, "rFID ranks better" if below, else no call, reported with
+   the interval's width (what differences it excludes).
+3. Beside: the same on the new members alone; Pearson; the pairs the two metrics order differently.
+
+Power (`noise_budget.spearman_mde`, 2000 draws; the family's ρ(pFID, rFID) 0.69): at n = 16 to 20 tokenizers and
+a reliability of gFID 0.8 to 0.95 (the wide members should raise it), the null sd of the Spearman difference is
+0.20 at ρ_r = 0.5, 0.14 at ρ_r = 0.7 and 0.11 at ρ_r = 0.85, so a CI half-width of about 0.22 to 0.39. No
+difference below ρ_p = 1 reaches 80% power at these n: "pFID better" can be shown only if rFID ranks poorly and
+pFID almost perfectly. What the design can reach is a narrower interval: it can exclude differences larger than
+about 0.3 in either direction, against 0.5 for the 12-member family.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "experiments"))
+from study_models import TOKENIZER  # noqa: E402
+from tokenizer_family import BUDGETS, SEEDS, train_member  # noqa: E402
+
+BUDGET = "half"
+WIDE: dict[str, tuple[str, list[str]]] = {
+    "baseline-steps150": ("fmnist-baseline", ["@steps=150"]),
+    "robust-extreme": ("fmnist-robust", ["perturb.beta=0.5", "perturb.delta=200"]),
+    "baseline-narrow8": ("fmnist-baseline", ["model.base_channels=8", "model.hidden_dim=16"]),
+    "robust-steps300": ("fmnist-robust", ["@steps=300"]),
+    "baseline-dim2": ("fmnist-baseline", ["model.code_dim=2"]),
+    "robust-narrow8": ("fmnist-robust", ["model.base_channels=8", "model.hidden_dim=16"]),
+    "baseline-steps300": ("fmnist-baseline", ["@steps=300"]),
+    "robust-steps150": ("fmnist-robust", ["@steps=150"]),
+}
+FAMILY = ROOT / "experiments" / "results" / "tokenizer_family-half.json"
+PER_MEMBER = ROOT / "experiments" / "results" / "tokenizer_family-wide"
+RESULT = ROOT / "experiments" / "results" / "tokenizer_family-wide.json"
+CHECK_TOLERANCE = 0.05
+
+
+def spec():
+    from robustok.tokbench import BenchmarkSpec
+
+    _, gen_steps, pretok, n_eval, n_gen = BUDGETS[BUDGET]
+    s = BenchmarkSpec(gen_steps=gen_steps, pretok_images=pretok, eval_images=n_eval, gen_images=n_gen)
+    recorded = json.loads(FAMILY.read_text())["spec"]
+    from dataclasses import asdict
+
+    if (mine := {k: v for k, v in asdict(s).items() if k in recorded}) != recorded:
+        raise SystemExit(f"{FAMILY}: the recorded spec {recorded} differs from this study's {mine}")
+    return s
+
+
+def benchmark(name: str, path: str, out: Path, evaluate_only: bool = False) -> dict:
+    """The family's cached measurements of one tokenizer (metrics only with `evaluate_only`)."""
+    from robustok.demo.stages import cached, weights_hash
+    from robustok.metrics.features import get_feature_net
+    from robustok.metrics.fid import source_stats
+    from robustok.tokbench import Entry, _evaluate, benchmark_tokenizer
+
+    s = spec()
+    features = get_feature_net(s.features)
+    entry = Entry(name, path, 1024)
+    if evaluate_only:
+        key = {"tok": weights_hash(path), "data": s.eval_data, "n": s.eval_images, "features": s.features}
+        return cached(out / "bench", f"eval-{name}", key, False, lambda: _evaluate(entry, s, features, 0))
+    reference = source_stats(s.train_data, features, num_images=s.gen_images)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    row = benchmark_tokenizer(entry, s, out / "bench", features, reference, False, log, 0)
+    return {k: v for k, v in row.items() if k != "path"}
+
+
+def check(out: Path, record: bool) -> dict:
+    recorded = next(t for t in json.loads(FAMILY.read_text())["tokenizers"] if t["name"] == "baseline-s0")
+    now = benchmark("baseline-s0", str(TOKENIZER), out, evaluate_only=True)
+    result = {k: {"recorded": recorded[k], "now": now[k], "difference": now[k] - recorded[k]} for k in ("rfid", "pfid")}
+    result["comparable"] = all(abs(v["difference"]) <= CHECK_TOLERANCE for v in result.values())
+    print(json.dumps(result, indent=1))
+    if record:
+        PER_MEMBER.mkdir(parents=True, exist_ok=True)
+        (PER_MEMBER / "check-baseline-s0.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def run(out: Path, names: list[str], record: bool) -> None:
+    for name in names:
+        path = train_member(name, out, BUDGET, WIDE)
+        row = benchmark(name, path, out)
+        print(f"{name}: rFID {row['rfid']:.2f}, pFID {row['pfid']:.2f}, gFID CFG {row['gfid_cfg']:.2f}", flush=True)
+        if record:
+            PER_MEMBER.mkdir(parents=True, exist_ok=True)
+            (PER_MEMBER / f"{name}.json").write_text(json.dumps(row, indent=1, default=float))
+
+
+def beyond_noise(family: list[dict], key: str) -> dict:
+    """One-sided F test: the across-member variance against the pooled training-seed variance (3 + 3 seeds)."""
+    seeds = [[r[key] for r in family if r["name"] == f"{arm}-s{s}"] for arm in ("baseline", "robust") for s in SEEDS]
+    base, rob = [v for g in seeds[:3] for v in g], [v for g in seeds[3:] for v in g]
+    var_seed = (np.var(base, ddof=1) + np.var(rob, ddof=1)) / 2
+    values = [r[key] for r in family]
+    var_member = float(np.var(values, ddof=1))
+    df_member, df_seed = len(values) - 1, len(base) + len(rob) - 2
+    f = var_member / var_seed
+    return {
+        "member_sd": float(np.sqrt(var_member)),
+        "seed_sd": float(np.sqrt(var_seed)),
+        "f": float(f),
+        "df": [df_member, df_seed],
+        "p": float(stats.f.sf(f, df_member, df_seed)),
+        "beyond_noise": bool(stats.f.sf(f, df_member, df_seed) < 0.05),
+    }
+
+
+def build() -> dict:
+    from robustok.tokbench import correlate
+
+    family = json.loads(FAMILY.read_text())["tokenizers"]
+    new = [json.loads((PER_MEMBER / f"{n}.json").read_text()) for n in WIDE if (PER_MEMBER / f"{n}.json").is_file()]
+    check_file = PER_MEMBER / "check-baseline-s0.json"
+    comparable = json.loads(check_file.read_text())["comparable"] if check_file.is_file() else None
+    pooled = family + new if comparable else new
+    s = spec()
+    result = {
+        "members": [r["name"] for r in new],
+        "comparable": comparable,
+        "new": [
+            {
+                k: r[k]
+                for k in ("name", "psnr", "rfid", "pfid", "codebook_usage", *KEYS, "gfid_cfg_noise", "gfid_nocfg_noise")
+            }
+            for r in new
+        ],  # fmt: skip
+        "pooled_n": len(pooled),
+        "beyond_noise": {key: beyond_noise(pooled, key) for key in KEYS} if comparable else None,
+        "pooled": correlate(pooled, s)["1024"] if len(pooled) >= 4 else None,
+        "new_only": correlate(new, s)["1024"] if len(new) >= 4 else None,
+    }
+    if result["pooled"]:
+        for key in KEYS:
+            ci = result["pooled"][key]["spearman"]["ci95"]
+            result["pooled"][key]["verdict"] = (
+                "pFID ranks better" if ci[0] > 0 else "rFID ranks better" if ci[1] < 0 else "no call"
+            )
+    return result
+
+
+KEYS = ("gfid_cfg", "gfid_nocfg")
+
+
+def markdown(r: dict) -> str:
+    f = lambda v: "–" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = [
+        "| new member | PSNR | rFID | pFID | usage | gFID (sets differ by) | gFID CFG 1.5 (sets differ by) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *(
+            f"| {m['name']} | {f(m['psnr'])} | {f(m['rfid'])} | {f(m['pfid'])} | {m['codebook_usage']:.0%} | "
+            f"{f(m['gfid_nocfg'])} ({f(m['gfid_nocfg_noise'])}) | {f(m['gfid_cfg'])} ({f(m['gfid_cfg_noise'])}) |"
+            for m in r["new"]
+        ),
+        "",
+        f"Pooled with the 12 recorded members: n = {r['pooled_n']} (comparability check passed: {r['comparable']}).",
+        "",
+        "| endpoint | member sd / seed sd (F, p) | Spearman pFID / rFID | difference [95% CI] | verdict | "
+        "Pearson difference [95% CI] | new members alone: Spearman difference [95% CI] |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key in KEYS:
+        if not r["pooled"]:
+            break
+        c, b = r["pooled"][key], (r["beyond_noise"] or {}).get(key)
+        sp, pe = c["spearman"], c["pearson"]
+        noise = f"{b['member_sd']:.2f} / {b['seed_sd']:.2f} ({b['f']:.2f}, {b['p']:.3f})" if b else "–"
+        alone = "–"
+        if r["new_only"]:
+            a = r["new_only"][key]["spearman"]
+            alone = f"{a['difference']:+.2f} [{a['ci95'][0]:+.2f}, {a['ci95'][1]:+.2f}] (n = {len(r['new'])})"
+        lines.append(
+            f"| {key} | {noise} | {sp['a']:.2f} / {sp['b']:.2f} | {sp['difference']:+.2f} [{sp['ci95'][0]:+.2f}, "
+            f"{sp['ci95'][1]:+.2f}] | **{c['verdict']}** | {pe['difference']:+.2f} [{pe['ci95'][0]:+.2f}, "
+            f"{pe['ci95'][1]:+.2f}] | {alone} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out")
+    p.add_argument("--check", action="store_true", help="the comparability check on the committed baseline-s0")
+    p.add_argument("--only", help=f"comma list of new members, in the design's order: {', '.join(WIDE)}")
+    p.add_argument("--record", action="store_true", help=f"per-member JSON under {PER_MEMBER.relative_to(ROOT)}")
+    p.add_argument("--summarize", action="store_true", help=f"build {RESULT.relative_to(ROOT)}")
+    p.add_argument("--markdown", metavar="JSON")
+    a = p.parse_args()
+    if a.markdown:
+        print(markdown(json.loads(Path(a.markdown).read_text())))
+        return
+    if a.summarize:
+        result = build()
+        RESULT.write_text(json.dumps(result, indent=1, default=float))
+        print(markdown(result))
+        return
+    if not a.out:
+        p.error("--out is required")
+    out = Path(a.out).resolve()
+    if a.check:
+        check(out, a.record)
+    if a.only:
+        names = a.only.split(",")
+        if unknown := sorted(set(names) - set(WIDE)):
+            p.error(f"unknown members {unknown}; choose from {list(WIDE)}")
+        run(out, names, a.record)
+
+
+if __name__ == "__main__":
+    main()
