@@ -173,6 +173,19 @@ def build() -> dict:
                     [("posttrain-masked.json:pair_sets", {"delta_vs_control": t["deltas"]})],
                 )
             )
+    if (RESULTS / "posttrain-diffusion.json").is_file():  # each pair set with post-training seed 0: own runs
+        d = _load("posttrain-diffusion.json")
+        conditions.append(
+            _condition(
+                f"KL tokenizer + flow DiT, {len(d['sets'])} sets of 1000 SDEdit pairs at sigma 0.9, authors' recipe "
+                "at 480 steps (posttrain-diffusion)",
+                "diffusion",
+                float(np.mean(d["untouched"])),
+                d["tokenizer"]["rfid"],
+                f"{AUTHORS} on SDEdit latents",
+                [("posttrain-diffusion.json", {"delta_vs_control": d["deltas"]})],
+            )
+        )
     return {
         "generated_by": "python experiments/build_evidence.py",
         "dropped_without_json": DROPPED,
