@@ -29,7 +29,6 @@ Each seed is recorded as it finishes (`experiments/results/generator-seeds/seed<
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+import study  # noqa: E402
 from study_models import TOKENIZER  # noqa: E402
 
 SEEDS = tuple(range(6))
@@ -132,27 +132,14 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", help="working folder (token store, generators, cached scores)")
+    p = study.parser(__doc__, RESULT, "write each seed to experiments/results/generator-seeds/")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--record", action="store_true", help="write each seed to experiments/results/generator-seeds/")
-    p.add_argument("--summarize", action="store_true", help="build experiments/results/generator-seeds.json")
-    p.add_argument("--markdown", metavar="JSON", help="print the docs table of a recorded result and stop")
     args = p.parse_args()
-    if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
-        return
-    if args.summarize:
-        result = summarize()
-        RESULT.write_text(json.dumps(result, indent=1))
-        print(markdown(result))
+    if study.report(args, summarize, markdown, RESULT):
         return
     if not args.out:
         p.error("--out is required")
-    seeds = [int(x) for x in args.seeds.split(",") if x]
-    if unknown := set(seeds) - set(SEEDS):
-        p.error(f"--seeds: {sorted(unknown)} are not in the design {SEEDS}")
-    run(Path(args.out), seeds, args.record)
+    run(Path(args.out), study.chosen(p, "--seeds", args.seeds, SEEDS), args.record)
 
 
 if __name__ == "__main__":

@@ -42,18 +42,14 @@ Prediction: `robustok diagnose` had no diffusion evidence when the predictions w
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-from noise_budget import mde_t  # noqa: E402
+import study  # noqa: E402
 from posttrain_dose import aux_network, pairs_once, robustok  # noqa: E402
 from posttrain_pairs import post_train_run  # noqa: E402
 
@@ -143,16 +139,7 @@ def build() -> dict:
         "beats_control_every_set": bool(deltas) and all(d <= -0.5 for d in deltas),
     }
     if len(deltas) >= 2:
-        mean, sd = float(np.mean(deltas)), float(np.std(deltas, ddof=1))
-        se, df = sd / np.sqrt(len(deltas)), len(deltas) - 1
-        half = float(stats.t.ppf(0.975, df)) * se
-        result |= {
-            "mean_delta": mean,
-            "pair_set_sd": sd,
-            "ci95": [mean - half, mean + half],
-            "verdict": "beats its control" if mean + half < 0 else "loses" if mean - half > 0 else "no call",
-            "realised_mde": mde_t(se, df),
-        }
+        result |= study.unit_test(deltas)
     return result
 
 
@@ -187,22 +174,12 @@ def markdown(r: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out")
+    p = study.parser(__doc__, RESULT, f"write each set to {PER_SET.relative_to(ROOT)}/")
     p.add_argument("--prepare", action="store_true", help="tokenizer, latents, generator, rFID, perceptual network")
     p.add_argument("--aux-from", type=Path, help="an existing aux-perceptual.safetensors (deterministic) to copy")
     p.add_argument("--sets", help=f"run these pair sets (of {SETS})")
-    p.add_argument("--record", action="store_true")
-    p.add_argument("--summarize", action="store_true", help=f"build {RESULT.relative_to(ROOT)}")
-    p.add_argument("--markdown", metavar="JSON")
     args = p.parse_args()
-    if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
-        return
-    if args.summarize:
-        result = build()
-        RESULT.write_text(json.dumps(result, indent=1))
-        print(markdown(result))
+    if study.report(args, build, markdown, RESULT):
         return
     if not args.out:
         p.error("--out is required")
@@ -210,10 +187,7 @@ def main() -> None:
     if args.prepare:
         prepare(out, args.aux_from, args.record)
     if args.sets:
-        sets = [int(x) for x in args.sets.split(",") if x]
-        if unknown := set(sets) - set(SETS):
-            p.error(f"--sets: {sorted(unknown)} are not in the design {SETS}")
-        run_sets(out, sets, args.record)
+        run_sets(out, study.chosen(p, "--sets", args.sets, SETS), args.record)
 
 
 if __name__ == "__main__":

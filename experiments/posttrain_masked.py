@@ -35,17 +35,15 @@ no call; the first set (pairs seed 1, seed 0: -0.92) beside, not in the test. De
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-from noise_budget import mde_t  # noqa: E402
+import study  # noqa: E402
 from posttrain_authors import summarize  # noqa: E402
 from posttrain_dose import aux_network, pairs_once  # noqa: E402
 from posttrain_pairs import PREDICTIONS, post_train_run  # noqa: E402
@@ -143,18 +141,11 @@ def pair_set_test() -> dict | None:
     deltas = [r["gfid_proxy_after"] - r["gfid_proxy_control"] for r in rows if r["pairs_seed"] in NEW_SETS]
     if len(deltas) < 2:
         return None
-    mean, sd = float(np.mean(deltas)), float(np.std(deltas, ddof=1))
-    se, df = sd / np.sqrt(len(deltas)), len(deltas) - 1
-    half = float(stats.t.ppf(0.975, df)) * se
     return {
         "sets": [r["pairs_seed"] for r in rows if r["pairs_seed"] in NEW_SETS],
         "deltas": deltas,
         "untouched": [r["gfid_proxy_before"] for r in rows if r["pairs_seed"] in NEW_SETS],
-        "mean_delta": mean,
-        "pair_set_sd": sd,
-        "ci95": [mean - half, mean + half],
-        "verdict": "beats its control" if mean + half < 0 else "loses" if mean - half > 0 else "no call",
-        "realised_mde": mde_t(se, df),
+        **study.unit_test(deltas),
     }
 
 
@@ -163,10 +154,8 @@ def build() -> dict:
     arm = summarize("masked", rows)
     result = {"generator": json.loads((PER_SEED / "generator.json").read_text()), "arm": arm}
     if arm["delta_sd"] is not None:
-        se, df = arm["delta_sd"] / np.sqrt(len(rows)), len(rows) - 1
-        half = float(stats.t.ppf(0.975, df)) * se
-        result["ci95"] = [arm["delta_mean"] - half, arm["delta_mean"] + half]
-        result["realised_mde_one_arm"] = mde_t(se, df)  # 80% power, the t test of the other studies
+        t = study.unit_test(arm["delta_vs_control"])  # over seeds, one pair set
+        result["ci95"], result["realised_mde_one_arm"] = t["ci95"], t["realised_mde"]
     if sets := pair_set_test():
         result["pair_sets"] = sets
     p = next(c for c in json.loads(PREDICTIONS.read_text())["conditions"] if c["generator"] == "masked")
@@ -216,30 +205,17 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out")
+    p = study.parser(__doc__, RESULT, f"write each run to {PER_SEED.relative_to(ROOT)}/")
     p.add_argument("--tokens", type=Path, help="an existing token store of the first 30,000 training images")
     p.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    p.add_argument("--record", action="store_true")
     p.add_argument("--sets", help=f"run the pair-set part on these new pair sets (of {NEW_SETS}) instead of the seeds")
-    p.add_argument("--summarize", action="store_true", help="build experiments/results/posttrain-masked.json")
-    p.add_argument("--markdown", metavar="JSON")
     args = p.parse_args()
-    if args.markdown:
-        print(markdown(json.loads(Path(args.markdown).read_text())))
-        return
-    if args.summarize:
-        result = build()
-        RESULT.write_text(json.dumps(result, indent=1))
-        print(markdown(result))
+    if study.report(args, build, markdown, RESULT):
         return
     if not args.out:
         p.error("--out is required")
     if args.sets:
-        sets = [int(x) for x in args.sets.split(",") if x]
-        if unknown := set(sets) - set(NEW_SETS):
-            p.error(f"--sets: {sorted(unknown)} are not in the design {NEW_SETS}")
-        run_sets(Path(args.out).resolve(), args.tokens, sets, args.record)
+        run_sets(Path(args.out).resolve(), args.tokens, study.chosen(p, "--sets", args.sets, NEW_SETS), args.record)
         return
     run(Path(args.out).resolve(), args.tokens, [int(x) for x in args.seeds.split(",") if x], args.record)
 

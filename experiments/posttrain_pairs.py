@@ -69,6 +69,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+import study  # noqa: E402
 from noise_budget import mde_t  # noqa: E402
 from posttrain_authors import same_held_out, summarize  # noqa: E402  (E2's per-arm summary, reused as is)
 from posttrain_dose import aux_network, inception_check, pairs_once, robustok  # noqa: E402
@@ -84,7 +85,6 @@ PREDICTIONS = ROOT / "experiments" / "predictions" / "issue21.json"
 PER_RUN = ROOT / "experiments" / "results" / "posttrain-pairs"
 AMP_SUFFIX = {"fp32": "", "bf16": "-bf16"}  # fp32: the primary runs; bf16: the shipped CPU default, beside
 RESULT = ROOT / "experiments" / "results" / "posttrain-pairs.json"
-ALPHA_T = {2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447}  # two-sided 95% t quantiles by degrees of freedom
 
 
 def arm(n: int) -> str:
@@ -151,7 +151,7 @@ def t_test(a: list[float], b: list[float]) -> dict:
     a_, b_ = np.asarray(a), np.asarray(b)
     diff = float(a_.mean() - b_.mean())
     se = float(np.sqrt(a_.var(ddof=1) / len(a_) + b_.var(ddof=1) / len(b_)))
-    half = ALPHA_T[len(a_) + len(b_) - 2] * se
+    half = study.t975(len(a_) + len(b_) - 2) * se
     return {"difference": diff, "se": se, "ci95": [diff - half, diff + half], "significant": abs(diff) > half}
 
 
@@ -335,9 +335,7 @@ def main() -> None:
         p.error("--out is required")
     out = Path(args.out).resolve()
     tok, gen = str(Path(args.tokenizer).resolve()), str(Path(args.generator).resolve())
-    counts = [int(x) for x in args.pairs.split(",") if x]
-    if unknown := set(counts) - set(PAIR_COUNTS):
-        p.error(f"--pairs: {sorted(unknown)} are not in the design {PAIR_COUNTS}")
+    counts = study.chosen(p, "--pairs", args.pairs, PAIR_COUNTS)
     aux = prepare(out, tok, gen, PAIR_COUNTS)  # all four stores, whatever --pairs: the held-out check needs them
     if args.prepare:
         return

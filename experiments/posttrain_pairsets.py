@@ -28,16 +28,13 @@ Design (fixed and committed before any run)
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
-from noise_budget import mde_t  # noqa: E402
+import study  # noqa: E402
 from posttrain_authors import BUDGETS, GUIDANCE, SIGMA, scaled_recipe  # noqa: E402
 from posttrain_dose import aux_network, pairs_once, robustok  # noqa: E402
 from study_models import GENERATOR, TOKENIZER  # noqa: E402
@@ -46,7 +43,6 @@ NEW_SETS = tuple(range(2, 8))
 BUDGET = BUDGETS["long"]
 PER_SET = ROOT / "experiments" / "results" / "posttrain-pairsets"
 RESULT = ROOT / "experiments" / "results" / "posttrain-pairsets.json"
-T975 = {3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365}
 
 
 def run(out: Path, k: int, record: bool) -> dict:
@@ -84,15 +80,11 @@ def summarize() -> dict:
     new = [r["delta"] for r in rows if r["pairs_seed"] in NEW_SETS]
     result: dict = {"sets": rows, "new_sets": [r["pairs_seed"] for r in rows if r["pairs_seed"] in NEW_SETS]}
     if len(new) >= 2:
-        mean, sd = float(np.mean(new)), float(np.std(new, ddof=1))
-        half = T975[len(new) - 1] * sd / np.sqrt(len(new))
+        t = study.unit_test(new)
         result["test"] = {
-            "mean_delta": mean,
-            "pair_set_sd": sd,
-            "ci95": [mean - half, mean + half],
-            "verdict": "beats its control" if mean + half < 0 else "loses" if mean - half > 0 else "no call",
+            **{k: t[k] for k in ("mean_delta", "pair_set_sd", "ci95", "verdict")},
             "issue10_every_set_below_minus_0.5": all(d <= -0.5 for d in new),
-            "realised_mde": mde_t(sd / np.sqrt(len(new)), len(new) - 1),
+            "realised_mde": t["realised_mde"],
         }
     beside = {}
     for name, path, key in (
@@ -134,27 +126,14 @@ def markdown(result: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out")
+    p = study.parser(__doc__, RESULT, f"write each set to {PER_SET.relative_to(ROOT)}/")
     p.add_argument("--sets", default=",".join(map(str, NEW_SETS)))
-    p.add_argument("--record", action="store_true")
-    p.add_argument("--summarize", action="store_true", help=f"build {RESULT.relative_to(ROOT)}")
-    p.add_argument("--markdown", metavar="JSON")
     a = p.parse_args()
-    if a.markdown:
-        print(markdown(json.loads(Path(a.markdown).read_text())))
-        return
-    if a.summarize:
-        result = summarize()
-        RESULT.write_text(json.dumps(result, indent=1))
-        print(markdown(result))
+    if study.report(a, summarize, markdown, RESULT):
         return
     if not a.out:
         p.error("--out is required")
-    sets = [int(x) for x in a.sets.split(",") if x]
-    if unknown := set(sets) - set(NEW_SETS):
-        p.error(f"--sets: {sorted(unknown)} are not in the design {NEW_SETS}")
-    for k in sets:
+    for k in study.chosen(p, "--sets", a.sets, NEW_SETS):
         run(Path(a.out).resolve(), k, a.record)
 
 
