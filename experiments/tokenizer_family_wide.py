@@ -50,7 +50,6 @@ about 0.3 in either direction, against 0.5 for the 12-member family.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -60,6 +59,7 @@ from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
+import study  # noqa: E402
 from study_models import TOKENIZER  # noqa: E402
 from tokenizer_family import BUDGETS, SEEDS, train_member  # noqa: E402
 
@@ -257,22 +257,12 @@ def markdown(r: dict) -> str:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out")
+    p = study.parser(__doc__, RESULT, f"per-member JSON under {PER_MEMBER.relative_to(ROOT)}")
     p.add_argument("--check", action="store_true", help="the comparability check on the committed baseline-s0")
     p.add_argument("--check-code", type=Path, help=f"with --check: a checkout of {FAMILY_COMMIT} to evaluate it with")
     p.add_argument("--only", help=f"comma list of new members, in the design's order: {', '.join(WIDE)}")
-    p.add_argument("--record", action="store_true", help=f"per-member JSON under {PER_MEMBER.relative_to(ROOT)}")
-    p.add_argument("--summarize", action="store_true", help=f"build {RESULT.relative_to(ROOT)}")
-    p.add_argument("--markdown", metavar="JSON")
     a = p.parse_args()
-    if a.markdown:
-        print(markdown(json.loads(Path(a.markdown).read_text())))
-        return
-    if a.summarize:
-        result = build()
-        RESULT.write_text(json.dumps(result, indent=1, default=float))
-        print(markdown(result))
+    if study.report(a, build, markdown, RESULT):
         return
     if not a.out:
         p.error("--out is required")
