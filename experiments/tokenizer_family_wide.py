@@ -37,6 +37,13 @@ tests over 12 + 16 are reported beside it, labelled as the extension (`--summari
 but committed just after, an interim look at n = 14 made while testing `--summarize` (Spearman difference −0.04,
 [−0.31, +0.32]); no member, test or threshold was changed after it.
 
+Training-side check (`--retrain-check`, added while the members ran, before any analysis beyond the interim look
+above): the comparability check covers evaluation only, and the committed baseline-s0 (trained 12-02) differs
+from the family's (11-29) by more than the seed spread. So baseline-s0 is trained again with today's code, fp32,
+as the new members are. Rule fixed here: if its rFID or pFID differs from the recorded row by more than twice the
+6 seed members' sd (rFID 0.80, pFID 1.16), the training code or machine moved the family's numbers, the pooled
+test carries that caveat and the new members alone become the primary answer; otherwise the pooled test stands.
+
 Endpoints and tests
 1. Beyond the noise: the across-member variance of gFID-CFG over the pooled family against the training-seed
    variance (3.97², pooled over the 3 + 3 seed members, df 4; the 12-member family alone: F = 1.13, p = 0.50):
@@ -68,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 import study  # noqa: E402
 from study_models import TOKENIZER  # noqa: E402
-from tokenizer_family import BUDGETS, SEEDS, train_member  # noqa: E402
+from tokenizer_family import BUDGETS, MEMBERS, SEEDS, train_member  # noqa: E402
 
 BUDGET = "half"
 WIDE: dict[str, tuple[str, list[str]]] = {
@@ -129,6 +136,23 @@ def benchmark(name: str, path: str, out: Path, evaluate_only: bool = False) -> d
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     row = benchmark_tokenizer(entry, s, out / "bench", features, reference, False, log, 0)
     return {k: v for k, v in row.items() if k != "path"}
+
+
+def retrain_check(out: Path, record: bool) -> dict:
+    """The family's baseline-s0 trained again by today's code (fp32, as the new members), against the recorded row:
+    does today's training code reproduce the family's tokenizers (the new members' comparability on the training
+    side)?"""
+    recorded = next(t for t in json.loads(FAMILY.read_text())["tokenizers"] if t["name"] == "baseline-s0")
+    base, extra = MEMBERS["baseline-s0"]
+    path = train_member("baseline-s0-today", out, BUDGET, {"baseline-s0-today": (base, [*extra, FP32])})
+    now = benchmark("baseline-s0-today", path, out, evaluate_only=True)
+    result = {k: {"recorded": recorded[k], "retrained_today": now[k], "difference": now[k] - recorded[k]} for k in
+              ("psnr", "rfid", "pfid")}  # fmt: skip
+    print(json.dumps(result, indent=1))
+    if record:
+        PER_MEMBER.mkdir(parents=True, exist_ok=True)
+        (PER_MEMBER / "retrain-baseline-s0.json").write_text(json.dumps(result, indent=1))
+    return result
 
 
 def check(out: Path, record: bool, old_code: Path | None = None) -> dict:
@@ -298,6 +322,7 @@ def markdown(r: dict) -> str:
 def main() -> None:
     p = study.parser(__doc__, RESULT, f"per-member JSON under {PER_MEMBER.relative_to(ROOT)}")
     p.add_argument("--check", action="store_true", help="the comparability check on the committed baseline-s0")
+    p.add_argument("--retrain-check", action="store_true", help="train baseline-s0 again with today's code")
     p.add_argument("--check-code", type=Path, help=f"with --check: a checkout of {FAMILY_COMMIT} to evaluate it with")
     p.add_argument("--only", help=f"comma list of new members, in the design's order: {', '.join(WIDE)}")
     a = p.parse_args()
@@ -306,6 +331,8 @@ def main() -> None:
     if not a.out:
         p.error("--out is required")
     out = Path(a.out).resolve()
+    if a.retrain_check:
+        retrain_check(out, a.record)
     if a.check:
         check(out, a.record, a.check_code)
     if a.only:
