@@ -85,22 +85,19 @@ def generator(out: Path, tokens: Path | None) -> tuple[str, dict]:
     return gen_path, cached(out, "gfid-masked", {"gen": weights_hash(gen_path)}, False, score)
 
 
+def pair_store(out: Path, gen: str, seed: int) -> Path:
+    """The design's pairs (sigma, counts, CFG) with `post-train-data --seed seed`, made once into `out`."""
+    return pairs_once(out, gen, str(TOKENIZER), sigma=SIGMA, num_pairs=NUM_PAIRS, num_eval=NUM_EVAL, seed=seed,
+                      sampling=["--cfg", str(CFG)])  # fmt: skip
+
+
 def run(out: Path, tokens: Path | None, seeds: list[int], record: bool) -> None:
     gen, g = generator(out, tokens)
     print(f"masked generator: gFID-fmnist {g['gfid_cfg']:.2f} at CFG {CFG}, {g['gfid_nocfg']:.2f} without", flush=True)
     if record:
         PER_SEED.mkdir(parents=True, exist_ok=True)
         (PER_SEED / "generator.json").write_text(json.dumps(g, indent=1))
-    pairs = pairs_once(
-        out / "pairs",
-        gen,
-        str(TOKENIZER),
-        sigma=SIGMA,
-        num_pairs=NUM_PAIRS,
-        num_eval=NUM_EVAL,
-        seed=PAIRS_SEED,
-        sampling=["--cfg", str(CFG)],
-    )
+    pairs = pair_store(out / "pairs", gen, PAIRS_SEED)
     aux = aux_network(out)
     for seed in seeds:
         row = {"seed": seed, **post_train_run(str(TOKENIZER), pairs, out / f"post-seed{seed}", seed, aux, "fp32")}
@@ -116,16 +113,7 @@ def run_sets(out: Path, tokens: Path | None, sets: list[int], record: bool) -> N
     gen, _ = generator(out, tokens)
     aux = aux_network(out)
     for k in sets:
-        pairs = pairs_once(
-            out / f"set{k}" / "pairs",
-            gen,
-            str(TOKENIZER),
-            sigma=SIGMA,
-            num_pairs=NUM_PAIRS,
-            num_eval=NUM_EVAL,
-            seed=k,
-            sampling=["--cfg", str(CFG)],
-        )
+        pairs = pair_store(out / f"set{k}" / "pairs", gen, k)
         row = {"pairs_seed": k, **post_train_run(str(TOKENIZER), pairs, out / f"set{k}" / "post-seed0", 0, aux, "fp32")}
         print(
             f"pair set {k}: post - control (EMA) {row['gfid_proxy_after'] - row['gfid_proxy_control']:+.3f}", flush=True

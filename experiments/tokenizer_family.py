@@ -75,16 +75,26 @@ def train_member(name: str, out: Path, budget: str, members: dict | None = None)
     return str(train_or_resume("tokenizer", lambda: TokenizerTask(cfg), cfg.run, cfg.train, cfg.data, full_config=cfg))
 
 
-def perturbation_effect(rows: list[dict], endpoint: str) -> dict:
-    """robust - baseline over the training seeds, next to the seed spread and the noise floor."""
+def seed_members(rows: list[dict], endpoint: str) -> tuple[list[float], list[float]]:
+    """`endpoint` of the baseline and of the robust training-seed members."""
 
     def values(prefix: str) -> list[float]:
         return [r[endpoint] for r in rows if r["name"] in {f"{prefix}-s{s}" for s in SEEDS}]
 
-    base, rob = values("baseline"), values("robust")
+    return values("baseline"), values("robust")
+
+
+def pooled_seed_var(base: list[float], rob: list[float]) -> float:
+    """The training-seed variance pooled over the two arms."""
+    return float((np.var(base, ddof=1) + np.var(rob, ddof=1)) / 2)
+
+
+def perturbation_effect(rows: list[dict], endpoint: str) -> dict:
+    """robust - baseline over the training seeds, next to the seed spread and the noise floor."""
+    base, rob = seed_members(rows, endpoint)
     if len(base) < 2 or len(rob) < 2:
         return {}
-    sd = float(np.sqrt((np.var(base, ddof=1) + np.var(rob, ddof=1)) / 2))
+    sd = float(np.sqrt(pooled_seed_var(base, rob)))
     diff = float(np.mean(rob) - np.mean(base))
     return {
         "baseline": base,

@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "experiments"))
 import study  # noqa: E402
 from study_models import TOKENIZER  # noqa: E402
-from tokenizer_family import BUDGETS, MEMBERS, SEEDS, train_member  # noqa: E402
+from tokenizer_family import BUDGETS, MEMBERS, pooled_seed_var, seed_members, train_member  # noqa: E402
 
 BUDGET = "half"
 WIDE: dict[str, tuple[str, list[str]]] = {
@@ -119,23 +119,22 @@ def spec():
     return s
 
 
-def benchmark(name: str, path: str, out: Path, evaluate_only: bool = False) -> dict:
-    """The family's cached measurements of one tokenizer (metrics only with `evaluate_only`)."""
-    from robustok.demo.stages import cached, weights_hash
-    from robustok.metrics.features import get_feature_net
-    from robustok.metrics.fid import source_stats
-    from robustok.tokbench import Entry, _evaluate, benchmark_tokenizer
+def benchmark(name: str, path: str, out: Path, features, reference=None) -> dict:
+    """The family's cached measurements of one tokenizer: metrics only when no gFID `reference` is given."""
+    from robustok.tokbench import Entry, benchmark_tokenizer, tokenizer_metrics
 
-    s = spec()
-    features = get_feature_net(s.features)
-    entry = Entry(name, path, 1024)
-    if evaluate_only:
-        key = {"tok": weights_hash(path), "data": s.eval_data, "n": s.eval_images, "features": s.features}
-        return cached(out / "bench", f"eval-{name}", key, False, lambda: _evaluate(entry, s, features, 0))
-    reference = source_stats(s.train_data, features, num_images=s.gen_images)
+    s, entry = spec(), Entry(name, path, 1024)
+    if reference is None:
+        return tokenizer_metrics(entry, s, out / "bench", features)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     row = benchmark_tokenizer(entry, s, out / "bench", features, reference, False, log, 0)
     return {k: v for k, v in row.items() if k != "path"}
+
+
+def feature_net():
+    from robustok.metrics.features import get_feature_net
+
+    return get_feature_net(spec().features)
 
 
 def retrain_check(out: Path, record: bool) -> dict:
@@ -145,7 +144,7 @@ def retrain_check(out: Path, record: bool) -> dict:
     recorded = next(t for t in json.loads(FAMILY.read_text())["tokenizers"] if t["name"] == "baseline-s0")
     base, extra = MEMBERS["baseline-s0"]
     path = train_member("baseline-s0-today", out, BUDGET, {"baseline-s0-today": (base, [*extra, FP32])})
-    now = benchmark("baseline-s0-today", path, out, evaluate_only=True)
+    now = benchmark("baseline-s0-today", path, out, feature_net())
     result = {k: {"recorded": recorded[k], "retrained_today": now[k], "difference": now[k] - recorded[k]} for k in
               ("psnr", "rfid", "pfid")}  # fmt: skip
     print(json.dumps(result, indent=1))
@@ -159,7 +158,7 @@ def check(out: Path, record: bool, old_code: Path | None = None) -> dict:
     """The committed baseline-s0 under today's code against the recorded row; with `old_code` (a checkout of the
     commit that recorded the family) also under that code, which decides comparability (see the amendment)."""
     recorded = next(t for t in json.loads(FAMILY.read_text())["tokenizers"] if t["name"] == "baseline-s0")
-    now = benchmark("baseline-s0", str(TOKENIZER), out, evaluate_only=True)
+    now = benchmark("baseline-s0", str(TOKENIZER), out, feature_net())
     result = {k: {"recorded": recorded[k], "now": now[k], "difference": now[k] - recorded[k]} for k in ("rfid", "pfid")}
     result["comparable"] = all(abs(v["difference"]) <= CHECK_TOLERANCE for v in result.values())
     if old_code is not None:
@@ -198,10 +197,14 @@ def evaluate_with(checkout: Path) -> dict:
 
 
 def run(out: Path, names: list[str], record: bool) -> None:
+    from robustok.metrics.fid import source_stats
+
+    features = feature_net()
+    reference = source_stats(spec().train_data, features, num_images=spec().gen_images)  # once for all members
     for name in names:
         base, extra = {**WIDE, **EXTENSION}[name]
         path = train_member(name, out, BUDGET, {name: (base, [*extra, FP32])})
-        row = benchmark(name, path, out)
+        row = benchmark(name, path, out, features, reference)
         print(f"{name}: rFID {row['rfid']:.2f}, pFID {row['pfid']:.2f}, gFID CFG {row['gfid_cfg']:.2f}", flush=True)
         if record:
             PER_MEMBER.mkdir(parents=True, exist_ok=True)
@@ -210,9 +213,8 @@ def run(out: Path, names: list[str], record: bool) -> None:
 
 def beyond_noise(family: list[dict], key: str) -> dict:
     """One-sided F test: the across-member variance against the pooled training-seed variance (3 + 3 seeds)."""
-    seeds = [[r[key] for r in family if r["name"] == f"{arm}-s{s}"] for arm in ("baseline", "robust") for s in SEEDS]
-    base, rob = [v for g in seeds[:3] for v in g], [v for g in seeds[3:] for v in g]
-    var_seed = (np.var(base, ddof=1) + np.var(rob, ddof=1)) / 2
+    base, rob = seed_members(family, key)
+    var_seed = pooled_seed_var(base, rob)
     values = [r[key] for r in family]
     var_member = float(np.var(values, ddof=1))
     df_member, df_seed = len(values) - 1, len(base) + len(rob) - 2

@@ -162,6 +162,15 @@ def _gfid(entry: Entry, gen_path: str, spec: BenchmarkSpec, features, reference)
     return result
 
 
+def tokenizer_metrics(entry: Entry, spec: BenchmarkSpec, out: Path, features, fresh: bool = False,
+                      workers: Optional[int] = 0) -> dict:  # fmt: skip
+    """PSNR, rFID, pFID and codebook usage of one tokenizer on the spec's evaluation images, cached under `out`."""
+    from robustok.demo.stages import cached, weights_hash
+
+    key = {"tok": weights_hash(entry.path), "data": spec.eval_data, "n": spec.eval_images, "features": spec.features}
+    return cached(out, f"eval-{entry.name}", key, fresh, lambda: _evaluate(entry, spec, features, workers))
+
+
 def benchmark_tokenizer(
     entry: Entry,
     spec: BenchmarkSpec,
@@ -178,13 +187,7 @@ def benchmark_tokenizer(
     from robustok.demo.stages import cached, weights_hash
 
     weights = weights_hash(entry.path)
-    metrics = cached(
-        out,
-        f"eval-{entry.name}",
-        {"tok": weights, "data": spec.eval_data, "n": spec.eval_images, "features": spec.features},
-        fresh,
-        lambda: _evaluate(entry, spec, features, workers),
-    )
+    metrics = tokenizer_metrics(entry, spec, out, features, fresh, workers)
     log(
         f"  {entry.name}: PSNR {metrics['psnr']:.2f} dB, rFID {metrics['rfid']:.2f}, pFID {metrics['pfid']:.2f}, "
         f"usage {metrics['codebook_usage']:.0%}"
